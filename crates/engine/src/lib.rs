@@ -1,0 +1,23 @@
+//! aligntds-engine: loads language models (Hugging Face checkpoints or Hub ids),
+//! tokenizes and renders chat templates as transformers does, and computes
+//! exact teacher-forced next-token log-distributions in one forward pass.
+
+pub mod config;
+pub mod error;
+pub mod generate;
+mod hub;
+pub mod model;
+pub mod models;
+pub mod rope;
+pub mod score;
+pub mod source;
+pub mod template;
+pub mod tokenizer;
+
+pub use candle_core::{DType, Device};
+pub use error::{EngineError, Result};
+pub use generate::{GenerateOptions, Generation, StopReason};
+pub use model::{parse_device, parse_dtype, LanguageModel, LoadOptions};
+pub use models::Architecture;
+pub use score::{log_softmax_in_place, LogProbRows};
+pub use template::{ChatMessage, ChatTemplate};

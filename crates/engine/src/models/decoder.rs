@@ -1,0 +1,306 @@
+//! The decoder-only transformer shared by every supported architecture, run on
+//! whole sequences: unlike a generation-only forward it returns the hidden
+//! state of every position, so one pass scores a whole answer.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+
+use crate::config::{Activation, LayerAttention, ModelConfig};
+use crate::error::{EngineError, Result};
+use crate::rope;
+
+/// Upper bound on one attention score block, so long sequences never hold
+/// `[heads, T, T]` scores at once.
+const ATTENTION_BLOCK_BYTES: usize = 64 << 20;
+
+fn linear(vb: &VarBuilder, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
+    Ok(candle_nn::linear_b(in_dim, out_dim, bias, vb.pp(name))?)
+}
+
+fn rms_norm(vb: &VarBuilder, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
+    Ok(candle_nn::rms_norm(size, eps, vb.pp(name))?)
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn load(cfg: &ModelConfig, vb: &VarBuilder) -> Result<Self> {
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        Ok(Self {
+            q: linear(vb, "q_proj", h, cfg.num_heads * d, cfg.qkv_bias)?,
+            k: linear(vb, "k_proj", h, cfg.num_kv_heads * d, cfg.qkv_bias)?,
+            v: linear(vb, "v_proj", h, cfg.num_kv_heads * d, cfg.qkv_bias)?,
+            o: linear(vb, "o_proj", cfg.num_heads * d, h, cfg.o_bias)?,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            head_dim: d,
+            scale: 1.0 / (d as f64).sqrt(),
+        })
+    }
+
+    /// `x`: `[T, hidden]` for positions `start..start + T`; returns `[T, hidden]`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        start: usize,
+        (cos, sin): (&Tensor, &Tensor),
+        window: Option<usize>,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let t = x.dim(0)?;
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let rep = nh / nkv;
+        let q = self.q.forward(x)?.reshape((1, t, nh, hd))?;
+        let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?;
+        // Group query heads by their shared kv head, rows ordered (position, head in group),
+        // so grouped-query attention needs no repeated keys and a block of positions is a
+        // contiguous block of rows.
+        let q = (q.reshape((t, nkv, rep, hd))?.transpose(0, 1)?.contiguous()? * self.scale)?
+            .reshape((nkv, t * rep, hd))?;
+        let k = self.k.forward(x)?.reshape((1, t, nkv, hd))?;
+        let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?;
+        let k = k.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
+        let v = self.v.forward(x)?.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
+        let (k, v, key_start) = match cache {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
+                    None => (k, v),
+                };
+                *slot = Some((k.clone(), v.clone()));
+                (k, v, 0)
+            }
+            None => (k, v, start),
+        };
+        let s = k.dim(1)?;
+        let kt = k.t()?;
+        let block = (ATTENTION_BLOCK_BYTES / (nh * s * 4).max(1)).clamp(1, t);
+        let mut outputs = Vec::with_capacity(t.div_ceil(block));
+        for b0 in (0..t).step_by(block) {
+            let bt = block.min(t - b0);
+            let qb = q.narrow(1, b0 * rep, bt * rep)?;
+            let scores = qb.matmul(&kt)?.to_dtype(DType::F32)?;
+            let mask = causal_mask(start + b0, bt, rep, key_start, s, window, x.device())?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
+            outputs.push(probs.to_dtype(v.dtype())?.matmul(&v)?);
+        }
+        let out = if outputs.len() == 1 { outputs.pop().unwrap_or_else(|| unreachable!()) } else { Tensor::cat(&outputs, 1)? };
+        let out = out.reshape((nkv, t, rep, hd))?.transpose(0, 1)?.contiguous()?.reshape((t, nh * hd))?;
+        Ok(self.o.forward(&out)?)
+    }
+}
+
+/// Additive mask `[bt * rep, s]`: 0 where query (position `q0 + i`) may see key
+/// (position `key_start + j`), -inf elsewhere. Sliding windows follow
+/// transformers: key j is visible to query i when i - window < j <= i.
+fn causal_mask(
+    q0: usize,
+    bt: usize,
+    rep: usize,
+    key_start: usize,
+    s: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut mask = vec![0f32; bt * rep * s];
+    for i in 0..bt {
+        let qpos = q0 + i;
+        let lowest = window.map_or(0, |w| (qpos + 1).saturating_sub(w));
+        for r in 0..rep {
+            let row = &mut mask[(i * rep + r) * s..(i * rep + r + 1) * s];
+            for (j, m) in row.iter_mut().enumerate() {
+                let kpos = key_start + j;
+                if kpos > qpos || kpos < lowest {
+                    *m = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(mask, (bt * rep, s), device)?)
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    activation: Activation,
+}
+
+impl Mlp {
+    fn load(cfg: &ModelConfig, vb: &VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate: linear(vb, "gate_proj", h, i, cfg.mlp_bias)?,
+            up: linear(vb, "up_proj", h, i, cfg.mlp_bias)?,
+            down: linear(vb, "down_proj", i, h, cfg.mlp_bias)?,
+            activation: cfg.activation,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate.forward(x)?;
+        let gate = match self.activation {
+            Activation::Silu => candle_nn::ops::silu(&gate)?,
+            Activation::GeluTanh => gate.gelu()?,
+        };
+        Ok(self.down.forward(&(gate * self.up.forward(x)?)?)?)
+    }
+}
+
+struct Layer {
+    attention: Attention,
+    mlp: Mlp,
+    input_norm: RmsNorm,
+    post_attention_norm: RmsNorm,
+    kind: LayerAttention,
+}
+
+/// Per-layer key/value cache for incremental decoding.
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+pub struct Decoder {
+    config: ModelConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    inv_freq_full: Vec<f32>,
+    inv_freq_sliding: Vec<f32>,
+    device: Device,
+    dtype: DType,
+}
+
+impl Decoder {
+    /// Builds the decoder from Hugging Face tensor names (`model.layers.N...`).
+    pub fn load(config: ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let cfg = &config;
+        let model = vb.pp("model");
+        let embed = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, model.pp("embed_tokens"))?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for (i, kind) in cfg.layers.iter().enumerate() {
+            let lvb = model.pp(format!("layers.{i}"));
+            layers.push(Layer {
+                attention: Attention::load(cfg, &lvb.pp("self_attn"))?,
+                mlp: Mlp::load(cfg, &lvb.pp("mlp"))?,
+                input_norm: rms_norm(&lvb, "input_layernorm", cfg.hidden_size, cfg.rms_norm_eps)?,
+                post_attention_norm: rms_norm(&lvb, "post_attention_layernorm", cfg.hidden_size, cfg.rms_norm_eps)?,
+                kind: *kind,
+            });
+        }
+        let norm = rms_norm(&model, "norm", cfg.hidden_size, cfg.rms_norm_eps)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed.embeddings().clone(), None)
+        } else {
+            linear(&vb, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?
+        };
+        Ok(Self {
+            inv_freq_full: rope::inverse_frequencies(&cfg.rope_full, cfg.head_dim),
+            inv_freq_sliding: rope::inverse_frequencies(&cfg.rope_sliding, cfg.head_dim),
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Width of the logits: the embedding's row count, which may exceed the tokenizer's vocabulary.
+    pub fn logits_width(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            layers: vec![None; self.layers.len()],
+            len: 0,
+        }
+    }
+
+    /// Final-norm hidden states `[T, hidden]` for every position of `tokens`.
+    /// With a cache, `tokens` continue the cached sequence and are appended to it.
+    pub fn hidden_states(&self, tokens: &[u32], mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let t = tokens.len();
+        if t == 0 {
+            return Err(EngineError::Input("empty token sequence".into()));
+        }
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        let limit = self.config.max_position_embeddings;
+        if start + t > limit {
+            return Err(EngineError::Input(format!(
+                "sequence of {} tokens exceeds the model's context of {limit} tokens (max_position_embeddings in config.json); shorten the prompt or answer",
+                start + t
+            )));
+        }
+        if let Some(bad) = tokens.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return Err(EngineError::Input(format!(
+                "token id {bad} is outside the model's vocabulary of {} tokens",
+                self.config.vocab_size
+            )));
+        }
+        let rope_tables = |inv: &[f32]| -> Result<(Tensor, Tensor)> {
+            let (c, s) = rope::cos_sin(inv, start, t, &self.device)?;
+            Ok((c.to_dtype(self.dtype)?, s.to_dtype(self.dtype)?))
+        };
+        let full = rope_tables(&self.inv_freq_full)?;
+        let sliding = if self.inv_freq_sliding == self.inv_freq_full { None } else { Some(rope_tables(&self.inv_freq_sliding)?) };
+        let ids = Tensor::from_slice(tokens, t, &self.device)?;
+        let mut x = self.embed.forward(&ids)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (window, tables) = match layer.kind {
+                LayerAttention::Full => (None, &full),
+                LayerAttention::Sliding(w) => (Some(w), sliding.as_ref().unwrap_or(&full)),
+            };
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let h = layer.input_norm.forward(&x)?;
+            let h = layer.attention.forward(&h, start, (&tables.0, &tables.1), window, slot)?;
+            x = (x + h)?;
+            let h = layer.mlp.forward(&layer.post_attention_norm.forward(&x)?)?;
+            x = (x + h)?;
+        }
+        if let Some(c) = cache {
+            c.len += t;
+        }
+        Ok(self.norm.forward(&x)?)
+    }
+
+    /// Logits `[n, width]` in f32 for hidden-state rows `[n, hidden]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(hidden)?.to_dtype(DType::F32)?)
+    }
+}

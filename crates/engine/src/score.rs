@@ -1,0 +1,107 @@
+//! Teacher-forced scoring: one forward pass over a whole sequence, then the
+//! next-token log-distribution of every scored position, handed to the caller
+//! chunk by chunk so `[positions x vocabulary]` never exists in full.
+
+use rayon::prelude::*;
+
+use crate::error::{EngineError, Result};
+use crate::models::decoder::Decoder;
+
+/// Bytes of log-probabilities held at once while scoring.
+pub const DEFAULT_CHUNK_BYTES: usize = 256 << 20;
+
+/// Log-distributions for consecutive scored positions, row-major.
+pub struct LogProbRows<'a> {
+    /// The sequence position whose token the first row predicts.
+    pub first_position: usize,
+    /// Logits width: the length of each row.
+    pub width: usize,
+    pub data: &'a [f32],
+}
+
+impl LogProbRows<'_> {
+    pub fn len(&self) -> usize {
+        self.data.len() / self.width
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The log-distribution over the token at `first_position + i`, given the tokens before it.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.width..(i + 1) * self.width]
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = (usize, &[f32])> {
+        self.data
+            .chunks_exact(self.width)
+            .enumerate()
+            .map(move |(i, r)| (self.first_position + i, r))
+    }
+}
+
+/// Replaces logits by log-probabilities: the max is subtracted before
+/// exponentiating and the sum is accumulated in f64.
+pub fn log_softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return;
+    }
+    let sum: f64 = row.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    let log_norm = max as f64 + sum.ln();
+    for x in row.iter_mut() {
+        *x = (*x as f64 - log_norm) as f32;
+    }
+}
+
+/// Scores `tokens[start..]`: for each position t in `start..tokens.len()`, the
+/// distribution of token t given `tokens[..t]`, from one forward pass. `start`
+/// must be at least 1 (the first token has no context). `chunk_rows` caps the
+/// rows per chunk; `None` sizes chunks to [`DEFAULT_CHUNK_BYTES`].
+pub fn score_sequence<F>(decoder: &Decoder, tokens: &[u32], start: usize, chunk_rows: Option<usize>, mut sink: F) -> Result<()>
+where
+    F: FnMut(LogProbRows<'_>) -> Result<()>,
+{
+    if start == 0 || start > tokens.len() {
+        return Err(EngineError::Input(format!(
+            "scoring must start at a position between 1 and the sequence length ({}), not {start}",
+            tokens.len()
+        )));
+    }
+    if start == tokens.len() {
+        return Ok(());
+    }
+    // The last token's hidden state predicts nothing we score.
+    let hidden = decoder.hidden_states(&tokens[..tokens.len() - 1], None)?;
+    let width = decoder.logits_width();
+    let rows_per_chunk = chunk_rows.unwrap_or(DEFAULT_CHUNK_BYTES / (width * 4)).max(1);
+    let mut buffer: Vec<f32> = Vec::new();
+    let mut position = start;
+    while position < tokens.len() {
+        let n = rows_per_chunk.min(tokens.len() - position);
+        let logits = decoder.logits(&hidden.narrow(0, position - 1, n)?)?;
+        buffer.clear();
+        buffer.extend(logits.flatten_all()?.to_vec1::<f32>()?);
+        drop(logits);
+        buffer.par_chunks_mut(width).for_each(log_softmax_in_place);
+        sink(LogProbRows {
+            first_position: position,
+            width,
+            data: &buffer,
+        })?;
+        position += n;
+    }
+    Ok(())
+}
+
+/// The index of the largest value, the first one on ties (as torch.argmax).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in row.iter().enumerate() {
+        if x > row[best] {
+            best = i;
+        }
+    }
+    best
+}
