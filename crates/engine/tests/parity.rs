@@ -1,0 +1,142 @@
+//! Parity with transformers: every fixture architecture's log-probabilities,
+//! greedy generation, and teacher-forced vs KV-cache agreement.
+
+mod common;
+
+use aligntds_engine::score::score_sequence;
+use aligntds_engine::{GenerateOptions, StopReason};
+use common::*;
+
+/// Scores a golden sequence and returns the largest |delta log-prob| over the
+/// golden's top-20 ids and target token at every position.
+fn max_error(model: &aligntds_engine::LanguageModel, seq: &serde_json::Value, chunk_rows: Option<usize>) -> f64 {
+    let tokens = ids(&seq["tokens"]);
+    let start = seq["start"].as_u64().unwrap() as usize;
+    let positions = seq["positions"].as_array().unwrap();
+    let mut worst = 0f64;
+    let mut seen = 0;
+    score_sequence(&model.decoder, &tokens, start, chunk_rows, |rows| {
+        for (pos, row) in rows.rows() {
+            let golden = &positions[pos - start];
+            let target = golden["target_logprob"].as_f64().unwrap();
+            worst = worst.max((row[tokens[pos] as usize] as f64 - target).abs());
+            for (id, lp) in ids(&golden["top_ids"]).iter().zip(floats(&golden["top_logprobs"])) {
+                worst = worst.max((row[*id as usize] as f64 - lp).abs());
+            }
+            let top = floats(&golden["top_logprobs"]);
+            if top[0] - top[1] > 1e-3 {
+                assert_eq!(aligntds_engine::score::argmax(row) as u32, ids(&golden["top_ids"])[0], "top-1 at position {pos}");
+            }
+            let total: f64 = row.iter().map(|&x| (x as f64).exp()).sum();
+            assert!((total - 1.0).abs() < 1e-5, "position {pos}: probabilities sum to {total}");
+            seen += 1;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, positions.len(), "every scored position is delivered once");
+    worst
+}
+
+#[test]
+fn log_probs_match_transformers_for_every_architecture() {
+    for name in FIXTURES {
+        let model = load(name);
+        let goldens = read_json(&fixture_dir(name).join("goldens.json"));
+        for (i, seq) in goldens["sequences"].as_array().unwrap().iter().enumerate() {
+            let err = max_error(&model, seq, None);
+            eprintln!("{name} sequence {i}: max |delta log-prob| = {err:.2e}");
+            assert!(err <= TOLERANCE, "{name} sequence {i}: max |delta log-prob| {err} > {TOLERANCE}");
+        }
+    }
+}
+
+#[test]
+fn chunked_scoring_gives_the_same_rows() {
+    let model = load("mistral");
+    let goldens = read_json(&fixture_dir("mistral").join("goldens.json"));
+    let seq = &goldens["sequences"][0];
+    for chunk in [1, 3, 7] {
+        let err = max_error(&model, seq, Some(chunk));
+        assert!(err <= TOLERANCE, "chunk of {chunk} rows: {err}");
+    }
+}
+
+#[test]
+fn greedy_generation_matches_transformers_and_teacher_forcing() {
+    for name in FIXTURES {
+        let model = load(name);
+        let golden = &read_json(&fixture_dir(name).join("goldens.json"))["generation"];
+        let prompt = ids(&golden["prompt"]);
+        let expected = ids(&golden["tokens"]);
+        let options = GenerateOptions {
+            max_new_tokens: expected.len(),
+            stop_strings: vec![],
+            eos_token_ids: vec![u32::MAX],
+        };
+        let out = model.generate(&prompt, &options).unwrap();
+        assert_eq!(out.tokens, expected, "{name}: greedy tokens");
+        assert_eq!(out.stop_reason, StopReason::MaxNewTokens);
+        for (ours, theirs) in out.logprobs.iter().zip(floats(&golden["logprobs"])) {
+            assert!((*ours as f64 - theirs).abs() <= TOLERANCE, "{name}: generated log-prob {ours} vs {theirs}");
+        }
+        // The KV-cache path and one teacher-forced pass over prompt + answer agree.
+        let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();
+        let mut recomputed = Vec::new();
+        model
+            .score(&full, prompt.len(), |rows| {
+                for (pos, row) in rows.rows() {
+                    recomputed.push(row[full[pos] as usize]);
+                }
+                Ok(())
+            })
+            .unwrap();
+        for (a, b) in out.logprobs.iter().zip(&recomputed) {
+            assert!((a - b).abs() <= 1e-4, "{name}: cache {a} vs teacher-forced {b}");
+        }
+    }
+}
+
+#[test]
+fn generation_stops_at_eos_and_keeps_it() {
+    let model = load("llama2");
+    let golden = &read_json(&fixture_dir("llama2").join("goldens.json"))["generation"];
+    let prompt = ids(&golden["prompt"]);
+    let expected = ids(&golden["tokens"]);
+    // Declare the 4th greedy token an eos: generation must end right after it, keeping it.
+    let options = GenerateOptions {
+        max_new_tokens: 50,
+        stop_strings: vec![],
+        eos_token_ids: vec![expected[3]],
+    };
+    let out = model.generate(&prompt, &options).unwrap();
+    let first = expected.iter().position(|&t| t == expected[3]).unwrap();
+    assert_eq!(out.tokens, expected[..=first].to_vec());
+    assert_eq!(out.stop_reason, StopReason::Eos);
+}
+
+#[test]
+fn generation_stops_before_a_stop_string_dropping_the_token_it_starts_in() {
+    let model = load("qwen2");
+    let golden = &read_json(&fixture_dir("qwen2").join("goldens.json"))["generation"];
+    let prompt = ids(&golden["prompt"]);
+    let expected = ids(&golden["tokens"]);
+    let tok = &model.tokenizer;
+    // A stop string starting inside the 5th token's text and running into the 6th.
+    let pieces = tok.pieces(&expected).unwrap();
+    let (k, piece) = pieces.iter().enumerate().skip(4).find(|(_, p)| p.chars().count() >= 2).expect("a piece of 2+ chars");
+    let tail: String = piece.chars().skip(1).collect();
+    let stop = format!("{tail}{}", pieces[k + 1]);
+    let options = GenerateOptions {
+        max_new_tokens: 50,
+        stop_strings: vec!["never-generated".into(), stop.clone()],
+        eos_token_ids: vec![u32::MAX],
+    };
+    let out = model.generate(&prompt, &options).unwrap();
+    let text_before = tok.decode(&expected[..k], false).unwrap();
+    let full_text = tok.decode(&expected[..k + 2], false).unwrap();
+    let first_hit = full_text.find(&stop).unwrap();
+    assert!(first_hit >= text_before.len(), "stop string starts inside token {k}");
+    assert_eq!(out.tokens, expected[..k].to_vec(), "tokens before the one containing the stop string's start");
+    assert_eq!(out.stop_reason, StopReason::StopString(stop));
+}

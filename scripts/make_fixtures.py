@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Builds the tiny random-weight test checkpoints and their transformers goldens.
+
+Dev time only (not run by CI): `pip install torch transformers tokenizers`, then
+`python3 scripts/make_fixtures.py`. Writes fixtures/<name>/ (a Hugging Face
+checkpoint) and fixtures/<name>/goldens.json, plus fixtures/tokenizers.json and
+fixtures/templates.json. Re-running with the same package versions reproduces
+the files. `--bench DIR` instead writes a SmolLM2-135M-shaped random checkpoint
+(about 540 MB, not committed) for throughput measurements.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "fixtures"
+SHARED = ROOT.parent / "shared" / "data" / "just-eval-1000.llama-2-7b-chat.json"
+
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+
+# A template written the way recent models write theirs: whitespace control by
+# trim_blocks/lstrip_blocks, loop controls, namespace, tojson, strftime_now.
+TOOLISH_TEMPLATE = """{%- set ns = namespace(system='') %}
+{%- for message in messages %}
+    {%- if message['role'] == 'system' %}
+        {%- set ns.system = message['content'] %}
+        {%- continue %}
+    {%- endif %}
+<|im_start|>{{ message['role'] }}
+{{ message['content'] | trim }}<|im_end|>
+{% endfor %}
+{%- if ns.system %}
+<|im_start|>meta
+{{ {'system': ns.system, 'n': messages | length, 'tags': ['a', "b\\"c", 1.5, none, true]} | tojson }}
+{{ {'x': [1, 2]} | tojson(indent=2) }}<|im_end|>
+{% endif %}
+{%- if add_generation_prompt %}
+<|im_start|>assistant
+{% endif %}"""
+
+SMOLLM2_TEMPLATE = (ROOT / "crates/engine/templates/smollm2.jinja").read_text()
+
+
+def corpus():
+    if SHARED.exists():
+        rows = json.loads(SHARED.read_text())[:300]
+        return [r["pure_input"] for r in rows] + [r["output"][0] for r in rows]
+    return [transformers.__doc__ or "hello world"] * 10
+
+
+def train_sentencepiece_like(texts, size):
+    """Llama-style: metaspace, byte fallback, <unk> <s> </s>, BOS via the post-processor."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=80, show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    data = json.loads(tok.to_str())
+    learned = data["model"]["vocab"]
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for token, _ in sorted(learned.items(), key=lambda kv: kv[1]):
+        if token not in vocab:
+            vocab[token] = len(vocab)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in data["model"]["merges"]]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    from tokenizers import AddedToken
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ["<unk>", "<s>", "</s>"]])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    return tok
+
+
+def train_byte_level(texts, size):
+    """GPT-2/Qwen-style byte-level BPE with ChatML specials and no BOS."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tok
+
+
+def save_tokenizer(tok, out, config):
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 256, **config}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
+def perturb(model, seed):
+    """Random weights with every parameter non-trivial (norm weights off 1, biases off 0)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+            elif name.endswith("bias"):
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.15 * torch.randn(p.shape, generator=g))
+
+
+FIXTURES = {
+    # Llama 2 style: MHA, untied, older config keys, sharded weights, logits wider than the tokenizer.
+    "llama2": dict(
+        cls="LlamaConfig", tokenizer="sp",
+        config=dict(vocab_size=640, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                    rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2),
+        old_rope=dict(rope_theta=10000.0, rope_scaling=None), shard=True,
+        template=dict(chat_template=[{"name": "default", "template": LLAMA2_CHAT_TEMPLATE},
+                                     {"name": "toolish", "template": TOOLISH_TEMPLATE}]),
+    ),
+    # Llama 3 style: GQA, tied embeddings, llama3 rope scaling (new rope_parameters key), chat_template.jinja.
+    "llama3": dict(
+        cls="LlamaConfig", tokenizer="sp",
+        config=dict(vocab_size=620, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=256,
+                    rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2,
+                    rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
+                                         high_freq_factor=4.0, original_max_position_embeddings=32)),
+        jinja=TOOLISH_TEMPLATE,
+    ),
+    # Mistral: sliding window (5) shorter than the test sequences, head_dim not hidden/heads, GQA.
+    "mistral": dict(
+        cls="MistralConfig", tokenizer="sp",
+        config=dict(vocab_size=620, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=24, max_position_embeddings=256,
+                    rms_norm_eps=1e-5, sliding_window=5, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2),
+        template=dict(chat_template=LLAMA2_CHAT_TEMPLATE),
+    ),
+    # Qwen2: q/k/v bias, tied embeddings, GQA, byte-level BPE, ChatML, no BOS.
+    "qwen2": dict(
+        cls="Qwen2Config", tokenizer="bl",
+        config=dict(vocab_size=600, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                    rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False,
+                    bos_token_id=None, eos_token_id=2, rope_theta=1000000.0),
+        template=dict(chat_template=SMOLLM2_TEMPLATE),
+    ),
+}
+
+TEXTS = [
+    "Hello world",
+    " leading space and  double  spaces",
+    "Line one\nLine two\n\n  indented",
+    "<s>[INST] special tokens inside [/INST] answer</s>",
+    "<|im_start|>user\nWhat is TDS?<|im_end|>\n<|im_start|>assistant\n",
+    "Unicode: caf\u00e9, \u00fcber, \u4f60\u597d, emoji \U0001F642!",
+    "numbers 12345 and symbols #$%&*()",
+]
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What are the names of some famous actors?"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "  Why is the sky blue?  "}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+     {"role": "user", "content": "Tell me a joke."}],
+]
+
+
+def topk_goldens(model, ids, start, k=20):
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    logp = torch.log_softmax(logits, dim=-1)
+    positions = []
+    for t in range(start, len(ids)):
+        row = logp[t - 1]
+        top = torch.topk(row, k)
+        positions.append({
+            "top_ids": top.indices.tolist(),
+            "top_logprobs": [round(x, 7) for x in top.values.tolist()],
+            "target_logprob": round(row[ids[t]].item(), 7),
+        })
+    return {"tokens": ids, "start": start, "positions": positions}
+
+
+def generation_golden(model, prompt, n):
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False, output_scores=True,
+                             return_dict_in_generate=True, eos_token_id=None, pad_token_id=0)
+    new = out.sequences[0, len(prompt):].tolist()
+    logprobs = [torch.log_softmax(s[0].double(), -1)[t].item() for s, t in zip(out.scores, new)]
+    return {"prompt": prompt, "tokens": new, "logprobs": [round(x, 7) for x in logprobs]}
+
+
+def build(name, spec, toks, seed):
+    out = OUT / name
+    shutil.rmtree(out, ignore_errors=True)
+    cfg_cls = getattr(transformers, spec["cls"])
+    cfg = cfg_cls(**spec["config"])
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").float().eval()
+    perturb(model, seed)
+    model.save_pretrained(out, max_shard_size="200KB" if spec.get("shard") else "100MB")
+    if "old_rope" in spec:
+        # Rewrite the config in the pre-5.x key style (rope_theta / rope_scaling).
+        c = json.loads((out / "config.json").read_text())
+        c.pop("rope_parameters", None)
+        c.update(spec["old_rope"])
+        (out / "config.json").write_text(json.dumps(c, indent=2) + "\n")
+    tok = toks[spec["tokenizer"]]
+    if spec["tokenizer"] == "sp":
+        tcfg = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", add_bos_token=True)
+    else:
+        tcfg = dict(bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tcfg.update(spec.get("template", {}))
+    save_tokenizer(tok, out, tcfg)
+    if "jinja" in spec:
+        (out / "chat_template.jinja").write_text(spec["jinja"])
+    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": [2], "bos_token_id": 1}) + "\n")
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    g = torch.Generator().manual_seed(seed + 1)
+    text_ids = tokenizer(TEXTS[0] + ". " + TEXTS[2] + " " + TEXTS[5] + " The answer is 42 because of reasons.")["input_ids"]
+    random_ids = torch.randint(0, cfg.vocab_size, (48,), generator=g).tolist()
+    prompt = tokenizer(TEXTS[1])["input_ids"][:12]
+    goldens = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "sequences": [topk_goldens(model, text_ids, 1), topk_goldens(model, random_ids, 5)],
+        "generation": generation_golden(model, prompt, 16),
+    }
+    (out / "goldens.json").write_text(json.dumps(goldens) + "\n")
+    return tokenizer
+
+
+def tokenizer_goldens(tokenizer):
+    rows = []
+    for text in TEXTS:
+        with_specials = tokenizer(text)["input_ids"]
+        plain = tokenizer(text, add_special_tokens=False)["input_ids"]
+        rows.append({"text": text, "ids": with_specials, "ids_plain": plain,
+                     "decoded": tokenizer.decode(plain), "decoded_skip": tokenizer.decode(plain, skip_special_tokens=True)})
+    return rows
+
+
+def template_goldens(tokenizer, template=None, **kw):
+    rows = []
+    for conv in CONVERSATIONS:
+        for agp in (True, False):
+            try:
+                text = tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=agp, chat_template=template, **kw)
+                rows.append({"messages": conv, "add_generation_prompt": agp, "rendered": text})
+            except Exception as e:  # a template that rejects the conversation
+                rows.append({"messages": conv, "add_generation_prompt": agp, "error": str(e)})
+    return rows
+
+
+LLAMA2_DEFAULT_SYSTEM = (
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being safe.  "
+    "Your answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content. "
+    "Please ensure that your responses are socially unbiased and positive in nature.\n\nIf a question does not make "
+    "any sense, or is not factually coherent, explain why instead of answering something not correct. If you don't "
+    "know the answer to a question, please don't share false information."
+)
+
+
+def llama2_study_goldens():
+    """The study's prompt format, written out with plain string formatting (no Jinja)."""
+    rows = []
+    for query in ["What are the names of some famous actors that started their careers on Broadway?",
+                  "Write a haiku about\nnewlines   and  spaces ",
+                  "Quote: \"<s>\" and {braces} and {{ jinja }} and {% raw %}"]:
+        rendered = "<s>[INST] <<SYS>>\n" + LLAMA2_DEFAULT_SYSTEM + "\n<</SYS>>\n \n " + query + " [/INST] "
+        rows.append({"messages": [{"role": "user", "content": query}], "add_generation_prompt": True, "rendered": rendered})
+    rows.append({"messages": [{"role": "system", "content": "Short."}, {"role": "user", "content": "Hi"}],
+                 "add_generation_prompt": True, "rendered": "<s>[INST] <<SYS>>\nShort.\n<</SYS>>\n \n Hi [/INST] "})
+    return rows
+
+
+def bench(dest):
+    dest = Path(dest)
+    toks = {"bl": train_byte_level(corpus(), 2000)}
+    cfg = transformers.LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                   num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                                   rms_norm_eps=1e-5, tie_word_embeddings=True, rope_theta=100000.0)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).float()
+    model.save_pretrained(dest)
+    save_tokenizer(toks["bl"], dest, dict(eos_token="<|im_end|>", chat_template=SMOLLM2_TEMPLATE))
+    print(f"wrote {dest}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", metavar="DIR", help="write a SmolLM2-135M-shaped random checkpoint to DIR instead")
+    args = ap.parse_args()
+    if args.bench:
+        return bench(args.bench)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    texts = corpus()
+    toks = {"sp": train_sentencepiece_like(texts, 330), "bl": train_byte_level(texts, 590)}
+    OUT.mkdir(exist_ok=True)
+    tokenizers_out, templates_out = {}, {}
+    for i, (name, spec) in enumerate(FIXTURES.items()):
+        tokenizer = build(name, spec, toks, seed=1000 + i)
+        tokenizers_out[name] = tokenizer_goldens(tokenizer)
+        templates_out[name] = template_goldens(tokenizer)
+        print(f"built {name}", file=sys.stderr)
+    templates_out["llama2:toolish"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "llama2"), template="toolish")
+    templates_out["builtin:smollm2"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "qwen2"), template=SMOLLM2_TEMPLATE)
+    templates_out["builtin:llama2-study"] = llama2_study_goldens()
+    meta = {"transformers": transformers.__version__, "tokenizers": __import__("tokenizers").__version__}
+    (OUT / "tokenizers.json").write_text(json.dumps({**meta, "fixtures": tokenizers_out}, ensure_ascii=False, indent=1) + "\n")
+    (OUT / "templates.json").write_text(json.dumps({**meta, "fixtures": templates_out}, ensure_ascii=False, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
