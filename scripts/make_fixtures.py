@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "fixtures"
@@ -56,6 +56,8 @@ TOOLISH_TEMPLATE = """{%- set ns = namespace(system='') %}
 <|im_start|>assistant
 {% endif %}"""
 
+QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+
 SMOLLM2_TEMPLATE = (ROOT / "crates/engine/templates/smollm2.jinja").read_text()
 
 
@@ -91,9 +93,15 @@ def train_sentencepiece_like(texts, size):
 
 
 def train_byte_level(texts, size):
-    """GPT-2/Qwen-style byte-level BPE with ChatML specials and no BOS."""
+    """Qwen2-style byte-level BPE with ChatML specials and no BOS. The pipeline is
+    exactly the one transformers' Qwen2Tokenizer rebuilds around the vocabulary,
+    so AutoTokenizer and the tokenizer.json itself agree."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(
@@ -249,9 +257,15 @@ def build(name, spec, toks, seed):
     return tokenizer
 
 
-def tokenizer_goldens(tokenizer):
+def tokenizer_goldens(tokenizer, path):
+    """AutoTokenizer's results, checked against the tokenizer.json loaded as it is."""
+    plain_file = transformers.PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))
     rows = []
     for text in TEXTS:
+        a = tokenizer(text, add_special_tokens=False)["input_ids"]
+        b = plain_file(text, add_special_tokens=False)["input_ids"]
+        if a != b:
+            sys.exit(f"{path}: AutoTokenizer and tokenizer.json disagree on {text!r}: {a} vs {b}")
         with_specials = tokenizer(text)["input_ids"]
         plain = tokenizer(text, add_special_tokens=False)["input_ids"]
         rows.append({"text": text, "ids": with_specials, "ids_plain": plain,
@@ -319,7 +333,7 @@ def main():
     tokenizers_out, templates_out = {}, {}
     for i, (name, spec) in enumerate(FIXTURES.items()):
         tokenizer = build(name, spec, toks, seed=1000 + i)
-        tokenizers_out[name] = tokenizer_goldens(tokenizer)
+        tokenizers_out[name] = tokenizer_goldens(tokenizer, OUT / name)
         templates_out[name] = template_goldens(tokenizer)
         print(f"built {name}", file=sys.stderr)
     templates_out["llama2:toolish"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "llama2"), template="toolish")
