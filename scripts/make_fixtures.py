@@ -250,6 +250,7 @@ def build(name, spec, toks, seed):
     goldens = {
         "transformers": transformers.__version__,
         "torch": torch.__version__,
+        "parameters": model.num_parameters(),
         "sequences": [topk_goldens(model, text_ids, 1), topk_goldens(model, random_ids, 5)],
         "generation": generation_golden(model, prompt, 16),
     }

@@ -18,7 +18,11 @@ impl RawConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let value = crate::error::read_json(path)?;
         if !value.is_object() {
-            return Err(EngineError::config(path, "<root>", "expected a JSON object"));
+            return Err(EngineError::config(
+                path,
+                "<root>",
+                "expected a JSON object",
+            ));
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -49,10 +53,9 @@ impl RawConfig {
     pub fn opt_usize(&self, field: &str) -> Result<Option<usize>> {
         match self.get(field) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(n as usize))
-                .ok_or_else(|| self.error(field, format!("expected a non-negative integer, found {v}"))),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                self.error(field, format!("expected a non-negative integer, found {v}"))
+            }),
         }
     }
 
@@ -88,9 +91,8 @@ impl RawConfig {
 
     /// Token ids given as one integer or a list of integers (`eos_token_id`).
     pub fn token_ids(&self, field: &str) -> Result<Vec<u32>> {
-        token_ids_of(self.get(field)).ok_or_else(|| {
-            self.error(field, "expected a token id or a list of token ids")
-        })
+        token_ids_of(self.get(field))
+            .ok_or_else(|| self.error(field, "expected a token id or a list of token ids"))
     }
 }
 
@@ -98,10 +100,7 @@ pub(crate) fn token_ids_of(value: Option<&Value>) -> Option<Vec<u32>> {
     match value {
         None | Some(Value::Null) => Some(Vec::new()),
         Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_u64().map(|n| n as u32))
-            .collect(),
+        Some(Value::Array(items)) => items.iter().map(|v| v.as_u64().map(|n| n as u32)).collect(),
         Some(_) => None,
     }
 }
@@ -185,7 +184,9 @@ impl ModelConfig {
         if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(raw.error(
                 "num_key_value_heads",
-                format!("{num_kv_heads} must be positive and divide num_attention_heads ({num_heads})"),
+                format!(
+                    "{num_kv_heads} must be positive and divide num_attention_heads ({num_heads})"
+                ),
             ));
         }
         let head_dim = match raw.opt_usize("head_dim")? {
@@ -201,7 +202,10 @@ impl ModelConfig {
             }
         };
         if head_dim % 2 != 0 {
-            return Err(raw.error("head_dim", format!("{head_dim} must be even for rotary embeddings")));
+            return Err(raw.error(
+                "head_dim",
+                format!("{head_dim} must be even for rotary embeddings"),
+            ));
         }
         let num_layers = raw.usize("num_hidden_layers")?;
         let (rope_full, rope_sliding) = parse_rope(raw)?;
@@ -251,21 +255,28 @@ impl ModelConfig {
         if types.len() != self.num_layers {
             return Err(raw.error(
                 "layer_types",
-                format!("has {} entries but num_hidden_layers is {}", types.len(), self.num_layers),
+                format!(
+                    "has {} entries but num_hidden_layers is {}",
+                    types.len(),
+                    self.num_layers
+                ),
             ));
         }
         for (i, t) in types.iter().enumerate() {
             self.layers[i] = match t.as_str() {
                 Some("full_attention") => LayerAttention::Full,
                 Some("sliding_attention") => LayerAttention::Sliding(window.ok_or_else(|| {
-                    raw.error("sliding_window", "layer_types has sliding_attention layers but no window is set")
+                    raw.error(
+                        "sliding_window",
+                        "layer_types has sliding_attention layers but no window is set",
+                    )
                 })?),
-                _ => {
-                    return Err(raw.error(
-                        &format!("layer_types[{i}]"),
-                        format!("unsupported layer type {t}; expected full_attention or sliding_attention"),
-                    ))
-                }
+                _ => return Err(raw.error(
+                    &format!("layer_types[{i}]"),
+                    format!(
+                        "unsupported layer type {t}; expected full_attention or sliding_attention"
+                    ),
+                )),
             };
         }
         Ok(true)
@@ -283,11 +294,18 @@ fn parse_rope(raw: &RawConfig) -> Result<(RopeConfig, RopeConfig)> {
         let per_layer = obj.contains_key("full_attention") || obj.contains_key("sliding_attention");
         if per_layer {
             let full = match obj.get("full_attention") {
-                Some(v) => parse_rope_object(raw, "rope_parameters.full_attention", v, default_theta)?,
-                None => RopeConfig { theta: default_theta, scaling: RopeScaling::Default },
+                Some(v) => {
+                    parse_rope_object(raw, "rope_parameters.full_attention", v, default_theta)?
+                }
+                None => RopeConfig {
+                    theta: default_theta,
+                    scaling: RopeScaling::Default,
+                },
             };
             let sliding = match obj.get("sliding_attention") {
-                Some(v) => parse_rope_object(raw, "rope_parameters.sliding_attention", v, default_theta)?,
+                Some(v) => {
+                    parse_rope_object(raw, "rope_parameters.sliding_attention", v, default_theta)?
+                }
                 None => full.clone(),
             };
             return Ok((full, sliding));
@@ -296,23 +314,33 @@ fn parse_rope(raw: &RawConfig) -> Result<(RopeConfig, RopeConfig)> {
         return Ok((rope.clone(), rope));
     }
     let rope = match raw.get("rope_scaling") {
-        None => RopeConfig { theta: default_theta, scaling: RopeScaling::Default },
+        None => RopeConfig {
+            theta: default_theta,
+            scaling: RopeScaling::Default,
+        },
         Some(v) => parse_rope_object(raw, "rope_scaling", v, default_theta)?,
     };
     Ok((rope.clone(), rope))
 }
 
-fn parse_rope_object(raw: &RawConfig, field: &str, value: &Value, default_theta: f64) -> Result<RopeConfig> {
+fn parse_rope_object(
+    raw: &RawConfig,
+    field: &str,
+    value: &Value,
+    default_theta: f64,
+) -> Result<RopeConfig> {
     let obj = value
         .as_object()
         .ok_or_else(|| raw.error(field, "expected an object"))?;
     let number = |key: &str| -> Result<Option<f64>> {
         match obj.get(key).filter(|v| !v.is_null()) {
             None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| raw.error(&format!("{field}.{key}"), format!("expected a number, found {v}"))),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                raw.error(
+                    &format!("{field}.{key}"),
+                    format!("expected a number, found {v}"),
+                )
+            }),
         }
     };
     let required = |key: &str| -> Result<f64> {
@@ -334,7 +362,9 @@ fn parse_rope_object(raw: &RawConfig, field: &str, value: &Value, default_theta:
         .unwrap_or("default");
     let scaling = match kind {
         "default" => RopeScaling::Default,
-        "linear" => RopeScaling::Linear { factor: required("factor")? },
+        "linear" => RopeScaling::Linear {
+            factor: required("factor")?,
+        },
         "llama3" => RopeScaling::Llama3 {
             factor: required("factor")?,
             low_freq_factor: required("low_freq_factor")?,

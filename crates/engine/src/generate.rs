@@ -19,6 +19,8 @@ pub enum StopReason {
     Eos,
     StopString(String),
     MaxNewTokens,
+    /// The model's context (max_position_embeddings) is full.
+    ContextFull,
 }
 
 #[derive(Debug, Clone)]
@@ -31,19 +33,31 @@ pub struct Generation {
 }
 
 fn next_token(decoder: &Decoder, hidden_last: &candle_core::Tensor) -> Result<(u32, f32)> {
-    let mut row = decoder.logits(hidden_last)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut row = decoder
+        .logits(hidden_last)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     log_softmax_in_place(&mut row);
     let id = argmax(&row);
     Ok((id as u32, row[id]))
 }
 
 /// Greedy decoding of `prompt` (token ids, at least one).
-pub fn generate(decoder: &Decoder, tokenizer: &TextTokenizer, prompt: &[u32], options: &GenerateOptions) -> Result<Generation> {
+pub fn generate(
+    decoder: &Decoder,
+    tokenizer: &TextTokenizer,
+    prompt: &[u32],
+    options: &GenerateOptions,
+) -> Result<Generation> {
     let mut cache = decoder.new_cache();
     let mut tokens = Vec::new();
     let mut logprobs = Vec::new();
     if options.max_new_tokens == 0 {
-        return Ok(Generation { tokens, logprobs, stop_reason: StopReason::MaxNewTokens });
+        return Ok(Generation {
+            tokens,
+            logprobs,
+            stop_reason: StopReason::MaxNewTokens,
+        });
     }
     let hidden = decoder.hidden_states(prompt, Some(&mut cache))?;
     let mut last = hidden.narrow(0, prompt.len() - 1, 1)?;
@@ -52,15 +66,34 @@ pub fn generate(decoder: &Decoder, tokenizer: &TextTokenizer, prompt: &[u32], op
         tokens.push(id);
         logprobs.push(logprob);
         if options.eos_token_ids.contains(&id) {
-            return Ok(Generation { tokens, logprobs, stop_reason: StopReason::Eos });
+            return Ok(Generation {
+                tokens,
+                logprobs,
+                stop_reason: StopReason::Eos,
+            });
         }
         if let Some((keep, stop)) = find_stop(tokenizer, &tokens, &options.stop_strings)? {
             tokens.truncate(keep);
             logprobs.truncate(keep);
-            return Ok(Generation { tokens, logprobs, stop_reason: StopReason::StopString(stop) });
+            return Ok(Generation {
+                tokens,
+                logprobs,
+                stop_reason: StopReason::StopString(stop),
+            });
         }
         if tokens.len() >= options.max_new_tokens {
-            return Ok(Generation { tokens, logprobs, stop_reason: StopReason::MaxNewTokens });
+            return Ok(Generation {
+                tokens,
+                logprobs,
+                stop_reason: StopReason::MaxNewTokens,
+            });
+        }
+        if cache.len() + 1 > decoder.config().max_position_embeddings {
+            return Ok(Generation {
+                tokens,
+                logprobs,
+                stop_reason: StopReason::ContextFull,
+            });
         }
         last = decoder.hidden_states(&[id], Some(&mut cache))?;
     }
@@ -68,7 +101,11 @@ pub fn generate(decoder: &Decoder, tokenizer: &TextTokenizer, prompt: &[u32], op
 
 /// When the decoded answer contains a stop string, the number of tokens to keep
 /// (those whose text ends before the stop string begins) and the string found.
-fn find_stop(tokenizer: &TextTokenizer, tokens: &[u32], stops: &[String]) -> Result<Option<(usize, String)>> {
+fn find_stop(
+    tokenizer: &TextTokenizer,
+    tokens: &[u32],
+    stops: &[String],
+) -> Result<Option<(usize, String)>> {
     if stops.is_empty() {
         return Ok(None);
     }

@@ -9,10 +9,19 @@ use crate::error::{EngineError, Result};
 use crate::source::{shard_paths, CheckpointFiles};
 
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
 }
 
-pub(crate) fn fetch_checkpoint(reference: &str, id: &str, revision: Option<&str>) -> Result<CheckpointFiles> {
+pub(crate) fn fetch_checkpoint(
+    reference: &str,
+    id: &str,
+    revision: Option<&str>,
+) -> Result<CheckpointFiles> {
     let repo = match revision {
         Some(rev) => Repo::with_revision(id.to_string(), RepoType::Model, rev.to_string()),
         None => Repo::new(id.to_string(), RepoType::Model),
@@ -22,26 +31,37 @@ pub(crate) fn fetch_checkpoint(reference: &str, id: &str, revision: Option<&str>
     let api = if offline() {
         None
     } else {
-        Some(ApiBuilder::from_env().with_progress(true).build().map_err(|e| EngineError::ModelReference {
-            reference: reference.into(),
-            message: format!("cannot set up the Hugging Face Hub client: {e}"),
-        })?)
+        Some(
+            ApiBuilder::from_env()
+                .with_progress(true)
+                .build()
+                .map_err(|e| EngineError::ModelReference {
+                    reference: reference.into(),
+                    message: format!("cannot set up the Hugging Face Hub client: {e}"),
+                })?,
+        )
     };
     let api_repo = api.as_ref().map(|a| a.repo(repo));
-    let unreachable = |file: &str, why: String| EngineError::ModelReference {
+    let unreachable = |file: &str, why: String| {
+        EngineError::ModelReference {
         reference: reference.into(),
         message: format!(
             "cannot get {file} for Hub id `{id}` ({why}) and it is not in the cache at {}; \
              download the checkpoint (e.g. `huggingface-cli download {id} --local-dir DIR`) and pass the local directory DIR instead",
             cache.path().display()
         ),
+    }
     };
     let get = |file: &str, required: bool| -> Result<Option<PathBuf>> {
         if let Some(p) = cached.get(file) {
             return Ok(Some(p));
         }
         let Some(api_repo) = &api_repo else {
-            return if required { Err(unreachable(file, "HF_HUB_OFFLINE is set".into())) } else { Ok(None) };
+            return if required {
+                Err(unreachable(file, "HF_HUB_OFFLINE is set".into()))
+            } else {
+                Ok(None)
+            };
         };
         match api_repo.get(file) {
             Ok(p) => Ok(Some(p)),

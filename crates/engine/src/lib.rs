@@ -21,3 +21,11 @@ pub use model::{parse_device, parse_dtype, LanguageModel, LoadOptions};
 pub use models::Architecture;
 pub use score::{log_softmax_in_place, LogProbRows};
 pub use template::{ChatMessage, ChatTemplate};
+
+/// Sizes the global thread pool used by the engine's per-row work.
+pub fn set_threads(threads: usize) -> Result<()> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| EngineError::option("--threads", e.to_string()))
+}

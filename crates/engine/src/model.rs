@@ -39,7 +39,10 @@ pub fn parse_dtype(text: &str) -> Result<DType> {
         "f32" => Ok(DType::F32),
         "bf16" => Ok(DType::BF16),
         "f16" => Ok(DType::F16),
-        other => Err(EngineError::option("--dtype", format!("unknown dtype `{other}`; use f32, bf16 or f16"))),
+        other => Err(EngineError::option(
+            "--dtype",
+            format!("unknown dtype `{other}`; use f32, bf16 or f16"),
+        )),
     }
 }
 
@@ -50,7 +53,12 @@ pub fn parse_device(text: &str) -> Result<Device> {
         "cuda" => 0,
         _ => match text.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(n)) => n,
-            _ => return Err(EngineError::option("--device", format!("unknown device `{text}`; use cpu, cuda or cuda:N"))),
+            _ => {
+                return Err(EngineError::option(
+                    "--device",
+                    format!("unknown device `{text}`; use cpu, cuda or cuda:N"),
+                ))
+            }
         },
     };
     if !candle_core::utils::cuda_is_available() {
@@ -59,7 +67,8 @@ pub fn parse_device(text: &str) -> Result<Device> {
             format!("`{text}` needs a build with CUDA support: rebuild with `cargo build --release --features cuda`"),
         ));
     }
-    Device::new_cuda(ordinal).map_err(|e| EngineError::option("--device", format!("cannot open `{text}`: {e}")))
+    Device::new_cuda(ordinal)
+        .map_err(|e| EngineError::option("--device", format!("cannot open `{text}`: {e}")))
 }
 
 pub struct LanguageModel {
@@ -89,13 +98,22 @@ impl LanguageModel {
         check_vocabulary(&tokenizer, &config, &files.config)?;
         let eos_token_ids = eos_ids(&files, &config, &tokenizer)?;
         let vb = mmap_weights(&files.weights, options.dtype, &options.device)?;
-        let weights_place = files.weights.first().map(|p| p.as_path()).unwrap_or(Path::new(&files.reference));
+        let weights_place = files
+            .weights
+            .first()
+            .map(|p| p.as_path())
+            .unwrap_or(Path::new(&files.reference));
         let decoder = Decoder::load(config, vb).map_err(|e| EngineError::Weights {
             path: weights_place.to_path_buf(),
             message: format!("{e} (does config.json match these weights?)"),
         })?;
-        let templates = crate::template::model_templates(&tokenizer_config, files.chat_template.as_deref())?;
-        let chat_template = crate::template::select(options.chat_template.as_deref(), &templates, &files.reference)?;
+        let templates =
+            crate::template::model_templates(&tokenizer_config, files.chat_template.as_deref())?;
+        let chat_template = crate::template::select(
+            options.chat_template.as_deref(),
+            &templates,
+            &files.reference,
+        )?;
         Ok(Self {
             files,
             decoder,
@@ -111,8 +129,18 @@ impl LanguageModel {
 
     pub fn template_tokens(&self) -> TemplateTokens {
         TemplateTokens {
-            bos_token: self.tokenizer.bos.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
-            eos_token: self.tokenizer.eos.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
+            bos_token: self
+                .tokenizer
+                .bos
+                .as_ref()
+                .map(|t| t.text.clone())
+                .unwrap_or_default(),
+            eos_token: self
+                .tokenizer
+                .eos
+                .as_ref()
+                .map(|t| t.text.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -149,7 +177,11 @@ impl LanguageModel {
     }
 }
 
-fn check_vocabulary(tokenizer: &TextTokenizer, config: &ModelConfig, config_path: &Path) -> Result<()> {
+fn check_vocabulary(
+    tokenizer: &TextTokenizer,
+    config: &ModelConfig,
+    config_path: &Path,
+) -> Result<()> {
     let n = tokenizer.vocab_size();
     if n > config.vocab_size {
         return Err(EngineError::Tokenizer {
@@ -164,7 +196,11 @@ fn check_vocabulary(tokenizer: &TextTokenizer, config: &ModelConfig, config_path
     Ok(())
 }
 
-fn eos_ids(files: &CheckpointFiles, config: &ModelConfig, tokenizer: &TextTokenizer) -> Result<Vec<u32>> {
+fn eos_ids(
+    files: &CheckpointFiles,
+    config: &ModelConfig,
+    tokenizer: &TextTokenizer,
+) -> Result<Vec<u32>> {
     if let Some(path) = &files.generation_config {
         let raw = RawConfig::load(path)?;
         let ids = raw.token_ids("eos_token_id")?;
@@ -181,7 +217,11 @@ fn eos_ids(files: &CheckpointFiles, config: &ModelConfig, tokenizer: &TextTokeni
 /// Memory-maps safetensors files, checking each one so a missing or truncated
 /// file is reported by name.
 #[allow(unsafe_code)]
-fn mmap_weights(paths: &[std::path::PathBuf], dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+fn mmap_weights(
+    paths: &[std::path::PathBuf],
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
     for path in paths {
         if !path.is_file() {
             return Err(EngineError::Weights {
@@ -191,9 +231,14 @@ fn mmap_weights(paths: &[std::path::PathBuf], dtype: DType, device: &Device) -> 
         }
         // SAFETY: the file is mapped read-only; like every mmap-based loader we rely on it not
         // being modified while the model is loaded.
-        unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|e| EngineError::Weights {
-            path: path.clone(),
-            message: format!("not a valid safetensors file (truncated or corrupt?): {}", root_message(&e)),
+        unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|e| {
+            EngineError::Weights {
+                path: path.clone(),
+                message: format!(
+                    "not a valid safetensors file (truncated or corrupt?): {}",
+                    root_message(&e)
+                ),
+            }
         })?;
     }
     // SAFETY: as above.

@@ -26,15 +26,24 @@ pub fn inverse_frequencies(rope: &RopeConfig, head_dim: usize) -> Vec<f32> {
             high_freq_factor,
             original_max_position_embeddings: old_len,
         } => {
-            let (factor, low, high, old_len) =
-                (*factor as f32, *low_freq_factor as f32, *high_freq_factor as f32, *old_len as f32);
+            let (factor, low, high, old_len) = (
+                *factor as f32,
+                *low_freq_factor as f32,
+                *high_freq_factor as f32,
+                *old_len as f32,
+            );
             let low_freq_wavelen = old_len / low;
             let high_freq_wavelen = old_len / high;
             inv.iter()
                 .map(|&f| {
                     let wavelen = 2.0 * std::f32::consts::PI / f;
-                    let scaled = if wavelen > low_freq_wavelen { f / factor } else { f };
-                    let is_medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+                    let scaled = if wavelen > low_freq_wavelen {
+                        f / factor
+                    } else {
+                        f
+                    };
+                    // wavelengths are finite and positive, so the negations are plain comparisons
+                    let is_medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
                     if is_medium {
                         let smooth = (old_len / wavelen - low) / (high - low);
                         (1.0 - smooth) * scaled / factor + smooth * scaled
@@ -48,7 +57,12 @@ pub fn inverse_frequencies(rope: &RopeConfig, head_dim: usize) -> Vec<f32> {
 }
 
 /// cos and sin tables of shape `[len, head_dim / 2]` for positions `start..start + len`.
-pub fn cos_sin(inv_freq: &[f32], start: usize, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+pub fn cos_sin(
+    inv_freq: &[f32],
+    start: usize,
+    len: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let half = inv_freq.len();
     let mut cos = Vec::with_capacity(len * half);
     let mut sin = Vec::with_capacity(len * half);

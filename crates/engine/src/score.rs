@@ -59,7 +59,13 @@ pub fn log_softmax_in_place(row: &mut [f32]) {
 /// distribution of token t given `tokens[..t]`, from one forward pass. `start`
 /// must be at least 1 (the first token has no context). `chunk_rows` caps the
 /// rows per chunk; `None` sizes chunks to [`DEFAULT_CHUNK_BYTES`].
-pub fn score_sequence<F>(decoder: &Decoder, tokens: &[u32], start: usize, chunk_rows: Option<usize>, mut sink: F) -> Result<()>
+pub fn score_sequence<F>(
+    decoder: &Decoder,
+    tokens: &[u32],
+    start: usize,
+    chunk_rows: Option<usize>,
+    mut sink: F,
+) -> Result<()>
 where
     F: FnMut(LogProbRows<'_>) -> Result<()>,
 {
@@ -69,13 +75,16 @@ where
             tokens.len()
         )));
     }
+    decoder.check_tokens(tokens, 0)?;
     if start == tokens.len() {
         return Ok(());
     }
     // The last token's hidden state predicts nothing we score.
     let hidden = decoder.hidden_states(&tokens[..tokens.len() - 1], None)?;
     let width = decoder.logits_width();
-    let rows_per_chunk = chunk_rows.unwrap_or(DEFAULT_CHUNK_BYTES / (width * 4)).max(1);
+    let rows_per_chunk = chunk_rows
+        .unwrap_or(DEFAULT_CHUNK_BYTES / (width * 4))
+        .max(1);
     let mut buffer: Vec<f32> = Vec::new();
     let mut position = start;
     while position < tokens.len() {
@@ -104,4 +113,38 @@ pub fn argmax(row: &[f32]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_softmax_matches_a_hand_computed_case() {
+        // logits (1, 2, 3): log-sum-exp = 3 + ln(1 + e^-1 + e^-2) = 3.40760596444438
+        let mut row = [1.0f32, 2.0, 3.0];
+        log_softmax_in_place(&mut row);
+        let expected = [
+            -2.407_605_964_444_38,
+            -1.407_605_964_444_38,
+            -0.407_605_964_444_38,
+        ];
+        for (got, want) in row.iter().zip(expected) {
+            assert!((*got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn log_softmax_is_stable_for_huge_logits() {
+        let mut row = [1000.0f32, 1000.0, -1000.0];
+        log_softmax_in_place(&mut row);
+        assert!((row[0] as f64 - (0.5f64).ln()).abs() < 1e-6);
+        assert!(row.iter().all(|x| !x.is_nan()));
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_ties() {
+        assert_eq!(argmax(&[0.0, 2.0, 1.0, 2.0]), 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, -1.0]), 1);
+    }
 }

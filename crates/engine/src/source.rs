@@ -31,14 +31,17 @@ pub fn resolve(reference: &str) -> Result<CheckpointFiles> {
     if path.exists() {
         return Err(EngineError::ModelReference {
             reference: reference.into(),
-            message: "is a file, not a checkpoint directory; pass the directory holding config.json".into(),
+            message:
+                "is a file, not a checkpoint directory; pass the directory holding config.json"
+                    .into(),
         });
     }
     match parse_hub_id(reference) {
         Some((id, revision)) => crate::hub::fetch_checkpoint(reference, id, revision),
         None => Err(EngineError::ModelReference {
             reference: reference.into(),
-            message: "no such directory, and not a Hugging Face Hub id (owner/name[@revision])".into(),
+            message: "no such directory, and not a Hugging Face Hub id (owner/name[@revision])"
+                .into(),
         }),
     }
 }
@@ -52,8 +55,13 @@ pub fn parse_hub_id(reference: &str) -> Option<(&str, Option<&str>)> {
     };
     let mut parts = id.split('/');
     let (owner, name) = (parts.next()?, parts.next()?);
-    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    (parts.next().is_none() && valid(owner) && valid(name) && !id.contains("..")).then_some((id, revision))
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    (parts.next().is_none() && valid(owner) && valid(name) && !id.contains(".."))
+        .then_some((id, revision))
 }
 
 fn local_checkpoint(reference: &str, dir: &Path) -> Result<CheckpointFiles> {
@@ -71,7 +79,10 @@ fn local_checkpoint(reference: &str, dir: &Path) -> Result<CheckpointFiles> {
     let optional = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
     let config = required("config.json")?;
     let weights = if let Some(index) = optional(WEIGHTS_INDEX) {
-        shard_paths(&index)?.into_iter().map(|name| dir.join(name)).collect()
+        shard_paths(&index)?
+            .into_iter()
+            .map(|name| dir.join(name))
+            .collect()
     } else {
         vec![required(SINGLE_WEIGHTS)?]
     };
@@ -95,11 +106,19 @@ pub(crate) fn shard_paths(index: &Path) -> Result<Vec<String>> {
         .ok_or_else(|| EngineError::config(index, "weight_map", "missing or not an object"))?;
     let mut names: Vec<String> = Vec::new();
     for (tensor, file) in map {
-        let file = file
-            .as_str()
-            .ok_or_else(|| EngineError::config(index, &format!("weight_map.{tensor}"), "expected a file name"))?;
+        let file = file.as_str().ok_or_else(|| {
+            EngineError::config(
+                index,
+                &format!("weight_map.{tensor}"),
+                "expected a file name",
+            )
+        })?;
         if file.contains('/') || file.contains('\\') {
-            return Err(EngineError::config(index, &format!("weight_map.{tensor}"), "file names must not contain paths"));
+            return Err(EngineError::config(
+                index,
+                &format!("weight_map.{tensor}"),
+                "file names must not contain paths",
+            ));
         }
         if !names.iter().any(|n| n == file) {
             names.push(file.to_string());
@@ -107,4 +126,33 @@ pub(crate) fn shard_paths(index: &Path) -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_hub_id;
+
+    #[test]
+    fn hub_ids_are_recognised() {
+        assert_eq!(
+            parse_hub_id("HuggingFaceTB/SmolLM2-135M-Instruct"),
+            Some(("HuggingFaceTB/SmolLM2-135M-Instruct", None))
+        );
+        assert_eq!(
+            parse_hub_id("meta-llama/Llama-2-7b-hf@main"),
+            Some(("meta-llama/Llama-2-7b-hf", Some("main")))
+        );
+        for bad in [
+            "model",
+            "a/b/c",
+            "a/",
+            "/b",
+            "a/b@",
+            "../x",
+            "a b/c",
+            "./models/x",
+        ] {
+            assert_eq!(parse_hub_id(bad), None, "{bad}");
+        }
+    }
 }

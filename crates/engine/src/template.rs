@@ -68,10 +68,13 @@ pub struct TemplateTokens {
 
 impl ChatTemplate {
     pub fn builtin(name: &str) -> Option<Self> {
-        BUILTIN_TEMPLATES.iter().find(|(n, _, _)| *n == name).map(|(n, s, _)| Self {
-            name: (*n).into(),
-            source: (*s).into(),
-        })
+        BUILTIN_TEMPLATES
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(n, s, _)| Self {
+                name: (*n).into(),
+                source: (*s).into(),
+            })
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -81,7 +84,12 @@ impl ChatTemplate {
         })
     }
 
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool, tokens: &TemplateTokens) -> Result<String> {
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        tokens: &TemplateTokens,
+    ) -> Result<String> {
         let env = environment();
         let err = |e: minijinja::Error| EngineError::Template {
             name: self.name.clone(),
@@ -117,16 +125,26 @@ fn environment() -> Environment<'static> {
         env.set_syntax(syntax);
     }
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |message: String| -> std::result::Result<Value, minijinja::Error> {
-        Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
-    });
-    env.add_function("strftime_now", |format: String| -> std::result::Result<String, minijinja::Error> {
-        use std::fmt::Write;
-        let mut out = String::new();
-        write!(out, "{}", chrono::Local::now().format(&format))
-            .map_err(|_| minijinja::Error::new(ErrorKind::InvalidOperation, format!("strftime_now: invalid format `{format}`")))?;
-        Ok(out)
-    });
+    env.add_function(
+        "raise_exception",
+        |message: String| -> std::result::Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+        },
+    );
+    env.add_function(
+        "strftime_now",
+        |format: String| -> std::result::Result<String, minijinja::Error> {
+            use std::fmt::Write;
+            let mut out = String::new();
+            write!(out, "{}", chrono::Local::now().format(&format)).map_err(|_| {
+                minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("strftime_now: invalid format `{format}`"),
+                )
+            })?;
+            Ok(out)
+        },
+    );
     env.add_filter("tojson", tojson);
     env
 }
@@ -143,7 +161,12 @@ fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<String, minijinja
         .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
     let (item_sep, key_sep) = match separators.as_deref() {
         Some([item, key]) => (item.clone(), key.clone()),
-        Some(_) => return Err(minijinja::Error::new(ErrorKind::InvalidOperation, "tojson: separators must be a pair")),
+        Some(_) => {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                "tojson: separators must be a pair",
+            ))
+        }
         None if indent.is_some() => (",".to_string(), ": ".to_string()),
         None => (", ".to_string(), ": ".to_string()),
     };
@@ -218,7 +241,9 @@ impl PyJson {
 
 fn python_number(n: &serde_json::Number) -> String {
     match n.as_f64() {
-        Some(f) if n.is_f64() && f.is_finite() && f == f.trunc() && f.abs() < 1e16 => format!("{f:.1}"),
+        Some(f) if n.is_f64() && f.is_finite() && f == f.trunc() && f.abs() < 1e16 => {
+            format!("{f:.1}")
+        }
         _ => n.to_string(),
     }
 }
@@ -244,7 +269,10 @@ fn write_string(s: &str, out: &mut String) {
 /// The templates a model ships: `chat_template.jinja` (the default when present)
 /// and tokenizer_config.json's `chat_template`, a string or a list of
 /// `{name, template}` entries.
-pub fn model_templates(tokenizer_config: &serde_json::Value, jinja_file: Option<&Path>) -> Result<BTreeMap<String, String>> {
+pub fn model_templates(
+    tokenizer_config: &serde_json::Value,
+    jinja_file: Option<&Path>,
+) -> Result<BTreeMap<String, String>> {
     let mut templates = BTreeMap::new();
     match tokenizer_config.get("chat_template") {
         Some(serde_json::Value::String(s)) => {
@@ -270,7 +298,11 @@ pub fn model_templates(tokenizer_config: &serde_json::Value, jinja_file: Option<
 
 /// Picks the template for `--chat-template NAME|FILE`, or the model's default.
 /// `Ok(None)` means the model has no template and none was asked for.
-pub fn select(choice: Option<&str>, model: &BTreeMap<String, String>, model_name: &str) -> Result<Option<ChatTemplate>> {
+pub fn select(
+    choice: Option<&str>,
+    model: &BTreeMap<String, String>,
+    model_name: &str,
+) -> Result<Option<ChatTemplate>> {
     let Some(choice) = choice else {
         return Ok(model.get("default").map(|s| ChatTemplate {
             name: format!("{model_name} (model's own)"),
@@ -290,10 +322,16 @@ pub fn select(choice: Option<&str>, model: &BTreeMap<String, String>, model_name
             source: s.clone(),
         }));
     }
-    let mut names: Vec<String> = BUILTIN_TEMPLATES.iter().map(|(n, _, _)| n.to_string()).collect();
+    let mut names: Vec<String> = BUILTIN_TEMPLATES
+        .iter()
+        .map(|(n, _, _)| n.to_string())
+        .collect();
     names.extend(model.keys().map(|k| format!("{k} (from the model)")));
     Err(EngineError::option(
         "--chat-template",
-        format!("`{choice}` is neither a file nor a known template; known: {}", names.join(", ")),
+        format!(
+            "`{choice}` is neither a file nor a known template; known: {}",
+            names.join(", ")
+        ),
     ))
 }

@@ -43,7 +43,11 @@ impl TextTokenizer {
         Self::from_tokenizer(inner, path, tokenizer_config)
     }
 
-    pub fn from_tokenizer(inner: tokenizers::Tokenizer, path: &Path, tokenizer_config: &Value) -> Result<Self> {
+    pub fn from_tokenizer(
+        inner: tokenizers::Tokenizer,
+        path: &Path,
+        tokenizer_config: &Value,
+    ) -> Result<Self> {
         let special = |key: &str| -> Option<SpecialToken> {
             let text = token_text(tokenizer_config.get(key))?;
             let id = inner.token_to_id(&text)?;
@@ -57,7 +61,10 @@ impl TextTokenizer {
             eos,
             add_bos: false,
         };
-        tokenizer.add_bos = match tokenizer_config.get("add_bos_token").and_then(Value::as_bool) {
+        tokenizer.add_bos = match tokenizer_config
+            .get("add_bos_token")
+            .and_then(Value::as_bool)
+        {
             Some(flag) => flag && tokenizer.bos.is_some(),
             None => tokenizer.post_processor_adds_bos()?,
         };

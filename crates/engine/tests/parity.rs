@@ -9,7 +9,11 @@ use common::*;
 
 /// Scores a golden sequence and returns the largest |delta log-prob| over the
 /// golden's top-20 ids and target token at every position.
-fn max_error(model: &aligntds_engine::LanguageModel, seq: &serde_json::Value, chunk_rows: Option<usize>) -> f64 {
+fn max_error(
+    model: &aligntds_engine::LanguageModel,
+    seq: &serde_json::Value,
+    chunk_rows: Option<usize>,
+) -> f64 {
     let tokens = ids(&seq["tokens"]);
     let start = seq["start"].as_u64().unwrap() as usize;
     let positions = seq["positions"].as_array().unwrap();
@@ -20,21 +24,35 @@ fn max_error(model: &aligntds_engine::LanguageModel, seq: &serde_json::Value, ch
             let golden = &positions[pos - start];
             let target = golden["target_logprob"].as_f64().unwrap();
             worst = worst.max((row[tokens[pos] as usize] as f64 - target).abs());
-            for (id, lp) in ids(&golden["top_ids"]).iter().zip(floats(&golden["top_logprobs"])) {
+            for (id, lp) in ids(&golden["top_ids"])
+                .iter()
+                .zip(floats(&golden["top_logprobs"]))
+            {
                 worst = worst.max((row[*id as usize] as f64 - lp).abs());
             }
             let top = floats(&golden["top_logprobs"]);
             if top[0] - top[1] > 1e-3 {
-                assert_eq!(aligntds_engine::score::argmax(row) as u32, ids(&golden["top_ids"])[0], "top-1 at position {pos}");
+                assert_eq!(
+                    aligntds_engine::score::argmax(row) as u32,
+                    ids(&golden["top_ids"])[0],
+                    "top-1 at position {pos}"
+                );
             }
             let total: f64 = row.iter().map(|&x| (x as f64).exp()).sum();
-            assert!((total - 1.0).abs() < 1e-5, "position {pos}: probabilities sum to {total}");
+            assert!(
+                (total - 1.0).abs() < 1e-5,
+                "position {pos}: probabilities sum to {total}"
+            );
             seen += 1;
         }
         Ok(())
     })
     .unwrap();
-    assert_eq!(seen, positions.len(), "every scored position is delivered once");
+    assert_eq!(
+        seen,
+        positions.len(),
+        "every scored position is delivered once"
+    );
     worst
 }
 
@@ -46,7 +64,10 @@ fn log_probs_match_transformers_for_every_architecture() {
         for (i, seq) in goldens["sequences"].as_array().unwrap().iter().enumerate() {
             let err = max_error(&model, seq, None);
             eprintln!("{name} sequence {i}: max |delta log-prob| = {err:.2e}");
-            assert!(err <= TOLERANCE, "{name} sequence {i}: max |delta log-prob| {err} > {TOLERANCE}");
+            assert!(
+                err <= TOLERANCE,
+                "{name} sequence {i}: max |delta log-prob| {err} > {TOLERANCE}"
+            );
         }
     }
 }
@@ -78,7 +99,10 @@ fn greedy_generation_matches_transformers_and_teacher_forcing() {
         assert_eq!(out.tokens, expected, "{name}: greedy tokens");
         assert_eq!(out.stop_reason, StopReason::MaxNewTokens);
         for (ours, theirs) in out.logprobs.iter().zip(floats(&golden["logprobs"])) {
-            assert!((*ours as f64 - theirs).abs() <= TOLERANCE, "{name}: generated log-prob {ours} vs {theirs}");
+            assert!(
+                (*ours as f64 - theirs).abs() <= TOLERANCE,
+                "{name}: generated log-prob {ours} vs {theirs}"
+            );
         }
         // The KV-cache path and one teacher-forced pass over prompt + answer agree.
         let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();
@@ -92,7 +116,10 @@ fn greedy_generation_matches_transformers_and_teacher_forcing() {
             })
             .unwrap();
         for (a, b) in out.logprobs.iter().zip(&recomputed) {
-            assert!((a - b).abs() <= 1e-4, "{name}: cache {a} vs teacher-forced {b}");
+            assert!(
+                (a - b).abs() <= 1e-4,
+                "{name}: cache {a} vs teacher-forced {b}"
+            );
         }
     }
 }
@@ -124,7 +151,12 @@ fn generation_stops_before_a_stop_string_dropping_the_token_it_starts_in() {
     let tok = &model.tokenizer;
     // A stop string starting inside the 5th token's text and running into the 6th.
     let pieces = tok.pieces(&expected).unwrap();
-    let (k, piece) = pieces.iter().enumerate().skip(4).find(|(_, p)| p.chars().count() >= 2).expect("a piece of 2+ chars");
+    let (k, piece) = pieces
+        .iter()
+        .enumerate()
+        .skip(4)
+        .find(|(_, p)| p.chars().count() >= 2)
+        .expect("a piece of 2+ chars");
     let tail: String = piece.chars().skip(1).collect();
     let stop = format!("{tail}{}", pieces[k + 1]);
     let options = GenerateOptions {
@@ -136,7 +168,14 @@ fn generation_stops_before_a_stop_string_dropping_the_token_it_starts_in() {
     let text_before = tok.decode(&expected[..k], false).unwrap();
     let full_text = tok.decode(&expected[..k + 2], false).unwrap();
     let first_hit = full_text.find(&stop).unwrap();
-    assert!(first_hit >= text_before.len(), "stop string starts inside token {k}");
-    assert_eq!(out.tokens, expected[..k].to_vec(), "tokens before the one containing the stop string's start");
+    assert!(
+        first_hit >= text_before.len(),
+        "stop string starts inside token {k}"
+    );
+    assert_eq!(
+        out.tokens,
+        expected[..k].to_vec(),
+        "tokens before the one containing the stop string's start"
+    );
     assert_eq!(out.stop_reason, StopReason::StopString(stop));
 }

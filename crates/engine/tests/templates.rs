@@ -22,7 +22,10 @@ fn check(label: &str, template: &ChatTemplate, tokens: &TemplateTokens, rows: &V
             (Value::String(expected), Ok(text)) => assert_eq!(&text, expected, "{label}"),
             (Value::Null, Err(e)) => {
                 let want = row["error"].as_str().unwrap();
-                assert!(e.to_string().contains(want), "{label}: error {e} should contain {want:?}");
+                assert!(
+                    e.to_string().contains(want),
+                    "{label}: error {e} should contain {want:?}"
+                );
             }
             (expected, got) => panic!("{label}: expected {expected:?}, got {got:?}"),
         }
@@ -34,8 +37,16 @@ fn model_templates_match_transformers() {
     let goldens = read_json(&repo_root().join("fixtures/templates.json"));
     for name in FIXTURES {
         let model = load(name);
-        let template = model.chat_template.as_ref().expect("fixture has a template");
-        check(name, template, &model.template_tokens(), &goldens["fixtures"][*name]);
+        let template = model
+            .chat_template
+            .as_ref()
+            .expect("fixture has a template");
+        check(
+            name,
+            template,
+            &model.template_tokens(),
+            &goldens["fixtures"][*name],
+        );
     }
 }
 
@@ -46,15 +57,27 @@ fn named_template_from_the_model_list_can_be_chosen() {
     let tokenizer_config = read_json(&fixture_dir("llama2").join("tokenizer_config.json"));
     let templates = template::model_templates(&tokenizer_config, None).unwrap();
     assert_eq!(templates.keys().collect::<Vec<_>>(), ["default", "toolish"]);
-    let chosen = template::select(Some("toolish"), &templates, "llama2").unwrap().unwrap();
-    check("llama2:toolish", &chosen, &model.template_tokens(), &goldens["fixtures"]["llama2:toolish"]);
+    let chosen = template::select(Some("toolish"), &templates, "llama2")
+        .unwrap()
+        .unwrap();
+    check(
+        "llama2:toolish",
+        &chosen,
+        &model.template_tokens(),
+        &goldens["fixtures"]["llama2:toolish"],
+    );
 }
 
 #[test]
 fn builtin_smollm2_template_matches_transformers() {
     let goldens = read_json(&repo_root().join("fixtures/templates.json"));
     let template = ChatTemplate::builtin("smollm2").unwrap();
-    check("smollm2", &template, &TemplateTokens::default(), &goldens["fixtures"]["builtin:smollm2"]);
+    check(
+        "smollm2",
+        &template,
+        &TemplateTokens::default(),
+        &goldens["fixtures"]["builtin:smollm2"],
+    );
 }
 
 fn study_tokens() -> TemplateTokens {
@@ -68,13 +91,21 @@ fn study_tokens() -> TemplateTokens {
 fn llama2_study_template_reproduces_the_study_format() {
     let goldens = read_json(&repo_root().join("fixtures/templates.json"));
     let template = ChatTemplate::builtin("llama2-study").unwrap();
-    check("llama2-study", &template, &study_tokens(), &goldens["fixtures"]["builtin:llama2-study"]);
+    check(
+        "llama2-study",
+        &template,
+        &study_tokens(),
+        &goldens["fixtures"]["builtin:llama2-study"],
+    );
 }
 
 #[test]
 fn llama2_study_template_reproduces_every_record_of_the_study_data() {
     let path = repo_root().join("../shared/data/just-eval-1000.llama-2-7b-chat.json");
-    let Some(path) = require(&path, "the shared study data set sits beside the repository as ../shared") else {
+    let Some(path) = require(
+        &path,
+        "the shared study data set sits beside the repository as ../shared",
+    ) else {
         return;
     };
     let records = read_json(&path);
@@ -83,7 +114,9 @@ fn llama2_study_template_reproduces_every_record_of_the_study_data() {
     assert_eq!(records.len(), 1000);
     for r in records {
         let query = r["pure_input"].as_str().unwrap();
-        let rendered = template.render(&template::single_turn(query, None), true, &study_tokens()).unwrap();
+        let rendered = template
+            .render(&template::single_turn(query, None), true, &study_tokens())
+            .unwrap();
         assert_eq!(rendered, r["input"].as_str().unwrap(), "record {}", r["id"]);
     }
 }
@@ -91,9 +124,18 @@ fn llama2_study_template_reproduces_every_record_of_the_study_data() {
 #[test]
 fn a_model_without_a_template_is_reported_not_given_one() {
     let templates = Default::default();
-    assert!(template::select(None, &templates, "base").unwrap().is_none());
-    let err = template::select(Some("no-such-template"), &templates, "base").unwrap_err().to_string();
-    assert!(err.contains("--chat-template") && err.contains("no-such-template") && err.contains("llama2-study"), "{err}");
+    assert!(template::select(None, &templates, "base")
+        .unwrap()
+        .is_none());
+    let err = template::select(Some("no-such-template"), &templates, "base")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--chat-template")
+            && err.contains("no-such-template")
+            && err.contains("llama2-study"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -102,14 +144,26 @@ fn template_errors_name_the_template_and_line() {
         name: "mine.jinja".into(),
         source: "{{ raise_exception('roles must alternate') }}".into(),
     };
-    let err = t.render(&[], true, &TemplateTokens::default()).unwrap_err().to_string();
-    assert!(err.contains("mine.jinja") && err.contains("roles must alternate"), "{err}");
+    let err = t
+        .render(&[], true, &TemplateTokens::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mine.jinja") && err.contains("roles must alternate"),
+        "{err}"
+    );
     let t = ChatTemplate {
         name: "broken.jinja".into(),
         source: "line one\n{% for x in %}".into(),
     };
-    let err = t.render(&[], true, &TemplateTokens::default()).unwrap_err().to_string();
-    assert!(err.contains("broken.jinja") && err.contains("line 2"), "{err}");
+    let err = t
+        .render(&[], true, &TemplateTokens::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("broken.jinja") && err.contains("line 2"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -20,11 +20,27 @@ fn encoding_and_decoding_match_transformers() {
                     expected.remove(0);
                 }
             }
-            assert_eq!(tok.encode(text).unwrap(), expected, "{name}: encode {text:?}");
+            assert_eq!(
+                tok.encode(text).unwrap(),
+                expected,
+                "{name}: encode {text:?}"
+            );
             let plain = ids(&row["ids_plain"]);
-            assert_eq!(tok.encode_plain(text).unwrap(), plain, "{name}: encode without specials {text:?}");
-            assert_eq!(tok.decode(&plain, false).unwrap(), row["decoded"].as_str().unwrap(), "{name}: decode");
-            assert_eq!(tok.decode(&plain, true).unwrap(), row["decoded_skip"].as_str().unwrap(), "{name}: decode skipping specials");
+            assert_eq!(
+                tok.encode_plain(text).unwrap(),
+                plain,
+                "{name}: encode without specials {text:?}"
+            );
+            assert_eq!(
+                tok.decode(&plain, false).unwrap(),
+                row["decoded"].as_str().unwrap(),
+                "{name}: decode"
+            );
+            assert_eq!(
+                tok.decode(&plain, true).unwrap(),
+                row["decoded_skip"].as_str().unwrap(),
+                "{name}: decode skipping specials"
+            );
         }
     }
 }
@@ -38,7 +54,10 @@ fn bos_follows_the_tokenizer_and_is_never_doubled() {
     assert_ne!(ids[1], 1, "no second BOS");
     assert_eq!(llama.tokenizer.encode("hi").unwrap()[0], 1);
     let qwen = load("qwen2");
-    assert!(!qwen.tokenizer.add_bos, "byte-level ChatML tokenizer has no BOS");
+    assert!(
+        !qwen.tokenizer.add_bos,
+        "byte-level ChatML tokenizer has no BOS"
+    );
     assert!(qwen.tokenizer.bos.is_none());
 }
 

@@ -13,7 +13,13 @@ use crate::rope;
 /// `[heads, T, T]` scores at once.
 const ATTENTION_BLOCK_BYTES: usize = 64 << 20;
 
-fn linear(vb: &VarBuilder, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
+fn linear(
+    vb: &VarBuilder,
+    name: &str,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+) -> Result<Linear> {
     Ok(candle_nn::linear_b(in_dim, out_dim, bias, vb.pp(name))?)
 }
 
@@ -64,12 +70,21 @@ impl Attention {
         // Group query heads by their shared kv head, rows ordered (position, head in group),
         // so grouped-query attention needs no repeated keys and a block of positions is a
         // contiguous block of rows.
-        let q = (q.reshape((t, nkv, rep, hd))?.transpose(0, 1)?.contiguous()? * self.scale)?
+        let q = (q
+            .reshape((t, nkv, rep, hd))?
+            .transpose(0, 1)?
+            .contiguous()?
+            * self.scale)?
             .reshape((nkv, t * rep, hd))?;
         let k = self.k.forward(x)?.reshape((1, t, nkv, hd))?;
         let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?;
         let k = k.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
-        let v = self.v.forward(x)?.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
+        let v = self
+            .v
+            .forward(x)?
+            .reshape((t, nkv, hd))?
+            .transpose(0, 1)?
+            .contiguous()?;
         let (k, v, key_start) = match cache {
             Some(slot) => {
                 let (k, v) = match slot.take() {
@@ -93,8 +108,16 @@ impl Attention {
             let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
             outputs.push(probs.to_dtype(v.dtype())?.matmul(&v)?);
         }
-        let out = if outputs.len() == 1 { outputs.pop().unwrap_or_else(|| unreachable!()) } else { Tensor::cat(&outputs, 1)? };
-        let out = out.reshape((nkv, t, rep, hd))?.transpose(0, 1)?.contiguous()?.reshape((t, nh * hd))?;
+        let out = if outputs.len() == 1 {
+            outputs.pop().unwrap_or_else(|| unreachable!())
+        } else {
+            Tensor::cat(&outputs, 1)?
+        };
+        let out = out
+            .reshape((nkv, t, rep, hd))?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((t, nh * hd))?;
         Ok(self.o.forward(&out)?)
     }
 }
@@ -197,7 +220,8 @@ impl Decoder {
     pub fn load(config: ModelConfig, vb: VarBuilder) -> Result<Self> {
         let cfg = &config;
         let model = vb.pp("model");
-        let embed = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, model.pp("embed_tokens"))?;
+        let embed =
+            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, model.pp("embed_tokens"))?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for (i, kind) in cfg.layers.iter().enumerate() {
             let lvb = model.pp(format!("layers.{i}"));
@@ -205,7 +229,12 @@ impl Decoder {
                 attention: Attention::load(cfg, &lvb.pp("self_attn"))?,
                 mlp: Mlp::load(cfg, &lvb.pp("mlp"))?,
                 input_norm: rms_norm(&lvb, "input_layernorm", cfg.hidden_size, cfg.rms_norm_eps)?,
-                post_attention_norm: rms_norm(&lvb, "post_attention_layernorm", cfg.hidden_size, cfg.rms_norm_eps)?,
+                post_attention_norm: rms_norm(
+                    &lvb,
+                    "post_attention_layernorm",
+                    cfg.hidden_size,
+                    cfg.rms_norm_eps,
+                )?,
                 kind: *kind,
             });
         }
@@ -245,11 +274,52 @@ impl Decoder {
         self.config.vocab_size
     }
 
+    /// Number of weights, counting a tied embedding once.
+    pub fn parameter_count(&self) -> usize {
+        let linear = |l: &Linear| l.weight().elem_count() + l.bias().map_or(0, |b| b.elem_count());
+        let mut n = self.embed.embeddings().elem_count() + self.config.hidden_size;
+        for layer in &self.layers {
+            let a = &layer.attention;
+            let m = &layer.mlp;
+            n += [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
+                .into_iter()
+                .map(linear)
+                .sum::<usize>();
+            n += 2 * self.config.hidden_size;
+        }
+        if !self.config.tie_word_embeddings {
+            n += linear(&self.lm_head);
+        }
+        n
+    }
+
     pub fn new_cache(&self) -> KvCache {
         KvCache {
             layers: vec![None; self.layers.len()],
             len: 0,
         }
+    }
+
+    /// Checks that `tokens`, placed after `start` earlier tokens, fit the
+    /// model's context and vocabulary.
+    pub fn check_tokens(&self, tokens: &[u32], start: usize) -> Result<()> {
+        let limit = self.config.max_position_embeddings;
+        if start + tokens.len() > limit {
+            return Err(EngineError::Input(format!(
+                "sequence of {} tokens exceeds the model's context of {limit} tokens (max_position_embeddings in config.json); shorten the prompt or answer",
+                start + tokens.len()
+            )));
+        }
+        if let Some(bad) = tokens
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return Err(EngineError::Input(format!(
+                "token id {bad} is outside the model's vocabulary of {} tokens",
+                self.config.vocab_size
+            )));
+        }
+        Ok(())
     }
 
     /// Final-norm hidden states `[T, hidden]` for every position of `tokens`.
@@ -260,25 +330,17 @@ impl Decoder {
             return Err(EngineError::Input("empty token sequence".into()));
         }
         let start = cache.as_ref().map_or(0, |c| c.len);
-        let limit = self.config.max_position_embeddings;
-        if start + t > limit {
-            return Err(EngineError::Input(format!(
-                "sequence of {} tokens exceeds the model's context of {limit} tokens (max_position_embeddings in config.json); shorten the prompt or answer",
-                start + t
-            )));
-        }
-        if let Some(bad) = tokens.iter().find(|&&id| id as usize >= self.config.vocab_size) {
-            return Err(EngineError::Input(format!(
-                "token id {bad} is outside the model's vocabulary of {} tokens",
-                self.config.vocab_size
-            )));
-        }
+        self.check_tokens(tokens, start)?;
         let rope_tables = |inv: &[f32]| -> Result<(Tensor, Tensor)> {
             let (c, s) = rope::cos_sin(inv, start, t, &self.device)?;
             Ok((c.to_dtype(self.dtype)?, s.to_dtype(self.dtype)?))
         };
         let full = rope_tables(&self.inv_freq_full)?;
-        let sliding = if self.inv_freq_sliding == self.inv_freq_full { None } else { Some(rope_tables(&self.inv_freq_sliding)?) };
+        let sliding = if self.inv_freq_sliding == self.inv_freq_full {
+            None
+        } else {
+            Some(rope_tables(&self.inv_freq_sliding)?)
+        };
         let ids = Tensor::from_slice(tokens, t, &self.device)?;
         let mut x = self.embed.forward(&ids)?;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -288,7 +350,9 @@ impl Decoder {
             };
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let h = layer.input_norm.forward(&x)?;
-            let h = layer.attention.forward(&h, start, (&tables.0, &tables.1), window, slot)?;
+            let h = layer
+                .attention
+                .forward(&h, start, (&tables.0, &tables.1), window, slot)?;
             x = (x + h)?;
             let h = layer.mlp.forward(&layer.post_attention_norm.forward(&x)?)?;
             x = (x + h)?;

@@ -81,7 +81,10 @@ pub fn parse_config(raw: &RawConfig) -> Result<ModelConfig> {
         Some(r) => (r.parse)(raw),
         None => Err(EngineError::UnsupportedArchitecture {
             path: raw.path.clone(),
-            found: model_type.or(class).unwrap_or("<none: no model_type or architectures>").to_string(),
+            found: model_type
+                .or(class)
+                .unwrap_or("<none: no model_type or architectures>")
+                .to_string(),
             supported: Architecture::supported(),
         }),
     }

@@ -10,7 +10,10 @@ pub const FIXTURES: &[&str] = &["llama2", "llama3", "mistral", "qwen2"];
 pub const TOLERANCE: f64 = 1e-4;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 pub fn fixture_dir(name: &str) -> PathBuf {
@@ -23,28 +26,43 @@ pub fn require(path: &Path, how_to_get: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path.to_path_buf());
     }
-    let allow = std::env::var("ALLOW_MISSING_OPT_OUT").is_ok() || std::env::var("ALIGNTDS_ALLOW_MISSING").is_ok_and(|v| v == "1");
+    let allow = std::env::var("ALLOW_MISSING_OPT_OUT").is_ok()
+        || std::env::var("ALIGNTDS_ALLOW_MISSING").is_ok_and(|v| v == "1");
     if allow && std::env::var("CI").map_or(true, |v| v != "true") {
         eprintln!("skipping: {} is missing ({how_to_get})", path.display());
         return None;
     }
-    panic!("{} is missing: {how_to_get} (set ALIGNTDS_ALLOW_MISSING=1 to skip locally)", path.display());
+    panic!(
+        "{} is missing: {how_to_get} (set ALIGNTDS_ALLOW_MISSING=1 to skip locally)",
+        path.display()
+    );
 }
 
 pub fn load(name: &str) -> LanguageModel {
     let dir = fixture_dir(name);
-    LanguageModel::load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap_or_else(|e| panic!("loading {name}: {e}"))
+    LanguageModel::load(dir.to_str().unwrap(), &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
 pub fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("id list").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("id list")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 pub fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().expect("number list").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("number list")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }

@@ -1,0 +1,160 @@
+//! One function per command; arguments are turned into engine settings here.
+
+use std::io::Write;
+
+use aligntds_engine::config::{LayerAttention, RopeScaling};
+use aligntds_engine::{template, GenerateOptions, LanguageModel, LoadOptions, StopReason};
+use anyhow::{Context, Result};
+
+use crate::args::{Command, GenerateArgs, InspectArgs, ModelOptions};
+
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Inspect(args) => inspect(args),
+        Command::Generate(args) => generate(args),
+    }
+}
+
+fn load_options(options: &ModelOptions) -> Result<LoadOptions> {
+    if let Some(n) = options.threads {
+        anyhow::ensure!(n > 0, "option `--threads`: must be at least 1");
+        // candle's matrix kernels read RAYON_NUM_THREADS; our own loops use the global pool.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        rayon_pool(n)?;
+    }
+    Ok(LoadOptions {
+        dtype: aligntds_engine::parse_dtype(&options.dtype)?,
+        device: aligntds_engine::parse_device(&options.device)?,
+        chat_template: options.chat_template.clone(),
+    })
+}
+
+fn rayon_pool(threads: usize) -> Result<()> {
+    aligntds_engine::set_threads(threads).context("option `--threads`")
+}
+
+fn load(model: &str, options: &ModelOptions) -> Result<LanguageModel> {
+    let load_options = load_options(options)?;
+    tracing::info!(model, "loading");
+    LanguageModel::load(model, &load_options)
+        .with_context(|| format!("cannot load model `{model}`"))
+}
+
+fn inspect(args: InspectArgs) -> Result<()> {
+    let model = load(&args.model, &args.options)?;
+    let info = describe(&model, &args.options);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&info)?)?;
+    } else {
+        for (key, value) in info.as_object().into_iter().flatten() {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            writeln!(out, "{key:>20}: {text}")?;
+        }
+    }
+    Ok(())
+}
+
+fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value {
+    let c = model.config();
+    let tok = &model.tokenizer;
+    let sliding: Vec<String> = c
+        .layers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| match l {
+            LayerAttention::Sliding(w) => Some(format!("{i}:{w}")),
+            LayerAttention::Full => None,
+        })
+        .collect();
+    let rope = match &c.rope_full.scaling {
+        RopeScaling::Default => format!("theta {}", c.rope_full.theta),
+        RopeScaling::Linear { factor } => {
+            format!("theta {}, linear scaling x{factor}", c.rope_full.theta)
+        }
+        RopeScaling::Llama3 { factor, .. } => {
+            format!("theta {}, llama3 scaling x{factor}", c.rope_full.theta)
+        }
+    };
+    let special = |t: &Option<aligntds_engine::tokenizer::SpecialToken>| {
+        t.as_ref()
+            .map_or("none".to_string(), |t| format!("{} ({})", t.text, t.id))
+    };
+    serde_json::json!({
+        "model": model.files.reference,
+        "architecture": c.architecture.name(),
+        "parameters": model.decoder.parameter_count(),
+        "dtype": options.dtype,
+        "device": options.device,
+        "layers": c.num_layers,
+        "hidden_size": c.hidden_size,
+        "attention_heads": c.num_heads,
+        "kv_heads": c.num_kv_heads,
+        "head_dim": c.head_dim,
+        "intermediate_size": c.intermediate_size,
+        "sliding_window_layers": if sliding.is_empty() { "none".to_string() } else { sliding.join(", ") },
+        "rope": rope,
+        "context_length": c.max_position_embeddings,
+        "vocabulary": tok.vocab_size(),
+        "logits_width": model.decoder.logits_width(),
+        "bos": special(&tok.bos),
+        "adds_bos": tok.add_bos,
+        "eos": special(&tok.eos),
+        "stop_token_ids": model.eos_token_ids,
+        "chat_template": model.chat_template.as_ref().map_or("none (a base model?)".to_string(), |t| t.name.clone()),
+    })
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    let model = load(&args.model, &args.options)?;
+    let prompt_text = match (&args.prompt, &args.chat) {
+        (Some(p), _) => p.clone(),
+        (None, Some(q)) => model.render_chat(&template::single_turn(q, args.system.as_deref()))?,
+        (None, None) => anyhow::bail!("give --prompt TEXT or --chat TEXT"),
+    };
+    let prompt = model.tokenizer.encode(&prompt_text)?;
+    let options = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        stop_strings: args.stops.clone(),
+        eos_token_ids: Vec::new(),
+    };
+    let started = std::time::Instant::now();
+    let out = model.generate(&prompt, &options)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut stdout = std::io::stdout().lock();
+    if args.logprobs {
+        let pieces = model.tokenizer.pieces(&out.tokens)?;
+        writeln!(
+            stdout,
+            "{:>5}  {:>7}  {:>10}  token",
+            "index", "id", "logprob"
+        )?;
+        for (i, ((id, lp), piece)) in out
+            .tokens
+            .iter()
+            .zip(&out.logprobs)
+            .zip(&pieces)
+            .enumerate()
+        {
+            writeln!(stdout, "{i:>5}  {id:>7}  {lp:>10.5}  {piece:?}")?;
+        }
+    } else {
+        writeln!(stdout, "{}", model.tokenizer.decode(&out.tokens, true)?)?;
+    }
+    let reason = match &out.stop_reason {
+        StopReason::Eos => "end-of-sequence token".to_string(),
+        StopReason::StopString(s) => format!("stop string {s:?}"),
+        StopReason::MaxNewTokens => format!("--max-new-tokens ({})", args.max_new_tokens),
+        StopReason::ContextFull => "the end of the model's context".to_string(),
+    };
+    eprintln!(
+        "{} prompt tokens, {} generated in {elapsed:.2} s ({:.1} tokens/s); stopped at {reason}",
+        prompt.len(),
+        out.tokens.len(),
+        out.tokens.len() as f64 / elapsed.max(1e-9)
+    );
+    Ok(())
+}

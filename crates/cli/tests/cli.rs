@@ -1,0 +1,211 @@
+//! The binary: successful commands, and errors printed once with exit code 2.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name);
+    p.canonicalize().unwrap().to_string_lossy().into_owned()
+}
+
+fn aligntds(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aligntds"))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Fails with exit code 2 and one `error:` line naming `needles`, never a panic.
+fn assert_fails(args: &[&str], needles: &[&str]) {
+    let out = aligntds(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert_eq!(
+        err.matches("error:").count(),
+        1,
+        "{args:?}: error printed once: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {err} should mention {n}");
+    }
+}
+
+#[test]
+fn inspect_reports_the_model() {
+    let out = aligntds(&["inspect", &fixture("llama2"), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["architecture"], "llama");
+    // transformers' num_parameters() for this fixture (goldens.json)
+    let goldens: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(PathBuf::from(fixture("llama2")).join("goldens.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["parameters"], goldens["parameters"]);
+    assert_eq!(info["vocabulary"], 586);
+    assert_eq!(info["logits_width"], 640);
+    assert_eq!(info["bos"], "<s> (1)");
+    assert_eq!(info["adds_bos"], true);
+    assert_eq!(info["stop_token_ids"], serde_json::json!([2]));
+
+    let mistral = aligntds(&["inspect", &fixture("mistral")]);
+    let text = stdout(&mistral);
+    assert!(text.contains("sliding_window_layers: 0:5, 1:5"), "{text}");
+}
+
+#[test]
+fn inspect_says_when_a_model_has_no_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("qwen2")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    let cfg_path = tmp.path().join("tokenizer_config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg.as_object_mut().unwrap().remove("chat_template");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let out = aligntds(&["inspect", dir]);
+    assert!(
+        stdout(&out).contains("chat_template: none"),
+        "{}",
+        stdout(&out)
+    );
+    assert_fails(
+        &["generate", dir, "--chat", "hi"],
+        &["no chat template", "--chat-template"],
+    );
+    // Choosing one by name makes --chat work.
+    let out = aligntds(&[
+        "generate",
+        dir,
+        "--chat",
+        "hi",
+        "--chat-template",
+        "chatml",
+        "--max-new-tokens",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn generate_prints_tokens_with_logprobs() {
+    let out = aligntds(&[
+        "generate",
+        &fixture("qwen2"),
+        "--chat",
+        "Hello",
+        "--max-new-tokens",
+        "6",
+        "--logprobs",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    for row in rows {
+        let lp: f64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!(lp <= 0.0);
+    }
+    assert!(stderr(&out).contains("stopped at --max-new-tokens (6)"));
+}
+
+#[test]
+fn generate_with_a_stop_string_and_threads() {
+    let out = aligntds(&[
+        "generate",
+        &fixture("llama2"),
+        "--prompt",
+        "Hello world",
+        "--max-new-tokens",
+        "40",
+        "--threads",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer = stdout(&out);
+    let answer = answer.trim_end_matches('\n');
+    // Stop at a piece of the answer: the output must end before it.
+    let cut = answer
+        .char_indices()
+        .nth(answer.chars().count() / 2)
+        .map(|(i, _)| i)
+        .unwrap();
+    let stop: String = answer[cut..].chars().take(3).collect();
+    let out = aligntds(&[
+        "generate",
+        &fixture("llama2"),
+        "--prompt",
+        "Hello world",
+        "--max-new-tokens",
+        "40",
+        "--stop",
+        &stop,
+    ]);
+    let shorter = stdout(&out);
+    assert!(!shorter.contains(&stop), "{shorter:?} still has {stop:?}");
+    assert!(
+        answer.starts_with(shorter.trim_end_matches('\n')),
+        "{shorter:?} is a prefix of {answer:?}"
+    );
+    assert!(stderr(&out).contains("stop string"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_input_fails_with_exit_code_2() {
+    assert_fails(&["inspect", "/no/such/model"], &["/no/such/model"]);
+    assert_fails(
+        &["inspect", &fixture("llama2"), "--dtype", "f8"],
+        &["--dtype", "f8"],
+    );
+    assert_fails(
+        &["inspect", &fixture("llama2"), "--device", "tpu"],
+        &["--device", "tpu"],
+    );
+    assert_fails(
+        &["inspect", &fixture("llama2"), "--chat-template", "nope"],
+        &["--chat-template", "nope", "llama2-study"],
+    );
+    assert_fails(
+        &[
+            "generate",
+            &fixture("llama2"),
+            "--prompt",
+            "x",
+            "--threads",
+            "0",
+        ],
+        &["--threads"],
+    );
+    assert_fails(
+        &["inspect", "acme/not-cached-anywhere"],
+        &["acme/not-cached-anywhere", "local directory"],
+    );
+    let long = "word ".repeat(400);
+    assert_fails(
+        &["generate", &fixture("llama3"), "--prompt", &long],
+        &["exceeds the model's context", "max_position_embeddings"],
+    );
+}
+
+#[test]
+fn usage_errors_exit_with_code_2() {
+    let out = aligntds(&["generate", &fixture("llama2")]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = aligntds(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
