@@ -271,12 +271,14 @@ impl ModelConfig {
                         "layer_types has sliding_attention layers but no window is set",
                     )
                 })?),
-                _ => return Err(raw.error(
-                    &format!("layer_types[{i}]"),
-                    format!(
+                _ => {
+                    return Err(raw.error(
+                        &format!("layer_types[{i}]"),
+                        format!(
                         "unsupported layer type {t}; expected full_attention or sliding_attention"
                     ),
-                )),
+                    ))
+                }
             };
         }
         Ok(true)

@@ -48,7 +48,8 @@ pub fn log_softmax_in_place(row: &mut [f32]) {
     if !max.is_finite() {
         return;
     }
-    let sum: f64 = row.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    // exp in f32 (accurate to an ulp, and vectorisable), accumulated in f64.
+    let sum: f64 = row.iter().map(|&x| (x - max).exp() as f64).sum();
     let log_norm = max as f64 + sum.ln();
     for x in row.iter_mut() {
         *x = (*x as f64 - log_norm) as f32;

@@ -61,6 +61,7 @@ impl Attention {
         (cos, sin): (&Tensor, &Tensor),
         window: Option<usize>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
+        masks: &MaskCache,
     ) -> Result<Tensor> {
         let t = x.dim(0)?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
@@ -104,7 +105,17 @@ impl Attention {
             let bt = block.min(t - b0);
             let qb = q.narrow(1, b0 * rep, bt * rep)?;
             let scores = qb.matmul(&kt)?.to_dtype(DType::F32)?;
-            let mask = causal_mask(start + b0, bt, rep, key_start, s, window, x.device())?;
+            let mask = masks.get(
+                MaskKey {
+                    q0: start + b0,
+                    bt,
+                    rep,
+                    key_start,
+                    s,
+                    window,
+                },
+                x.device(),
+            )?;
             let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
             outputs.push(probs.to_dtype(v.dtype())?.matmul(&v)?);
         }
@@ -122,18 +133,44 @@ impl Attention {
     }
 }
 
-/// Additive mask `[bt * rep, s]`: 0 where query (position `q0 + i`) may see key
-/// (position `key_start + j`), -inf elsewhere. Sliding windows follow
-/// transformers: key j is visible to query i when i - window < j <= i.
-fn causal_mask(
+/// Which additive attention mask: `[bt * rep, s]` for queries at positions
+/// `q0..q0 + bt` (each repeated `rep` times) against keys at `key_start..key_start + s`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct MaskKey {
     q0: usize,
     bt: usize,
     rep: usize,
     key_start: usize,
     s: usize,
     window: Option<usize>,
-    device: &Device,
-) -> Result<Tensor> {
+}
+
+/// Masks built once per forward pass and shared by every layer that needs them.
+#[derive(Default)]
+struct MaskCache(std::cell::RefCell<std::collections::HashMap<MaskKey, Tensor>>);
+
+impl MaskCache {
+    fn get(&self, key: MaskKey, device: &Device) -> Result<Tensor> {
+        if let Some(mask) = self.0.borrow().get(&key) {
+            return Ok(mask.clone());
+        }
+        let mask = causal_mask(key, device)?;
+        self.0.borrow_mut().insert(key, mask.clone());
+        Ok(mask)
+    }
+}
+
+/// 0 where the query may see the key, -inf elsewhere. Sliding windows follow
+/// transformers: key j is visible to query i when i - window < j <= i.
+fn causal_mask(key: MaskKey, device: &Device) -> Result<Tensor> {
+    let MaskKey {
+        q0,
+        bt,
+        rep,
+        key_start,
+        s,
+        window,
+    } = key;
     let mut mask = vec![0f32; bt * rep * s];
     for i in 0..bt {
         let qpos = q0 + i;
@@ -341,6 +378,7 @@ impl Decoder {
         } else {
             Some(rope_tables(&self.inv_freq_sliding)?)
         };
+        let masks = MaskCache::default();
         let ids = Tensor::from_slice(tokens, t, &self.device)?;
         let mut x = self.embed.forward(&ids)?;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -350,9 +388,10 @@ impl Decoder {
             };
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let h = layer.input_norm.forward(&x)?;
-            let h = layer
-                .attention
-                .forward(&h, start, (&tables.0, &tables.1), window, slot)?;
+            let h =
+                layer
+                    .attention
+                    .forward(&h, start, (&tables.0, &tables.1), window, slot, &masks)?;
             x = (x + h)?;
             let h = layer.mlp.forward(&layer.post_attention_norm.forward(&x)?)?;
             x = (x + h)?;
