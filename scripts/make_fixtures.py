@@ -170,6 +170,21 @@ FIXTURES = {
                     bos_token_id=None, eos_token_id=2, rope_theta=1000000.0),
         template=dict(chat_template=SMOLLM2_TEMPLATE),
     ),
+    # Gemma 3: sliding (window 4) and full layers with their own rope bases (linear scaling on full),
+    # q/k norms, sandwich norms, (1 + w) norms, scaled embeddings, query_pre_attn_scalar != head_dim,
+    # final logit soft-capping, and attn_logit_softcapping set (transformers ignores it for Gemma 3; so must we).
+    "gemma3": dict(
+        cls="Gemma3TextConfig", tokenizer="sp",
+        config=dict(vocab_size=640, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
+                    rms_norm_eps=1e-6, sliding_window=4, query_pre_attn_scalar=24,
+                    layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+                    rope_parameters={"full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 2.0},
+                                     "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+                    final_logit_softcapping=30.0, attn_logit_softcapping=20.0,
+                    tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        template=dict(chat_template=LLAMA2_CHAT_TEMPLATE),
+    ),
 }
 
 TEXTS = [

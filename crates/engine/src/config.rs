@@ -163,6 +163,25 @@ pub struct ModelConfig {
     pub rope_sliding: RopeConfig,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// Gemma-style knobs; Llama-family models leave them at their defaults.
+    pub gemma: GemmaKnobs,
+}
+
+/// What Gemma-family decoders do differently from Llama's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GemmaKnobs {
+    /// RMSNorm scales by (1 + weight) rather than weight.
+    pub norm_offset: bool,
+    /// RMSNorm on each query and key head before rope.
+    pub qk_norm: bool,
+    /// Norms after attention and around the MLP (post_attention, pre/post_feedforward).
+    pub sandwich_norms: bool,
+    /// Embeddings are multiplied by this (Gemma: sqrt(hidden_size)).
+    pub embed_scale: Option<f64>,
+    /// Attention scores are scaled by this number to the power -1/2 (default: head_dim).
+    pub query_pre_attn_scalar: Option<f64>,
+    pub attn_logit_softcapping: Option<f64>,
+    pub final_logit_softcapping: Option<f64>,
 }
 
 impl ModelConfig {
@@ -241,6 +260,7 @@ impl ModelConfig {
             rope_sliding,
             bos_token_id: raw.opt_usize("bos_token_id")?.map(|n| n as u32),
             eos_token_ids: raw.token_ids("eos_token_id")?,
+            gemma: GemmaKnobs::default(),
         })
     }
 
@@ -287,7 +307,7 @@ impl ModelConfig {
 
 /// Reads rope settings from `rope_parameters` (transformers >= 5, flat or keyed
 /// by layer type) or from the older `rope_theta` + `rope_scaling`.
-fn parse_rope(raw: &RawConfig) -> Result<(RopeConfig, RopeConfig)> {
+pub(crate) fn parse_rope(raw: &RawConfig) -> Result<(RopeConfig, RopeConfig)> {
     let default_theta = raw.opt_f64("rope_theta")?.unwrap_or(10_000.0);
     if let Some(params) = raw.get("rope_parameters") {
         let obj = params
@@ -325,7 +345,7 @@ fn parse_rope(raw: &RawConfig) -> Result<(RopeConfig, RopeConfig)> {
     Ok((rope.clone(), rope))
 }
 
-fn parse_rope_object(
+pub(crate) fn parse_rope_object(
     raw: &RawConfig,
     field: &str,
     value: &Value,

@@ -23,8 +23,15 @@ fn linear(
     Ok(candle_nn::linear_b(in_dim, out_dim, bias, vb.pp(name))?)
 }
 
-fn rms_norm(vb: &VarBuilder, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
-    Ok(candle_nn::rms_norm(size, eps, vb.pp(name))?)
+/// RMSNorm; Gemma's scales by (1 + weight), folded into the weight here.
+fn rms_norm(vb: &VarBuilder, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
+    let weight = vb.pp(name).get(size, "weight")?;
+    let weight = if cfg.gemma.norm_offset {
+        (weight + 1.0)?
+    } else {
+        weight
+    };
+    Ok(RmsNorm::new(weight, cfg.rms_norm_eps))
 }
 
 struct Attention {
@@ -32,10 +39,13 @@ struct Attention {
     k: Linear,
     v: Linear,
     o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
     scale: f64,
+    softcap: Option<f64>,
 }
 
 impl Attention {
@@ -46,10 +56,21 @@ impl Attention {
             k: linear(vb, "k_proj", h, cfg.num_kv_heads * d, cfg.qkv_bias)?,
             v: linear(vb, "v_proj", h, cfg.num_kv_heads * d, cfg.qkv_bias)?,
             o: linear(vb, "o_proj", cfg.num_heads * d, h, cfg.o_bias)?,
+            q_norm: cfg
+                .gemma
+                .qk_norm
+                .then(|| rms_norm(vb, "q_norm", d, cfg))
+                .transpose()?,
+            k_norm: cfg
+                .gemma
+                .qk_norm
+                .then(|| rms_norm(vb, "k_norm", d, cfg))
+                .transpose()?,
             num_heads: cfg.num_heads,
             num_kv_heads: cfg.num_kv_heads,
             head_dim: d,
-            scale: 1.0 / (d as f64).sqrt(),
+            scale: 1.0 / cfg.gemma.query_pre_attn_scalar.unwrap_or(d as f64).sqrt(),
+            softcap: cfg.gemma.attn_logit_softcapping,
         })
     }
 
@@ -67,6 +88,10 @@ impl Attention {
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let rep = nh / nkv;
         let q = self.q.forward(x)?.reshape((1, t, nh, hd))?;
+        let q = match &self.q_norm {
+            Some(norm) => norm.forward(&q)?,
+            None => q,
+        };
         let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?;
         // Group query heads by their shared kv head, rows ordered (position, head in group),
         // so grouped-query attention needs no repeated keys and a block of positions is a
@@ -78,6 +103,10 @@ impl Attention {
             * self.scale)?
             .reshape((nkv, t * rep, hd))?;
         let k = self.k.forward(x)?.reshape((1, t, nkv, hd))?;
+        let k = match &self.k_norm {
+            Some(norm) => norm.forward(&k)?,
+            None => k,
+        };
         let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?;
         let k = k.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
         let v = self
@@ -105,6 +134,10 @@ impl Attention {
             let bt = block.min(t - b0);
             let qb = q.narrow(1, b0 * rep, bt * rep)?;
             let scores = qb.matmul(&kt)?.to_dtype(DType::F32)?;
+            let scores = match self.softcap {
+                Some(cap) => ((scores / cap)?.tanh()? * cap)?,
+                None => scores,
+            };
             let mask = masks.get(
                 MaskKey {
                     q0: start + b0,
@@ -220,8 +253,19 @@ struct Layer {
     attention: Attention,
     mlp: Mlp,
     input_norm: RmsNorm,
-    post_attention_norm: RmsNorm,
+    /// Gemma's norm of the attention output, before the residual add.
+    attention_out_norm: Option<RmsNorm>,
+    mlp_in_norm: RmsNorm,
+    /// Gemma's norm of the MLP output, before the residual add.
+    mlp_out_norm: Option<RmsNorm>,
     kind: LayerAttention,
+}
+
+fn apply(norm: &Option<RmsNorm>, x: Tensor) -> Result<Tensor> {
+    Ok(match norm {
+        Some(n) => n.forward(&x)?,
+        None => x,
+    })
 }
 
 /// Per-layer key/value cache for incremental decoding.
@@ -262,20 +306,27 @@ impl Decoder {
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for (i, kind) in cfg.layers.iter().enumerate() {
             let lvb = model.pp(format!("layers.{i}"));
+            let h = cfg.hidden_size;
+            let sandwich = cfg.gemma.sandwich_norms;
+            let optional = |name: &str| sandwich.then(|| rms_norm(&lvb, name, h, cfg)).transpose();
+            // Llama's post_attention_layernorm is the MLP's input norm; Gemma's normalises the
+            // attention output and pre_feedforward_layernorm feeds the MLP.
+            let mlp_in = if sandwich {
+                "pre_feedforward_layernorm"
+            } else {
+                "post_attention_layernorm"
+            };
             layers.push(Layer {
                 attention: Attention::load(cfg, &lvb.pp("self_attn"))?,
                 mlp: Mlp::load(cfg, &lvb.pp("mlp"))?,
-                input_norm: rms_norm(&lvb, "input_layernorm", cfg.hidden_size, cfg.rms_norm_eps)?,
-                post_attention_norm: rms_norm(
-                    &lvb,
-                    "post_attention_layernorm",
-                    cfg.hidden_size,
-                    cfg.rms_norm_eps,
-                )?,
+                input_norm: rms_norm(&lvb, "input_layernorm", h, cfg)?,
+                attention_out_norm: optional("post_attention_layernorm")?,
+                mlp_in_norm: rms_norm(&lvb, mlp_in, h, cfg)?,
+                mlp_out_norm: optional("post_feedforward_layernorm")?,
                 kind: *kind,
             });
         }
-        let norm = rms_norm(&model, "norm", cfg.hidden_size, cfg.rms_norm_eps)?;
+        let norm = rms_norm(&model, "norm", cfg.hidden_size, cfg)?;
         let lm_head = if cfg.tie_word_embeddings {
             Linear::new(embed.embeddings().clone(), None)
         } else {
@@ -322,7 +373,19 @@ impl Decoder {
                 .into_iter()
                 .map(linear)
                 .sum::<usize>();
-            n += 2 * self.config.hidden_size;
+            let norms = [
+                Some(&layer.input_norm),
+                layer.attention_out_norm.as_ref(),
+                Some(&layer.mlp_in_norm),
+                layer.mlp_out_norm.as_ref(),
+            ];
+            let qk = [a.q_norm.as_ref(), a.k_norm.as_ref()];
+            n += norms
+                .into_iter()
+                .chain(qk)
+                .flatten()
+                .map(|norm| norm.weight().elem_count())
+                .sum::<usize>();
         }
         if !self.config.tie_word_embeddings {
             n += linear(&self.lm_head);
@@ -381,6 +444,11 @@ impl Decoder {
         let masks = MaskCache::default();
         let ids = Tensor::from_slice(tokens, t, &self.device)?;
         let mut x = self.embed.forward(&ids)?;
+        if let Some(scale) = self.config.gemma.embed_scale {
+            // transformers rounds the scale to the weights' dtype first
+            let scale = Tensor::new(scale as f32, &self.device)?.to_dtype(self.dtype)?;
+            x = x.broadcast_mul(&scale)?;
+        }
         for (i, layer) in self.layers.iter().enumerate() {
             let (window, tables) = match layer.kind {
                 LayerAttention::Full => (None, &full),
@@ -392,9 +460,9 @@ impl Decoder {
                 layer
                     .attention
                     .forward(&h, start, (&tables.0, &tables.1), window, slot, &masks)?;
-            x = (x + h)?;
-            let h = layer.mlp.forward(&layer.post_attention_norm.forward(&x)?)?;
-            x = (x + h)?;
+            x = (x + apply(&layer.attention_out_norm, h)?)?;
+            let h = layer.mlp.forward(&layer.mlp_in_norm.forward(&x)?)?;
+            x = (x + apply(&layer.mlp_out_norm, h)?)?;
         }
         if let Some(c) = cache {
             c.len += t;
@@ -404,6 +472,10 @@ impl Decoder {
 
     /// Logits `[n, width]` in f32 for hidden-state rows `[n, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(self.lm_head.forward(hidden)?.to_dtype(DType::F32)?)
+        let logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
+        Ok(match self.config.gemma.final_logit_softcapping {
+            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
+            None => logits,
+        })
     }
 }

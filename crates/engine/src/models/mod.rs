@@ -4,6 +4,7 @@
 //! decoder.
 
 pub mod decoder;
+mod gemma3;
 mod llama;
 mod mistral;
 mod qwen2;
@@ -16,6 +17,7 @@ pub enum Architecture {
     Llama,
     Mistral,
     Qwen2,
+    Gemma3,
 }
 
 struct Registration {
@@ -43,6 +45,12 @@ const REGISTRY: &[Registration] = &[
         model_type: "qwen2",
         hf_class: "Qwen2ForCausalLM",
         parse: qwen2::config,
+    },
+    Registration {
+        architecture: Architecture::Gemma3,
+        model_type: "gemma3_text",
+        hf_class: "Gemma3ForCausalLM",
+        parse: gemma3::config,
     },
 ];
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use aligntds_engine::{LanguageModel, LoadOptions};
 use serde_json::Value;
 
-pub const FIXTURES: &[&str] = &["llama2", "llama3", "mistral", "qwen2"];
+pub const FIXTURES: &[&str] = &["llama2", "llama3", "mistral", "qwen2", "gemma3"];
 pub const TOLERANCE: f64 = 1e-4;
 
 pub fn repo_root() -> PathBuf {

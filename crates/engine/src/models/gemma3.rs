@@ -1,0 +1,77 @@
+//! Gemma 3 text (`gemma3_text`): alternating sliding/full attention layers with
+//! their own rope bases, q/k norms, sandwich norms, (1 + w) RMSNorm, scaled
+//! embeddings, gelu-tanh MLP and `query_pre_attn_scalar`.
+
+use crate::config::{
+    parse_rope_object, Activation, GemmaKnobs, LayerAttention, ModelConfig, RawConfig, RopeConfig,
+    RopeScaling,
+};
+use crate::error::Result;
+use crate::models::Architecture;
+
+pub fn config(raw: &RawConfig) -> Result<ModelConfig> {
+    let mut config = ModelConfig::common(raw, Architecture::Gemma3)?;
+    if raw
+        .opt_bool("use_bidirectional_attention")?
+        .unwrap_or(false)
+    {
+        return Err(raw.error(
+            "use_bidirectional_attention",
+            "bidirectional (encoder) Gemma 3 is not supported",
+        ));
+    }
+    config.activation = match raw
+        .opt_str("hidden_activation")?
+        .or(raw.opt_str("hidden_act")?)
+        .unwrap_or("gelu_pytorch_tanh")
+    {
+        "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
+        other => {
+            return Err(raw.error(
+                "hidden_activation",
+                format!("unsupported activation `{other}`; Gemma 3 uses gelu_pytorch_tanh"),
+            ))
+        }
+    };
+    config.head_dim = raw.opt_usize("head_dim")?.unwrap_or(256);
+    config.tie_word_embeddings = raw.opt_bool("tie_word_embeddings")?.unwrap_or(true);
+    config.max_position_embeddings = raw.opt_usize("max_position_embeddings")?.unwrap_or(131_072);
+    if raw.get("rope_parameters").is_none() {
+        // Older configs: rope_theta (+ rope_scaling) for full layers, rope_local_base_freq for sliding ones.
+        let full_theta = raw.opt_f64("rope_theta")?.unwrap_or(1_000_000.0);
+        config.rope_full = match raw.get("rope_scaling") {
+            Some(v) => parse_rope_object(raw, "rope_scaling", v, full_theta)?,
+            None => RopeConfig {
+                theta: full_theta,
+                scaling: RopeScaling::Default,
+            },
+        };
+        config.rope_sliding = RopeConfig {
+            theta: raw.opt_f64("rope_local_base_freq")?.unwrap_or(10_000.0),
+            scaling: RopeScaling::Default,
+        };
+    }
+    let window = raw.opt_usize("sliding_window")?.unwrap_or(4096);
+    if !config.apply_layer_types(raw, Some(window))? {
+        let pattern = raw.opt_usize("sliding_window_pattern")?.unwrap_or(6).max(1);
+        for (i, layer) in config.layers.iter_mut().enumerate() {
+            *layer = if (i + 1) % pattern == 0 {
+                LayerAttention::Full
+            } else {
+                LayerAttention::Sliding(window)
+            };
+        }
+    }
+    config.gemma = GemmaKnobs {
+        norm_offset: true,
+        qk_norm: true,
+        sandwich_norms: true,
+        embed_scale: Some((config.hidden_size as f64).sqrt()),
+        query_pre_attn_scalar: Some(raw.opt_f64("query_pre_attn_scalar")?.unwrap_or(256.0)),
+        // Gemma 3's config carries attn_logit_softcapping, but transformers' Gemma 3 attention
+        // never applies it (q/k norms replaced it); neither do we.
+        attn_logit_softcapping: None,
+        final_logit_softcapping: raw.opt_f64("final_logit_softcapping")?,
+    };
+    Ok(config)
+}
