@@ -27,8 +27,9 @@ pub enum Command {
 /// Options every command that loads a model accepts.
 #[derive(Debug, Args, Clone)]
 pub struct ModelOptions {
-    /// Weight and compute precision: f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
+    /// Weight precision: auto, f32, bf16, f16, or q (keep GGUF weights quantized). auto: f32, or for
+    /// GGUF files f32 when the models fit comfortably in memory, else bf16, else q.
+    #[arg(long, default_value = "auto")]
     pub dtype: String,
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]

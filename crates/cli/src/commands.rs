@@ -26,6 +26,7 @@ fn load_options(options: &ModelOptions) -> Result<LoadOptions> {
         dtype: aligntds_engine::parse_dtype(&options.dtype)?,
         device: aligntds_engine::parse_device(&options.device)?,
         chat_template: options.chat_template.clone(),
+        models_in_memory: 1,
     })
 }
 
@@ -59,6 +60,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
 }
 
 fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value {
+    let sliding_theta = model.config().rope_sliding.theta;
     let c = model.config();
     let tok = &model.tokenizer;
     let sliding: Vec<String> = c
@@ -78,16 +80,22 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
         RopeScaling::Llama3 { factor, .. } => {
             format!("theta {}, llama3 scaling x{factor}", c.rope_full.theta)
         }
+        RopeScaling::Factors(_) => {
+            format!(
+                "theta {}, per-frequency factors (rope_freqs)",
+                c.rope_full.theta
+            )
+        }
     };
     let special = |t: &Option<aligntds_engine::tokenizer::SpecialToken>| {
         t.as_ref()
             .map_or("none".to_string(), |t| format!("{} ({})", t.text, t.id))
     };
     serde_json::json!({
-        "model": model.files.reference,
+        "model": model.reference,
         "architecture": c.architecture.name(),
         "parameters": model.decoder.parameter_count(),
-        "dtype": options.dtype,
+        "dtype": model.weights_dtype,
         "device": options.device,
         "layers": c.num_layers,
         "hidden_size": c.hidden_size,
@@ -95,7 +103,7 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
         "kv_heads": c.num_kv_heads,
         "head_dim": c.head_dim,
         "intermediate_size": c.intermediate_size,
-        "sliding_window_layers": if sliding.is_empty() { "none".to_string() } else { sliding.join(", ") },
+        "sliding_window_layers": if sliding.is_empty() { "none".to_string() } else { format!("{} (rope theta {sliding_theta})", sliding.join(", ")) },
         "rope": rope,
         "context_length": c.max_position_embeddings,
         "vocabulary": tok.vocab_size(),

@@ -62,7 +62,10 @@ fn inspect_reports_the_model() {
 
     let mistral = aligntds(&["inspect", &fixture("mistral")]);
     let text = stdout(&mistral);
-    assert!(text.contains("sliding_window_layers: 0:5, 1:5"), "{text}");
+    assert!(
+        text.contains("sliding_window_layers: 0:5, 1:5 (rope theta 10000)"),
+        "{text}"
+    );
 }
 
 #[test]

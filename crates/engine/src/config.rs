@@ -118,6 +118,8 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// Each inverse frequency divided by its own factor (llama.cpp's `rope_freqs.weight`).
+    Factors(Vec<f32>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,6 +5,9 @@
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod gguf;
+mod gguf_model;
+mod gguf_tokenizer;
 mod hub;
 pub mod model;
 pub mod models;
@@ -17,7 +20,7 @@ pub mod tokenizer;
 pub use candle_core::{DType, Device};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateOptions, Generation, StopReason};
-pub use model::{parse_device, parse_dtype, LanguageModel, LoadOptions};
+pub use model::{parse_device, parse_dtype, DTypeChoice, LanguageModel, LoadOptions};
 pub use models::Architecture;
 pub use score::{log_softmax_in_place, LogProbRows};
 pub use template::{ChatMessage, ChatTemplate};

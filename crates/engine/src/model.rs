@@ -14,34 +14,49 @@ use crate::source::CheckpointFiles;
 use crate::template::{ChatMessage, ChatTemplate, TemplateTokens};
 use crate::tokenizer::TextTokenizer;
 
+/// `--dtype`: a float type, GGUF weights kept quantized, or a choice made per model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DTypeChoice {
+    Float(DType),
+    /// Keep GGUF weights quantized (matrix products on the quantized blocks).
+    Quantized,
+    /// f32 when every model the command loads fits comfortably in memory, else bf16, else quantized.
+    Auto,
+}
+
 /// Options every model-loading command shares.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    pub dtype: DType,
+    pub dtype: DTypeChoice,
     pub device: Device,
     /// `--chat-template NAME|FILE`; `None` uses the model's own.
     pub chat_template: Option<String>,
+    /// How many models of this size the command holds at once (for `auto`).
+    pub models_in_memory: usize,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
-            dtype: DType::F32,
+            dtype: DTypeChoice::Float(DType::F32),
             device: Device::Cpu,
             chat_template: None,
+            models_in_memory: 1,
         }
     }
 }
 
 /// Parses `--dtype`.
-pub fn parse_dtype(text: &str) -> Result<DType> {
+pub fn parse_dtype(text: &str) -> Result<DTypeChoice> {
     match text {
-        "f32" => Ok(DType::F32),
-        "bf16" => Ok(DType::BF16),
-        "f16" => Ok(DType::F16),
+        "f32" => Ok(DTypeChoice::Float(DType::F32)),
+        "bf16" => Ok(DTypeChoice::Float(DType::BF16)),
+        "f16" => Ok(DTypeChoice::Float(DType::F16)),
+        "q" => Ok(DTypeChoice::Quantized),
+        "auto" => Ok(DTypeChoice::Auto),
         other => Err(EngineError::option(
             "--dtype",
-            format!("unknown dtype `{other}`; use f32, bf16 or f16"),
+            format!("unknown dtype `{other}`; use auto, f32, bf16, f16 or q"),
         )),
     }
 }
@@ -72,7 +87,10 @@ pub fn parse_device(text: &str) -> Result<Device> {
 }
 
 pub struct LanguageModel {
-    pub files: CheckpointFiles,
+    /// The reference as given (directory, Hub id or .gguf file).
+    pub reference: String,
+    /// What the weights were loaded as, e.g. `f32` or `q (auto: ...)`.
+    pub weights_dtype: String,
     pub decoder: Decoder,
     pub tokenizer: TextTokenizer,
     pub chat_template: Option<ChatTemplate>,
@@ -83,11 +101,26 @@ pub struct LanguageModel {
 impl LanguageModel {
     /// Loads a model from a checkpoint directory or Hub id.
     pub fn load(reference: &str, options: &LoadOptions) -> Result<Self> {
+        let path = Path::new(reference);
+        if path.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
+            return crate::gguf_model::load(path, options);
+        }
         let files = crate::source::resolve(reference)?;
         Self::load_files(files, options)
     }
 
     pub fn load_files(files: CheckpointFiles, options: &LoadOptions) -> Result<Self> {
+        let dtype = match options.dtype {
+            DTypeChoice::Float(d) => d,
+            DTypeChoice::Auto => DType::F32,
+            DTypeChoice::Quantized => {
+                return Err(EngineError::option("--dtype", format!("`q` keeps GGUF weights quantized, but `{}` is a safetensors checkpoint; use f32, bf16 or f16", files.reference)))
+            }
+        };
         let raw = RawConfig::load(&files.config)?;
         let config = crate::models::parse_config(&raw)?;
         let tokenizer_config = match &files.tokenizer_config {
@@ -97,13 +130,13 @@ impl LanguageModel {
         let tokenizer = TextTokenizer::load(&files.tokenizer, &tokenizer_config)?;
         check_vocabulary(&tokenizer, &config, &files.config)?;
         let eos_token_ids = eos_ids(&files, &config, &tokenizer)?;
-        let vb = mmap_weights(&files.weights, options.dtype, &options.device)?;
+        let vb = mmap_weights(&files.weights, dtype, &options.device)?;
         let weights_place = files
             .weights
             .first()
             .map(|p| p.as_path())
             .unwrap_or(Path::new(&files.reference));
-        let decoder = Decoder::load(config, vb).map_err(|e| EngineError::Weights {
+        let decoder = Decoder::load(config, vb, None).map_err(|e| EngineError::Weights {
             path: weights_place.to_path_buf(),
             message: format!("{e} (does config.json match these weights?)"),
         })?;
@@ -115,7 +148,8 @@ impl LanguageModel {
             &files.reference,
         )?;
         Ok(Self {
-            files,
+            reference: files.reference.clone(),
+            weights_dtype: format!("{dtype:?}").to_lowercase(),
             decoder,
             tokenizer,
             chat_template,
@@ -150,7 +184,7 @@ impl LanguageModel {
             name: "<none>".into(),
             message: format!(
                 "model `{}` has no chat template (a base model?); choose one with --chat-template NAME|FILE or use a plain prompt",
-                self.files.reference
+                self.reference
             ),
         })?;
         template.render(messages, true, &self.template_tokens())
@@ -177,7 +211,7 @@ impl LanguageModel {
     }
 }
 
-fn check_vocabulary(
+pub(crate) fn check_vocabulary(
     tokenizer: &TextTokenizer,
     config: &ModelConfig,
     config_path: &Path,

@@ -20,6 +20,7 @@ pub fn inverse_frequencies(rope: &RopeConfig, head_dim: usize) -> Vec<f32> {
     match &rope.scaling {
         RopeScaling::Default => inv,
         RopeScaling::Linear { factor } => inv.iter().map(|f| f / *factor as f32).collect(),
+        RopeScaling::Factors(factors) => inv.iter().zip(factors).map(|(f, d)| f / d).collect(),
         RopeScaling::Llama3 {
             factor,
             low_freq_factor,

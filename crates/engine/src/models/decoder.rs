@@ -2,8 +2,12 @@
 //! whole sequences: unlike a generation-only forward it returns the hidden
 //! state of every position, so one pass scores a whole answer.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
 use crate::config::{Activation, LayerAttention, ModelConfig};
 use crate::error::{EngineError, Result};
@@ -13,19 +17,91 @@ use crate::rope;
 /// `[heads, T, T]` scores at once.
 const ATTENTION_BLOCK_BYTES: usize = 64 << 20;
 
-fn linear(
-    vb: &VarBuilder,
-    name: &str,
-    in_dim: usize,
-    out_dim: usize,
-    bias: bool,
-) -> Result<Linear> {
-    Ok(candle_nn::linear_b(in_dim, out_dim, bias, vb.pp(name))?)
+/// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
+pub type QuantizedWeights = HashMap<String, Arc<QTensor>>;
+
+/// A projection: dense weights, or quantized ones multiplied without dequantizing.
+enum Linear {
+    Dense(candle_nn::Linear),
+    Quantized {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+        elems: usize,
+    },
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Dense(l) => l.forward(x),
+            Self::Quantized { weight, bias, .. } => {
+                let y = weight
+                    .forward(&x.to_dtype(DType::F32)?)?
+                    .to_dtype(x.dtype())?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+
+    fn parameter_count(&self) -> usize {
+        match self {
+            Self::Dense(l) => l.weight().elem_count() + l.bias().map_or(0, |b| b.elem_count()),
+            Self::Quantized { bias, elems, .. } => {
+                elems + bias.as_ref().map_or(0, |b| b.elem_count())
+            }
+        }
+    }
+}
+
+struct Weights<'a> {
+    vb: VarBuilder<'a>,
+    quantized: Option<&'a QuantizedWeights>,
+}
+
+impl Weights<'_> {
+    fn pp(&self, name: impl ToString) -> Self {
+        Weights {
+            vb: self.vb.pp(name),
+            quantized: self.quantized,
+        }
+    }
+}
+
+fn linear(w: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
+    let full = format!("{}.{name}.weight", w.vb.prefix());
+    if let Some(q) = w.quantized.and_then(|q| q.get(&full)) {
+        let dims = q.shape().dims();
+        if dims != [out_dim, in_dim] {
+            return Err(candle_core::Error::Msg(format!(
+                "shape mismatch for {full}: expected [{out_dim}, {in_dim}], got {dims:?}"
+            ))
+            .into());
+        }
+        let bias = if bias {
+            Some(w.vb.pp(name).get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        return Ok(Linear::Quantized {
+            weight: QMatMul::from_arc(q.clone())?,
+            bias,
+            elems: q.shape().elem_count(),
+        });
+    }
+    Ok(Linear::Dense(candle_nn::linear_b(
+        in_dim,
+        out_dim,
+        bias,
+        w.vb.pp(name),
+    )?))
 }
 
 /// RMSNorm; Gemma's scales by (1 + weight), folded into the weight here.
-fn rms_norm(vb: &VarBuilder, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
-    let weight = vb.pp(name).get(size, "weight")?;
+fn rms_norm(w: &Weights, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
+    let weight = w.vb.pp(name).get(size, "weight")?;
     let weight = if cfg.gemma.norm_offset {
         (weight + 1.0)?
     } else {
@@ -49,7 +125,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(cfg: &ModelConfig, vb: &VarBuilder) -> Result<Self> {
+    fn load(cfg: &ModelConfig, vb: &Weights) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         Ok(Self {
             q: linear(vb, "q_proj", h, cfg.num_heads * d, cfg.qkv_bias)?,
@@ -229,7 +305,7 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(cfg: &ModelConfig, vb: &VarBuilder) -> Result<Self> {
+    fn load(cfg: &ModelConfig, vb: &Weights) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
             gate: linear(vb, "gate_proj", h, i, cfg.mlp_bias)?,
@@ -298,11 +374,19 @@ pub struct Decoder {
 
 impl Decoder {
     /// Builds the decoder from Hugging Face tensor names (`model.layers.N...`).
-    pub fn load(config: ModelConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn load(
+        config: ModelConfig,
+        vb: VarBuilder,
+        quantized: Option<&QuantizedWeights>,
+    ) -> Result<Self> {
         let cfg = &config;
-        let model = vb.pp("model");
+        let root = Weights {
+            vb: vb.clone(),
+            quantized,
+        };
+        let model = root.pp("model");
         let embed =
-            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, model.pp("embed_tokens"))?;
+            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, model.vb.pp("embed_tokens"))?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for (i, kind) in cfg.layers.iter().enumerate() {
             let lvb = model.pp(format!("layers.{i}"));
@@ -327,10 +411,15 @@ impl Decoder {
             });
         }
         let norm = rms_norm(&model, "norm", cfg.hidden_size, cfg)?;
-        let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed.embeddings().clone(), None)
-        } else {
-            linear(&vb, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?
+        let tied_quantized = quantized.and_then(|q| q.get("model.embed_tokens.weight"));
+        let lm_head = match (cfg.tie_word_embeddings, tied_quantized) {
+            (true, Some(q)) => Linear::Quantized {
+                weight: QMatMul::from_arc(q.clone())?,
+                bias: None,
+                elems: 0,
+            },
+            (true, None) => Linear::Dense(candle_nn::Linear::new(embed.embeddings().clone(), None)),
+            (false, _) => linear(&root, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?,
         };
         Ok(Self {
             inv_freq_full: rope::inverse_frequencies(&cfg.rope_full, cfg.head_dim),
@@ -364,7 +453,7 @@ impl Decoder {
 
     /// Number of weights, counting a tied embedding once.
     pub fn parameter_count(&self) -> usize {
-        let linear = |l: &Linear| l.weight().elem_count() + l.bias().map_or(0, |b| b.elem_count());
+        let linear = Linear::parameter_count;
         let mut n = self.embed.embeddings().elem_count() + self.config.hidden_size;
         for layer in &self.layers {
             let a = &layer.attention;
@@ -388,7 +477,7 @@ impl Decoder {
                 .sum::<usize>();
         }
         if !self.config.tie_word_embeddings {
-            n += linear(&self.lm_head);
+            n += self.lm_head.parameter_count();
         }
         n
     }

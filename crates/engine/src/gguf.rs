@@ -1,0 +1,430 @@
+//! GGUF files as model references: hyper-parameters, weights, tokenizer and
+//! chat template all come from the file. Tensors are renamed to Hugging Face
+//! names and undone where llama.cpp changed them (Llama's Q/K row permutation,
+//! Gemma's norms stored as 1 + w), so the same decoder runs them.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{Device, Tensor};
+use serde_json::json;
+
+use crate::error::{EngineError, Result};
+
+pub struct GgufFile {
+    pub path: PathBuf,
+    content: Content,
+    file: File,
+}
+
+impl GgufFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let err = |message: String| EngineError::Weights {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut file = File::open(path).map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let content = Content::read(&mut file).map_err(|e| {
+            err(format!(
+                "not a readable GGUF file (truncated, or an unsupported tensor type?): {e}"
+            ))
+        })?;
+        let file_len = file
+            .metadata()
+            .map_err(|source| EngineError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        for (name, info) in &content.tensor_infos {
+            let bytes = info.shape.elem_count() / info.ggml_dtype.block_size()
+                * info.ggml_dtype.type_size();
+            let end = content.tensor_data_offset + info.offset + bytes as u64;
+            if end > file_len {
+                return Err(err(format!(
+                    "truncated: tensor `{name}` ends at byte {end} but the file has {file_len} bytes; download the file again"
+                )));
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            content,
+            file,
+        })
+    }
+
+    fn error(&self, key: &str, message: impl Into<String>) -> EngineError {
+        EngineError::Config {
+            path: self.path.clone(),
+            field: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    pub fn architecture(&self) -> Result<String> {
+        self.string("general.architecture")
+    }
+
+    pub fn string(&self, key: &str) -> Result<String> {
+        match self.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(self.error(key, "expected a string")),
+            None => Err(self.error(key, "missing from the GGUF metadata")),
+        }
+    }
+
+    pub fn opt_string(&self, key: &str) -> Option<String> {
+        match self.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
+        self.get(key)
+            .map(|v| {
+                v.to_u64()
+                    .or_else(|_| v.to_u32().map(u64::from))
+                    .or_else(|_| v.to_i32().map(|x| x as u64))
+                    .map_err(|_| self.error(key, "expected an integer"))
+            })
+            .transpose()
+    }
+
+    pub fn u64(&self, key: &str) -> Result<u64> {
+        self.opt_u64(key)?
+            .ok_or_else(|| self.error(key, "missing from the GGUF metadata"))
+    }
+
+    pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+        self.get(key)
+            .map(|v| {
+                v.to_f32()
+                    .map(f64::from)
+                    .or_else(|_| v.to_f64())
+                    .map_err(|_| self.error(key, "expected a number"))
+            })
+            .transpose()
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Option<bool> {
+        self.get(key).and_then(|v| v.to_bool().ok())
+    }
+
+    pub fn strings(&self, key: &str) -> Result<Vec<String>> {
+        let values = self
+            .get(key)
+            .ok_or_else(|| self.error(key, "missing from the GGUF metadata"))?;
+        let values = values
+            .to_vec()
+            .map_err(|_| self.error(key, "expected an array"))?;
+        values
+            .iter()
+            .map(|v| {
+                v.to_string()
+                    .cloned()
+                    .map_err(|_| self.error(key, "expected an array of strings"))
+            })
+            .collect()
+    }
+
+    pub fn numbers(&self, key: &str) -> Result<Option<Vec<f64>>> {
+        let Some(values) = self.get(key) else {
+            return Ok(None);
+        };
+        let values = values
+            .to_vec()
+            .map_err(|_| self.error(key, "expected an array"))?;
+        values
+            .iter()
+            .map(|v| {
+                v.to_f32()
+                    .map(f64::from)
+                    .or_else(|_| v.to_i32().map(f64::from))
+                    .or_else(|_| v.to_u32().map(f64::from))
+                    .map_err(|_| self.error(key, "expected an array of numbers"))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    pub fn tensor_names(&self) -> impl Iterator<Item = &String> {
+        self.content.tensor_infos.keys()
+    }
+
+    pub fn tensor_elems(&self, name: &str) -> Option<u64> {
+        self.content
+            .tensor_infos
+            .get(name)
+            .map(|i| i.shape.elem_count() as u64)
+    }
+
+    pub fn tensor_type(&self, name: &str) -> Option<GgmlDType> {
+        self.content.tensor_infos.get(name).map(|i| i.ggml_dtype)
+    }
+
+    pub fn qtensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
+        self.content
+            .tensor(&mut self.file, name, device)
+            .map_err(|e| EngineError::Weights {
+                path: self.path.clone(),
+                message: format!("tensor `{name}`: {e}"),
+            })
+    }
+
+    /// A Hugging Face style config.json equivalent for the file's architecture,
+    /// parsed afterwards by the architecture's own config code.
+    pub fn hf_config(&self) -> Result<serde_json::Value> {
+        let arch = self.architecture()?;
+        let k = |name: &str| format!("{arch}.{name}");
+        let model_type = match arch.as_str() {
+            "llama" if self.get(&k("attention.sliding_window")).is_some() => "mistral",
+            "llama" => "llama",
+            "qwen2" => "qwen2",
+            "gemma3" => "gemma3_text",
+            other => {
+                return Err(EngineError::UnsupportedArchitecture {
+                    path: self.path.clone(),
+                    found: format!("{other} (general.architecture)"),
+                    supported: "llama, qwen2, gemma3 (GGUF)".into(),
+                })
+            }
+        };
+        let heads = self.u64(&k("attention.head_count"))?;
+        let hidden = self.u64(&k("embedding_length"))?;
+        let vocab = match self.opt_u64(&k("vocab_size"))? {
+            Some(v) => v,
+            None => self
+                .get("tokenizer.ggml.tokens")
+                .and_then(|v| v.to_vec().ok())
+                .map(|v| v.len() as u64)
+                .ok_or_else(|| {
+                    self.error(
+                        "tokenizer.ggml.tokens",
+                        "missing; cannot tell the vocabulary size",
+                    )
+                })?,
+        };
+        let mut c = json!({
+            "model_type": model_type,
+            "hidden_size": hidden,
+            "intermediate_size": self.u64(&k("feed_forward_length"))?,
+            "num_hidden_layers": self.u64(&k("block_count"))?,
+            "num_attention_heads": heads,
+            "num_key_value_heads": self.opt_u64(&k("attention.head_count_kv"))?.unwrap_or(heads),
+            "head_dim": self.opt_u64(&k("attention.key_length"))?.unwrap_or(hidden / heads.max(1)),
+            "max_position_embeddings": self.opt_u64(&k("context_length"))?.unwrap_or(2048),
+            "rms_norm_eps": self.opt_f64(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6),
+            "vocab_size": vocab,
+            // llama.cpp writes the output projection only when it differs from the embedding
+            "tie_word_embeddings": !self.has_tensor("output.weight"),
+            "bos_token_id": self.opt_u64("tokenizer.ggml.bos_token_id")?,
+            "eos_token_id": self.opt_u64("tokenizer.ggml.eos_token_id")?,
+            "attention_bias": self.has_tensor("blk.0.attn_q.bias"),
+        });
+        let theta = self.opt_f64(&k("rope.freq_base"))?;
+        let scaling = match self.opt_string(&k("rope.scaling.type")).as_deref() {
+            None | Some("none") => None,
+            Some("linear") => Some(
+                json!({"rope_type": "linear", "factor": self.opt_f64(&k("rope.scaling.factor"))?.unwrap_or(1.0)}),
+            ),
+            Some(other) => {
+                return Err(self.error(
+                    &k("rope.scaling.type"),
+                    format!("unsupported rope scaling `{other}`; supported: none, linear"),
+                ))
+            }
+        };
+        let window = self.opt_u64(&k("attention.sliding_window"))?;
+        if model_type == "gemma3_text" {
+            let mut full =
+                json!({"rope_type": "default", "rope_theta": theta.unwrap_or(1_000_000.0)});
+            if let Some(s) = &scaling {
+                full = s.clone();
+                full["rope_theta"] = json!(theta.unwrap_or(1_000_000.0));
+            }
+            c["rope_parameters"] = json!({
+                "full_attention": full,
+                "sliding_attention": {"rope_type": "default", "rope_theta": self.opt_f64(&k("rope.freq_base_swa"))?.unwrap_or(10_000.0)},
+            });
+            c["sliding_window"] = json!(window.unwrap_or(4096));
+            let layers = c["num_hidden_layers"].as_u64().unwrap_or(0);
+            c["layer_types"] =
+                json!(self.sliding_pattern(&k("attention.sliding_window_pattern"), layers)?);
+            // llama.cpp scales Gemma 3 queries by 1/sqrt(head_dim) unless attention.scale says otherwise
+            c["query_pre_attn_scalar"] = match self.opt_f64(&k("attention.scale"))? {
+                Some(scale) => json!(1.0 / (scale * scale)),
+                None => c["head_dim"].clone(),
+            };
+            c["final_logit_softcapping"] = json!(self.opt_f64(&k("final_logit_softcapping"))?);
+        } else {
+            c["rope_theta"] = json!(theta.unwrap_or(if arch == "qwen2" {
+                1_000_000.0
+            } else {
+                10_000.0
+            }));
+            c["rope_scaling"] = json!(scaling);
+            if let Some(w) = window {
+                c["sliding_window"] = json!(w);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Gemma 3 layer kinds: `sliding_window_pattern` as a per-layer bool array
+    /// (true = sliding) or an integer n (every n-th layer full); llama.cpp's default is 6.
+    fn sliding_pattern(&self, key: &str, layers: u64) -> Result<Vec<&'static str>> {
+        let kind = |sliding: bool| {
+            if sliding {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        };
+        if let Some(Value::Array(items)) = self.get(key) {
+            let flags: Vec<bool> = items
+                .iter()
+                .map(|v| {
+                    v.to_bool()
+                        .map_err(|_| self.error(key, "expected booleans"))
+                })
+                .collect::<Result<_>>()?;
+            if flags.len() as u64 != layers {
+                return Err(self.error(
+                    key,
+                    format!("has {} entries for {layers} layers", flags.len()),
+                ));
+            }
+            return Ok(flags.into_iter().map(kind).collect());
+        }
+        let n = self.opt_u64(key)?.unwrap_or(6).max(1);
+        Ok((0..layers).map(|i| kind((i + 1) % n != 0)).collect())
+    }
+
+    /// Per-frequency rope divisors (`rope_freqs.weight`, how llama.cpp stores Llama 3 scaling).
+    pub fn rope_freq_factors(&mut self) -> Result<Option<Vec<f32>>> {
+        if !self.has_tensor("rope_freqs.weight") {
+            return Ok(None);
+        }
+        let t = self
+            .qtensor("rope_freqs.weight", &Device::Cpu)?
+            .dequantize(&Device::Cpu)?;
+        Ok(Some(t.flatten_all()?.to_vec1::<f32>()?))
+    }
+}
+
+/// How a GGUF tensor maps to a Hugging Face one.
+pub struct TensorMapping {
+    pub hf_name: String,
+    /// Undo llama.cpp's Q/K row permutation with this many heads.
+    pub unpermute_heads: Option<usize>,
+    /// Stored as 1 + w (Gemma norms): subtract one.
+    pub minus_one: bool,
+}
+
+/// The Hugging Face name of a GGUF tensor, or None for tensors the decoder does not use.
+pub fn map_tensor(name: &str, arch: &str, heads: usize, kv_heads: usize) -> Option<TensorMapping> {
+    let gemma = arch == "gemma3";
+    let map = |hf: String, minus_one: bool| {
+        Some(TensorMapping {
+            hf_name: hf,
+            unpermute_heads: None,
+            minus_one: minus_one && gemma,
+        })
+    };
+    match name {
+        "token_embd.weight" => return map("model.embed_tokens.weight".into(), false),
+        "output_norm.weight" => return map("model.norm.weight".into(), true),
+        "output.weight" => return map("lm_head.weight".into(), false),
+        _ => {}
+    }
+    let rest = name.strip_prefix("blk.")?;
+    let (layer, leaf) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (stem, kind) = leaf.rsplit_once('.')?;
+    let p = format!("model.layers.{layer}");
+    let hf = |s: &str| format!("{p}.{s}.{kind}");
+    let permute = arch == "llama";
+    match stem {
+        "attn_norm" => map(hf("input_layernorm"), true),
+        "ffn_norm" if gemma => map(hf("pre_feedforward_layernorm"), true),
+        "ffn_norm" => map(hf("post_attention_layernorm"), false),
+        "post_attention_norm" => map(hf("post_attention_layernorm"), true),
+        "post_ffw_norm" => map(hf("post_feedforward_layernorm"), true),
+        "attn_q_norm" => map(hf("self_attn.q_norm"), true),
+        "attn_k_norm" => map(hf("self_attn.k_norm"), true),
+        "attn_q" => Some(TensorMapping {
+            hf_name: hf("self_attn.q_proj"),
+            unpermute_heads: permute.then_some(heads),
+            minus_one: false,
+        }),
+        "attn_k" => Some(TensorMapping {
+            hf_name: hf("self_attn.k_proj"),
+            unpermute_heads: permute.then_some(kv_heads),
+            minus_one: false,
+        }),
+        "attn_v" => map(hf("self_attn.v_proj"), false),
+        "attn_output" => map(hf("self_attn.o_proj"), false),
+        "ffn_gate" => map(hf("mlp.gate_proj"), false),
+        "ffn_up" => map(hf("mlp.up_proj"), false),
+        "ffn_down" => map(hf("mlp.down_proj"), false),
+        _ => None,
+    }
+}
+
+/// Row order that undoes llama.cpp's permutation: Hugging Face row r of a head
+/// (half j, index i) is GGUF row 2i + j of that head.
+pub fn unpermute_rows(rows: usize, heads: usize) -> Vec<usize> {
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    (0..rows)
+        .map(|r| {
+            let (h, rem) = (r / head_dim, r % head_dim);
+            let (j, i) = (rem / half, rem % half);
+            h * head_dim + 2 * i + j
+        })
+        .collect()
+}
+
+/// Reorders the rows of a (possibly quantized) tensor without dequantizing: a
+/// row of blocks is contiguous, so rows move as byte ranges.
+pub fn reorder_qtensor_rows(t: &QTensor, order: &[usize], device: &Device) -> Result<QTensor> {
+    let dims = t.shape().dims().to_vec();
+    let data = t.data()?;
+    let row_bytes = data.len() / dims[0];
+    let mut out = Vec::with_capacity(data.len());
+    for &src in order {
+        out.extend_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+    }
+    let storage = QStorage::from_data(std::borrow::Cow::Owned(out), device, t.dtype())?;
+    Ok(QTensor::new(storage, dims)?)
+}
+
+/// Applies a mapping to a dequantized tensor.
+pub fn fix_dense(t: Tensor, m: &TensorMapping) -> Result<Tensor> {
+    let t = match m.unpermute_heads {
+        Some(heads) => {
+            let order: Vec<u32> = unpermute_rows(t.dim(0)?, heads)
+                .into_iter()
+                .map(|x| x as u32)
+                .collect();
+            let idx = Tensor::new(order.as_slice(), t.device())?;
+            t.index_select(&idx, 0)?
+        }
+        None => t,
+    };
+    Ok(if m.minus_one { (t - 1.0)? } else { t })
+}

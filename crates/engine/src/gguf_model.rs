@@ -1,0 +1,146 @@
+//! Loading a language model from one GGUF file.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::quantized::GgmlDType;
+use candle_core::DType;
+use candle_nn::VarBuilder;
+
+use crate::config::{RawConfig, RopeScaling};
+use crate::error::{EngineError, Result};
+use crate::gguf::{fix_dense, map_tensor, reorder_qtensor_rows, unpermute_rows, GgufFile};
+use crate::model::{check_vocabulary, DTypeChoice, LanguageModel, LoadOptions};
+use crate::models::decoder::{Decoder, QuantizedWeights};
+use crate::tokenizer::TextTokenizer;
+
+/// Bytes of memory the system can still give, from /proc/meminfo (Linux); None elsewhere.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resolves `--dtype` for a GGUF file: `(dtype of dense weights, keep quantized, description)`.
+fn choose_dtype(choice: DTypeChoice, parameters: u64, models: usize) -> (DType, bool, String) {
+    match choice {
+        DTypeChoice::Float(d) => (d, false, format!("{d:?}").to_lowercase()),
+        DTypeChoice::Quantized => (DType::F32, true, "q".into()),
+        DTypeChoice::Auto => {
+            // "Comfortably": all models together within half of the memory available now.
+            let budget = available_memory().map_or(u64::MAX, |m| m / 2);
+            let need = |bytes_per_weight: u64| parameters * bytes_per_weight * models.max(1) as u64;
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            if need(4) <= budget {
+                (
+                    DType::F32,
+                    false,
+                    format!(
+                        "f32 (auto: {:.1} GiB for {models} model(s) fits in memory)",
+                        gib(need(4))
+                    ),
+                )
+            } else if need(2) <= budget {
+                (
+                    DType::BF16,
+                    false,
+                    format!("bf16 (auto: f32 would need {:.1} GiB)", gib(need(4))),
+                )
+            } else {
+                (
+                    DType::F32,
+                    true,
+                    format!("q (auto: bf16 would need {:.1} GiB)", gib(need(2))),
+                )
+            }
+        }
+    }
+}
+
+const PROJECTIONS: &[&str] = &[
+    "attn_q.weight",
+    "attn_k.weight",
+    "attn_v.weight",
+    "attn_output.weight",
+    "ffn_gate.weight",
+    "ffn_up.weight",
+    "ffn_down.weight",
+];
+
+pub fn load(path: &Path, options: &LoadOptions) -> Result<LanguageModel> {
+    let mut gguf = GgufFile::open(path)?;
+    let arch = gguf.architecture()?;
+    let raw = RawConfig::from_value(path, gguf.hf_config()?);
+    let mut config = crate::models::parse_config(&raw)?;
+    if let Some(factors) = gguf.rope_freq_factors()? {
+        config.rope_full.scaling = RopeScaling::Factors(factors.clone());
+        config.rope_sliding.scaling = RopeScaling::Factors(factors);
+    }
+    let (inner, tokenizer_config) = crate::gguf_tokenizer::build(&gguf)?;
+    let tokenizer = TextTokenizer::from_tokenizer(inner, path, &tokenizer_config)?;
+    check_vocabulary(&tokenizer, &config, path)?;
+
+    let names: Vec<String> = gguf.tensor_names().cloned().collect();
+    let parameters: u64 = names.iter().filter_map(|n| gguf.tensor_elems(n)).sum();
+    let (dtype, keep_quantized, described) =
+        choose_dtype(options.dtype, parameters, options.models_in_memory);
+    tracing::info!(model = %path.display(), dtype = %described, "loading GGUF weights");
+    let device = &options.device;
+    let mut dense = HashMap::new();
+    let mut quantized: QuantizedWeights = HashMap::new();
+    for name in &names {
+        let Some(mapping) = map_tensor(name, &arch, config.num_heads, config.num_kv_heads) else {
+            continue;
+        };
+        let float = matches!(
+            gguf.tensor_type(name),
+            Some(GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+        );
+        let projection = PROJECTIONS.iter().any(|p| name.ends_with(p))
+            || name == "output.weight"
+            || name == "token_embd.weight";
+        let q = gguf.qtensor(name, device)?;
+        if keep_quantized && projection && !float {
+            let q = match mapping.unpermute_heads {
+                Some(heads) => {
+                    reorder_qtensor_rows(&q, &unpermute_rows(q.shape().dims()[0], heads), device)?
+                }
+                None => q,
+            };
+            if name == "token_embd.weight" {
+                // The embedding lookup needs rows; the tied lm-head can stay quantized.
+                dense.insert(mapping.hf_name.clone(), q.dequantize(device)?);
+            }
+            quantized.insert(mapping.hf_name, Arc::new(q));
+        } else {
+            let t = fix_dense(q.dequantize(device)?, &mapping)?;
+            dense.insert(mapping.hf_name, t.to_dtype(dtype)?);
+        }
+    }
+    let vb = VarBuilder::from_tensors(dense, dtype, device);
+    let decoder = Decoder::load(config, vb, keep_quantized.then_some(&quantized)).map_err(|e| {
+        EngineError::Weights {
+            path: path.to_path_buf(),
+            message: format!("{e} (is this a complete model file?)"),
+        }
+    })?;
+    let templates = crate::template::model_templates(&tokenizer_config, None)?;
+    let reference = path.display().to_string();
+    let chat_template =
+        crate::template::select(options.chat_template.as_deref(), &templates, &reference)?;
+    let eos_token_ids = if decoder.config().eos_token_ids.is_empty() {
+        tokenizer.eos.iter().map(|t| t.id).collect()
+    } else {
+        decoder.config().eos_token_ids.clone()
+    };
+    Ok(LanguageModel {
+        reference,
+        weights_dtype: described,
+        decoder,
+        tokenizer,
+        chat_template,
+        eos_token_ids,
+    })
+}
