@@ -194,7 +194,7 @@ fn generation_stops_before_a_stop_string_dropping_the_token_it_starts_in() {
 fn half_precision_dtypes_load_and_stay_close() {
     for dtype in [aligntds_engine::DType::BF16, aligntds_engine::DType::F16] {
         let options = aligntds_engine::LoadOptions {
-            dtype,
+            dtype: aligntds_engine::DTypeChoice::Float(dtype),
             ..Default::default()
         };
         let model =
