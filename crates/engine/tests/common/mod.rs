@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use aligntds_engine::score::score_sequence;
 use aligntds_engine::{LanguageModel, LoadOptions};
 use serde_json::Value;
 
@@ -65,4 +66,63 @@ pub fn floats(v: &Value) -> Vec<f64> {
         .iter()
         .map(|x| x.as_f64().expect("number"))
         .collect()
+}
+
+pub fn max_error(
+    model: &aligntds_engine::LanguageModel,
+    seq: &serde_json::Value,
+    chunk_rows: Option<usize>,
+) -> f64 {
+    max_error_with(model, seq, chunk_rows, 1e-3)
+}
+
+/// Scores a golden sequence and returns the largest |delta log-prob| over the
+/// golden's top-20 ids and target token at every position. Where the golden's
+/// top-1 leads by more than `top1_margin`, ours must agree.
+pub fn max_error_with(
+    model: &aligntds_engine::LanguageModel,
+    seq: &serde_json::Value,
+    chunk_rows: Option<usize>,
+    top1_margin: f64,
+) -> f64 {
+    let tokens = ids(&seq["tokens"]);
+    let start = seq["start"].as_u64().unwrap() as usize;
+    let positions = seq["positions"].as_array().unwrap();
+    let mut worst = 0f64;
+    let mut seen = 0;
+    score_sequence(&model.decoder, &tokens, start, chunk_rows, |rows| {
+        for (pos, row) in rows.rows() {
+            let golden = &positions[pos - start];
+            let target = golden["target_logprob"].as_f64().unwrap();
+            worst = worst.max((row[tokens[pos] as usize] as f64 - target).abs());
+            for (id, lp) in ids(&golden["top_ids"])
+                .iter()
+                .zip(floats(&golden["top_logprobs"]))
+            {
+                worst = worst.max((row[*id as usize] as f64 - lp).abs());
+            }
+            let top = floats(&golden["top_logprobs"]);
+            if top[0] - top[1] > top1_margin {
+                assert_eq!(
+                    aligntds_engine::score::argmax(row) as u32,
+                    ids(&golden["top_ids"])[0],
+                    "top-1 at position {pos}"
+                );
+            }
+            let total: f64 = row.iter().map(|&x| (x as f64).exp()).sum();
+            assert!(
+                (total - 1.0).abs() < 1e-5,
+                "position {pos}: probabilities sum to {total}"
+            );
+            seen += 1;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        seen,
+        positions.len(),
+        "every scored position is delivered once"
+    );
+    worst
 }

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Goldens for the two real GGUF models, made with transformers loading the same
+GGUF files (it dequantizes them to f32). Dev time only:
+
+    bash scripts/fetch-models.sh
+    pip install torch transformers gguf accelerate
+    python3 scripts/make_real_goldens.py
+
+Writes fixtures/real/<name>.json: per position top-20 ids and log-probabilities
+for a few chat and plain sequences, tokenizations of a varied text sample, the
+rendered chat template (SmolLM2) and a 64-token greedy generation.
+"""
+import json
+from pathlib import Path
+
+import torch
+import transformers
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+OUT = ROOT / "fixtures" / "real"
+
+TEXTS = [
+    "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n",
+    "Привет, мир! Это тест. 日本語のテキストと中文混合。 مرحبا بالعالم",
+    "Emoji: 🙂🚀👩‍👩‍👧 and flags 🇫🇷, math ∑∫√ and accents: naïve café Ångström",
+    "Runs of spaces:  two,   three,    four;\ttab\t\tand\n\n\nnewlines   ",
+    "Special strings: <|im_start|>user\nhi<|im_end|> <bos><eos> <start_of_turn> </s> <s>",
+    "   leading spaces and a URL https://example.com/a?b=c&d=e#f",
+    "Numbers 1234567890 3.14159 1e-9 and ALL CAPS, CamelCase, snake_case.",
+]
+
+QUERIES = [
+    "What are the names of some famous actors that started their careers on Broadway?",
+    "Explain why the sky is blue in two sentences.",
+]
+ANSWER = " Sure! Here is a short answer: the sky looks blue because air molecules scatter blue light more than red light."
+
+
+def topk(model, ids, start, k=20):
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+    rows = []
+    for t in range(start, len(ids)):
+        top = torch.topk(logp[t - 1], k)
+        rows.append({"top_ids": top.indices.tolist(), "top_logprobs": [round(x, 6) for x in top.values.tolist()],
+                     "target_logprob": round(logp[t - 1, ids[t]].item(), 6)})
+    return {"tokens": ids, "start": start, "positions": rows}
+
+
+def build(name, gguf_file, chat):
+    tok = transformers.AutoTokenizer.from_pretrained(MODELS, gguf_file=gguf_file)
+    model = transformers.AutoModelForCausalLM.from_pretrained(MODELS, gguf_file=gguf_file, dtype=torch.float32).eval()
+    sequences = []
+    for query in QUERIES:
+        if chat:
+            prompt = tok.apply_chat_template([{"role": "user", "content": query}], tokenize=False, add_generation_prompt=True)
+        else:
+            prompt = "# Query:\n```" + query + "```\n\n# Answer:\n```"
+        prompt_ids = tok(prompt, add_special_tokens=not chat)["input_ids"]
+        answer_ids = tok(ANSWER, add_special_tokens=False)["input_ids"]
+        sequences.append(topk(model, prompt_ids + answer_ids, len(prompt_ids)))
+    golden = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "file": gguf_file,
+        "sequences": sequences,
+        "tokenization": [{"text": t, "ids": tok(t)["input_ids"], "ids_plain": tok(t, add_special_tokens=False)["input_ids"],
+                          "decoded": tok.decode(tok(t, add_special_tokens=False)["input_ids"])} for t in TEXTS],
+    }
+    if chat:
+        messages = [{"role": "user", "content": QUERIES[0]}]
+        rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt_ids = tok(rendered, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=64, do_sample=False, output_scores=True,
+                                 return_dict_in_generate=True)
+        new = out.sequences[0, len(prompt_ids):].tolist()
+        golden["chat"] = {"messages": messages, "rendered": rendered}
+        golden["generation"] = {"prompt": prompt_ids, "tokens": new,
+                                "logprobs": [round(torch.log_softmax(s[0].double(), -1)[t].item(), 6) for s, t in zip(out.scores, new)],
+                                "text": tok.decode(new, skip_special_tokens=True)}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(golden, ensure_ascii=False) + "\n")
+    print(f"wrote fixtures/real/{name}.json")
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    build("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", chat=True)
+    build("gemma3", "gemma-3-270m-q4_k_m.gguf", chat=False)
