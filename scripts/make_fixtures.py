@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 import transformers
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,6 +325,21 @@ def llama2_study_goldens():
     return rows
 
 
+def check_gguf_with_transformers():
+    """Where transformers can load our GGUF itself (plain Llama, Qwen2), it must agree with the twin."""
+    for name in ["llama2", "qwen2"]:
+        twin = transformers.AutoModelForCausalLM.from_pretrained(OUT / name, dtype=torch.float32).eval()
+        model = transformers.AutoModelForCausalLM.from_pretrained(OUT, gguf_file=f"{name}.gguf", dtype=torch.float32).eval()
+        ids = torch.randint(0, 500, (1, 40), generator=torch.Generator().manual_seed(7))
+        with torch.no_grad():
+            a = torch.log_softmax(twin(ids).logits, -1)
+            b = torch.log_softmax(model(ids).logits, -1)
+        err = (a - b).abs().max().item()
+        print(f"transformers reads {name}.gguf like its twin: max |delta log-prob| {err:.2e}", file=sys.stderr)
+        if err > 1e-4:
+            sys.exit(f"{name}.gguf disagrees with its safetensors twin in transformers ({err})")
+
+
 def bench(dest):
     dest = Path(dest)
     toks = {"bl": train_byte_level(corpus(), 2000)}
@@ -352,6 +369,10 @@ def main():
         tokenizers_out[name] = tokenizer_goldens(tokenizer, OUT / name)
         templates_out[name] = template_goldens(tokenizer)
         print(f"built {name}", file=sys.stderr)
+    from write_gguf import write as write_gguf
+    for name in FIXTURES:
+        write_gguf(OUT / name, OUT / f"{name}.gguf")
+    check_gguf_with_transformers()
     templates_out["llama2:toolish"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "llama2"), template="toolish")
     templates_out["builtin:smollm2"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "qwen2"), template=SMOLLM2_TEMPLATE)
     templates_out["builtin:llama2-study"] = llama2_study_goldens()

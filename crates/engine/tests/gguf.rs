@@ -1,0 +1,157 @@
+//! GGUF files: the tiny fixtures written as llama.cpp would write them give
+//! their safetensors twins' log-probabilities, and broken files give clear errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use aligntds_engine::{DTypeChoice, GenerateOptions, LanguageModel, LoadOptions};
+use common::*;
+
+fn gguf_path(name: &str) -> PathBuf {
+    repo_root().join("fixtures").join(format!("{name}.gguf"))
+}
+
+fn load_gguf(path: &Path, dtype: DTypeChoice) -> aligntds_engine::Result<LanguageModel> {
+    LanguageModel::load(
+        path.to_str().unwrap(),
+        &LoadOptions {
+            dtype,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn gguf_twins_match_the_safetensors_goldens() {
+    for name in FIXTURES {
+        let model = load_gguf(
+            &gguf_path(name),
+            DTypeChoice::Float(aligntds_engine::DType::F32),
+        )
+        .unwrap();
+        let goldens = read_json(&fixture_dir(name).join("goldens.json"));
+        for (i, seq) in goldens["sequences"].as_array().unwrap().iter().enumerate() {
+            let err = max_error(&model, seq, None);
+            eprintln!("{name}.gguf sequence {i}: max |delta log-prob| = {err:.2e}");
+            assert!(err <= TOLERANCE, "{name}.gguf sequence {i}: {err}");
+        }
+        let generation = &goldens["generation"];
+        let expected = ids(&generation["tokens"]);
+        let options = GenerateOptions {
+            max_new_tokens: expected.len(),
+            stop_strings: vec![],
+            eos_token_ids: vec![u32::MAX],
+        };
+        let out = model
+            .generate(&ids(&generation["prompt"]), &options)
+            .unwrap();
+        assert_eq!(out.tokens, expected, "{name}.gguf greedy tokens");
+    }
+}
+
+#[test]
+fn gguf_twins_carry_templates_and_special_tokens() {
+    let qwen = load_gguf(&gguf_path("qwen2"), DTypeChoice::Auto).unwrap();
+    assert!(!qwen.tokenizer.add_bos);
+    assert_eq!(qwen.tokenizer.eos.as_ref().unwrap().text, "<|im_end|>");
+    let direct = load("qwen2");
+    let messages = aligntds_engine::template::single_turn("Hi there", Some("Be brief."));
+    assert_eq!(
+        qwen.render_chat(&messages).unwrap(),
+        direct.render_chat(&messages).unwrap()
+    );
+    // Same byte-level vocabulary and merges: same tokens as the tokenizer.json.
+    let text = "Hello world, numbers 12345 and <|im_start|>user\nhi<|im_end|>";
+    assert_eq!(
+        qwen.tokenizer.encode(text).unwrap(),
+        direct.tokenizer.encode(text).unwrap()
+    );
+    let llama = load_gguf(&gguf_path("llama2"), DTypeChoice::Auto).unwrap();
+    assert!(llama.tokenizer.add_bos);
+    assert_eq!(llama.tokenizer.bos.as_ref().unwrap().id, 1);
+    assert!(
+        llama.weights_dtype.starts_with("f32 (auto"),
+        "{}",
+        llama.weights_dtype
+    );
+}
+
+fn temp_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(format!("{name}.gguf"));
+    std::fs::copy(gguf_path(name), &path).unwrap();
+    (tmp, path)
+}
+
+fn find(bytes: &[u8], needle: &[u8]) -> usize {
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle in file")
+}
+
+fn err_of(path: &Path) -> String {
+    load_gguf(path, DTypeChoice::Auto)
+        .err()
+        .expect("loading must fail")
+        .to_string()
+}
+
+#[test]
+fn truncated_gguf_is_reported() {
+    let (_tmp, path) = temp_copy("llama3");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = err_of(&path);
+    assert!(
+        err.contains("llama3.gguf") && err.contains("truncated"),
+        "{err}"
+    );
+    std::fs::write(&path, &bytes[..100]).unwrap();
+    let err = err_of(&path);
+    assert!(
+        err.contains("llama3.gguf") && err.contains("not a readable GGUF"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_tensor_type_is_reported() {
+    let (_tmp, path) = temp_copy("qwen2");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Tensor info: name, n_dims (u32), dims (u64 each), type (u32), offset (u64).
+    let at = find(&bytes, b"output_norm.weight") + "output_norm.weight".len();
+    let n_dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let type_at = at + 4 + 8 * n_dims;
+    bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = err_of(&path);
+    assert!(err.contains("qwen2.gguf") && err.contains("99"), "{err}");
+}
+
+#[test]
+fn unknown_architecture_is_reported() {
+    let (_tmp, path) = temp_copy("qwen2");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = find(&bytes, b"general.architecture") + "general.architecture".len() + 4 + 8;
+    bytes[at..at + 5].copy_from_slice(b"qwen9");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = err_of(&path);
+    assert!(
+        err.contains("qwen9") && err.contains("llama, qwen2, gemma3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_tokenizer_model_is_reported() {
+    let (_tmp, path) = temp_copy("qwen2");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = find(&bytes, b"tokenizer.ggml.model") + "tokenizer.ggml.model".len() + 4 + 8;
+    assert_eq!(&bytes[at..at + 4], b"gpt2");
+    bytes[at..at + 4].copy_from_slice(b"rwkv");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = err_of(&path);
+    assert!(err.contains("rwkv") && err.contains("gpt2, llama"), "{err}");
+}

@@ -1,0 +1,137 @@
+"""Writes a tiny safetensors fixture as an F32 GGUF file the way llama.cpp's
+converter would: llama.cpp tensor names and metadata keys (the gguf package's
+constants), Llama's Q/K row permutation, Gemma's norms stored as 1 + w, and
+Llama 3 rope scaling as a `rope_freqs` tensor. Used by make_fixtures.py."""
+import json
+import math
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gemma3_text": "gemma3"}
+GEMMA_OFFSET_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                      "post_feedforward_layernorm", "q_norm", "k_norm")
+
+
+def permute(w, heads):
+    """llama.cpp's convert_hf_to_gguf permute (interleaves each head's rotary halves)."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def tensor_name(hf, gemma):
+    if hf == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if hf == "model.norm.weight":
+        return "output_norm.weight"
+    if hf == "lm_head.weight":
+        return "output.weight"
+    parts = hf.split(".")
+    layer, rest, kind = parts[2], ".".join(parts[3:-1]), parts[-1]
+    names = {
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "post_attention_norm" if gemma else "ffn_norm",
+        "pre_feedforward_layernorm": "ffn_norm",
+        "post_feedforward_layernorm": "post_ffw_norm",
+        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+        "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+    }
+    return f"blk.{layer}.{names[rest]}.{kind}"
+
+
+def write(src: Path, dest: Path):
+    cfg = json.loads((src / "config.json").read_text())
+    tok = json.loads((src / "tokenizer.json").read_text())
+    tcfg = json.loads((src / "tokenizer_config.json").read_text())
+    model_type = cfg["model_type"]
+    arch = ARCH[model_type]
+    gemma = arch == "gemma3"
+    w = gguf.GGUFWriter(str(dest), arch)
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_vocab_size(cfg["vocab_size"])
+    rope = cfg.get("rope_parameters") or {"rope_theta": cfg.get("rope_theta", 10000.0), **(cfg.get("rope_scaling") or {})}
+    if gemma:
+        full, sliding = rope["full_attention"], rope["sliding_attention"]
+        w.add_rope_freq_base(full["rope_theta"])
+        w.add_rope_freq_base_swa(sliding["rope_theta"])
+        if full.get("rope_type") == "linear":
+            w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            w.add_rope_scaling_factor(full["factor"])
+        w.add_sliding_window(cfg["sliding_window"])
+        w.add_sliding_window_pattern([t == "sliding_attention" for t in cfg["layer_types"]])
+        w.add_attention_scale(1.0 / math.sqrt(cfg["query_pre_attn_scalar"]))
+        if cfg.get("final_logit_softcapping"):
+            w.add_final_logit_softcapping(cfg["final_logit_softcapping"])
+    else:
+        w.add_rope_freq_base(rope["rope_theta"])
+        if model_type == "mistral" and cfg.get("sliding_window"):
+            w.add_sliding_window(cfg["sliding_window"])
+    tensors = {}
+    for path in sorted(src.glob("*.safetensors")):
+        tensors.update(load_file(path))
+    if rope.get("rope_type") == "llama3":
+        dim = head_dim
+        inv = 1.0 / (rope["rope_theta"] ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+        factor, low, high, old = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"], rope["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv
+        scaled = torch.where(wavelen > old / low, inv / factor, inv)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old / high) * ~(wavelen > old / low)
+        scaled = torch.where(medium, smoothed, scaled)
+        w.add_tensor("rope_freqs.weight", (inv / scaled).numpy().astype(np.float32))
+    for name, t in tensors.items():
+        t = t.float()
+        if arch == "llama" and name.endswith("self_attn.q_proj.weight"):
+            t = permute(t, heads)
+        if arch == "llama" and name.endswith("self_attn.k_proj.weight"):
+            t = permute(t, kv)
+        if gemma and (name == "model.norm.weight" or any(f".{n}." in name for n in GEMMA_OFFSET_NORMS)):
+            t = t + 1.0
+        w.add_tensor(tensor_name(name, gemma), t.numpy().astype(np.float32))
+    # tokenizer
+    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
+    tokens = [t for t, _ in vocab]
+    specials = {a["content"] for a in tok["added_tokens"] if a["special"]}
+    if tok["model"].get("byte_fallback"):
+        w.add_tokenizer_model("llama")
+        w.add_token_list(tokens)
+        w.add_token_scores([-float(i) for i in range(len(tokens))])
+        types = [gguf.TokenType.CONTROL if t in specials else gguf.TokenType.BYTE if t.startswith("<0x") else gguf.TokenType.NORMAL for t in tokens]
+        w.add_token_types(types)
+    else:
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("qwen2")
+        w.add_token_list(tokens)
+        w.add_token_types([gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens])
+        w.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]])
+    ids = {t: i for i, t in enumerate(tokens)}
+    if tcfg.get("bos_token") in ids:
+        w.add_bos_token_id(ids[tcfg["bos_token"]])
+    if tcfg.get("eos_token") in ids:
+        w.add_eos_token_id(ids[tcfg["eos_token"]])
+    w.add_add_bos_token(bool(tcfg.get("add_bos_token", False)))
+    template = tcfg.get("chat_template")
+    if isinstance(template, list):
+        template = next(t["template"] for t in template if t["name"] == "default")
+    if (src / "chat_template.jinja").exists():
+        template = (src / "chat_template.jinja").read_text()
+    if template:
+        w.add_chat_template(template)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
