@@ -159,7 +159,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
         StopReason::ContextFull => "the end of the model's context".to_string(),
     };
     eprintln!(
-        "{} prompt tokens, {} generated in {elapsed:.2} s ({:.1} tokens/s); stopped at {reason}",
+        "weights {}; {} prompt tokens, {} generated in {elapsed:.2} s ({:.1} tokens/s); stopped at {reason}",
+        model.weights_dtype,
         prompt.len(),
         out.tokens.len(),
         out.tokens.len() as f64 / elapsed.max(1e-9)

@@ -212,3 +212,84 @@ fn usage_errors_exit_with_code_2() {
     let out = aligntds(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn real_model(file: &str) -> Option<String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(file);
+    if p.exists() {
+        return Some(p.to_string_lossy().into_owned());
+    }
+    if std::env::var("ALIGNTDS_ALLOW_MISSING").is_ok_and(|v| v == "1")
+        && std::env::var("CI").map_or(true, |v| v != "true")
+    {
+        return None;
+    }
+    panic!(
+        "{} is missing: run `bash scripts/fetch-models.sh`",
+        p.display()
+    );
+}
+
+#[test]
+fn inspect_and_generate_work_on_both_real_gguf_files() {
+    let (Some(smollm2), Some(gemma)) = (
+        real_model("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        real_model("gemma-3-270m-q4_k_m.gguf"),
+    ) else {
+        return;
+    };
+    let out = aligntds(&["inspect", &smollm2, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["architecture"], "llama");
+    assert_eq!(info["vocabulary"], 49152);
+    assert_eq!(info["adds_bos"], false);
+    let out = aligntds(&["inspect", &gemma, "--json", "--dtype", "q"]);
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["architecture"], "gemma3_text");
+    assert_eq!(info["logits_width"], 262144);
+    assert_eq!(info["dtype"], "q");
+    assert!(info["chat_template"].as_str().unwrap().starts_with("none"));
+
+    let out = aligntds(&[
+        "generate",
+        &smollm2,
+        "--chat",
+        "What is the capital of France?",
+        "--max-new-tokens",
+        "12",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Paris"), "{}", stdout(&out));
+    let out = aligntds(&[
+        "generate",
+        &gemma,
+        "--prompt",
+        "The capital of France is",
+        "--max-new-tokens",
+        "8",
+        "--dtype",
+        "q",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_fails(&["generate", &gemma, "--chat", "hi"], &["no chat template"]);
+}
+
+#[test]
+fn broken_gguf_fails_with_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("broken.gguf");
+    let bytes =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/llama2.gguf"))
+            .unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert_fails(
+        &["inspect", path.to_str().unwrap()],
+        &["broken.gguf", "truncated"],
+    );
+    assert_fails(
+        &["inspect", &fixture("llama2"), "--dtype", "q"],
+        &["--dtype", "GGUF"],
+    );
+}
