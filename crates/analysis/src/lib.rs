@@ -1,0 +1,5 @@
+//! aligntds-analysis: token distribution shift (TDS) between an aligned and a
+//! base model. Metrics work on log-probability rows and need no model.
+
+pub mod metrics;
+pub mod stats;
