@@ -1,5 +1,7 @@
 //! aligntds-analysis: token distribution shift (TDS) between an aligned and a
 //! base model. Metrics work on log-probability rows and need no model.
 
+pub mod context;
+pub mod dataset;
 pub mod metrics;
 pub mod stats;

@@ -90,17 +90,101 @@ where
     let mut position = start;
     while position < tokens.len() {
         let n = rows_per_chunk.min(tokens.len() - position);
-        let logits = decoder.logits(&hidden.narrow(0, position - 1, n)?)?;
-        buffer.clear();
-        buffer.extend(logits.flatten_all()?.to_vec1::<f32>()?);
-        drop(logits);
-        buffer.par_chunks_mut(width).for_each(log_softmax_in_place);
+        log_probs_into(decoder, &hidden, position - 1, n, &mut buffer)?;
         sink(LogProbRows {
             first_position: position,
             width,
             data: &buffer,
         })?;
         position += n;
+    }
+    Ok(())
+}
+
+/// Log-probabilities for hidden rows `first..first + n`, written into `buffer`.
+fn log_probs_into(
+    decoder: &Decoder,
+    hidden: &candle_core::Tensor,
+    first: usize,
+    n: usize,
+    buffer: &mut Vec<f32>,
+) -> Result<()> {
+    let logits = decoder.logits(&hidden.narrow(0, first, n)?)?;
+    buffer.clear();
+    buffer.extend(logits.flatten_all()?.to_vec1::<f32>()?);
+    drop(logits);
+    buffer
+        .par_chunks_mut(decoder.logits_width())
+        .for_each(log_softmax_in_place);
+    Ok(())
+}
+
+/// One side of a paired scoring: a model, its full sequence (context + answer)
+/// and where the answer starts.
+pub struct Side<'a> {
+    pub decoder: &'a Decoder,
+    pub tokens: &'a [u32],
+    pub answer_start: usize,
+}
+
+/// Scores the same answer under two sides in lockstep: for each chunk of answer
+/// positions, the sink gets the index of the chunk's first answer token and both
+/// sides' log-distributions for it. One forward pass per side.
+pub fn score_pair<F>(a: Side<'_>, b: Side<'_>, chunk_rows: Option<usize>, mut sink: F) -> Result<()>
+where
+    F: FnMut(usize, LogProbRows<'_>, LogProbRows<'_>) -> Result<()>,
+{
+    let answer = a.tokens.len().saturating_sub(a.answer_start);
+    if answer != b.tokens.len().saturating_sub(b.answer_start)
+        || a.answer_start == 0
+        || b.answer_start == 0
+    {
+        return Err(EngineError::Input(
+            "paired scoring needs the same answer after a non-empty context on both sides".into(),
+        ));
+    }
+    if a.decoder.logits_width() != b.decoder.logits_width() {
+        return Err(EngineError::Input(format!(
+            "the two models' logits widths differ ({} vs {})",
+            a.decoder.logits_width(),
+            b.decoder.logits_width()
+        )));
+    }
+    if answer == 0 {
+        return Ok(());
+    }
+    a.decoder.check_tokens(a.tokens, 0)?;
+    b.decoder.check_tokens(b.tokens, 0)?;
+    let hidden_a = a
+        .decoder
+        .hidden_states(&a.tokens[..a.tokens.len() - 1], None)?;
+    let hidden_b = b
+        .decoder
+        .hidden_states(&b.tokens[..b.tokens.len() - 1], None)?;
+    let width = a.decoder.logits_width();
+    let rows_per_chunk = chunk_rows
+        .unwrap_or(DEFAULT_CHUNK_BYTES / 2 / (width * 4))
+        .max(1);
+    let (mut buf_a, mut buf_b) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < answer {
+        let n = rows_per_chunk.min(answer - i);
+        log_probs_into(a.decoder, &hidden_a, a.answer_start + i - 1, n, &mut buf_a)?;
+        log_probs_into(b.decoder, &hidden_b, b.answer_start + i - 1, n, &mut buf_b)?;
+        sink(
+            i,
+            LogProbRows {
+                first_position: a.answer_start + i,
+                width,
+                data: &buf_a,
+            },
+            LogProbRows {
+                first_position: b.answer_start + i,
+                width,
+                data: &buf_b,
+            },
+        )?;
+        i += n;
     }
     Ok(())
 }

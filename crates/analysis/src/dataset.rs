@@ -1,0 +1,235 @@
+//! Query sets: the AlignTDS/URIAL JSON list, JSONL, AlpacaEval JSON, or a text
+//! file with one query per line. A malformed record is reported with file and
+//! line (or record index) before any model is loaded.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Record {
+        path: PathBuf,
+        line: String,
+        message: String,
+    },
+}
+
+/// One query, with the answer the data set may already hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub query: String,
+    /// A pre-rendered prompt (the `input` field), for the `input` context.
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub output_ids: Option<Vec<u32>>,
+}
+
+const QUERY_KEYS: &[&str] = &["pure_input", "instruction", "prompt", "query"];
+const ANSWER_KEYS: &[&str] = &["output", "response"];
+
+fn record_from(
+    obj: &Value,
+    index: usize,
+    at: &dyn Fn(String) -> DatasetError,
+) -> Result<Record, DatasetError> {
+    let map = obj
+        .as_object()
+        .ok_or_else(|| at("expected a JSON object".into()))?;
+    let query = QUERY_KEYS.iter().find_map(|k| map.get(*k)).ok_or_else(|| {
+        at(format!(
+            "no query: expected one of the fields {}",
+            QUERY_KEYS.join(", ")
+        ))
+    })?;
+    let query = query
+        .as_str()
+        .ok_or_else(|| at("the query must be a string".into()))?
+        .to_string();
+    let output = match ANSWER_KEYS.iter().find_map(|k| map.get(*k)) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(items)) => match items.first() {
+            Some(Value::String(s)) => Some(s.clone()),
+            None => None,
+            _ => return Err(at("`output` as a list must hold strings".into())),
+        },
+        Some(_) => return Err(at("`output` must be a string or a list of strings".into())),
+    };
+    let output_ids = match map.get("output_ids") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| at("`output_ids` must be a list of token ids".into()))?,
+        ),
+        Some(_) => return Err(at("`output_ids` must be a list of token ids".into())),
+    };
+    let id = match map.get("id") {
+        None | Some(Value::Null) => index.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let input = map.get("input").and_then(Value::as_str).map(str::to_string);
+    Ok(Record {
+        id,
+        query,
+        input,
+        output,
+        output_ids,
+    })
+}
+
+/// Reads a data set, choosing the format by extension (.json, .jsonl, anything else: one query per line).
+pub fn load(path: &Path, limit: Option<usize>) -> Result<Vec<Record>, DatasetError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let err = |line: String, message: String| DatasetError::Record {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mut records = Vec::new();
+    match ext.as_str() {
+        "json" => {
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| err(e.line().to_string(), format!("invalid JSON: {e}")))?;
+            let items = value
+                .as_array()
+                .ok_or_else(|| err("1".into(), "expected a JSON list of records".into()))?;
+            for (i, item) in items.iter().enumerate() {
+                records.push(record_from(item, i, &|m| err(format!("record {i}"), m))?);
+            }
+        }
+        "jsonl" => {
+            for (n, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let at = |m: String| err((n + 1).to_string(), m);
+                let value: Value =
+                    serde_json::from_str(line).map_err(|e| at(format!("invalid JSON: {e}")))?;
+                records.push(record_from(&value, records.len(), &at)?);
+            }
+        }
+        _ => {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let id = records.len().to_string();
+                records.push(Record {
+                    id,
+                    query: line.to_string(),
+                    input: None,
+                    output: None,
+                    output_ids: None,
+                });
+            }
+        }
+    }
+    if records.is_empty() {
+        return Err(err("1".into(), "no records".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in &records {
+        if !seen.insert(r.id.clone()) {
+            return Err(err(format!("record id {}", r.id), "duplicate id".into()));
+        }
+    }
+    if let Some(n) = limit {
+        records.truncate(n);
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn reads_every_format() {
+        let (_d, p) = write(
+            "a.json",
+            r#"[{"id": 7, "pure_input": "q1", "input": "<s>q1", "output": ["a1"], "reference": "x"},
+                                        {"instruction": "q2", "output": "a2"}]"#,
+        );
+        let r = load(&p, None).unwrap();
+        assert_eq!(
+            r[0],
+            Record {
+                id: "7".into(),
+                query: "q1".into(),
+                input: Some("<s>q1".into()),
+                output: Some("a1".into()),
+                output_ids: None
+            }
+        );
+        assert_eq!(
+            (
+                r[1].id.as_str(),
+                r[1].query.as_str(),
+                r[1].output.as_deref()
+            ),
+            ("1", "q2", Some("a2"))
+        );
+        let (_d, p) = write("b.jsonl", "{\"prompt\": \"q\", \"response\": \"r\", \"output_ids\": [1, 2]}\n\n{\"query\": \"z\"}\n");
+        let r = load(&p, None).unwrap();
+        assert_eq!(r[0].output_ids, Some(vec![1, 2]));
+        assert_eq!(r[1].output, None);
+        let (_d, p) = write("c.txt", "first query\n\nsecond query\n");
+        let r = load(&p, Some(1)).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].query, "first query");
+    }
+
+    #[test]
+    fn malformed_records_name_file_and_line() {
+        let (_d, p) = write(
+            "bad.jsonl",
+            "{\"prompt\": \"ok\"}\n{\"answer\": \"no query\"}\n",
+        );
+        let e = load(&p, None).unwrap_err().to_string();
+        assert!(e.contains("bad.jsonl:2") && e.contains("no query"), "{e}");
+        let (_d, p) = write("bad2.jsonl", "{\"prompt\": \"ok\"}\n{not json\n");
+        let e = load(&p, None).unwrap_err().to_string();
+        assert!(
+            e.contains("bad2.jsonl:2") && e.contains("invalid JSON"),
+            "{e}"
+        );
+        let (_d, p) = write(
+            "bad3.json",
+            r#"[{"pure_input": "a", "output_ids": [1, -2]}]"#,
+        );
+        let e = load(&p, None).unwrap_err().to_string();
+        assert!(e.contains("record 0") && e.contains("output_ids"), "{e}");
+        let (_d, p) = write(
+            "dup.json",
+            r#"[{"id": "x", "pure_input": "a"}, {"id": "x", "pure_input": "b"}]"#,
+        );
+        assert!(load(&p, None)
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate id"));
+    }
+}
