@@ -340,6 +340,46 @@ def check_gguf_with_transformers():
             sys.exit(f"{name}.gguf disagrees with its safetensors twin in transformers ({err})")
 
 
+ZERO_SHOT = "# Query: \n ```{query}``` \n\n \n# Answer: \n ```"
+
+
+def tds_goldens():
+    """TDS between the llama3 fixture (aligned, its chat template) and the mistral fixture (base,
+    the study's zero-shot template), for fixed answers: ranks, categories and divergences by torch."""
+    aligned = transformers.AutoModelForCausalLM.from_pretrained(OUT / "llama3", dtype=torch.float32, attn_implementation="eager").eval()
+    base = transformers.AutoModelForCausalLM.from_pretrained(OUT / "mistral", dtype=torch.float32, attn_implementation="eager").eval()
+    tok_a = transformers.AutoTokenizer.from_pretrained(OUT / "llama3")
+    tok_b = transformers.AutoTokenizer.from_pretrained(OUT / "mistral")
+    records = [("q1", "What is the capital of France?", "The capital of France is Paris. It is a large city."),
+               ("q2", "Write a haiku about rain.", "Soft rain on the roof\nwhispers to the sleeping town\nmorning comes slowly")]
+    out = []
+    for rid, query, answer in records:
+        a_ctx = tok_a.apply_chat_template([{"role": "user", "content": query}], tokenize=False, add_generation_prompt=True)
+        a_ids = tok_a(a_ctx, add_special_tokens=False)["input_ids"]
+        if not a_ids or a_ids[0] != tok_a.bos_token_id:
+            a_ids = [tok_a.bos_token_id] + a_ids
+        b_ids = tok_b(ZERO_SHOT.replace("{query}", query))["input_ids"]
+        ans = tok_a(answer, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            la = torch.log_softmax(aligned(torch.tensor([a_ids + ans])).logits[0].double(), -1)[len(a_ids) - 1:-1]
+            lb = torch.log_softmax(base(torch.tensor([b_ids + ans])).logits[0].double(), -1)[len(b_ids) - 1:-1]
+        rows = []
+        for t, tokid in enumerate(ans):
+            a, b = la[t], lb[t]
+            pa, pb = a.exp(), b.exp()
+            m = 0.5 * (pa + pb)
+            rank = int((b > b[tokid]).sum()) + 1
+            rows.append({
+                "token_id": tokid, "base_rank": rank, "aligned_rank": int((a > a[tokid]).sum()) + 1,
+                "category": "unshifted" if rank <= 1 else "marginal" if rank <= 3 else "shifted",
+                "kl_aligned_base": (pa * (a - b)).sum().item(), "kl_base_aligned": (pb * (b - a)).sum().item(),
+                "js": (0.5 * (pa * (a - m.log())).sum() + 0.5 * (pb * (b - m.log())).sum()).item(),
+                "base_logprob": b[tokid].item(), "aligned_logprob": a[tokid].item(),
+            })
+        out.append({"id": rid, "query": query, "output_ids": ans, "aligned_context_ids": a_ids, "base_context_ids": b_ids, "positions": rows})
+    (OUT / "tds-pair.json").write_text(json.dumps({"transformers": transformers.__version__, "aligned": "llama3", "base": "mistral", "records": out}) + "\n")
+
+
 def bench(dest):
     dest = Path(dest)
     toks = {"bl": train_byte_level(corpus(), 2000)}
@@ -373,6 +413,7 @@ def main():
     for name in FIXTURES:
         write_gguf(OUT / name, OUT / f"{name}.gguf")
     check_gguf_with_transformers()
+    tds_goldens()
     templates_out["llama2:toolish"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "llama2"), template="toolish")
     templates_out["builtin:smollm2"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "qwen2"), template=SMOLLM2_TEMPLATE)
     templates_out["builtin:llama2-study"] = llama2_study_goldens()

@@ -4,4 +4,7 @@
 pub mod context;
 pub mod dataset;
 pub mod metrics;
+pub mod output;
+pub mod run;
 pub mod stats;
+pub mod summary;

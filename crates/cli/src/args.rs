@@ -22,11 +22,15 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Generate an answer greedily.
     Generate(GenerateArgs),
+    /// Token distribution shift between an aligned and a base model over a set of queries.
+    Analyze(Box<AnalyzeArgs>),
+    /// Print the summary of a finished analysis again.
+    Summarize(SummarizeArgs),
 }
 
 /// Options every command that loads a model accepts.
 #[derive(Debug, Args, Clone)]
-pub struct ModelOptions {
+pub struct RuntimeOptions {
     /// Weight precision: auto, f32, bf16, f16, or q (keep GGUF weights quantized). auto: f32, or for
     /// GGUF files f32 when the models fit comfortably in memory, else bf16, else q.
     #[arg(long, default_value = "auto")]
@@ -37,6 +41,13 @@ pub struct ModelOptions {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+/// Runtime options plus a chat template, for commands that load one model.
+#[derive(Debug, Args, Clone)]
+pub struct ModelOptions {
+    #[command(flatten)]
+    pub runtime: RuntimeOptions,
     /// Chat template: a shipped name (llama2-study, smollm2, chatml), a name the model lists, or a Jinja file.
     #[arg(long, value_name = "NAME|FILE")]
     pub chat_template: Option<String>,
@@ -76,4 +87,84 @@ pub struct GenerateArgs {
     pub logprobs: bool,
     #[command(flatten)]
     pub options: ModelOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The aligned model (checkpoint directory, .gguf file or Hub id).
+    #[arg(long)]
+    pub aligned: String,
+    /// The base model; may be the same as --aligned (then only the contexts differ).
+    #[arg(long)]
+    pub base: String,
+    /// Queries: AlignTDS/URIAL JSON, JSONL, AlpacaEval JSON, or a text file with one query per line.
+    #[arg(long, required_unless_present = "query", conflicts_with = "query")]
+    pub data: Option<std::path::PathBuf>,
+    /// A single query instead of --data.
+    #[arg(long)]
+    pub query: Option<String>,
+    /// Output directory.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Prompt format of the aligned side: chat, input, template, plain, urial or custom.
+    #[arg(long, default_value = "chat")]
+    pub aligned_context: String,
+    /// Prompt format of the base side: chat, input, template, plain, urial or custom.
+    #[arg(long, default_value = "template")]
+    pub base_context: String,
+    #[arg(long, value_name = "NAME|FILE")]
+    pub aligned_chat_template: Option<String>,
+    #[arg(long, value_name = "NAME|FILE")]
+    pub base_chat_template: Option<String>,
+    /// System message for `chat` contexts.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// URIAL prefix file for the aligned side (default: the shipped one).
+    #[arg(long)]
+    pub aligned_prefix: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub base_prefix: Option<std::path::PathBuf>,
+    /// `custom` context template containing {query}.
+    #[arg(long)]
+    pub aligned_template: Option<String>,
+    #[arg(long)]
+    pub base_template: Option<String>,
+    /// Where answers come from: auto (the data set's where present, else generated), dataset, generate.
+    #[arg(long, default_value = "auto")]
+    pub response: String,
+    #[arg(long, default_value_t = 512)]
+    pub max_new_tokens: usize,
+    /// Stop generation before this string (repeatable).
+    #[arg(long = "stop", value_name = "S")]
+    pub stops: Vec<String>,
+    /// Top tokens stored per side and position.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1)]
+    pub unshifted_max: u32,
+    #[arg(long, default_value_t = 3)]
+    pub marginal_max: u32,
+    /// Only the first N records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Positions in the per-position curves of summary.json.
+    #[arg(long, default_value_t = 200)]
+    pub curve_positions: usize,
+    /// Replace the results of an earlier run in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct SummarizeArgs {
+    /// A directory written by `aligntds analyze`.
+    pub dir: std::path::PathBuf,
+    /// Print summary.json's aggregates as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

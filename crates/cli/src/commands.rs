@@ -6,16 +6,22 @@ use aligntds_engine::config::{LayerAttention, RopeScaling};
 use aligntds_engine::{template, GenerateOptions, LanguageModel, LoadOptions, StopReason};
 use anyhow::{Context, Result};
 
-use crate::args::{Command, GenerateArgs, InspectArgs, ModelOptions};
+use crate::args::{Command, GenerateArgs, InspectArgs, ModelOptions, RuntimeOptions};
 
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Inspect(args) => inspect(args),
         Command::Generate(args) => generate(args),
+        Command::Analyze(args) => crate::analyze::analyze(*args),
+        Command::Summarize(args) => crate::analyze::summarize(args),
     }
 }
 
-fn load_options(options: &ModelOptions) -> Result<LoadOptions> {
+pub fn runtime_options(
+    options: &RuntimeOptions,
+    chat_template: Option<String>,
+    models_in_memory: usize,
+) -> Result<LoadOptions> {
     if let Some(n) = options.threads {
         anyhow::ensure!(n > 0, "option `--threads`: must be at least 1");
         // candle's matrix kernels read RAYON_NUM_THREADS; our own loops use the global pool.
@@ -25,8 +31,8 @@ fn load_options(options: &ModelOptions) -> Result<LoadOptions> {
     Ok(LoadOptions {
         dtype: aligntds_engine::parse_dtype(&options.dtype)?,
         device: aligntds_engine::parse_device(&options.device)?,
-        chat_template: options.chat_template.clone(),
-        models_in_memory: 1,
+        chat_template,
+        models_in_memory,
     })
 }
 
@@ -35,7 +41,7 @@ fn rayon_pool(threads: usize) -> Result<()> {
 }
 
 fn load(model: &str, options: &ModelOptions) -> Result<LanguageModel> {
-    let load_options = load_options(options)?;
+    let load_options = runtime_options(&options.runtime, options.chat_template.clone(), 1)?;
     tracing::info!(model, "loading");
     LanguageModel::load(model, &load_options)
         .with_context(|| format!("cannot load model `{model}`"))
@@ -96,7 +102,7 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
         "architecture": c.architecture.name(),
         "parameters": model.decoder.parameter_count(),
         "dtype": model.weights_dtype,
-        "device": options.device,
+        "device": options.runtime.device,
         "layers": c.num_layers,
         "hidden_size": c.hidden_size,
         "attention_heads": c.num_heads,

@@ -1,6 +1,7 @@
 //! The `aligntds` binary: parses arguments, runs one command, prints any error
 //! once with its context and exits with code 2.
 
+mod analyze;
 mod args;
 mod commands;
 

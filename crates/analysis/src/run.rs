@@ -1,0 +1,304 @@
+//! One TDS analysis: for each record, the aligned side's answer (from the data
+//! set or generated), then one paired pass scoring it under both sides.
+
+use aligntds_engine::score::{score_pair, Side};
+use aligntds_engine::{GenerateOptions, LanguageModel, StopReason};
+use rayon::prelude::*;
+
+use crate::context::{Context, ContextError};
+use crate::dataset::Record;
+use crate::metrics::{compare, Category, PositionMetrics, Thresholds};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Engine(#[from] aligntds_engine::EngineError),
+    #[error("the aligned and base models cannot be compared: {0}")]
+    Incompatible(String),
+    #[error("record {id}: {message}")]
+    Record { id: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseSource {
+    /// The data set's answer where the record has one, else generate.
+    Auto,
+    Dataset,
+    Generate,
+}
+
+impl ResponseSource {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "auto" => Self::Auto,
+            "dataset" => Self::Dataset,
+            "generate" => Self::Generate,
+            _ => return None,
+        })
+    }
+}
+
+/// Settings that change results (all of them go into the manifest).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSettings {
+    pub aligned_context: Context,
+    pub base_context: Context,
+    pub response: ResponseSource,
+    pub max_new_tokens: usize,
+    pub stops: Vec<String>,
+    pub top_k: usize,
+    pub thresholds: Thresholds,
+}
+
+/// One scored answer position.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PositionRow {
+    pub position: u32,
+    pub token_id: u32,
+    /// The decoded text of this one token (lossy inside a multi-byte character).
+    pub token: String,
+    /// The vocabulary entry.
+    pub token_piece: String,
+    pub metrics: PositionMetrics,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExampleResult {
+    pub id: String,
+    pub query: String,
+    pub aligned_context: String,
+    pub base_context: String,
+    pub answer: String,
+    pub answer_ids: Vec<u32>,
+    /// `dataset` or `generate`.
+    pub source: &'static str,
+    pub stop_reason: String,
+    /// A trailing end-of-turn marker that the aligned tokenizer does not know was replaced by its eos.
+    pub eos_replaced: bool,
+    pub unshifted: u32,
+    pub marginal: u32,
+    pub shifted: u32,
+    #[serde(skip)]
+    pub positions: Vec<PositionRow>,
+}
+
+/// End-of-turn markers that data sets write as text.
+const END_MARKERS: &[&str] = &[
+    "</s>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<eos>",
+    "<end_of_turn>",
+    "<|eot_id|>",
+    "<|end|>",
+];
+
+/// Refuses a pair whose tokenizers or logits widths differ, naming the first differing token.
+pub fn check_compatible(aligned: &LanguageModel, base: &LanguageModel) -> Result<(), RunError> {
+    let (wa, wb) = (aligned.decoder.logits_width(), base.decoder.logits_width());
+    if wa != wb {
+        return Err(RunError::Incompatible(format!(
+            "logits widths differ: aligned {wa}, base {wb}"
+        )));
+    }
+    let (va, vb) = (
+        aligned.tokenizer.inner().get_vocab(true),
+        base.tokenizer.inner().get_vocab(true),
+    );
+    let mut tokens: Vec<(&String, &u32)> = va.iter().collect();
+    tokens.sort_by_key(|(_, id)| **id);
+    for (token, id) in tokens {
+        if vb.get(token) != Some(id) {
+            return Err(RunError::Incompatible(format!(
+                "token {token:?} is id {id} for the aligned model but {:?} for the base model; TDS needs one shared vocabulary",
+                vb.get(token)
+            )));
+        }
+    }
+    if va.len() != vb.len() {
+        return Err(RunError::Incompatible(format!(
+            "vocabulary sizes differ: aligned {}, base {}",
+            va.len(),
+            vb.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The aligned answer's token ids from the data set: `output_ids`, else the
+/// text tokenized on its own without BOS (special tokens parsed).
+fn dataset_answer(
+    aligned: &LanguageModel,
+    record: &Record,
+) -> Result<Option<(Vec<u32>, bool)>, RunError> {
+    if let Some(ids) = &record.output_ids {
+        return Ok(Some((ids.clone(), false)));
+    }
+    let Some(text) = &record.output else {
+        return Ok(None);
+    };
+    let tok = &aligned.tokenizer;
+    let trimmed = text.trim_end();
+    let marker = END_MARKERS
+        .iter()
+        .find(|m| trimmed.ends_with(*m) && tok.token_to_id(m).is_none());
+    let (text, replaced) = match marker {
+        Some(m) => (&trimmed[..trimmed.len() - m.len()], true),
+        None => (text.as_str(), false),
+    };
+    let mut ids = tok.encode_plain(text)?;
+    if replaced {
+        let eos = aligned.eos_token_ids.first().copied().ok_or_else(|| RunError::Record {
+            id: record.id.clone(),
+            message: "the answer ends with an end-of-turn marker but the aligned model has no eos token".into(),
+        })?;
+        ids.push(eos);
+    }
+    Ok(Some((ids, replaced)))
+}
+
+/// Drops a closing ``` fence (and the whitespace around it) at the end of a generated answer, as whole tokens.
+fn trim_closing_fence(aligned: &LanguageModel, ids: &mut Vec<u32>) -> Result<(), RunError> {
+    let text = aligned.tokenizer.decode(ids, false)?;
+    let body = text.trim_end();
+    if !body.ends_with("```") {
+        return Ok(());
+    }
+    let keep = body[..body.len() - 3].trim_end().len();
+    while !ids.is_empty() && aligned.tokenizer.decode(ids, false)?.len() > keep {
+        ids.pop();
+    }
+    Ok(())
+}
+
+fn generate_answer(
+    aligned: &LanguageModel,
+    prompt: &[u32],
+    settings: &RunSettings,
+) -> Result<(Vec<u32>, String), RunError> {
+    let mut stops = settings.stops.clone();
+    stops.extend(
+        settings
+            .aligned_context
+            .kind
+            .default_stops()
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let options = GenerateOptions {
+        max_new_tokens: settings.max_new_tokens,
+        stop_strings: stops,
+        eos_token_ids: Vec::new(),
+    };
+    let out = aligned.generate(prompt, &options)?;
+    let mut ids = out.tokens;
+    let reason = match out.stop_reason {
+        StopReason::Eos => "eos".to_string(),
+        StopReason::StopString(s) => {
+            trim_closing_fence(aligned, &mut ids)?;
+            format!("stop string {s:?}")
+        }
+        StopReason::MaxNewTokens => "max_new_tokens".to_string(),
+        StopReason::ContextFull => "context_full".to_string(),
+    };
+    Ok((ids, reason))
+}
+
+/// Analyzes one record.
+pub fn analyze_example(
+    aligned: &LanguageModel,
+    base: &LanguageModel,
+    record: &Record,
+    settings: &RunSettings,
+) -> Result<ExampleResult, RunError> {
+    let aligned_context = settings.aligned_context.render(aligned, record)?;
+    let base_context = settings.base_context.render(base, record)?;
+    let aligned_prompt = aligned.tokenizer.encode(&aligned_context)?;
+    let base_prompt = base.tokenizer.encode(&base_context)?;
+    let from_dataset = match settings.response {
+        ResponseSource::Generate => None,
+        _ => dataset_answer(aligned, record)?,
+    };
+    let (answer_ids, source, stop_reason, eos_replaced) = match (from_dataset, settings.response) {
+        (Some((ids, replaced)), _) => (ids, "dataset", "dataset".to_string(), replaced),
+        (None, ResponseSource::Dataset) => {
+            return Err(RunError::Record {
+                id: record.id.clone(),
+                message: "--response dataset, but the record has no answer (output or output_ids)"
+                    .into(),
+            })
+        }
+        (None, _) => {
+            let (ids, reason) = generate_answer(aligned, &aligned_prompt, settings)?;
+            (ids, "generate", reason, false)
+        }
+    };
+    let tok = &aligned.tokenizer;
+    let texts = answer_ids
+        .iter()
+        .map(|&id| tok.decode(&[id], false))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pieces: Vec<String> = answer_ids
+        .iter()
+        .map(|&id| tok.inner().id_to_token(id).unwrap_or_default())
+        .collect();
+    let a_tokens: Vec<u32> = aligned_prompt.iter().chain(&answer_ids).copied().collect();
+    let b_tokens: Vec<u32> = base_prompt.iter().chain(&answer_ids).copied().collect();
+    let mut positions: Vec<PositionRow> = Vec::with_capacity(answer_ids.len());
+    let (top_k, thresholds) = (settings.top_k, settings.thresholds);
+    score_pair(
+        Side {
+            decoder: &aligned.decoder,
+            tokens: &a_tokens,
+            answer_start: aligned_prompt.len(),
+        },
+        Side {
+            decoder: &base.decoder,
+            tokens: &b_tokens,
+            answer_start: base_prompt.len(),
+        },
+        None,
+        |first, rows_a, rows_b| {
+            let batch: Vec<PositionRow> = (0..rows_a.len())
+                .into_par_iter()
+                .map(|i| {
+                    let t = first + i;
+                    PositionRow {
+                        position: t as u32,
+                        token_id: answer_ids[t],
+                        token: texts[t].clone(),
+                        token_piece: pieces[t].clone(),
+                        metrics: compare(
+                            rows_a.row(i),
+                            rows_b.row(i),
+                            answer_ids[t],
+                            top_k,
+                            thresholds,
+                        ),
+                    }
+                })
+                .collect();
+            positions.extend(batch);
+            Ok(())
+        },
+    )?;
+    let count = |c: Category| positions.iter().filter(|p| p.metrics.category == c).count() as u32;
+    Ok(ExampleResult {
+        id: record.id.clone(),
+        query: record.query.clone(),
+        answer: tok.decode(&answer_ids, false)?,
+        unshifted: count(Category::Unshifted),
+        marginal: count(Category::Marginal),
+        shifted: count(Category::Shifted),
+        aligned_context,
+        base_context,
+        answer_ids,
+        source,
+        stop_reason,
+        eos_replaced,
+        positions,
+    })
+}
