@@ -1,6 +1,6 @@
 //! `aligntds analyze` and `aligntds summarize`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -154,6 +154,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
         },
     };
 
+    let progress = !args.quiet && std::io::stderr().is_terminal();
     let mut results = Vec::with_capacity(records.len());
     let run_started = Instant::now();
     let mut tokens = 0usize;
@@ -161,7 +162,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
         let result = analyze_example(&aligned, base, record, &settings)
             .with_context(|| format!("record {}", record.id))?;
         tokens += result.positions.len();
-        if !args.quiet {
+        if progress {
             let secs = run_started.elapsed().as_secs_f64().max(1e-9);
             let eta = secs / (i + 1) as f64 * (records.len() - i - 1) as f64;
             eprint!(
@@ -175,7 +176,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
         }
         results.push(result);
     }
-    if !args.quiet {
+    if progress {
         eprintln!();
     }
     let run_seconds = run_started.elapsed().as_secs_f64();

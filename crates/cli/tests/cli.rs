@@ -293,3 +293,157 @@ fn broken_gguf_fails_with_exit_code_2() {
         &["--dtype", "GGUF"],
     );
 }
+
+fn write_data(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn analyze_writes_documented_outputs_and_summarize_reprints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_data(tmp.path(), "q.jsonl", "{\"id\": \"a\", \"prompt\": \"Hello\", \"output_ids\": [300, 301, 302, 2]}\n{\"id\": \"b\", \"prompt\": \"Why?\"}\n");
+    let out = tmp.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let args = [
+        "analyze",
+        "--aligned",
+        &fixture("llama3"),
+        "--base",
+        &fixture("mistral"),
+        "--data",
+        &data,
+        "--out",
+        out_s,
+        "--max-new-tokens",
+        "5",
+        "--top-k",
+        "4",
+    ];
+    let o = aligntds(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("unshifted") && stdout(&o).contains("positions"),
+        "{}",
+        stdout(&o)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["schema_version"], 1);
+    let a = &summary["aggregates"];
+    assert_eq!(a["examples"], 2);
+    assert_eq!(a["response_sources"]["dataset"], 1);
+    assert_eq!(a["response_sources"]["generate"], 1);
+    let n = a["positions"].as_u64().unwrap();
+    assert_eq!(n, 4 + 5, "4 given answer tokens + 5 generated");
+    let c = &a["counts"];
+    assert_eq!(
+        c["unshifted"].as_u64().unwrap()
+            + c["marginal"].as_u64().unwrap()
+            + c["shifted"].as_u64().unwrap(),
+        n
+    );
+    assert_eq!(
+        a["kl_aligned_base"]["percentiles"]
+            .as_object()
+            .unwrap()
+            .len(),
+        11
+    );
+    let examples = std::fs::read_to_string(out.join("examples.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(examples.lines().next().unwrap()).unwrap();
+    assert_eq!(first["answer_ids"], serde_json::json!([300, 301, 302, 2]));
+    assert_eq!(first["source"], "dataset");
+    assert_eq!(first["schema_version"], 1);
+    let parquet = std::fs::read(out.join("positions.parquet")).unwrap();
+    assert_eq!(&parquet[..4], b"PAR1");
+    // summarize prints the same text again
+    let again = aligntds(&["summarize", out_s]);
+    assert!(again.status.success());
+    assert!(
+        stdout(&o).starts_with(&stdout(&again)),
+        "{}\nvs\n{}",
+        stdout(&o),
+        stdout(&again)
+    );
+    // an existing run is not overwritten silently
+    assert_fails(&args, &["already holds", "--overwrite"]);
+    let mut with_overwrite = args.to_vec();
+    with_overwrite.push("--overwrite");
+    assert!(aligntds(&with_overwrite).status.success());
+}
+
+#[test]
+fn analyze_rejects_bad_input_before_loading_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = write_data(
+        tmp.path(),
+        "bad.jsonl",
+        "{\"prompt\": \"ok\"}\n{\"text\": \"no query here\"}\n",
+    );
+    let out = tmp.path().join("run");
+    let out_s = out.to_str().unwrap();
+    // The models do not exist: the data error must come first.
+    assert_fails(
+        &[
+            "analyze",
+            "--aligned",
+            "/nope/a",
+            "--base",
+            "/nope/b",
+            "--data",
+            &bad,
+            "--out",
+            out_s,
+        ],
+        &["bad.jsonl:2", "no query"],
+    );
+    let good = write_data(tmp.path(), "good.txt", "one query\n");
+    assert_fails(
+        &[
+            "analyze",
+            "--aligned",
+            &fixture("llama3"),
+            "--base",
+            &fixture("mistral"),
+            "--data",
+            &good,
+            "--out",
+            out_s,
+            "--base-context",
+            "weird",
+        ],
+        &["--base-context", "weird"],
+    );
+    assert_fails(
+        &[
+            "analyze",
+            "--aligned",
+            &fixture("llama3"),
+            "--base",
+            &fixture("qwen2"),
+            "--query",
+            "hi",
+            "--out",
+            out_s,
+        ],
+        &["cannot be compared"],
+    );
+    assert_fails(
+        &[
+            "analyze",
+            "--aligned",
+            &fixture("llama3"),
+            "--base",
+            &fixture("mistral"),
+            "--query",
+            "hi",
+            "--out",
+            out_s,
+            "--base-context",
+            "input",
+        ],
+        &["input"],
+    );
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Proves an analyze run's outputs are readable by pandas, polars and DuckDB and
+agree with summary.json. Usage: python3 scripts/check_parquet.py RUN_DIR"""
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow.parquet as pq
+
+run = Path(sys.argv[1])
+path = run / "positions.parquet"
+summary = json.loads((run / "summary.json").read_text())
+expected_rows = summary["aggregates"]["positions"]
+columns = ["example_id", "position", "token_id", "token", "token_piece", "aligned_logprob", "aligned_rank",
+           "base_logprob", "base_rank", "category", "kl_aligned_base", "kl_base_aligned", "js", "aligned_entropy",
+           "base_entropy", "log_ratio", "top1_agree", "aligned_top1_base_rank", "aligned_top_ids", "aligned_top_tokens",
+           "aligned_top_logprobs", "base_top_ids", "base_top_tokens", "base_top_logprobs", "orig_kl_at_k",
+           "orig_jaccard_at_k", "orig_ws_at_k", "orig_top_rank_at_k"]
+
+meta = pq.read_schema(path).metadata or {}
+assert meta.get(b"schema_version") == b"1", meta
+df = pd.read_parquet(path)
+assert list(df.columns) == columns, list(df.columns)
+assert len(df) == expected_rows, (len(df), expected_rows)
+shifted = int((df["category"] == "shifted").sum())
+assert shifted == summary["aggregates"]["counts"]["shifted"], shifted
+assert (df["base_rank"] >= 1).all() and (df["kl_aligned_base"] >= -1e-6).all()
+
+pf = pl.read_parquet(path)
+assert pf.height == expected_rows and pf.columns == columns
+assert pf.filter(pl.col("category") == "unshifted").height == summary["aggregates"]["counts"]["unshifted"]
+
+con = duckdb.connect()
+n, mean_kl = con.execute(f"SELECT count(*), avg(kl_aligned_base) FROM read_parquet('{path}')").fetchone()
+assert n == expected_rows
+assert abs(mean_kl - summary["aggregates"]["kl_aligned_base"]["mean"]) < 1e-9 * max(1.0, abs(mean_kl)), mean_kl
+top = con.execute(f"SELECT list_count(aligned_top_ids) FROM read_parquet('{path}') LIMIT 1").fetchone()[0]
+assert top == summary["manifest"]["settings"]["top_k"], top
+print(f"positions.parquet: {n} rows read alike by pandas {pd.__version__}, polars {pl.__version__}, duckdb {duckdb.__version__}")
