@@ -7,7 +7,7 @@
 # Usage: bash scripts/demo.sh [--quick]   (--quick: 3 queries, 64 new tokens; used by CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=target/release/aligntds
+bin="${CARGO_TARGET_DIR:-target}/release/aligntds"
 [ -x "$bin" ] || { echo "error: $bin not built; run: bash scripts/setup.sh" >&2; exit 2; }
 for m in models/SmolLM2-135M-Instruct.Q4_1.gguf models/gemma-3-270m-q4_k_m.gguf; do
   [ -f "$m" ] || { echo "error: $m missing; run: bash scripts/fetch-models.sh" >&2; exit 2; }

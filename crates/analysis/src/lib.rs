@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod dataset;
+pub mod journal;
 pub mod metrics;
 pub mod output;
 pub mod run;

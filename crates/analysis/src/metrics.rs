@@ -2,7 +2,7 @@
 //! Sums over the vocabulary accumulate in f64.
 
 /// unshifted (base rank <= unshifted_max), marginal (<= marginal_max), shifted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Unshifted,
@@ -116,7 +116,7 @@ pub fn top_k(row: &[f32], k: usize) -> Vec<u32> {
 
 /// The original AlignTDS's metrics (src/compute_dist_diff.py, src/demo/generate_html.py):
 /// each side keeps its top-30 tokens; p~ is the softmax over those 30 only; lists are cut to 10.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CompatMetrics {
     pub kl_at_k: f64,
     pub jaccard_at_k: f64,
@@ -177,7 +177,7 @@ pub fn compat(aligned_row: &[f32], base_row: &[f32]) -> CompatMetrics {
 }
 
 /// Everything computed for one answer position.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PositionMetrics {
     pub aligned_logprob: f32,
     pub aligned_rank: u32,

@@ -69,12 +69,8 @@ fn list_str(values: impl Iterator<Item = Vec<String>>) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-/// positions.parquet: one row per (example, answer position). `decode` gives a token's text.
-pub fn write_positions(
-    path: &Path,
-    examples: &[ExampleResult],
-    decode: &dyn Fn(u32) -> String,
-) -> Result<(), OutputError> {
+/// positions.parquet: one row per (example, answer position).
+pub fn write_positions(path: &Path, examples: &[ExampleResult]) -> Result<(), OutputError> {
     let rows: Vec<(&ExampleResult, &crate::run::PositionRow)> = examples
         .iter()
         .flat_map(|e| e.positions.iter().map(move |p| (e, p)))
@@ -135,13 +131,7 @@ pub fn write_positions(
         ),
         (
             "aligned_top_tokens",
-            list_str(rows.iter().map(|(_, p)| {
-                p.metrics
-                    .aligned_top_ids
-                    .iter()
-                    .map(|&i| decode(i))
-                    .collect()
-            })),
+            list_str(rows.iter().map(|(_, p)| p.aligned_top_tokens.clone())),
         ),
         (
             "aligned_top_logprobs",
@@ -156,10 +146,7 @@ pub fn write_positions(
         ),
         (
             "base_top_tokens",
-            list_str(
-                rows.iter()
-                    .map(|(_, p)| p.metrics.base_top_ids.iter().map(|&i| decode(i)).collect()),
-            ),
+            list_str(rows.iter().map(|(_, p)| p.base_top_tokens.clone())),
         ),
         (
             "base_top_logprobs",
@@ -210,6 +197,9 @@ pub fn write_examples(path: &Path, examples: &[ExampleResult]) -> Result<(), Out
     let mut out = String::new();
     for e in examples {
         let mut v = serde_json::to_value(e).map_err(|err| write_err(path, err))?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("positions");
+        }
         v["schema_version"] = SCHEMA_VERSION.into();
         out.push_str(&v.to_string());
         out.push('\n');

@@ -54,7 +54,7 @@ pub struct RunSettings {
 }
 
 /// One scored answer position.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PositionRow {
     pub position: u32,
     pub token_id: u32,
@@ -63,9 +63,12 @@ pub struct PositionRow {
     /// The vocabulary entry.
     pub token_piece: String,
     pub metrics: PositionMetrics,
+    /// Decoded texts of `metrics.aligned_top_ids` and `metrics.base_top_ids`.
+    pub aligned_top_tokens: Vec<String>,
+    pub base_top_tokens: Vec<String>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExampleResult {
     pub id: String,
     pub query: String,
@@ -74,14 +77,15 @@ pub struct ExampleResult {
     pub answer: String,
     pub answer_ids: Vec<u32>,
     /// `dataset` or `generate`.
-    pub source: &'static str,
+    pub source: String,
     pub stop_reason: String,
     /// A trailing end-of-turn marker that the aligned tokenizer does not know was replaced by its eos.
     pub eos_replaced: bool,
     pub unshifted: u32,
     pub marginal: u32,
     pub shifted: u32,
-    #[serde(skip)]
+    /// Not in examples.jsonl (the positions are in the Parquet file), but kept in journal parts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub positions: Vec<PositionRow>,
 }
 
@@ -223,7 +227,7 @@ pub fn analyze_example(
         _ => dataset_answer(aligned, record)?,
     };
     let (answer_ids, source, stop_reason, eos_replaced) = match (from_dataset, settings.response) {
-        (Some((ids, replaced)), _) => (ids, "dataset", "dataset".to_string(), replaced),
+        (Some((ids, replaced)), _) => (ids, "dataset".to_string(), "dataset".to_string(), replaced),
         (None, ResponseSource::Dataset) => {
             return Err(RunError::Record {
                 id: record.id.clone(),
@@ -233,7 +237,7 @@ pub fn analyze_example(
         }
         (None, _) => {
             let (ids, reason) = generate_answer(aligned, &aligned_prompt, settings)?;
-            (ids, "generate", reason, false)
+            (ids, "generate".to_string(), reason, false)
         }
     };
     let tok = &aligned.tokenizer;
@@ -266,18 +270,26 @@ pub fn analyze_example(
                 .into_par_iter()
                 .map(|i| {
                     let t = first + i;
+                    let metrics = compare(
+                        rows_a.row(i),
+                        rows_b.row(i),
+                        answer_ids[t],
+                        top_k,
+                        thresholds,
+                    );
+                    let decode = |ids: &[u32]| {
+                        ids.iter()
+                            .map(|&id| tok.decode(&[id], false).unwrap_or_default())
+                            .collect()
+                    };
                     PositionRow {
                         position: t as u32,
                         token_id: answer_ids[t],
                         token: texts[t].clone(),
                         token_piece: pieces[t].clone(),
-                        metrics: compare(
-                            rows_a.row(i),
-                            rows_b.row(i),
-                            answer_ids[t],
-                            top_k,
-                            thresholds,
-                        ),
+                        aligned_top_tokens: decode(&metrics.aligned_top_ids),
+                        base_top_tokens: decode(&metrics.base_top_ids),
+                        metrics,
                     }
                 })
                 .collect();

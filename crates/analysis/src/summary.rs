@@ -68,12 +68,8 @@ impl CurvePoint {
     }
 }
 
-/// The aggregates of summary.json. `decode` gives a token id's text.
-pub fn aggregates(
-    examples: &[ExampleResult],
-    curve_positions: usize,
-    decode: &dyn Fn(u32) -> String,
-) -> Value {
+/// The aggregates of summary.json.
+pub fn aggregates(examples: &[ExampleResult], curve_positions: usize) -> Value {
     let mut counts = [0u64; 3];
     let (mut kl_ab, mut kl_ba) = (Vec::new(), Vec::new());
     let mut same_top1 = Running::default();
@@ -84,6 +80,7 @@ pub fn aggregates(
         .collect();
     let mut by_decile: Vec<CurvePoint> = (0..10).map(|_| CurvePoint::default()).collect();
     let mut tokens: HashMap<u32, (u64, u64)> = HashMap::new();
+    let mut texts: HashMap<u32, &str> = HashMap::new();
     for e in examples {
         let n = e.positions.len().max(1);
         for p in &e.positions {
@@ -104,6 +101,7 @@ pub fn aggregates(
             }
             let decile = (p.position as usize * 10 / n).min(9);
             by_decile[decile].push(m.kl_aligned_base, m.base_rank, m.base_logprob, shifted);
+            texts.entry(p.token_id).or_insert(p.token.as_str());
             let entry = tokens.entry(p.token_id).or_default();
             entry.1 += 1;
             if shifted {
@@ -125,9 +123,9 @@ pub fn aggregates(
     let top_shifted: Vec<Value> = shifted_tokens
         .iter()
         .take(100)
-        .map(|(id, (s, n))| json!({"token_id": id, "token": decode(*id), "shifted": s, "total": n, "shifted_ratio": *s as f64 / *n as f64}))
+        .map(|(id, (s, n))| json!({"token_id": id, "token": texts.get(id).copied().unwrap_or(""), "shifted": s, "total": n, "shifted_ratio": *s as f64 / *n as f64}))
         .collect();
-    let sources = |s: &str| examples.iter().filter(|e| e.source == s).count();
+    let sources = |s: &str| examples.iter().filter(|e| e.source.as_str() == s).count();
     json!({
         "examples": examples.len(),
         "positions": total,

@@ -14,9 +14,69 @@ use aligntds_engine::LanguageModel;
 use anyhow::{bail, Context as _, Result};
 use serde_json::json;
 
-use crate::args::{AnalyzeArgs, SummarizeArgs};
+use aligntds_analysis::journal::{self, Journal};
+use aligntds_analysis::run::ExampleResult;
 
-const OUTPUTS: &[&str] = &["positions.parquet", "examples.jsonl", "summary.json"];
+use crate::args::{AnalyzeArgs, MergeArgs, SummarizeArgs};
+
+/// Parses `--shard i/n`.
+fn shard(text: Option<&str>) -> Result<Option<(usize, usize)>> {
+    let Some(text) = text else { return Ok(None) };
+    let parsed = text.split_once('/').and_then(|(i, n)| {
+        Some((
+            i.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((i, n)) if n > 0 && i < n => Ok(Some((i, n))),
+        _ => bail!("option `--shard`: `{text}` is not i/n with 0 <= i < n"),
+    }
+}
+
+/// A model reference with the sha256 of its files (a Hub id is kept as given).
+fn model_identity(reference: &str) -> Result<serde_json::Value> {
+    let path = Path::new(reference);
+    let mut files = Vec::new();
+    if path.is_file() {
+        files.push(path.to_path_buf());
+    } else if path.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(path)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        entries.sort();
+        files = entries;
+    }
+    let mut listed = Vec::new();
+    for f in files {
+        let bytes = std::fs::metadata(&f)?.len();
+        listed.push(json!({"file": f.file_name().map(|n| n.to_string_lossy().into_owned()), "bytes": bytes, "sha256": journal::sha256_file(&f)?}));
+    }
+    Ok(json!({"reference": reference, "files": listed}))
+}
+
+/// Writes positions.parquet, examples.jsonl and summary.json from finished examples.
+fn finalize(
+    out: &Path,
+    results: &[ExampleResult],
+    manifest: serde_json::Value,
+    curve_positions: usize,
+) -> Result<serde_json::Value> {
+    output::write_positions(&out.join("positions.parquet"), results)?;
+    output::write_examples(&out.join("examples.jsonl"), results)?;
+    let summary = json!({
+        "schema_version": SCHEMA_VERSION,
+        "manifest": manifest,
+        "aggregates": summary::aggregates(results, curve_positions),
+    });
+    output::write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    Ok(summary)
+}
 
 fn context(
     kind: &str,
@@ -66,23 +126,6 @@ fn records(args: &AnalyzeArgs) -> Result<Vec<Record>> {
     }
 }
 
-fn file_info(reference: &str) -> serde_json::Value {
-    let path = Path::new(reference);
-    let bytes = if path.is_file() {
-        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-    } else {
-        std::fs::read_dir(path)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
-    };
-    json!({"reference": reference, "bytes": bytes})
-}
-
 pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     let started = Instant::now();
     let records = records(&args)?;
@@ -109,12 +152,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     if args.unshifted_max == 0 || args.marginal_max < args.unshifted_max {
         bail!("options `--unshifted-max` and `--marginal-max`: need 1 <= unshifted-max <= marginal-max");
     }
-    if args.out.exists() && !args.overwrite && OUTPUTS.iter().any(|f| args.out.join(f).exists()) {
-        bail!(
-            "{} already holds the results of a run; choose another --out or pass --overwrite",
-            args.out.display()
-        );
-    }
+    let shard = shard(args.shard.as_deref())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
 
@@ -154,66 +192,156 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
         },
     };
 
+    // Everything that changes results, fingerprinted; the shard is checked separately so
+    // that the shards of one analysis share a fingerprint and can be merged.
+    let data_sha = match &args.data {
+        Some(p) => Some(journal::sha256_file(p)?),
+        None => None,
+    };
+    let template_text = |m: &LanguageModel| {
+        m.chat_template
+            .as_ref()
+            .map(|t| json!({"name": t.name, "sha256": journal::fingerprint(&json!(t.source))}))
+    };
+    let identity = json!({
+        "tool": format!("aligntds {}", env!("CARGO_PKG_VERSION")),
+        "aligned": model_identity(&args.aligned)?,
+        "base": model_identity(&args.base)?,
+        "aligned_weights": aligned.weights_dtype,
+        "base_weights": base.weights_dtype,
+        "device": args.runtime.device,
+        "aligned_chat_template": template_text(&aligned),
+        "base_chat_template": template_text(base),
+        "settings": settings,
+        "data": args.data.as_ref().map(|p| p.display().to_string()),
+        "data_sha256": data_sha,
+        "query": args.query,
+        "limit": args.limit,
+    });
+    let fingerprint = journal::fingerprint(&identity);
+    let journal = Journal::open(
+        &args.out,
+        &fingerprint,
+        &json!({"identity": identity, "shard": args.shard}),
+        args.overwrite,
+    )?;
+    let selected: Vec<(usize, &Record)> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| shard.is_none_or(|(k, n)| i % n == k))
+        .collect();
+    let mut results: std::collections::BTreeMap<usize, ExampleResult> =
+        journal.done()?.into_iter().collect();
+    if let Some(stray) = results
+        .keys()
+        .find(|i| !selected.iter().any(|(j, _)| j == *i))
+    {
+        bail!("{} holds example {stray}, which is not in this run's shard; use another --out for each shard", args.out.display());
+    }
+    let resumed = results.len();
+    if resumed > 0 && !args.quiet {
+        eprintln!(
+            "resuming: {resumed} of {} examples already done in {}",
+            selected.len(),
+            args.out.display()
+        );
+    }
     let progress = !args.quiet && std::io::stderr().is_terminal();
-    let mut results = Vec::with_capacity(records.len());
     let run_started = Instant::now();
-    let mut tokens = 0usize;
-    for (i, record) in records.iter().enumerate() {
+    let (mut tokens, mut finished) = (0usize, 0usize);
+    let todo: Vec<&(usize, &Record)> = selected
+        .iter()
+        .filter(|(i, _)| !results.contains_key(i))
+        .collect();
+    for (index, record) in &todo {
         let result = analyze_example(&aligned, base, record, &settings)
             .with_context(|| format!("record {}", record.id))?;
+        journal.record(*index, &result)?;
         tokens += result.positions.len();
+        finished += 1;
         if progress {
             let secs = run_started.elapsed().as_secs_f64().max(1e-9);
-            let eta = secs / (i + 1) as f64 * (records.len() - i - 1) as f64;
+            let eta = secs / finished as f64 * (todo.len() - finished) as f64;
             eprint!(
                 "\r[{}/{}] {:.2} examples/s, {:.0} answer tokens/s, ETA {:.0} s   ",
-                i + 1,
-                records.len(),
-                (i + 1) as f64 / secs,
+                resumed + finished,
+                selected.len(),
+                finished as f64 / secs,
                 tokens as f64 / secs,
                 eta
             );
         }
-        results.push(result);
+        results.insert(*index, result);
     }
     if progress {
         eprintln!();
     }
     let run_seconds = run_started.elapsed().as_secs_f64();
-    let decode = |id: u32| aligned.tokenizer.decode(&[id], false).unwrap_or_default();
-    output::write_positions(&args.out.join("positions.parquet"), &results, &decode)?;
-    output::write_examples(&args.out.join("examples.jsonl"), &results)?;
-    let summary = json!({
-        "schema_version": SCHEMA_VERSION,
-        "manifest": {
-            "tool": format!("aligntds {}", env!("CARGO_PKG_VERSION")),
-            "aligned": file_info(&args.aligned),
-            "base": file_info(&args.base),
-            "aligned_weights": aligned.weights_dtype,
-            "base_weights": base.weights_dtype,
-            "device": args.runtime.device,
-            "aligned_chat_template": aligned.chat_template.as_ref().map(|t| t.name.clone()),
-            "base_chat_template": base.chat_template.as_ref().map(|t| t.name.clone()),
-            "settings": settings,
-            "data": args.data.as_ref().map(|p| p.display().to_string()),
-            "limit": args.limit,
-            "timings": {
-                "load_seconds": load_seconds,
-                "analysis_seconds": run_seconds,
-                "total_seconds": started.elapsed().as_secs_f64(),
-                "answer_tokens": tokens,
-                "answer_tokens_per_second": tokens as f64 / run_seconds.max(1e-9),
-            },
-        },
-        "aggregates": summary::aggregates(&results, args.curve_positions, &decode),
+    let results: Vec<ExampleResult> = results.into_values().collect();
+    let mut manifest = identity;
+    manifest["shard"] = json!(args.shard);
+    manifest["fingerprint"] = json!(fingerprint);
+    manifest["timings"] = json!({
+        "load_seconds": load_seconds,
+        "analysis_seconds": run_seconds,
+        "total_seconds": started.elapsed().as_secs_f64(),
+        "examples_resumed": resumed,
+        "answer_tokens": tokens,
+        "answer_tokens_per_second": tokens as f64 / run_seconds.max(1e-9),
     });
-    output::write_atomic(
-        &args.out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    let summary = finalize(&args.out, &results, manifest, args.curve_positions)?;
     let mut out = std::io::stdout().lock();
     write!(out, "{}", summary::render_text(&summary))?;
     writeln!(out, "  results in {}", args.out.display())?;
+    Ok(())
+}
+
+pub fn merge(args: MergeArgs) -> Result<()> {
+    let mut fingerprint: Option<(String, &Path)> = None;
+    let mut all: std::collections::BTreeMap<usize, ExampleResult> =
+        std::collections::BTreeMap::new();
+    let mut manifest = serde_json::Value::Null;
+    for dir in &args.dirs {
+        let fp = journal::read_fingerprint(dir)
+            .with_context(|| format!("{} is not an analyze run", dir.display()))?;
+        match &fingerprint {
+            Some((first, first_dir)) if *first != fp => {
+                bail!("{} and {} are runs of different settings (fingerprints differ); only shards of one analysis can be merged", first_dir.display(), dir.display())
+            }
+            None => fingerprint = Some((fp, dir)),
+            _ => {}
+        }
+        if manifest.is_null() {
+            let text = std::fs::read_to_string(dir.join("summary.json")).with_context(|| {
+                format!(
+                    "{}: the shard has not finished (no summary.json)",
+                    dir.display()
+                )
+            })?;
+            manifest = serde_json::from_str::<serde_json::Value>(&text)?["manifest"].clone();
+        }
+        for (index, result) in journal::read_parts(&dir.join("parts"))? {
+            if all.insert(index, result).is_some() {
+                bail!("example {index} appears in more than one of the merged runs");
+            }
+        }
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    manifest["shard"] = serde_json::Value::Null;
+    manifest["merged_from"] = json!(args
+        .dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>());
+    let results: Vec<ExampleResult> = all.into_values().collect();
+    let summary = finalize(&args.out, &results, manifest, args.curve_positions)?;
+    print!("{}", summary::render_text(&summary));
+    println!(
+        "  merged {} runs into {}",
+        args.dirs.len(),
+        args.out.display()
+    );
     Ok(())
 }
 

@@ -26,6 +26,8 @@ pub enum Command {
     Analyze(Box<AnalyzeArgs>),
     /// Print the summary of a finished analysis again.
     Summarize(SummarizeArgs),
+    /// Combine the shards of one analysis (`analyze --shard i/n`) into one run.
+    Merge(MergeArgs),
 }
 
 /// Options every command that loads a model accepts.
@@ -150,9 +152,12 @@ pub struct AnalyzeArgs {
     /// Positions in the per-position curves of summary.json.
     #[arg(long, default_value_t = 200)]
     pub curve_positions: usize,
-    /// Replace the results of an earlier run in --out.
+    /// Replace an earlier run of other settings in --out (a run of the same settings resumes).
     #[arg(long)]
     pub overwrite: bool,
+    /// Process the deterministic subset i of n (records whose index modulo n is i); combine with `aligntds merge`.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<String>,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -167,4 +172,16 @@ pub struct SummarizeArgs {
     /// Print summary.json's aggregates as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Run directories of the shards.
+    #[arg(required = true)]
+    pub dirs: Vec<std::path::PathBuf>,
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Positions in the per-position curves of summary.json.
+    #[arg(long, default_value_t = 200)]
+    pub curve_positions: usize,
 }

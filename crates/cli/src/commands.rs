@@ -14,6 +14,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Generate(args) => generate(args),
         Command::Analyze(args) => crate::analyze::analyze(*args),
         Command::Summarize(args) => crate::analyze::summarize(args),
+        Command::Merge(args) => crate::analyze::merge(args),
     }
 }
 

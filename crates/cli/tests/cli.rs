@@ -367,11 +367,168 @@ fn analyze_writes_documented_outputs_and_summarize_reprints() {
         stdout(&o),
         stdout(&again)
     );
-    // an existing run is not overwritten silently
-    assert_fails(&args, &["already holds", "--overwrite"]);
-    let mut with_overwrite = args.to_vec();
-    with_overwrite.push("--overwrite");
-    assert!(aligntds(&with_overwrite).status.success());
+    // The same command again resumes (nothing left to do) and gives the same files.
+    let before = std::fs::read(out.join("positions.parquet")).unwrap();
+    let again = aligntds(&args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("resuming: 2 of 2"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        std::fs::read(out.join("positions.parquet")).unwrap(),
+        before
+    );
+    // Other settings in the same folder are refused unless --overwrite.
+    let mut other = args.to_vec();
+    other.extend(["--unshifted-max", "2", "--marginal-max", "4"]);
+    assert_fails(&other, &["other settings", "--overwrite"]);
+    other.push("--overwrite");
+    assert!(aligntds(&other).status.success());
+}
+
+#[test]
+fn interrupted_runs_resume_to_the_same_result_and_shards_merge_to_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queries: String = (0..6).map(|i| format!("Question number {i}?\n")).collect();
+    let data = write_data(tmp.path(), "q.txt", &queries);
+    let (llama3, mistral) = (fixture("llama3"), fixture("mistral"));
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "analyze",
+            "--aligned",
+            &llama3,
+            "--base",
+            &mistral,
+            "--aligned-context",
+            "plain",
+            "--data",
+            &data,
+            "--out",
+            out,
+            "--max-new-tokens",
+            "12",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let o = aligntds(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    let full = tmp.path().join("full");
+    run(full.to_str().unwrap(), &[]);
+    let reference = std::fs::read(full.join("positions.parquet")).unwrap();
+
+    // A run killed after some examples: their parts exist, others do not, a part was half written.
+    let cut = tmp.path().join("cut");
+    run(cut.to_str().unwrap(), &[]);
+    for part in ["0000002.json", "0000004.json", "0000005.json"] {
+        std::fs::remove_file(cut.join("parts").join(part)).unwrap();
+    }
+    std::fs::write(cut.join("parts/0000002.json.tmp"), b"{\"half\": ").unwrap();
+    std::fs::remove_file(cut.join("positions.parquet")).unwrap();
+    let o = run(cut.to_str().unwrap(), &[]);
+    assert!(stderr(&o).is_empty() || !stderr(&o).contains("error"));
+    assert_eq!(
+        std::fs::read(cut.join("positions.parquet")).unwrap(),
+        reference,
+        "resumed run equals the uninterrupted one"
+    );
+
+    // A real kill -9 while running, then the same command.
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aligntds"))
+        .args([
+            "analyze",
+            "--aligned",
+            &fixture("llama3"),
+            "--base",
+            &fixture("mistral"),
+            "--aligned-context",
+            "plain",
+            "--data",
+            &data,
+            "--out",
+            killed.to_str().unwrap(),
+            "--max-new-tokens",
+            "12",
+            "--quiet",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline
+        && std::fs::read_dir(killed.join("parts")).map_or(0, |d| d.count()) < 2
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    run(killed.to_str().unwrap(), &[]);
+    assert_eq!(
+        std::fs::read(killed.join("positions.parquet")).unwrap(),
+        reference
+    );
+
+    // Shards 0/2 and 1/2, merged, equal one run.
+    let (a, b, merged) = (
+        tmp.path().join("s0"),
+        tmp.path().join("s1"),
+        tmp.path().join("merged"),
+    );
+    run(a.to_str().unwrap(), &["--shard", "0/2"]);
+    run(b.to_str().unwrap(), &["--shard", "1/2"]);
+    let o = aligntds(&[
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(merged.join("positions.parquet")).unwrap(),
+        reference,
+        "merged shards equal one run"
+    );
+    let agg = |d: &std::path::Path| {
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(d.join("summary.json")).unwrap(),
+        )
+        .unwrap()["aggregates"]
+            .clone()
+    };
+    assert_eq!(agg(&merged), agg(&full));
+    // Runs of different settings do not merge.
+    let other = tmp.path().join("other");
+    run(other.to_str().unwrap(), &["--shard", "1/2", "--top-k", "3"]);
+    assert_fails(
+        &[
+            "merge",
+            a.to_str().unwrap(),
+            other.to_str().unwrap(),
+            "--out",
+            tmp.path().join("m2").to_str().unwrap(),
+        ],
+        &["different settings"],
+    );
+    assert_fails(
+        &[
+            "analyze",
+            "--aligned",
+            &fixture("llama3"),
+            "--base",
+            &fixture("mistral"),
+            "--data",
+            &data,
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+            "--shard",
+            "2/2",
+        ],
+        &["--shard"],
+    );
 }
 
 #[test]
