@@ -81,6 +81,14 @@ pub struct ExampleResult {
     pub stop_reason: String,
     /// A trailing end-of-turn marker that the aligned tokenizer does not know was replaced by its eos.
     pub eos_replaced: bool,
+    /// Seconds the aligned side spent generating the answer (0 for data set answers).
+    #[serde(default)]
+    pub generation_seconds: f64,
+    /// Seconds each side spent scoring (forward pass and log-softmax).
+    #[serde(default)]
+    pub aligned_scoring_seconds: f64,
+    #[serde(default)]
+    pub base_scoring_seconds: f64,
     pub unshifted: u32,
     pub marginal: u32,
     pub shifted: u32,
@@ -164,7 +172,9 @@ fn dataset_answer(
     Ok(Some((ids, replaced)))
 }
 
-/// Drops a closing ``` fence (and the whitespace around it) at the end of a generated answer, as whole tokens.
+/// Drops a closing ``` fence (and the whitespace around it) at the end of a
+/// generated answer, as whole tokens: a token that also holds text before the
+/// fence is kept.
 fn trim_closing_fence(aligned: &LanguageModel, ids: &mut Vec<u32>) -> Result<(), RunError> {
     let text = aligned.tokenizer.decode(ids, false)?;
     let body = text.trim_end();
@@ -172,7 +182,13 @@ fn trim_closing_fence(aligned: &LanguageModel, ids: &mut Vec<u32>) -> Result<(),
         return Ok(());
     }
     let keep = body[..body.len() - 3].trim_end().len();
-    while !ids.is_empty() && aligned.tokenizer.decode(ids, false)?.len() > keep {
+    while ids.len() > 1
+        && aligned
+            .tokenizer
+            .decode(&ids[..ids.len() - 1], false)?
+            .len()
+            >= keep
+    {
         ids.pop();
     }
     Ok(())
@@ -222,6 +238,7 @@ pub fn analyze_example(
     let base_context = settings.base_context.render(base, record)?;
     let aligned_prompt = aligned.tokenizer.encode(&aligned_context)?;
     let base_prompt = base.tokenizer.encode(&base_context)?;
+    let mut generation_seconds = 0.0;
     let from_dataset = match settings.response {
         ResponseSource::Generate => None,
         _ => dataset_answer(aligned, record)?,
@@ -236,7 +253,9 @@ pub fn analyze_example(
             })
         }
         (None, _) => {
+            let clock = std::time::Instant::now();
             let (ids, reason) = generate_answer(aligned, &aligned_prompt, settings)?;
+            generation_seconds = clock.elapsed().as_secs_f64();
             (ids, "generate".to_string(), reason, false)
         }
     };
@@ -253,7 +272,7 @@ pub fn analyze_example(
     let b_tokens: Vec<u32> = base_prompt.iter().chain(&answer_ids).copied().collect();
     let mut positions: Vec<PositionRow> = Vec::with_capacity(answer_ids.len());
     let (top_k, thresholds) = (settings.top_k, settings.thresholds);
-    score_pair(
+    let timings = score_pair(
         Side {
             decoder: &aligned.decoder,
             tokens: &a_tokens,
@@ -311,6 +330,42 @@ pub fn analyze_example(
         source,
         stop_reason,
         eos_replaced,
+        generation_seconds,
+        aligned_scoring_seconds: timings.a_seconds,
+        base_scoring_seconds: timings.b_seconds,
         positions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> LanguageModel {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures")
+            .join(name);
+        LanguageModel::load(dir.to_str().unwrap(), &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn a_closing_fence_before_the_stop_is_trimmed_as_whole_tokens() {
+        let model = fixture("qwen2");
+        let mut ids = model
+            .tokenizer
+            .encode_plain("Paris is the capital.\n```\n\n")
+            .unwrap();
+        trim_closing_fence(&model, &mut ids).unwrap();
+        let trimmed = model.tokenizer.decode(&ids, false).unwrap();
+        assert!(
+            trimmed.starts_with("Paris is the capital.") && !trimmed.contains('`'),
+            "{trimmed:?}"
+        );
+        assert!(trimmed.trim_end() == "Paris is the capital.", "{trimmed:?}");
+        // Code inside the answer stays: only a fence at the very end goes.
+        let text = "Use `x`:\n```python\nprint(1)\n```\nDone.";
+        let mut ids = model.tokenizer.encode_plain(text).unwrap();
+        trim_closing_fence(&model, &mut ids).unwrap();
+        assert_eq!(model.tokenizer.decode(&ids, false).unwrap(), text);
+    }
 }

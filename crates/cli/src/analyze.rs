@@ -281,13 +281,27 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     let mut manifest = identity;
     manifest["shard"] = json!(args.shard);
     manifest["fingerprint"] = json!(fingerprint);
+    let sum = |f: &dyn Fn(&ExampleResult) -> f64| results.iter().map(f).sum::<f64>();
+    let generated: usize = results
+        .iter()
+        .filter(|e| e.source == "generate")
+        .map(|e| e.answer_ids.len())
+        .sum();
+    let scored: usize = results.iter().map(|e| e.answer_ids.len()).sum();
+    let rate = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let (gen_s, a_s, b_s) = (
+        sum(&|e| e.generation_seconds),
+        sum(&|e| e.aligned_scoring_seconds),
+        sum(&|e| e.base_scoring_seconds),
+    );
     manifest["timings"] = json!({
         "load_seconds": load_seconds,
-        "analysis_seconds": run_seconds,
-        "total_seconds": started.elapsed().as_secs_f64(),
+        "analysis_seconds_this_invocation": run_seconds,
+        "total_seconds_this_invocation": started.elapsed().as_secs_f64(),
         "examples_resumed": resumed,
-        "answer_tokens": tokens,
-        "answer_tokens_per_second": tokens as f64 / run_seconds.max(1e-9),
+        "aligned": {"generation_seconds": gen_s, "generated_tokens": generated, "generation_tokens_per_second": rate(generated, gen_s),
+                    "scoring_seconds": a_s, "scored_tokens": scored, "scoring_tokens_per_second": rate(scored, a_s)},
+        "base": {"scoring_seconds": b_s, "scored_tokens": scored, "scoring_tokens_per_second": rate(scored, b_s)},
     });
     let summary = finalize(&args.out, &results, manifest, args.curve_positions)?;
     let mut out = std::io::stdout().lock();

@@ -119,6 +119,13 @@ fn log_probs_into(
     Ok(())
 }
 
+/// Seconds each side spent in its forward pass and log-softmax (the sink's time excluded).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PairTimings {
+    pub a_seconds: f64,
+    pub b_seconds: f64,
+}
+
 /// One side of a paired scoring: a model, its full sequence (context + answer)
 /// and where the answer starts.
 pub struct Side<'a> {
@@ -130,7 +137,12 @@ pub struct Side<'a> {
 /// Scores the same answer under two sides in lockstep: for each chunk of answer
 /// positions, the sink gets the index of the chunk's first answer token and both
 /// sides' log-distributions for it. One forward pass per side.
-pub fn score_pair<F>(a: Side<'_>, b: Side<'_>, chunk_rows: Option<usize>, mut sink: F) -> Result<()>
+pub fn score_pair<F>(
+    a: Side<'_>,
+    b: Side<'_>,
+    chunk_rows: Option<usize>,
+    mut sink: F,
+) -> Result<PairTimings>
 where
     F: FnMut(usize, LogProbRows<'_>, LogProbRows<'_>) -> Result<()>,
 {
@@ -150,17 +162,22 @@ where
             b.decoder.logits_width()
         )));
     }
+    let mut timings = PairTimings::default();
     if answer == 0 {
-        return Ok(());
+        return Ok(timings);
     }
     a.decoder.check_tokens(a.tokens, 0)?;
     b.decoder.check_tokens(b.tokens, 0)?;
+    let clock = std::time::Instant::now();
     let hidden_a = a
         .decoder
         .hidden_states(&a.tokens[..a.tokens.len() - 1], None)?;
+    timings.a_seconds += clock.elapsed().as_secs_f64();
+    let clock = std::time::Instant::now();
     let hidden_b = b
         .decoder
         .hidden_states(&b.tokens[..b.tokens.len() - 1], None)?;
+    timings.b_seconds += clock.elapsed().as_secs_f64();
     let width = a.decoder.logits_width();
     let rows_per_chunk = chunk_rows
         .unwrap_or(DEFAULT_CHUNK_BYTES / 2 / (width * 4))
@@ -169,8 +186,12 @@ where
     let mut i = 0;
     while i < answer {
         let n = rows_per_chunk.min(answer - i);
+        let clock = std::time::Instant::now();
         log_probs_into(a.decoder, &hidden_a, a.answer_start + i - 1, n, &mut buf_a)?;
+        timings.a_seconds += clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
         log_probs_into(b.decoder, &hidden_b, b.answer_start + i - 1, n, &mut buf_b)?;
+        timings.b_seconds += clock.elapsed().as_secs_f64();
         sink(
             i,
             LogProbRows {
@@ -186,7 +207,7 @@ where
         )?;
         i += n;
     }
-    Ok(())
+    Ok(timings)
 }
 
 /// The index of the largest value, the first one on ties (as torch.argmax).
