@@ -73,7 +73,9 @@ impl Journal {
         let stamp = dir.join(FINGERPRINT_FILE);
         if stamp.exists() {
             let found = read_fingerprint(dir)?;
-            if found != fingerprint {
+            // A run that finished no example yet has nothing to protect.
+            let has_parts = !read_parts(&parts)?.is_empty();
+            if found != fingerprint && has_parts {
                 if !overwrite {
                     return Err(JournalError::Fingerprint {
                         dir: dir.to_path_buf(),

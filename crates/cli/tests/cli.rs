@@ -603,4 +603,32 @@ fn analyze_rejects_bad_input_before_loading_models() {
         ],
         &["input"],
     );
+    let (l3, mi) = (fixture("llama3"), fixture("mistral"));
+    let base_args = [
+        "analyze",
+        "--aligned",
+        &l3,
+        "--base",
+        &mi,
+        "--query",
+        "hi",
+        "--out",
+        out_s,
+    ];
+    let with = |extra: &[&'static str]| {
+        base_args
+            .iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .collect::<Vec<&str>>()
+    };
+    assert_fails(
+        &with(&["--response", "dataset"]),
+        &["--response dataset", "no answer"],
+    );
+    assert_fails(&with(&["--shard", "1/0"]), &["--shard"]);
+    assert_fails(
+        &with(&["--response", "sometimes"]),
+        &["--response", "sometimes"],
+    );
 }
