@@ -27,3 +27,7 @@ echo "== (b) Gemma 3 270M base: URIAL prefix (aligned, in-context alignment) vs 
 "$bin" analyze --aligned "$gemma" --base "$gemma" --aligned-context urial --base-context template \
   --data data/demo-instructions.jsonl "${limit[@]}" --max-new-tokens "$tokens" \
   --out "runs/gemma3-urial-vs-template$suffix" --overwrite
+
+echo
+"$bin" report "runs/smollm2-chat-vs-template$suffix" "runs/gemma3-urial-vs-template$suffix" --out "runs/report$suffix"
+echo "open runs/report$suffix/index.html in a browser (works from disk), or paste runs/report$suffix/report.md"

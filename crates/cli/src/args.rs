@@ -28,6 +28,8 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// Combine the shards of one analysis (`analyze --shard i/n`) into one run.
     Merge(MergeArgs),
+    /// Render one or more runs as a self-contained report (index.html, report.md, SVG figures).
+    Report(ReportArgs),
 }
 
 /// Options every command that loads a model accepts.
@@ -184,4 +186,14 @@ pub struct MergeArgs {
     /// Positions in the per-position curves of summary.json.
     #[arg(long, default_value_t = 200)]
     pub curve_positions: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run directories written by `aligntds analyze` (several: compared side by side).
+    #[arg(required = true)]
+    pub runs: Vec<std::path::PathBuf>,
+    /// Where the report goes.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }

@@ -15,6 +15,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Analyze(args) => crate::analyze::analyze(*args),
         Command::Summarize(args) => crate::analyze::summarize(args),
         Command::Merge(args) => crate::analyze::merge(args),
+        Command::Report(args) => report(args),
     }
 }
 
@@ -172,5 +173,17 @@ fn generate(args: GenerateArgs) -> Result<()> {
         out.tokens.len(),
         out.tokens.len() as f64 / elapsed.max(1e-9)
     );
+    Ok(())
+}
+
+fn report(args: crate::args::ReportArgs) -> Result<()> {
+    let runs = args
+        .runs
+        .iter()
+        .map(|dir| aligntds_report::Run::load(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    aligntds_report::build(&runs, &args.out)?;
+    println!("report: {}", args.out.join("index.html").display());
+    println!("        {}", args.out.join("report.md").display());
     Ok(())
 }

@@ -632,3 +632,89 @@ fn analyze_rejects_bad_input_before_loading_models() {
         &["--response", "sometimes"],
     );
 }
+
+#[test]
+fn report_renders_the_figures_with_the_summary_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_data(
+        tmp.path(),
+        "q.txt",
+        "What is <script>alert(1)</script>?\nTell me about &amp; entities.\n",
+    );
+    // A run folder whose name needs escaping too.
+    let run = tmp.path().join("run <i>&1");
+    let o = aligntds(&[
+        "analyze",
+        "--aligned",
+        &fixture("llama3"),
+        "--base",
+        &fixture("mistral"),
+        "--aligned-context",
+        "plain",
+        "--data",
+        &data,
+        "--out",
+        run.to_str().unwrap(),
+        "--max-new-tokens",
+        "16",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let site = tmp.path().join("site");
+    let o = aligntds(&[
+        "report",
+        run.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    let md = std::fs::read_to_string(site.join("report.md")).unwrap();
+    for figure in [
+        "ratios",
+        "top-shifted",
+        "kl-by-position",
+        "rank-by-position",
+        "prob-by-position",
+        "shifted-by-decile",
+        "rank-histogram",
+    ] {
+        let svg =
+            std::fs::read_to_string(site.join("figures").join(format!("{figure}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.ends_with("</svg>"),
+            "{figure}"
+        );
+        assert!(
+            md.contains(&format!("figures/{figure}.svg")),
+            "{figure} in report.md"
+        );
+    }
+    // Spot checks against summary.json.
+    let a = &summary["aggregates"];
+    let shifted = format!(
+        "{:.1} % ({})",
+        a["ratios"]["shifted"].as_f64().unwrap() * 100.0,
+        a["counts"]["shifted"]
+    );
+    assert!(
+        index.contains(&shifted) && md.contains(&shifted),
+        "{shifted}"
+    );
+    let kl = format!("{:.4}", a["kl_aligned_base"]["mean"].as_f64().unwrap());
+    assert!(index.contains(&kl) && md.contains(&kl), "{kl}");
+    let ratios = std::fs::read_to_string(site.join("figures/ratios.svg")).unwrap();
+    let unshifted = a["ratios"]["unshifted"].as_f64().unwrap() * 100.0;
+    assert!(
+        unshifted < 4.0 || ratios.contains(&format!(">{unshifted:.1}<")),
+        "bar label {unshifted:.1}"
+    );
+    // Nothing from the data or file names is interpreted as markup.
+    assert!(!index.contains("<i>&1") && index.contains("run &lt;i&gt;&amp;1"));
+    assert!(
+        !index.contains("<script>"),
+        "no script tags at all in a static index"
+    );
+}
