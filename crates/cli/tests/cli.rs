@@ -294,6 +294,35 @@ fn broken_gguf_fails_with_exit_code_2() {
     );
 }
 
+/// `analyze` on the tiny llama3 (aligned, plain context) / mistral (base) pair.
+fn pair_args(data: &str, out: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "analyze",
+        "--aligned",
+        &fixture("llama3"),
+        "--base",
+        &fixture("mistral"),
+        "--aligned-context",
+        "plain",
+        "--data",
+        data,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        "--out".to_string(),
+        out.to_string_lossy().into_owned(),
+        "--quiet".to_string(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 fn write_data(dir: &std::path::Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -393,26 +422,10 @@ fn interrupted_runs_resume_to_the_same_result_and_shards_merge_to_one_run() {
     let tmp = tempfile::tempdir().unwrap();
     let queries: String = (0..6).map(|i| format!("Question number {i}?\n")).collect();
     let data = write_data(tmp.path(), "q.txt", &queries);
-    let (llama3, mistral) = (fixture("llama3"), fixture("mistral"));
     let run = |out: &str, extra: &[&str]| {
-        let mut args = vec![
-            "analyze",
-            "--aligned",
-            &llama3,
-            "--base",
-            &mistral,
-            "--aligned-context",
-            "plain",
-            "--data",
-            &data,
-            "--out",
-            out,
-            "--max-new-tokens",
-            "12",
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
-        let o = aligntds(&args);
+        let mut all = vec!["--max-new-tokens", "12"];
+        all.extend_from_slice(extra);
+        let o = aligntds(&strs(&pair_args(&data, std::path::Path::new(out), &all)));
         assert!(o.status.success(), "{}", stderr(&o));
         o
     };
@@ -439,22 +452,7 @@ fn interrupted_runs_resume_to_the_same_result_and_shards_merge_to_one_run() {
     // A real kill -9 while running, then the same command.
     let killed = tmp.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_aligntds"))
-        .args([
-            "analyze",
-            "--aligned",
-            &fixture("llama3"),
-            "--base",
-            &fixture("mistral"),
-            "--aligned-context",
-            "plain",
-            "--data",
-            &data,
-            "--out",
-            killed.to_str().unwrap(),
-            "--max-new-tokens",
-            "12",
-            "--quiet",
-        ])
+        .args(pair_args(&data, &killed, &["--max-new-tokens", "12"]))
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -643,22 +641,7 @@ fn report_renders_the_figures_with_the_summary_numbers() {
     );
     // A run folder whose name needs escaping too.
     let run = tmp.path().join("run <i>&1");
-    let o = aligntds(&[
-        "analyze",
-        "--aligned",
-        &fixture("llama3"),
-        "--base",
-        &fixture("mistral"),
-        "--aligned-context",
-        "plain",
-        "--data",
-        &data,
-        "--out",
-        run.to_str().unwrap(),
-        "--max-new-tokens",
-        "16",
-        "--quiet",
-    ]);
+    let o = aligntds(&strs(&pair_args(&data, &run, &["--max-new-tokens", "16"])));
     assert!(o.status.success(), "{}", stderr(&o));
     let site = tmp.path().join("site");
     let o = aligntds(&[
