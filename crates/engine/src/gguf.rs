@@ -120,13 +120,17 @@ impl GgufFile {
         self.get(key).and_then(|v| v.to_bool().ok())
     }
 
+    /// An array value, None when the key is absent.
+    fn array(&self, key: &str) -> Result<Option<&Vec<Value>>> {
+        self.get(key)
+            .map(|v| v.to_vec().map_err(|_| self.error(key, "expected an array")))
+            .transpose()
+    }
+
     pub fn strings(&self, key: &str) -> Result<Vec<String>> {
         let values = self
-            .get(key)
+            .array(key)?
             .ok_or_else(|| self.error(key, "missing from the GGUF metadata"))?;
-        let values = values
-            .to_vec()
-            .map_err(|_| self.error(key, "expected an array"))?;
         values
             .iter()
             .map(|v| {
@@ -138,12 +142,9 @@ impl GgufFile {
     }
 
     pub fn numbers(&self, key: &str) -> Result<Option<Vec<f64>>> {
-        let Some(values) = self.get(key) else {
+        let Some(values) = self.array(key)? else {
             return Ok(None);
         };
-        let values = values
-            .to_vec()
-            .map_err(|_| self.error(key, "expected an array"))?;
         values
             .iter()
             .map(|v| {
