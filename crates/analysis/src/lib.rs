@@ -9,3 +9,4 @@ pub mod output;
 pub mod run;
 pub mod stats;
 pub mod summary;
+pub mod synthetic;

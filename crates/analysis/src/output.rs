@@ -192,6 +192,27 @@ pub fn write_positions(path: &Path, examples: &[ExampleResult]) -> Result<(), Ou
     write_atomic(path, &buffer)
 }
 
+/// Writes a finished run: positions.parquet, examples.jsonl and summary.json
+/// (manifest plus aggregates); returns the summary.
+pub fn write_run(
+    dir: &Path,
+    results: &[ExampleResult],
+    manifest: serde_json::Value,
+    curve_positions: usize,
+) -> Result<serde_json::Value, OutputError> {
+    write_positions(&dir.join("positions.parquet"), results)?;
+    write_examples(&dir.join("examples.jsonl"), results)?;
+    let summary = serde_json::json!({
+        "schema_version": SCHEMA_VERSION,
+        "manifest": manifest,
+        "aggregates": crate::summary::aggregates(results, curve_positions),
+    });
+    let path = dir.join("summary.json");
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| write_err(&path, e))?;
+    write_atomic(&path, text.as_bytes())?;
+    Ok(summary)
+}
+
 /// examples.jsonl: one JSON object per example (positions are in the Parquet file).
 pub fn write_examples(path: &Path, examples: &[ExampleResult]) -> Result<(), OutputError> {
     let mut out = String::new();

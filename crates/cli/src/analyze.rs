@@ -7,7 +7,7 @@ use std::time::Instant;
 use aligntds_analysis::context::{Context, ContextKind};
 use aligntds_analysis::dataset::{self, Record};
 use aligntds_analysis::metrics::Thresholds;
-use aligntds_analysis::output::{self, SCHEMA_VERSION};
+use aligntds_analysis::output;
 use aligntds_analysis::run::{analyze_example, check_compatible, ResponseSource, RunSettings};
 use aligntds_analysis::summary;
 use aligntds_engine::LanguageModel;
@@ -58,26 +58,6 @@ fn model_identity(reference: &str) -> Result<serde_json::Value> {
 }
 
 /// Writes positions.parquet, examples.jsonl and summary.json from finished examples.
-fn finalize(
-    out: &Path,
-    results: &[ExampleResult],
-    manifest: serde_json::Value,
-    curve_positions: usize,
-) -> Result<serde_json::Value> {
-    output::write_positions(&out.join("positions.parquet"), results)?;
-    output::write_examples(&out.join("examples.jsonl"), results)?;
-    let summary = json!({
-        "schema_version": SCHEMA_VERSION,
-        "manifest": manifest,
-        "aggregates": summary::aggregates(results, curve_positions),
-    });
-    output::write_atomic(
-        &out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    Ok(summary)
-}
-
 fn context(
     kind: &str,
     option: &str,
@@ -303,7 +283,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
                     "scoring_seconds": a_s, "scored_tokens": scored, "scoring_tokens_per_second": rate(scored, a_s)},
         "base": {"scoring_seconds": b_s, "scored_tokens": scored, "scoring_tokens_per_second": rate(scored, b_s)},
     });
-    let summary = finalize(&args.out, &results, manifest, args.curve_positions)?;
+    let summary = output::write_run(&args.out, &results, manifest, args.curve_positions)?;
     let mut out = std::io::stdout().lock();
     write!(out, "{}", summary::render_text(&summary))?;
     writeln!(out, "  results in {}", args.out.display())?;
@@ -349,7 +329,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>());
     let results: Vec<ExampleResult> = all.into_values().collect();
-    let summary = finalize(&args.out, &results, manifest, args.curve_positions)?;
+    let summary = output::write_run(&args.out, &results, manifest, args.curve_positions)?;
     print!("{}", summary::render_text(&summary));
     println!(
         "  merged {} runs into {}",

@@ -182,8 +182,15 @@ fn report(args: crate::args::ReportArgs) -> Result<()> {
         .iter()
         .map(|dir| aligntds_report::Run::load(dir))
         .collect::<Result<Vec<_>, _>>()?;
-    aligntds_report::build(&runs, &args.out)?;
-    println!("report: {}", args.out.join("index.html").display());
+    let started = std::time::Instant::now();
+    let stats = aligntds_report::build(&runs, &args.out)?;
+    println!(
+        "report: {} ({} example pages, {:.1} MB, {:.1} s)",
+        args.out.join("index.html").display(),
+        stats.example_pages,
+        stats.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
     println!("        {}", args.out.join("report.md").display());
     Ok(())
 }

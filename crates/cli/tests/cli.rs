@@ -698,6 +698,16 @@ fn report_renders_the_figures_with_the_summary_numbers() {
     assert!(!index.contains("<i>&1") && index.contains("run &lt;i&gt;&amp;1"));
     assert!(
         !index.contains("<script>"),
-        "no script tags at all in a static index"
+        "the query's script tag stays text"
     );
+    assert_eq!(
+        index.matches("<script").count(),
+        1,
+        "only the site's own script"
+    );
+    // One page and one data script per example.
+    for n in 1..=2 {
+        assert!(site.join(format!("r0/e0000{n}.html")).is_file());
+        assert!(site.join(format!("data/r0/e0000{n}.js")).is_file());
+    }
 }

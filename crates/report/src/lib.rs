@@ -1,17 +1,25 @@
-//! aligntds-report: turns analyze runs into a self-contained report (index.html
-//! with inline SVG figures, report.md with the figures as SVG files beside it).
-//! Reads only what a run directory holds.
+//! aligntds-report: turns analyze runs into a self-contained static site
+//! (index.html with inline SVG figures and an example table, one page per
+//! example with coloured tokens and a details panel, report.md with the figures
+//! as SVG files beside it). Reads only what a run directory holds; needs no
+//! network and no server to view.
 
+pub mod example_page;
+pub mod figures;
 pub mod html;
+pub mod index;
+pub mod run_data;
 pub mod svg;
 
-use std::fmt::Write;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::html::escape;
-use crate::svg::Series;
+use crate::example_page::{data_path, page_path, render_data, render_page, PageContext};
+pub use crate::figures::figures;
+use crate::index::ExampleStats;
+use crate::run_data::{for_each_example, read_examples, ExampleInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -19,7 +27,7 @@ pub enum ReportError {
     File { path: PathBuf, message: String },
 }
 
-fn file_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
+pub(crate) fn file_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
     ReportError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -60,338 +68,115 @@ impl Run {
         })
     }
 
-    fn agg(&self) -> &Value {
+    pub(crate) fn agg(&self) -> &Value {
         &self.summary["aggregates"]
     }
 }
 
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
+const STYLE: &str = include_str!("../assets/report.css");
+const SCRIPT: &str = include_str!("../assets/report.js");
+
+/// Writes `bytes` to `path` through a temporary name, so no reader sees half a file.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| file_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))
 }
 
-/// The five figures, as (file stem, caption, svg).
-pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
-    let ratios: Vec<(String, [f64; 3])> = runs
+fn create_dir(path: &Path) -> Result<(), ReportError> {
+    std::fs::create_dir_all(path).map_err(|e| file_err(path, e))
+}
+
+/// What `build` wrote.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BuildStats {
+    pub example_pages: usize,
+    pub data_files: usize,
+    pub bytes: u64,
+}
+
+/// Writes the site into `out`: index.html, report.md, figures/*.svg,
+/// assets/, r{run}/e{n}.html and data/r{run}/e{n}.js.
+pub fn build(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
+    let mut stats = BuildStats::default();
+    for dir in ["figures", "assets", "data"] {
+        create_dir(&out.join(dir))?;
+    }
+    for (name, text) in [("report.css", STYLE), ("report.js", SCRIPT)] {
+        write_file(&out.join("assets").join(name), text.as_bytes())?;
+    }
+    let examples: Vec<Vec<ExampleInfo>> = runs
         .iter()
-        .map(|r| {
-            let a = &r.agg()["ratios"];
-            (
-                r.name.clone(),
-                [
-                    num(&a["unshifted"]),
-                    num(&a["marginal"]),
-                    num(&a["shifted"]),
-                ],
-            )
+        .map(|r| read_examples(&r.dir))
+        .collect::<Result<_, _>>()?;
+    let positions: Vec<HashMap<&str, usize>> = examples
+        .iter()
+        .map(|list| {
+            list.iter()
+                .enumerate()
+                .map(|(i, e)| (e.id.as_str(), i))
+                .collect()
         })
         .collect();
-    let mut out = vec![(
-        "ratios",
-        "Unshifted / marginal / shifted positions per run (base rank 1, 2-3, > 3).",
-        svg::stacked_ratios(&ratios),
-    )];
-    for r in runs {
-        let rows: Vec<(String, f64, String)> = r.agg()["top_shifted_tokens"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .take(20)
-            .map(|t| {
-                let text = format!("{:?}", t["token"].as_str().unwrap_or(""));
-                (
-                    text,
-                    num(&t["shifted"]),
-                    format!(
-                        "{:.0} % of {}",
-                        num(&t["shifted_ratio"]) * 100.0,
-                        t["total"]
-                    ),
-                )
-            })
-            .collect();
-        out.push(("top-shifted", "The most frequently shifted tokens (count; annotated with the share of that token's positions that are shifted).", svg::horizontal_bars(&format!("Most shifted tokens: {}", r.name), "shifted positions", &rows, svg::CATEGORY_COLORS[2])));
-    }
-    let curve = |key: &str, field: &str, decile: bool| -> Vec<Series> {
-        runs.iter()
-            .map(|r| Series {
-                name: r.name.clone(),
-                points: r.agg()[if decile {
-                    "curve_by_decile"
-                } else {
-                    "curve_by_position"
-                }]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    (
-                        num(&p[if decile { "decile" } else { "position" }]),
-                        num(&p[key][field]),
-                        num(&p[key]["se"]),
-                    )
-                })
-                .collect(),
-            })
-            .collect()
-    };
-    out.push((
-        "kl-by-position",
-        "Mean KL(aligned || base) by answer position, with 95 % confidence bands.",
-        svg::lines(
-            "KL(aligned || base) along the answer",
-            "answer position",
-            "mean KL (nats)",
-            &curve("kl_aligned_base", "mean", false),
-        ),
-    ));
-    out.push((
-        "rank-by-position",
-        "Mean log2 of the base rank of the aligned token by position, with 95 % confidence bands.",
-        svg::lines(
-            "Base rank of the aligned token (mean log2)",
-            "answer position",
-            "mean log2 base rank",
-            &curve("base_rank_log2", "mean", false),
-        ),
-    ));
-    out.push((
-        "prob-by-position",
-        "Mean base probability of the aligned token by position, with 95 % confidence bands.",
-        svg::lines(
-            "Base probability of the aligned token",
-            "answer position",
-            "mean base probability",
-            &curve("base_prob", "mean", false),
-        ),
-    ));
-    out.push((
-        "shifted-by-decile",
-        "Shifted ratio by relative position in the answer (deciles), with 95 % confidence bands.",
-        svg::lines(
-            "Shifted ratio by relative position",
-            "decile of the answer (0 = first tenth)",
-            "shifted ratio",
-            &curve("shifted_ratio", "mean", true),
-        ),
-    ));
-    let bins: Vec<String> = runs
-        .first()
-        .and_then(|r| r.agg()["base_rank_histogram"].as_array())
-        .into_iter()
-        .flatten()
-        .map(|b| b["bin"].as_str().unwrap_or("").to_string())
-        .collect();
-    let hist: Vec<(String, Vec<f64>)> = runs
-        .iter()
-        .map(|r| {
-            let total = num(&r.agg()["positions"]).max(1.0);
-            (
-                r.name.clone(),
-                r.agg()["base_rank_histogram"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|b| num(&b["count"]) / total * 100.0)
+    let run_names: Vec<String> = runs.iter().map(|r| r.name.clone()).collect();
+    let mut example_stats: Vec<Vec<Option<ExampleStats>>> = Vec::new();
+    for (k, run) in runs.iter().enumerate() {
+        create_dir(&out.join(format!("r{k}")))?;
+        create_dir(&out.join(format!("data/r{k}")))?;
+        let settings = &run.summary["manifest"]["settings"];
+        let kind = |side: &str| settings[side]["kind"].as_str().unwrap_or("?").to_string();
+        let (aligned_kind, base_kind) = (kind("aligned_context"), kind("base_context"));
+        let mut seen: Vec<Option<ExampleStats>> = vec![None; examples[k].len()];
+        let mut write_example = |index: usize, rows: &[run_data::TokenRow]| {
+            let info = &examples[k][index];
+            let ctx = PageContext {
+                run_names: &run_names,
+                run: k,
+                index,
+                total: examples[k].len(),
+                in_runs: positions
+                    .iter()
+                    .map(|p| p.get(info.id.as_str()).copied())
                     .collect(),
-            )
-        })
-        .collect();
-    out.push((
-        "rank-histogram",
-        "Distribution of the base rank of the aligned token (% of positions).",
-        svg::grouped_bars(
-            "Base rank of the aligned token",
-            "% of positions",
-            &bins,
-            &hist,
-        ),
-    ));
-    out
-}
-
-fn aggregates_table(runs: &[Run], markdown: bool) -> String {
-    let rows: Vec<(String, Vec<String>)> = vec![
-        (
-            "examples".into(),
-            runs.iter()
-                .map(|r| r.agg()["examples"].to_string())
-                .collect(),
-        ),
-        (
-            "positions".into(),
-            runs.iter()
-                .map(|r| r.agg()["positions"].to_string())
-                .collect(),
-        ),
-        (
-            "unshifted".into(),
-            runs.iter()
-                .map(|r| {
-                    format!(
-                        "{:.1} % ({})",
-                        num(&r.agg()["ratios"]["unshifted"]) * 100.0,
-                        r.agg()["counts"]["unshifted"]
-                    )
-                })
-                .collect(),
-        ),
-        (
-            "marginal".into(),
-            runs.iter()
-                .map(|r| {
-                    format!(
-                        "{:.1} % ({})",
-                        num(&r.agg()["ratios"]["marginal"]) * 100.0,
-                        r.agg()["counts"]["marginal"]
-                    )
-                })
-                .collect(),
-        ),
-        (
-            "shifted".into(),
-            runs.iter()
-                .map(|r| {
-                    format!(
-                        "{:.1} % ({})",
-                        num(&r.agg()["ratios"]["shifted"]) * 100.0,
-                        r.agg()["counts"]["shifted"]
-                    )
-                })
-                .collect(),
-        ),
-        (
-            "KL(aligned || base)".into(),
-            runs.iter()
-                .map(|r| {
-                    format!(
-                        "{:.4} ± {:.4}",
-                        num(&r.agg()["kl_aligned_base"]["mean"]),
-                        num(&r.agg()["kl_aligned_base"]["se"])
-                    )
-                })
-                .collect(),
-        ),
-        (
-            "KL median / 99 % / max".into(),
-            runs.iter()
-                .map(|r| {
-                    let p = &r.agg()["kl_aligned_base"]["percentiles"];
-                    format!(
-                        "{:.4} / {:.4} / {:.4}",
-                        num(&p["median"]),
-                        num(&p["99"]),
-                        num(&p["max"])
-                    )
-                })
-                .collect(),
-        ),
-        (
-            "KL(base || aligned)".into(),
-            runs.iter()
-                .map(|r| {
-                    format!(
-                        "{:.4} ± {:.4}",
-                        num(&r.agg()["kl_base_aligned"]["mean"]),
-                        num(&r.agg()["kl_base_aligned"]["se"])
-                    )
-                })
-                .collect(),
-        ),
-        (
-            "same top-1".into(),
-            runs.iter()
-                .map(|r| format!("{:.1} %", num(&r.agg()["same_top1_rate"]) * 100.0))
-                .collect(),
-        ),
-        (
-            "mean base prob. of o_t".into(),
-            runs.iter()
-                .map(|r| format!("{:.3}", num(&r.agg()["mean_base_prob"])))
-                .collect(),
-        ),
-    ];
-    let mut out = String::new();
-    if markdown {
-        let _ = writeln!(
-            out,
-            "| | {} |",
-            runs.iter()
-                .map(|r| r.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        let _ = writeln!(out, "| --- |{}", " --- |".repeat(runs.len()));
-        for (k, vals) in rows {
-            let _ = writeln!(
-                out,
-                "| {} | {} |",
-                k.replace('|', "\\|"),
-                vals.join(" | ").replace("||", "\\|\\|")
-            );
+                aligned_context_kind: &aligned_kind,
+                base_context_kind: &base_kind,
+            };
+            let page = render_page(&ctx, info, rows);
+            let data = render_data(rows);
+            write_file(&out.join(page_path(k, index)), page.as_bytes())?;
+            write_file(&out.join(data_path(k, index)), data.as_bytes())?;
+            stats.example_pages += 1;
+            stats.data_files += 1;
+            stats.bytes += (page.len() + data.len()) as u64;
+            seen[index] = Some(ExampleStats {
+                tokens: rows.len(),
+                mean_kl: example_page::mean_kl(rows),
+            });
+            Ok::<(), ReportError>(())
+        };
+        let parquet = run.dir.join("positions.parquet");
+        let mut written = vec![false; examples[k].len()];
+        for_each_example(&run.dir, |id, rows| {
+            let index = *positions[k].get(id).ok_or_else(|| {
+                file_err(&parquet, format!("example `{id}` is not in examples.jsonl"))
+            })?;
+            written[index] = true;
+            write_example(index, &rows)
+        })?;
+        // Examples without positions (empty answers) still get a page, so navigation never breaks.
+        for (index, done) in written.iter().enumerate() {
+            if !done {
+                write_example(index, &[])?;
+            }
         }
-    } else {
-        out.push_str("<table><thead><tr><th></th>");
-        for r in runs {
-            let _ = write!(out, "<th>{}</th>", escape(&r.name));
-        }
-        out.push_str("</tr></thead><tbody>");
-        for (k, vals) in rows {
-            let _ = write!(
-                out,
-                "<tr><th>{}</th>{}</tr>",
-                escape(&k),
-                vals.iter()
-                    .map(|v| format!("<td>{}</td>", escape(v)))
-                    .collect::<String>()
-            );
-        }
-        out.push_str("</tbody></table>");
+        example_stats.push(seen);
     }
-    out
-}
-
-fn manifest_html(run: &Run) -> String {
-    let m = &run.summary["manifest"];
-    let s = &m["settings"];
-    let model = |v: &Value| escape(v["reference"].as_str().unwrap_or("?"));
-    format!(
-        "<dl><dt>aligned</dt><dd>{} ({}; context <code>{}</code>)</dd><dt>base</dt><dd>{} ({}; context <code>{}</code>)</dd><dt>answers</dt><dd>{} ({} from the data set, {} generated)</dd><dt>data</dt><dd>{}</dd><dt>tool</dt><dd>{}</dd></dl>",
-        model(&m["aligned"]),
-        escape(m["aligned_weights"].as_str().unwrap_or("")),
-        escape(s["aligned_context"]["kind"].as_str().unwrap_or("")),
-        model(&m["base"]),
-        escape(m["base_weights"].as_str().unwrap_or("")),
-        escape(s["base_context"]["kind"].as_str().unwrap_or("")),
-        escape(s["response"].as_str().unwrap_or("")),
-        run.agg()["response_sources"]["dataset"],
-        run.agg()["response_sources"]["generate"],
-        escape(m["data"].as_str().unwrap_or("(single query)")),
-        escape(m["tool"].as_str().unwrap_or("")),
-    )
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}h1{font-size:1.5em}table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}thead th{background:#f4f4f4}tbody th{text-align:left;font-weight:500}figure{margin:1.5em 0}figcaption{color:#555;font-size:.9em}dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{font-weight:600}code{background:#f4f4f4;padding:0 3px}";
-
-/// Writes `index.html`, `report.md` and `figures/*.svg` into `out`.
-pub fn build(runs: &[Run], out: &Path) -> Result<(), ReportError> {
-    let figures_dir = out.join("figures");
-    std::fs::create_dir_all(&figures_dir).map_err(|e| file_err(&figures_dir, e))?;
     let figs = figures(runs);
-    let mut html = format!("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>aligntds report</title><style>{STYLE}</style></head><body><h1>Token distribution shift</h1>");
-    for r in runs {
-        let _ = write!(html, "<h2>{}</h2>{}", escape(&r.name), manifest_html(r));
-    }
-    let _ = write!(html, "<h2>Aggregates</h2>{}", aggregates_table(runs, false));
-    let mut md = format!(
-        "# Token distribution shift\n\nRuns: {}\n\n## Aggregates\n\n{}\n",
-        runs.iter()
-            .map(|r| format!("`{}`", r.name))
-            .collect::<Vec<_>>()
-            .join(", "),
-        aggregates_table(runs, true)
-    );
-    let mut used = std::collections::HashMap::new();
-    for (stem, caption, svg) in &figs {
+    let mut fig_files = Vec::new();
+    let mut used = HashMap::new();
+    for (stem, _, svg) in &figs {
         let n = used.entry(*stem).or_insert(0);
         *n += 1;
         let file = if *n == 1 {
@@ -399,21 +184,13 @@ pub fn build(runs: &[Run], out: &Path) -> Result<(), ReportError> {
         } else {
             format!("{stem}-{n}.svg")
         };
-        let path = figures_dir.join(&file);
-        std::fs::write(&path, svg).map_err(|e| file_err(&path, e))?;
-        let _ = write!(
-            html,
-            "<figure>{svg}<figcaption>{}</figcaption></figure>",
-            escape(caption)
-        );
-        let _ = write!(md, "\n![{caption}](figures/{file})\n");
+        write_file(&out.join("figures").join(&file), svg.as_bytes())?;
+        fig_files.push(file);
     }
-    html.push_str("</body></html>\n");
-    for (name, text) in [("index.html", html), ("report.md", md)] {
-        let path = out.join(name);
-        let tmp = out.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).map_err(|e| file_err(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| file_err(&path, e))?;
-    }
-    Ok(())
+    let html = index::render_index(runs, &figs, &examples, &example_stats);
+    let md = index::render_markdown(runs, &figs, &fig_files);
+    stats.bytes += (html.len() + md.len()) as u64;
+    write_file(&out.join("report.md"), md.as_bytes())?;
+    write_file(&out.join("index.html"), html.as_bytes())?;
+    Ok(stats)
 }

@@ -1,0 +1,88 @@
+//! The site built from a synthetic run of the size the issue asks for
+//! (1,000 examples of 500 tokens): every page exists, pages stay small, and a
+//! spot-checked page and its data match the generator's numbers.
+
+use aligntds_analysis::synthetic;
+use aligntds_report::{build, Run};
+
+fn data_json(path: &std::path::Path) -> serde_json::Value {
+    let js = std::fs::read_to_string(path).unwrap();
+    let json = js
+        .strip_prefix("aligntds.receive(")
+        .and_then(|s| s.strip_suffix(");\n"))
+        .expect("data script shape");
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn a_thousand_example_run_gives_a_complete_site_of_small_pages() {
+    const EXAMPLES: usize = 1000;
+    const TOKENS: usize = 500;
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("synthetic-run");
+    std::fs::create_dir(&run_dir).unwrap();
+    synthetic::write_synthetic_run(&run_dir, EXAMPLES, TOKENS).unwrap();
+    let site = tmp.path().join("site");
+    let stats = build(&[Run::load(&run_dir).unwrap()], &site).unwrap();
+    assert_eq!(stats.example_pages, EXAMPLES);
+
+    let pages: Vec<_> = std::fs::read_dir(site.join("r0")).unwrap().collect();
+    let data: Vec<_> = std::fs::read_dir(site.join("data/r0")).unwrap().collect();
+    assert_eq!((pages.len(), data.len()), (EXAMPLES, EXAMPLES));
+    let largest = |dir: &str| {
+        std::fs::read_dir(site.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .max()
+            .unwrap()
+    };
+    // A page is its tokens' markup; its details load separately.
+    assert!(largest("r0") < 60_000, "page {} bytes", largest("r0"));
+    assert!(
+        largest("data/r0") < 250_000,
+        "data {} bytes",
+        largest("data/r0")
+    );
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(index.len() < 1_500_000, "index {} bytes", index.len());
+    assert_eq!(index.matches("<tr data-text=").count(), EXAMPLES);
+
+    // Spot check example 537 against the generator itself.
+    let expected = synthetic::example(537, TOKENS, 10);
+    let page = std::fs::read_to_string(site.join("r0/e00538.html")).unwrap();
+    assert!(page.contains(&format!("<code>{}</code>", expected.id)));
+    let answer = page.split("id=\"answer\"").nth(1).unwrap();
+    assert_eq!(answer.matches("class=\"t ").count(), TOKENS);
+    let shifted_spans = answer.matches("class=\"t s").count();
+    assert_eq!(shifted_spans as u32, expected.shifted);
+    assert!(page.contains("href=\"e00537.html\"") && page.contains("href=\"e00539.html\""));
+    let v = data_json(&site.join("data/r0/e00538.js"));
+    for t in [0, 1, 123, TOKENS - 1] {
+        let p = &v["pos"][t];
+        let m = &expected.positions[t].metrics;
+        assert_eq!(p[0], expected.positions[t].token_id);
+        assert_eq!(p[3], m.base_rank);
+        assert!(
+            (p[5].as_f64().unwrap() - m.kl_aligned_base).abs()
+                <= 1e-4 * m.kl_aligned_base.max(1e-3)
+        );
+        let ids: Vec<u32> = serde_json::from_value(p[13].clone()).unwrap();
+        assert_eq!(ids, m.base_top_ids);
+        let lps: Vec<f32> = serde_json::from_value(p[14].clone()).unwrap();
+        for (got, want) in lps.iter().zip(&m.base_top_logprobs) {
+            assert!((got - want).abs() <= 5e-5, "{got} vs {want}");
+        }
+        for (id, text) in m
+            .aligned_top_ids
+            .iter()
+            .zip(&expected.positions[t].aligned_top_tokens)
+        {
+            assert_eq!(v["dict"][id.to_string()], text.as_str());
+        }
+    }
+    // The vocabulary's hostile tokens arrive escaped in pages and verbatim in data.
+    assert!(
+        page.contains("&lt;img src=x onerror=alert(1)&gt;") || !expected.answer.contains("<img")
+    );
+    assert!(!page.contains("<img") && page.matches("<script").count() == 1);
+}
