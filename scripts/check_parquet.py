@@ -14,7 +14,7 @@ run = Path(sys.argv[1])
 path = run / "positions.parquet"
 summary = json.loads((run / "summary.json").read_text())
 expected_rows = summary["aggregates"]["positions"]
-columns = ["example_id", "position", "token_id", "token", "token_piece", "aligned_logprob", "aligned_rank",
+columns = ["example_id", "position", "token_id", "token", "token_piece", "text", "aligned_logprob", "aligned_rank",
            "base_logprob", "base_rank", "category", "kl_aligned_base", "kl_base_aligned", "js", "aligned_entropy",
            "base_entropy", "log_ratio", "top1_agree", "aligned_top1_base_rank", "aligned_top_ids", "aligned_top_tokens",
            "aligned_top_logprobs", "base_top_ids", "base_top_tokens", "base_top_logprobs", "orig_kl_at_k",
@@ -39,4 +39,9 @@ assert n == expected_rows
 assert abs(mean_kl - summary["aggregates"]["kl_aligned_base"]["mean"]) < 1e-9 * max(1.0, abs(mean_kl)), mean_kl
 top = con.execute(f"SELECT list_count(aligned_top_ids) FROM read_parquet('{path}') LIMIT 1").fetchone()[0]
 assert top == summary["manifest"]["settings"]["top_k"], top
+# The per-token texts add up to each example's answer (what the report shows).
+answers = {e["id"]: e["answer"] for e in map(json.loads, (run / "examples.jsonl").read_text().splitlines())}
+joined = con.execute(f"SELECT example_id, string_agg(text, '' ORDER BY position) FROM read_parquet('{path}') GROUP BY example_id").fetchall()
+for example_id, text in joined:
+    assert text == answers[example_id], (example_id, text, answers[example_id])
 print(f"positions.parquet: {n} rows read alike by pandas {pd.__version__}, polars {pl.__version__}, duckdb {duckdb.__version__}")

@@ -8,6 +8,14 @@ if ! command -v cargo >/dev/null; then
   echo "error: cargo not found; install Rust from https://rustup.rs and re-run" >&2
   exit 2
 fi
+# The report's browser test drives headless Chromium (Debian: chromium, chromium-driver).
+if ! command -v chromedriver >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "note: install chromium and chromium-driver for the browser test (or set ALIGNTDS_SKIP_BROWSER_TESTS=1)" >&2
+  fi
+fi
 cargo build --release --locked
 echo "built target/release/aligntds"
 bash scripts/fetch-models.sh

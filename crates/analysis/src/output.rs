@@ -101,6 +101,7 @@ pub fn write_positions(path: &Path, examples: &[ExampleResult]) -> Result<(), Ou
         ("token_id", u32col(&|p| p.token_id)),
         ("token", strcol(&|_, p| p.token.clone())),
         ("token_piece", strcol(&|_, p| p.token_piece.clone())),
+        ("text", strcol(&|_, p| p.text.clone())),
         ("aligned_logprob", f32col(&|m| m.aligned_logprob)),
         ("aligned_rank", u32col(&|p| p.metrics.aligned_rank)),
         ("base_logprob", f32col(&|m| m.base_logprob)),

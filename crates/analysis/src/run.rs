@@ -62,6 +62,10 @@ pub struct PositionRow {
     pub token: String,
     /// The vocabulary entry.
     pub token_piece: String,
+    /// This token's share of the decoded answer: in position order the shares
+    /// concatenate to `answer` exactly (leading spaces and newlines included).
+    #[serde(default)]
+    pub text: String,
     pub metrics: PositionMetrics,
     /// Decoded texts of `metrics.aligned_top_ids` and `metrics.base_top_ids`.
     pub aligned_top_tokens: Vec<String>,
@@ -264,6 +268,7 @@ pub fn analyze_example(
         .iter()
         .map(|&id| tok.decode(&[id], false))
         .collect::<Result<Vec<_>, _>>()?;
+    let shares = tok.pieces(&answer_ids)?;
     let pieces: Vec<String> = answer_ids
         .iter()
         .map(|&id| tok.inner().id_to_token(id).unwrap_or_default())
@@ -306,6 +311,7 @@ pub fn analyze_example(
                         token_id: answer_ids[t],
                         token: texts[t].clone(),
                         token_piece: pieces[t].clone(),
+                        text: shares[t].clone(),
                         aligned_top_tokens: decode(&metrics.aligned_top_ids),
                         base_top_tokens: decode(&metrics.base_top_ids),
                         metrics,

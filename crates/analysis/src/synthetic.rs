@@ -116,6 +116,7 @@ pub fn example(index: usize, tokens: usize, top_k: usize) -> ExampleResult {
             token_id: token,
             token: vocab[token as usize].clone(),
             token_piece: vocab[token as usize].replace(' ', "\u{2581}"),
+            text: vocab[token as usize].clone(),
             aligned_top_tokens: text(&metrics.aligned_top_ids),
             base_top_tokens: text(&metrics.base_top_ids),
             metrics,

@@ -107,6 +107,9 @@ fn tds_of_the_fixture_pair_matches_torch() {
         }
         let total = result.unshifted + result.marginal + result.shifted;
         assert_eq!(total as usize, positions.len());
+        // The per-token texts the report shows add up to the decoded answer.
+        let joined: String = result.positions.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(joined, result.answer);
     }
     assert!(checked > 40);
 }

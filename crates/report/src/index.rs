@@ -62,7 +62,7 @@ fn example_table(
         "shifted %",
         "mean KL",
     ];
-    let mut h = String::from("<section id=\"examples\"><h2>Examples</h2><p class=\"controls\"><input id=\"filter\" type=\"search\" placeholder=\"Filter by id or query\" aria-label=\"filter examples\"> <span id=\"shown\"></span> <small>Click a column to sort; click an id to open the example.</small></p><table id=\"example-table\"><thead>");
+    let mut h = String::from("<section id=\"examples\"><h2>Examples</h2><p class=\"controls\"><input id=\"filter\" type=\"search\" placeholder=\"Filter by id or query\" aria-label=\"filter examples\"> <span id=\"shown\"></span> <small>Click a column to sort; click an id to open the example.</small></p><div class=\"scroll\"><table id=\"example-table\"><thead>");
     if runs.len() > 1 {
         h.push_str("<tr><th colspan=\"3\"></th>");
         for r in runs {
@@ -142,7 +142,7 @@ fn example_table(
         }
         h.push_str("</tr>");
     }
-    h.push_str("</tbody></table></section>");
+    h.push_str("</tbody></table></div></section>");
     h
 }
 

@@ -61,6 +61,7 @@ pub fn read_examples(dir: &Path) -> Result<Vec<ExampleInfo>, ReportError> {
 pub struct TokenRow {
     pub position: u32,
     pub token_id: u32,
+    /// The token's share of the answer text (`text`; `token` in older runs).
     pub token: String,
     /// 0 unshifted, 1 marginal, 2 shifted.
     pub category: u8,
@@ -151,7 +152,12 @@ impl<'a> Columns<'a> {
             example_id: typed!("example_id", as_string_opt::<i32>),
             position: typed!("position", as_primitive_opt::<UInt32Type>),
             token_id: typed!("token_id", as_primitive_opt::<UInt32Type>),
-            token: typed!("token", as_string_opt::<i32>),
+            // `text` (the token's exact share of the answer) is newer than `token`.
+            token: if batch.column_by_name("text").is_some() {
+                typed!("text", as_string_opt::<i32>)
+            } else {
+                typed!("token", as_string_opt::<i32>)
+            },
             category: typed!("category", as_string_opt::<i32>),
             aligned_rank: typed!("aligned_rank", as_primitive_opt::<UInt32Type>),
             base_rank: typed!("base_rank", as_primitive_opt::<UInt32Type>),

@@ -36,6 +36,12 @@ fn a_thousand_example_run_gives_a_complete_site_of_small_pages() {
             .max()
             .unwrap()
     };
+    eprintln!(
+        "largest page {} bytes, largest data file {} bytes, {} bytes in all",
+        largest("r0"),
+        largest("data/r0"),
+        stats.bytes
+    );
     // A page is its tokens' markup; its details load separately.
     assert!(largest("r0") < 60_000, "page {} bytes", largest("r0"));
     assert!(

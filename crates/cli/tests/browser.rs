@@ -1,0 +1,451 @@
+//! The report in a real browser: headless Chromium over WebDriver opens a
+//! report of a tiny fixture run from file:// URLs, clicks and keys through it,
+//! and compares what the panel shows with positions.parquet. Screenshots land
+//! in target/report-screenshots/. Needs Debian's chromium and chromium-driver;
+//! fails without them unless ALIGNTDS_SKIP_BROWSER_TESTS=1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const QUERIES: [&str; 3] = [
+    "What does <script>alert(1)</script> do?",
+    "Render <img src=x onerror=alert(1)> please",
+    "Is &amp; the same as </s>?",
+];
+const ANSWERS: [&str; 3] = [
+    "It runs <script>alert(1)</script> as code.\n\nNot here.",
+    "  <img src=x onerror=alert(1)> stays text.",
+    "No: &amp; is an entity and </s> a tag.",
+];
+
+fn fixture(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name);
+    p.canonicalize().unwrap().to_string_lossy().into_owned()
+}
+
+fn aligntds(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_aligntds"))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two runs over the same queries (so pages can switch runs) and their report.
+fn build_site(tmp: &Path) -> PathBuf {
+    let data = tmp.join("hostile.jsonl");
+    let lines: Vec<String> = QUERIES
+        .iter()
+        .zip(ANSWERS)
+        .enumerate()
+        .map(|(i, (q, a))| {
+            json!({"id": format!("x{}", i + 1), "prompt": q, "output": a}).to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    for (name, context) in [("run-plain", "plain"), ("run-template", "template")] {
+        let out = tmp.join(name);
+        aligntds(&[
+            "analyze",
+            "--aligned",
+            &fixture("llama3"),
+            "--base",
+            &fixture("mistral"),
+            "--aligned-context",
+            "plain",
+            "--base-context",
+            context,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+    }
+    let site = tmp.join("site");
+    aligntds(&[
+        "report",
+        tmp.join("run-plain").to_str().unwrap(),
+        tmp.join("run-template").to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+    ]);
+    site
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_browser(profile: &Path) -> Option<(Driver, Client)> {
+    if std::env::var("ALIGNTDS_SKIP_BROWSER_TESTS").as_deref() == Ok("1") {
+        eprintln!("ALIGNTDS_SKIP_BROWSER_TESTS=1: browser test skipped");
+        return None;
+    }
+    let driver = on_path("chromedriver").expect(
+        "chromedriver not found: `apt-get install chromium chromium-driver` (or set ALIGNTDS_SKIP_BROWSER_TESTS=1 to opt out)",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Driver(child);
+    let mut options = json!({"args": [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--hide-scrollbars", "--window-size=1400,1000",
+        format!("--user-data-dir={}", profile.display()),
+    ]});
+    if let Some(binary) = on_path("chromium") {
+        options["binary"] = json!(binary);
+    }
+    let caps: serde_json::Map<String, Value> =
+        serde_json::from_value(json!({"browserName": "chrome", "goog:chromeOptions": options}))
+            .unwrap();
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        match ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => return Some((driver, client)),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("chromedriver on port {port} did not start a Chromium session");
+}
+
+async fn js(client: &Client, script: &str) -> Value {
+    client.execute(script, vec![]).await.unwrap()
+}
+
+async fn wait_for_url(client: &Client, end: &str) {
+    for _ in 0..100 {
+        if client.current_url().await.unwrap().as_str().ends_with(end) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} never became …{end}",
+        client.current_url().await.unwrap()
+    );
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/report-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+/// Nothing the data held ran or became markup: no dialog, no image, only the site's scripts.
+async fn assert_inert(client: &Client) {
+    assert!(
+        client.get_alert_text().await.is_err(),
+        "an alert opened: data was executed"
+    );
+    assert_eq!(js(client, "return document.images.length").await, 0);
+    let scripts = js(
+        client,
+        "return Array.from(document.scripts).map(s => s.getAttribute('src'))",
+    )
+    .await;
+    for s in scripts.as_array().unwrap() {
+        let src = s.as_str().unwrap_or("inline");
+        assert!(
+            src.ends_with("assets/report.js") || src.contains("data/r"),
+            "unexpected script {src}"
+        );
+    }
+}
+
+/// The panel's view of whitespace: the same markers report.js uses.
+fn visible(s: &str) -> String {
+    if s.is_empty() {
+        return "∅".into();
+    }
+    s.replace(' ', "␣").replace('\n', "↵").replace('\t', "⇥")
+}
+
+/// The decoded answers as the run recorded them (examples.jsonl).
+fn run_answers(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("examples.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["answer"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn url_of(path: &Path) -> String {
+    format!("file://{}", path.canonicalize().unwrap().display())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn report_pages_work_in_headless_chromium_from_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((_driver, client)) = start_browser(&tmp.path().join("profile")).await else {
+        return;
+    };
+    let site = build_site(tmp.path());
+
+    // Index: figures, a filterable and sortable example table.
+    client
+        .goto(&url_of(&site.join("index.html")))
+        .await
+        .unwrap();
+    assert_eq!(
+        js(
+            &client,
+            "return document.querySelectorAll('#figures svg').length"
+        )
+        .await,
+        8
+    );
+    assert_inert(&client).await;
+    let shown = client.find(Locator::Id("shown")).await.unwrap();
+    assert_eq!(shown.text().await.unwrap(), "3 of 3 examples");
+    client
+        .find(Locator::Id("filter"))
+        .await
+        .unwrap()
+        .send_keys("onerror")
+        .await
+        .unwrap();
+    assert_eq!(shown.text().await.unwrap(), "1 of 3 examples");
+    client
+        .find(Locator::Id("filter"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    js(
+        &client,
+        "document.getElementById('filter').dispatchEvent(new Event('input'))",
+    )
+    .await;
+    let first_id = "return document.querySelector('#example-table tbody tr').cells[1].textContent";
+    let hash = client.find(Locator::Css("th[data-col='0']")).await.unwrap();
+    hash.click().await.unwrap();
+    assert_eq!(js(&client, first_id).await, "x1");
+    hash.click().await.unwrap();
+    assert_eq!(js(&client, first_id).await, "x3");
+    screenshot(&client, "index.png").await;
+    js(
+        &client,
+        "document.getElementById('examples').scrollIntoView()",
+    )
+    .await;
+    screenshot(&client, "index-examples.png").await;
+
+    // Example page of the first query, opened from the table.
+    client
+        .find(Locator::LinkText("x1"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .ends_with("r0/e00001.html"));
+    assert_eq!(
+        js(
+            &client,
+            "return document.querySelector('pre.query').textContent"
+        )
+        .await,
+        QUERIES[0]
+    );
+    let answers = run_answers(&tmp.path().join("run-plain"));
+    let answer = js(
+        &client,
+        "return document.getElementById('answer').textContent",
+    )
+    .await;
+    assert_eq!(
+        answer, answers[0],
+        "tokens, whitespace included, add up to the answer"
+    );
+    assert!(answers[0].contains("<script>alert(1)</script> as code.\n\n"));
+    assert_inert(&client).await;
+
+    // Click position 3: the panel shows that position's top-10 lists from positions.parquet.
+    let run_dir = tmp.path().join("run-plain");
+    let mut expected = None;
+    aligntds_report::run_data::for_each_example(&run_dir, |id, rows| {
+        if id == "x1" {
+            expected = Some(rows);
+        }
+        Ok(())
+    })
+    .unwrap();
+    let rows = expected.expect("x1 in positions.parquet");
+    client
+        .find(Locator::Css("#answer .t[data-t='3']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#panel .tops table"))
+        .await
+        .unwrap();
+    let tables = js(&client, "return Array.from(document.querySelectorAll('#panel .tops table')).map(t => Array.from(t.tBodies[0].rows).map(r => [r.cells[1].textContent, r.cells[2].textContent]))").await;
+    for (side, top) in [(0, &rows[3].aligned_top), (1, &rows[3].base_top)] {
+        let shown = tables[side].as_array().unwrap();
+        assert_eq!(shown.len(), top.len());
+        for (cell, (_, token, logprob)) in shown.iter().zip(top) {
+            assert_eq!(cell[0].as_str().unwrap(), visible(token));
+            let p: f64 = cell[1].as_str().unwrap().parse().unwrap();
+            let want = (*logprob as f64).exp();
+            assert!((p - want).abs() <= 1e-4 + 0.06 * want, "{p} vs {want}");
+        }
+    }
+    let metrics = js(&client, "return Array.from(document.querySelectorAll('#panel .metrics dd')).map(d => d.textContent)").await;
+    assert_eq!(metrics[0], rows[3].base_rank.to_string());
+    let heading = "return document.querySelector('#panel h3').textContent";
+    assert!(js(&client, heading)
+        .await
+        .as_str()
+        .unwrap()
+        .starts_with("Position 3 "));
+
+    // Right arrow moves to position 4 and records it in the address.
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E014}")
+        .await
+        .unwrap();
+    assert!(js(&client, heading)
+        .await
+        .as_str()
+        .unwrap()
+        .starts_with("Position 4 "));
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .ends_with("#t=4"));
+    screenshot(&client, "example.png").await;
+
+    // Switching runs keeps the position.
+    client
+        .find(Locator::LinkText("run-template"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_url(&client, "r1/e00001.html#t=4").await;
+    client
+        .wait()
+        .for_element(Locator::Css("#panel .tops table"))
+        .await
+        .unwrap();
+    assert!(js(&client, heading)
+        .await
+        .as_str()
+        .unwrap()
+        .starts_with("Position 4 "));
+
+    // `n` goes to the next example: the image payload stays text.
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("n")
+        .await
+        .unwrap();
+    wait_for_url(&client, "r1/e00002.html").await;
+    assert_eq!(
+        js(
+            &client,
+            "return document.querySelector('pre.query').textContent"
+        )
+        .await,
+        QUERIES[1]
+    );
+    assert_eq!(
+        js(
+            &client,
+            "return document.getElementById('answer').textContent"
+        )
+        .await,
+        run_answers(&tmp.path().join("run-template"))[1]
+    );
+    assert_inert(&client).await;
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("n")
+        .await
+        .unwrap();
+    wait_for_url(&client, "r1/e00003.html").await;
+    assert_eq!(
+        js(
+            &client,
+            "return document.querySelector('pre.query').textContent"
+        )
+        .await,
+        QUERIES[2]
+    );
+    assert_inert(&client).await;
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("p")
+        .await
+        .unwrap();
+    wait_for_url(&client, "r1/e00002.html").await;
+    client.close().await.unwrap();
+}
