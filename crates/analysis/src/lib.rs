@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod journal;
 pub mod metrics;
 pub mod output;
+pub mod row_kernels;
 pub mod run;
 pub mod stats;
 pub mod summary;

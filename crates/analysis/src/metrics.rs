@@ -98,20 +98,7 @@ pub fn entropy(log_p: &[f32]) -> f64 {
 
 /// The k most probable token ids, most probable first; ties go to the lower id.
 pub fn top_k(row: &[f32], k: usize) -> Vec<u32> {
-    let k = k.min(row.len());
-    let mut ids: Vec<u32> = (0..row.len() as u32).collect();
-    let better = |a: &u32, b: &u32| {
-        row[*b as usize]
-            .partial_cmp(&row[*a as usize])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(b))
-    };
-    if k < ids.len() {
-        ids.select_nth_unstable_by(k, better);
-        ids.truncate(k);
-    }
-    ids.sort_by(better);
-    ids
+    crate::row_kernels::top_k(row, k)
 }
 
 /// The original AlignTDS's metrics (src/compute_dist_diff.py, src/demo/generate_html.py):
@@ -130,7 +117,12 @@ pub const COMPAT_K: usize = 10;
 
 /// Top-`COMPAT_KEEP` ids of a row with p~ (softmax over those logits alone), cut to `COMPAT_K`.
 fn truncated(row: &[f32]) -> Vec<(u32, f64)> {
-    let ids = top_k(row, COMPAT_KEEP);
+    truncated_from(row, &top_k(row, COMPAT_KEEP))
+}
+
+/// As [`truncated`], given the row's top ids (at least `COMPAT_KEEP` of them when the row has that many).
+fn truncated_from(row: &[f32], top: &[u32]) -> Vec<(u32, f64)> {
+    let ids = &top[..top.len().min(COMPAT_KEEP)];
     let max = ids.first().map_or(0.0, |&i| row[i as usize] as f64);
     let norm: f64 = ids
         .iter()
@@ -207,38 +199,46 @@ pub fn compare(
     top: usize,
     thresholds: Thresholds,
 ) -> PositionMetrics {
-    let aligned_top = top_k(aligned, top.max(1));
-    let base_top = top_k(base, top.max(1));
-    let base_rank = rank(base, token);
+    // One top list per side serves both the top-k output and the original's top-30 metrics.
+    let keep = top.max(1).max(COMPAT_KEEP);
+    let aligned_list = top_k(aligned, keep);
+    let base_list = top_k(base, keep);
+    let n = top.max(1).min(aligned_list.len());
     let (la, lb) = (aligned[token as usize], base[token as usize]);
-    let a1 = aligned_top[0];
+    let a1 = aligned_list[0];
+    let [aligned_rank] = crate::row_kernels::ranks(aligned, [la]);
+    let [base_rank, aligned_top1_base_rank] =
+        crate::row_kernels::ranks(base, [lb, base[a1 as usize]]);
+    let d = crate::row_kernels::divergences(aligned, base);
+    let side = |row: &[f32], list: &[u32]| -> (Vec<u32>, Vec<f32>) {
+        let ids: Vec<u32> = list[..n.min(top)].to_vec();
+        let logprobs = ids.iter().map(|&i| row[i as usize]).collect();
+        (ids, logprobs)
+    };
+    let (aligned_top_ids, aligned_top_logprobs) = side(aligned, &aligned_list);
+    let (base_top_ids, base_top_logprobs) = side(base, &base_list);
     PositionMetrics {
         aligned_logprob: la,
-        aligned_rank: rank(aligned, token),
+        aligned_rank,
         base_logprob: lb,
         base_rank,
         category: Category::of(base_rank, thresholds),
-        kl_aligned_base: kl(aligned, base),
-        kl_base_aligned: kl(base, aligned),
-        js: js(aligned, base),
-        aligned_entropy: entropy(aligned),
-        base_entropy: entropy(base),
+        kl_aligned_base: d.kl_ab,
+        kl_base_aligned: d.kl_ba,
+        js: d.js,
+        aligned_entropy: d.entropy_a,
+        base_entropy: d.entropy_b,
         log_ratio: la as f64 - lb as f64,
-        top1_agree: a1 == base_top[0],
-        aligned_top1_base_rank: rank(base, a1),
-        aligned_top_logprobs: aligned_top
-            .iter()
-            .take(top)
-            .map(|&i| aligned[i as usize])
-            .collect(),
-        aligned_top_ids: aligned_top.into_iter().take(top).collect(),
-        base_top_logprobs: base_top
-            .iter()
-            .take(top)
-            .map(|&i| base[i as usize])
-            .collect(),
-        base_top_ids: base_top.into_iter().take(top).collect(),
-        compat: compat(aligned, base),
+        top1_agree: a1 == base_list[0],
+        aligned_top1_base_rank,
+        aligned_top_ids,
+        aligned_top_logprobs,
+        base_top_ids,
+        base_top_logprobs,
+        compat: compat_from_lists(
+            &truncated_from(aligned, &aligned_list),
+            &truncated_from(base, &base_list),
+        ),
     }
 }
 

@@ -1,11 +1,11 @@
 //! Teacher-forced scoring throughput: one forward pass over a sequence plus the
 //! full-vocabulary log-softmax of every position.
 //!
-//! cargo run --release -p aligntds-engine --example score_throughput -- MODEL [TOKENS] [REPEATS]
+//! cargo run --release -p aligntds-engine --example score_throughput -- MODEL [TOKENS] [REPEATS] [DTYPE]
 
 use std::time::Instant;
 
-use aligntds_engine::{LanguageModel, LoadOptions};
+use aligntds_engine::{parse_dtype, LanguageModel, LoadOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -14,8 +14,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: score_throughput MODEL [TOKENS] [REPEATS]")?;
     let len: usize = args.next().map_or(Ok(512), |s| s.parse())?;
     let repeats: usize = args.next().map_or(Ok(5), |s| s.parse())?;
+    let options = LoadOptions {
+        dtype: parse_dtype(&args.next().unwrap_or_else(|| "f32".into()))?,
+        ..LoadOptions::default()
+    };
     let started = Instant::now();
-    let model = LanguageModel::load(&model_ref, &LoadOptions::default())?;
+    let model = LanguageModel::load(&model_ref, &options)?;
     eprintln!("loaded in {:.2} s", started.elapsed().as_secs_f64());
     let vocab = model.tokenizer.vocab_size() as u32;
     // A deterministic pseudo-random sequence within the tokenizer's vocabulary.
@@ -48,7 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "{len} tokens: best {best:.3} s = {:.0} tokens/s ({} threads)",
+        "{len} tokens ({}): best {best:.3} s = {:.0} tokens/s ({} threads)",
+        model.weights_dtype,
         len as f64 / best,
         rayon::current_num_threads()
     );

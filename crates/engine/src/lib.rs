@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fastmath;
 pub mod generate;
 pub mod gguf;
 mod gguf_model;

@@ -44,15 +44,13 @@ impl LogProbRows<'_> {
 /// Replaces logits by log-probabilities: the max is subtracted before
 /// exponentiating and the sum is accumulated in f64.
 pub fn log_softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = crate::fastmath::max_f32(row);
     if !max.is_finite() {
         return;
     }
-    // exp in f32 (accurate to an ulp, and vectorisable), accumulated in f64.
-    let sum: f64 = row.iter().map(|&x| (x - max).exp() as f64).sum();
-    let log_norm = max as f64 + sum.ln();
+    let log_sum = crate::fastmath::sum_exp(row, max).ln() as f32;
     for x in row.iter_mut() {
-        *x = (*x as f64 - log_norm) as f32;
+        *x = (*x - max) - log_sum;
     }
 }
 
@@ -109,13 +107,24 @@ fn log_probs_into(
     n: usize,
     buffer: &mut Vec<f32>,
 ) -> Result<()> {
-    let logits = decoder.logits(&hidden.narrow(0, first, n)?)?;
-    buffer.clear();
-    buffer.extend(logits.flatten_all()?.to_vec1::<f32>()?);
-    drop(logits);
-    buffer
-        .par_chunks_mut(decoder.logits_width())
-        .for_each(log_softmax_in_place);
+    let width = decoder.logits_width();
+    let logits = decoder.logits(&hidden.narrow(0, first, n)?)?.contiguous()?;
+    buffer.resize(n * width, 0.0);
+    let (storage, layout) = logits.storage_and_layout();
+    if let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
+        (&*storage, layout.contiguous_offsets())
+    {
+        // Read the logits where the GEMM left them: one pass writes the log-probabilities.
+        let logits = &cpu.as_slice::<f32>()?[start..end];
+        buffer
+            .par_chunks_mut(width)
+            .zip(logits.par_chunks(width))
+            .for_each(|(out, row)| crate::fastmath::log_softmax_into(row, out));
+        return Ok(());
+    }
+    drop(storage);
+    buffer.copy_from_slice(&logits.flatten_all()?.to_vec1::<f32>()?);
+    buffer.par_chunks_mut(width).for_each(log_softmax_in_place);
     Ok(())
 }
 

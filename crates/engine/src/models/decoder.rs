@@ -5,28 +5,33 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
 use crate::config::{Activation, LayerAttention, ModelConfig};
 use crate::error::{EngineError, Result};
+use crate::models::cpu_ops::{CausalSoftmax, GatedActivation};
+use crate::models::quantized_linear::QuantizedLinear;
 use crate::rope;
 
 /// Upper bound on one attention score block, so long sequences never hold
 /// `[heads, T, T]` scores at once.
 const ATTENTION_BLOCK_BYTES: usize = 64 << 20;
 
+/// At most this many query positions per attention block.
+const QUERY_BLOCK: usize = 256;
+
 /// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
 pub type QuantizedWeights = HashMap<String, Arc<QTensor>>;
 
-/// A projection: dense weights, or quantized ones multiplied without dequantizing.
+/// A projection: dense weights, or quantized ones.
 enum Linear {
     Dense(candle_nn::Linear),
+    /// `counted`: false for an output projection tied to the (already counted) embedding.
     Quantized {
-        weight: QMatMul,
-        bias: Option<Tensor>,
-        elems: usize,
+        linear: QuantizedLinear,
+        counted: bool,
     },
 }
 
@@ -34,23 +39,16 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Dense(l) => l.forward(x),
-            Self::Quantized { weight, bias, .. } => {
-                let y = weight
-                    .forward(&x.to_dtype(DType::F32)?)?
-                    .to_dtype(x.dtype())?;
-                match bias {
-                    Some(b) => y.broadcast_add(b),
-                    None => Ok(y),
-                }
-            }
+            Self::Quantized { linear, .. } => linear.forward(x),
         }
     }
 
     fn parameter_count(&self) -> usize {
         match self {
             Self::Dense(l) => l.weight().elem_count() + l.bias().map_or(0, |b| b.elem_count()),
-            Self::Quantized { bias, elems, .. } => {
-                elems + bias.as_ref().map_or(0, |b| b.elem_count())
+            Self::Quantized { linear, counted } => {
+                usize::from(*counted) * linear.weight_elems()
+                    + linear.bias().map_or(0, |b| b.elem_count())
             }
         }
     }
@@ -86,9 +84,8 @@ fn linear(w: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) ->
             None
         };
         return Ok(Linear::Quantized {
-            weight: QMatMul::from_arc(q.clone())?,
-            bias,
-            elems: q.shape().elem_count(),
+            linear: QuantizedLinear::new(q.clone(), bias)?,
+            counted: true,
         });
     }
     Ok(Linear::Dense(candle_nn::linear_b(
@@ -169,15 +166,13 @@ impl Attention {
             None => q,
         };
         let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?;
+        // On the CPU in f32 the fused kernel applies scale, mask and softmax in one pass.
+        let fused = x.device().is_cpu() && q.dtype() == DType::F32 && self.softcap.is_none();
         // Group query heads by their shared kv head, rows ordered (position, head in group),
         // so grouped-query attention needs no repeated keys and a block of positions is a
         // contiguous block of rows.
-        let q = (q
-            .reshape((t, nkv, rep, hd))?
-            .transpose(0, 1)?
-            .contiguous()?
-            * self.scale)?
-            .reshape((nkv, t * rep, hd))?;
+        let q = q.reshape((t, nkv, rep, hd))?.transpose(0, 1)?.contiguous()?;
+        let q = if fused { q } else { (q * self.scale)? }.reshape((nkv, t * rep, hd))?;
         let k = self.k.forward(x)?.reshape((1, t, nkv, hd))?;
         let k = match &self.k_norm {
             Some(norm) => norm.forward(&k)?,
@@ -203,13 +198,26 @@ impl Attention {
             None => (k, v, start),
         };
         let s = k.dim(1)?;
-        let kt = k.t()?;
-        let block = (ATTENTION_BLOCK_BYTES / (nh * s * 4).max(1)).clamp(1, t);
+        // Query blocks bound the score memory; causally, a block needs no key after its last query.
+        let block = (ATTENTION_BLOCK_BYTES / (nh * s * 4).max(1)).clamp(1, t.min(QUERY_BLOCK));
         let mut outputs = Vec::with_capacity(t.div_ceil(block));
         for b0 in (0..t).step_by(block) {
             let bt = block.min(t - b0);
+            let keys = (start + b0 + bt).saturating_sub(key_start).clamp(1, s);
             let qb = q.narrow(1, b0 * rep, bt * rep)?;
-            let scores = qb.matmul(&kt)?.to_dtype(DType::F32)?;
+            let (kb, vb) = (k.narrow(1, 0, keys)?, v.narrow(1, 0, keys)?);
+            let scores = qb.matmul(&kb.t()?)?.to_dtype(DType::F32)?;
+            if fused {
+                let probs = scores.apply_op1_no_bwd(&CausalSoftmax {
+                    q0: start + b0,
+                    rep,
+                    key_start,
+                    window,
+                    scale: self.scale as f32,
+                })?;
+                outputs.push(probs.matmul(&vb)?);
+                continue;
+            }
             let scores = match self.softcap {
                 Some(cap) => ((scores / cap)?.tanh()? * cap)?,
                 None => scores,
@@ -220,13 +228,13 @@ impl Attention {
                     bt,
                     rep,
                     key_start,
-                    s,
+                    s: keys,
                     window,
                 },
                 x.device(),
             )?;
             let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
-            outputs.push(probs.to_dtype(v.dtype())?.matmul(&v)?);
+            outputs.push(probs.to_dtype(v.dtype())?.matmul(&vb)?);
         }
         let out = if outputs.len() == 1 {
             outputs.pop().unwrap_or_else(|| unreachable!())
@@ -317,6 +325,11 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate = self.gate.forward(x)?;
+        if gate.device().is_cpu() && gate.dtype() == DType::F32 {
+            let up = self.up.forward(x)?;
+            let hidden = gate.apply_op2_no_bwd(&up, &GatedActivation(self.activation))?;
+            return Ok(self.down.forward(&hidden)?);
+        }
         let gate = match self.activation {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
             Activation::GeluTanh => gate.gelu()?,
@@ -414,9 +427,8 @@ impl Decoder {
         let tied_quantized = quantized.and_then(|q| q.get("model.embed_tokens.weight"));
         let lm_head = match (cfg.tie_word_embeddings, tied_quantized) {
             (true, Some(q)) => Linear::Quantized {
-                weight: QMatMul::from_arc(q.clone())?,
-                bias: None,
-                elems: 0,
+                linear: QuantizedLinear::new(q.clone(), None)?,
+                counted: false,
             },
             (true, None) => Linear::Dense(candle_nn::Linear::new(embed.embeddings().clone(), None)),
             (false, _) => linear(&root, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?,

@@ -3,10 +3,12 @@
 //! architecture means one file here, one registry row, and any new knob in the
 //! decoder.
 
+mod cpu_ops;
 pub mod decoder;
 mod gemma3;
 mod llama;
 mod mistral;
+mod quantized_linear;
 mod qwen2;
 
 use crate::config::{ModelConfig, RawConfig};

@@ -1,0 +1,181 @@
+//! Fused CPU kernels for the work between the matrix products, where candle's
+//! generic ops would make several passes, allocate, and call the scalar libm
+//! exp on one thread: the causal attention softmax (scale, mask and softmax in
+//! one parallel pass that touches only visible keys) and the gated MLP
+//! activation. Other devices keep the generic ops.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
+use rayon::prelude::*;
+
+use crate::config::Activation;
+use crate::fastmath::exp_f32;
+
+fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("fused kernels need contiguous f32 input"),
+    }
+}
+
+/// Softmax over visible keys of `scale * scores`, scores `[groups, rows, keys]`:
+/// row r of a group is the query at position `q0 + r / rep`; key j is at
+/// `key_start + j` and visible when at or before the query and, with a sliding
+/// window w, after `query - w`. Invisible keys get probability 0.
+pub struct CausalSoftmax {
+    pub q0: usize,
+    pub rep: usize,
+    pub key_start: usize,
+    pub window: Option<usize>,
+    pub scale: f32,
+}
+
+impl CausalSoftmax {
+    /// The visible key range `[lo, hi)` (indices into the row) of row `r`.
+    fn visible(&self, r: usize, keys: usize) -> (usize, usize) {
+        let q = self.q0 + r / self.rep;
+        let lowest = self.window.map_or(0, |w| (q + 1).saturating_sub(w));
+        let hi = (q + 1).saturating_sub(self.key_start).min(keys);
+        let lo = lowest.saturating_sub(self.key_start).min(hi);
+        (lo, hi)
+    }
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let src = contiguous(storage, layout)?;
+        let (_, rows, keys) = layout.shape().dims3()?;
+        let mut dst = vec![0f32; src.len()];
+        dst.par_chunks_mut(keys)
+            .zip(src.par_chunks(keys))
+            .enumerate()
+            .for_each(|(i, (out, row))| {
+                let (lo, hi) = self.visible(i % rows, keys);
+                if lo == hi {
+                    return;
+                }
+                let (row, out) = (&row[lo..hi], &mut out[lo..hi]);
+                let max = crate::fastmath::max_f32(row) * self.scale;
+                let mut sum = 0f32;
+                for (o, &x) in out.iter_mut().zip(row) {
+                    let e = exp_f32(x * self.scale - max);
+                    *o = e;
+                    sum += e;
+                }
+                let inv = 1.0 / sum;
+                out.iter_mut().for_each(|o| *o *= inv);
+            });
+        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+    }
+}
+
+/// `act(gate) * up`, elementwise, in one parallel pass.
+pub struct GatedActivation(pub Activation);
+
+#[inline(always)]
+fn activate(activation: Activation, x: f32) -> f32 {
+    match activation {
+        Activation::Silu => x / (1.0 + exp_f32(-x)),
+        // The tanh approximation of GELU, with tanh(y) = 1 - 2 / (e^(2y) + 1).
+        Activation::GeluTanh => {
+            let y = 0.797_884_6 * (x + 0.044_715 * x * x * x);
+            let tanh = 1.0 - 2.0 / (exp_f32(2.0 * y) + 1.0);
+            0.5 * x * (1.0 + tanh)
+        }
+    }
+}
+
+impl CustomOp2 for GatedActivation {
+    fn name(&self) -> &'static str {
+        "gated-activation"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (gate, up) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("gate {:?} and up {:?} differ", l1.shape(), l2.shape());
+        }
+        let mut dst = vec![0f32; gate.len()];
+        const CHUNK: usize = 4096;
+        let act = self.0;
+        dst.par_chunks_mut(CHUNK)
+            .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+            .for_each(|(out, (g, u))| {
+                for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+                    *o = activate(act, g) * u;
+                }
+            });
+        Ok((CpuStorage::F32(dst), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn causal_softmax_matches_mask_then_softmax() {
+        let (groups, bt, rep, keys) = (2, 3, 2, 7);
+        let data: Vec<f32> = (0..groups * bt * rep * keys)
+            .map(|i| ((i * 7919) % 23) as f32 * 0.37 - 4.0)
+            .collect();
+        let scores = Tensor::from_vec(data.clone(), (groups, bt * rep, keys), &Device::Cpu).unwrap();
+        for window in [None, Some(3)] {
+            let op = CausalSoftmax { q0: 4, rep, key_start: 1, window, scale: 0.5 };
+            let ours = scores.apply_op1_no_bwd(&op).unwrap().to_vec3::<f32>().unwrap();
+            for g in 0..groups {
+                for r in 0..bt * rep {
+                    let q = 4 + r / rep;
+                    let row = &data[(g * bt * rep + r) * keys..][..keys];
+                    let visible = |j: usize| {
+                        let k = 1 + j;
+                        k <= q && window.is_none_or(|w| k + w > q)
+                    };
+                    let z: f64 = (0..keys)
+                        .filter(|&j| visible(j))
+                        .map(|j| (0.5 * row[j] as f64).exp())
+                        .sum();
+                    for j in 0..keys {
+                        let want = if visible(j) { (0.5 * row[j] as f64).exp() / z } else { 0.0 };
+                        assert!((ours[g][r][j] as f64 - want).abs() < 1e-6, "{window:?} {g} {r} {j}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gated_activations_match_their_definitions() {
+        let xs: Vec<f32> = (0..101).map(|i| i as f32 * 0.17 - 8.5).collect();
+        let gate = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
+        let up = Tensor::new(vec![1.5f32; xs.len()].as_slice(), &Device::Cpu).unwrap();
+        for act in [Activation::Silu, Activation::GeluTanh] {
+            let ours = gate.apply_op2_no_bwd(&up, &GatedActivation(act)).unwrap().to_vec1::<f32>().unwrap();
+            for (&x, o) in xs.iter().zip(ours) {
+                let x = x as f64;
+                let want = match act {
+                    Activation::Silu => x / (1.0 + (-x).exp()),
+                    Activation::GeluTanh => {
+                        0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+                    }
+                } * 1.5;
+                assert!((o as f64 - want).abs() < 2e-6 * want.abs().max(1.0), "{act:?} {x}: {o} vs {want}");
+            }
+        }
+    }
+}

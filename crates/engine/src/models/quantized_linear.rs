@@ -1,0 +1,106 @@
+//! A projection whose weights stay quantized (GGUF with `--dtype q`).
+//!
+//! For a few rows (one generated token) candle's vec-dot kernel reads the
+//! quantized blocks directly and is the fastest choice. For many rows
+//! (teacher-forced scoring, prompt prefill) it is not: it quantizes the
+//! activations and runs a dot product per (row, output), far from GEMM speed.
+//! There the weight is dequantized tile by tile into f32, in parallel, and each
+//! tile multiplied with the dense GEMM, so scoring runs near f32 speed while
+//! memory holds the quantized weights plus one tile.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QStorage, QTensor};
+use candle_core::{DType, Module, Tensor};
+use rayon::prelude::*;
+
+/// At or above this many input rows, dequantize-then-GEMM beats the vec-dot kernel.
+pub const DEQUANTIZE_MIN_ROWS: usize = 16;
+
+/// Largest f32 tile of a dequantized weight; larger weights (a big vocabulary's
+/// output projection) go in several tiles of output rows.
+const TILE_BYTES: usize = 32 << 20;
+
+pub struct QuantizedLinear {
+    weight: Arc<QTensor>,
+    matmul: QMatMul,
+    bias: Option<Tensor>,
+}
+
+impl QuantizedLinear {
+    pub fn new(weight: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        Ok(Self {
+            matmul: QMatMul::from_arc(weight.clone())?,
+            weight,
+            bias,
+        })
+    }
+
+    pub fn weight_elems(&self) -> usize {
+        self.weight.shape().elem_count()
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (out_dim, in_dim) = self.weight.shape().dims2()?;
+        let rows = x.elem_count() / in_dim.max(1);
+        let xf = x.to_dtype(DType::F32)?;
+        let y = if rows >= DEQUANTIZE_MIN_ROWS && x.device().is_cpu() {
+            let mut out_shape = x.dims().to_vec();
+            if let Some(last) = out_shape.last_mut() {
+                *last = out_dim;
+            }
+            let x2 = xf.reshape((rows, in_dim))?;
+            let tile_rows = (TILE_BYTES / (4 * in_dim)).clamp(1, out_dim);
+            let mut parts = Vec::with_capacity(out_dim.div_ceil(tile_rows));
+            for r0 in (0..out_dim).step_by(tile_rows) {
+                let w = self.dequantize_rows(r0, tile_rows.min(out_dim - r0))?;
+                parts.push(x2.matmul(&w.t()?)?);
+            }
+            let y = if parts.len() == 1 {
+                parts.pop().unwrap_or_else(|| unreachable!())
+            } else {
+                Tensor::cat(&parts, 1)?
+            };
+            y.reshape(out_shape)?
+        } else {
+            self.matmul.forward(&xf)?
+        };
+        let y = y.to_dtype(x.dtype())?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+
+    /// Output rows `r0..r0 + n` as a dense f32 `[n, in]` tensor, dequantized in parallel.
+    fn dequantize_rows(&self, r0: usize, n: usize) -> candle_core::Result<Tensor> {
+        let (out_dim, in_dim) = self.weight.shape().dims2()?;
+        let data = self.weight.data()?;
+        let row_bytes = data.len() / out_dim;
+        let dtype = self.weight.dtype();
+        let device = self.weight.device();
+        let pieces = rayon::current_num_threads().clamp(1, n);
+        let per = n.div_ceil(pieces);
+        let chunks: Vec<Tensor> = (0..n)
+            .step_by(per)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|c0| {
+                let rows = per.min(n - c0);
+                let bytes = &data[(r0 + c0) * row_bytes..(r0 + c0 + rows) * row_bytes];
+                let storage = QStorage::from_data(Cow::Borrowed(bytes), &device, dtype)?;
+                QTensor::new(storage, (rows, in_dim))?.dequantize(&device)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        if chunks.len() == 1 {
+            Ok(chunks.into_iter().next().unwrap_or_else(|| unreachable!()))
+        } else {
+            Tensor::cat(&chunks, 0)
+        }
+    }
+}
