@@ -73,7 +73,9 @@ pub fn top_k(row: &[f32], k: usize) -> Vec<u32> {
     const BLOCK: usize = 16;
     for (b, block) in row.chunks(BLOCK).enumerate() {
         if best.len() == k {
-            let max = block.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+            let max = block
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
             if max <= floor {
                 continue;
             }
@@ -110,15 +112,24 @@ mod tests {
     use crate::metrics;
 
     fn log_softmax(logits: &[f32]) -> Vec<f32> {
-        let max = logits.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-        let lse = max + logits.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+        let max = logits
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+        let lse = max
+            + logits
+                .iter()
+                .map(|&x| (x as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
         logits.iter().map(|&x| (x as f64 - lse) as f32).collect()
     }
 
     fn rows(seed: u64, n: usize) -> (Vec<f32>, Vec<f32>) {
         let mut s = seed;
         let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f32 / (1u64 << 31) as f32) * 16.0 - 8.0
         };
         let a: Vec<f32> = (0..n).map(|_| next()).collect();
@@ -132,9 +143,19 @@ mod tests {
             let (a, b) = rows(seed, n);
             let d = divergences(&a, &b);
             let close = |x: f64, want: f64| (x - want).abs() <= 1e-6 * want.abs().max(1e-3);
-            assert!(close(d.kl_ab, metrics::kl(&a, &b)), "{} {}", d.kl_ab, metrics::kl(&a, &b));
+            assert!(
+                close(d.kl_ab, metrics::kl(&a, &b)),
+                "{} {}",
+                d.kl_ab,
+                metrics::kl(&a, &b)
+            );
             assert!(close(d.kl_ba, metrics::kl(&b, &a)));
-            assert!(close(d.js, metrics::js(&a, &b)), "{} {}", d.js, metrics::js(&a, &b));
+            assert!(
+                close(d.js, metrics::js(&a, &b)),
+                "{} {}",
+                d.js,
+                metrics::js(&a, &b)
+            );
             assert!(close(d.entropy_a, metrics::entropy(&a)));
             assert!(close(d.entropy_b, metrics::entropy(&b)));
         }

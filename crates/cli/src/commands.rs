@@ -29,6 +29,10 @@ pub fn runtime_options(
         // candle's matrix kernels read RAYON_NUM_THREADS; our own loops use the global pool.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         rayon_pool(n)?;
+    } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // Without it candle counts physical cores from /proc/cpuinfo on every matrix product.
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     Ok(LoadOptions {
         dtype: aligntds_engine::parse_dtype(&options.dtype)?,

@@ -49,6 +49,18 @@ pub fn generate(
     prompt: &[u32],
     options: &GenerateOptions,
 ) -> Result<Generation> {
+    // One token at a time, each step is hundreds of small parallel operations:
+    // running the loop on a pool thread lets it take part in them, instead of
+    // handing every one to the pool and sleeping until it returns.
+    rayon::scope(|_| generate_on_pool(decoder, tokenizer, prompt, options))
+}
+
+fn generate_on_pool(
+    decoder: &Decoder,
+    tokenizer: &TextTokenizer,
+    prompt: &[u32],
+    options: &GenerateOptions,
+) -> Result<Generation> {
     let mut cache = decoder.new_cache();
     let mut tokens = Vec::new();
     let mut logprobs = Vec::new();

@@ -134,10 +134,21 @@ mod tests {
         let data: Vec<f32> = (0..groups * bt * rep * keys)
             .map(|i| ((i * 7919) % 23) as f32 * 0.37 - 4.0)
             .collect();
-        let scores = Tensor::from_vec(data.clone(), (groups, bt * rep, keys), &Device::Cpu).unwrap();
+        let scores =
+            Tensor::from_vec(data.clone(), (groups, bt * rep, keys), &Device::Cpu).unwrap();
         for window in [None, Some(3)] {
-            let op = CausalSoftmax { q0: 4, rep, key_start: 1, window, scale: 0.5 };
-            let ours = scores.apply_op1_no_bwd(&op).unwrap().to_vec3::<f32>().unwrap();
+            let op = CausalSoftmax {
+                q0: 4,
+                rep,
+                key_start: 1,
+                window,
+                scale: 0.5,
+            };
+            let ours = scores
+                .apply_op1_no_bwd(&op)
+                .unwrap()
+                .to_vec3::<f32>()
+                .unwrap();
             for g in 0..groups {
                 for r in 0..bt * rep {
                     let q = 4 + r / rep;
@@ -151,8 +162,15 @@ mod tests {
                         .map(|j| (0.5 * row[j] as f64).exp())
                         .sum();
                     for j in 0..keys {
-                        let want = if visible(j) { (0.5 * row[j] as f64).exp() / z } else { 0.0 };
-                        assert!((ours[g][r][j] as f64 - want).abs() < 1e-6, "{window:?} {g} {r} {j}");
+                        let want = if visible(j) {
+                            (0.5 * row[j] as f64).exp() / z
+                        } else {
+                            0.0
+                        };
+                        assert!(
+                            (ours[g][r][j] as f64 - want).abs() < 1e-6,
+                            "{window:?} {g} {r} {j}"
+                        );
                     }
                 }
             }
@@ -165,16 +183,27 @@ mod tests {
         let gate = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
         let up = Tensor::new(vec![1.5f32; xs.len()].as_slice(), &Device::Cpu).unwrap();
         for act in [Activation::Silu, Activation::GeluTanh] {
-            let ours = gate.apply_op2_no_bwd(&up, &GatedActivation(act)).unwrap().to_vec1::<f32>().unwrap();
+            let ours = gate
+                .apply_op2_no_bwd(&up, &GatedActivation(act))
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             for (&x, o) in xs.iter().zip(ours) {
                 let x = x as f64;
                 let want = match act {
                     Activation::Silu => x / (1.0 + (-x).exp()),
                     Activation::GeluTanh => {
-                        0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+                        0.5 * x
+                            * (1.0
+                                + ((2.0 / std::f64::consts::PI).sqrt()
+                                    * (x + 0.044715 * x.powi(3)))
+                                .tanh())
                     }
                 } * 1.5;
-                assert!((o as f64 - want).abs() < 2e-6 * want.abs().max(1.0), "{act:?} {x}: {o} vs {want}");
+                assert!(
+                    (o as f64 - want).abs() < 2e-6 * want.abs().max(1.0),
+                    "{act:?} {x}: {o} vs {want}"
+                );
             }
         }
     }

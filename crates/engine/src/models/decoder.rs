@@ -171,7 +171,10 @@ impl Attention {
         // Group query heads by their shared kv head, rows ordered (position, head in group),
         // so grouped-query attention needs no repeated keys and a block of positions is a
         // contiguous block of rows.
-        let q = q.reshape((t, nkv, rep, hd))?.transpose(0, 1)?.contiguous()?;
+        let q = q
+            .reshape((t, nkv, rep, hd))?
+            .transpose(0, 1)?
+            .contiguous()?;
         let q = if fused { q } else { (q * self.scale)? }.reshape((nkv, t * rep, hd))?;
         let k = self.k.forward(x)?.reshape((1, t, nkv, hd))?;
         let k = match &self.k_norm {

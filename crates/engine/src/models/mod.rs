@@ -8,6 +8,7 @@ pub mod decoder;
 mod gemma3;
 mod llama;
 mod mistral;
+mod quantized_gemv;
 mod quantized_linear;
 mod qwen2;
 

@@ -1,7 +1,7 @@
 //! A projection whose weights stay quantized (GGUF with `--dtype q`).
 //!
-//! For a few rows (one generated token) candle's vec-dot kernel reads the
-//! quantized blocks directly and is the fastest choice. For many rows
+//! For a few rows (one generated token) the blocks are read directly:
+//! `quantized_gemv` for the ggml types it covers, candle's vec-dot otherwise. For many rows
 //! (teacher-forced scoring, prompt prefill) it is not: it quantizes the
 //! activations and runs a dot product per (row, output), far from GEMM speed.
 //! There the weight is dequantized tile by tile into f32, in parallel, and each
@@ -67,6 +67,18 @@ impl QuantizedLinear {
                 Tensor::cat(&parts, 1)?
             };
             y.reshape(out_shape)?
+        } else if let (Some(_), true) = (
+            super::quantized_gemv::block_bytes(self.weight.dtype()),
+            x.device().is_cpu() && in_dim % 32 == 0,
+        ) {
+            let mut out_shape = x.dims().to_vec();
+            if let Some(last) = out_shape.last_mut() {
+                *last = out_dim;
+            }
+            let xs = xf.flatten_all()?.to_vec1::<f32>()?;
+            let data = self.weight.data()?;
+            let y = super::quantized_gemv::gemv(self.weight.dtype(), &data, out_dim, in_dim, &xs);
+            Tensor::from_vec(y, out_shape, x.device())?
         } else {
             self.matmul.forward(&xf)?
         };
