@@ -113,10 +113,10 @@ fn smollm2_template_and_greedy_generation() {
     }
 }
 
-/// KV-cache generation and one teacher-forced pass agree: within 1e-4 in f32.
-/// Quantized, the matrix products quantize their input rows to 8 bits, so the
-/// last-bit differences between the prefill and the one-token attention kernels
-/// can flip a rounding and grow through the layers: there the bound is looser.
+/// KV-cache generation and one teacher-forced pass agree: within 1e-4 in f32,
+/// and quantized where our block kernels cover every tensor type. candle's
+/// K-quant kernels round their input rows to 8 bits, so there last-bit
+/// differences can flip a rounding and grow through the layers: a looser bound.
 #[test]
 fn real_generation_agrees_with_teacher_forcing() {
     for file in [SMOLLM2, GEMMA3] {
@@ -154,8 +154,10 @@ fn real_generation_agrees_with_teacher_forcing() {
                 .unwrap();
             let mean = total / out.tokens.len() as f32;
             eprintln!("{file} {dtype:?}: cache vs teacher forcing: max delta {worst:.2e}, mean {mean:.2e}");
-            match dtype {
-                DTypeChoice::Quantized => assert!(
+            // SmolLM2's Q4_1/Q8_0 blocks go through our f32 block kernels on both
+            // paths; Gemma's K-quant blocks use candle's kernels with 8-bit activations.
+            match (dtype, file) {
+                (DTypeChoice::Quantized, GEMMA3) => assert!(
                     worst <= 0.5 && mean <= 0.1,
                     "{file} q: max {worst}, mean {mean}"
                 ),

@@ -4,7 +4,7 @@
 //! one parallel pass that touches only visible keys) and the gated MLP
 //! activation. Other devices keep the generic ops.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
 use crate::config::Activation;
@@ -74,6 +74,73 @@ impl CustomOp1 for CausalSoftmax {
                 out.iter_mut().for_each(|o| *o *= inv);
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
+    }
+}
+
+/// Attention of the newest position only (generation with a KV cache): q
+/// `[groups, rep, hd]` against all cached keys and values `[groups, s, hd]`,
+/// every key visible but those a sliding window `window` hides. Small enough
+/// that candle's two matrix products and a softmax cost more in setup than work.
+pub struct DecodeAttention {
+    pub window: Option<usize>,
+    pub scale: f32,
+}
+
+impl CustomOp3 for DecodeAttention {
+    fn name(&self) -> &'static str {
+        "decode-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (
+            contiguous(s1, l1)?,
+            contiguous(s2, l2)?,
+            contiguous(s3, l3)?,
+        );
+        let (groups, rep, hd) = l1.shape().dims3()?;
+        let (_, s, _) = l2.shape().dims3()?;
+        let first = self.window.map_or(0, |w| s.saturating_sub(w));
+        let mut out = vec![0f32; groups * rep * hd];
+        let mut scores = vec![0f32; s];
+        for g in 0..groups {
+            let (kg, vg) = (
+                &k[g * s * hd..(g + 1) * s * hd],
+                &v[g * s * hd..(g + 1) * s * hd],
+            );
+            for r in 0..rep {
+                let row = (g * rep + r) * hd;
+                let qr = &q[row..row + hd];
+                for (j, sc) in scores.iter_mut().enumerate().skip(first) {
+                    let kj = &kg[j * hd..(j + 1) * hd];
+                    *sc = qr.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * self.scale;
+                }
+                let visible = &mut scores[first..];
+                let max = crate::fastmath::max_f32(visible);
+                let mut sum = 0f32;
+                for sc in visible.iter_mut() {
+                    *sc = exp_f32(*sc - max);
+                    sum += *sc;
+                }
+                let o = &mut out[row..row + hd];
+                for (j, &p) in visible.iter().enumerate() {
+                    let vj = &vg[(first + j) * hd..(first + j + 1) * hd];
+                    for (oi, &vi) in o.iter_mut().zip(vj) {
+                        *oi += p * vi;
+                    }
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|x| *x *= inv);
+            }
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
 

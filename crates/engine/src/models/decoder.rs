@@ -11,7 +11,7 @@ use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
 use crate::config::{Activation, LayerAttention, ModelConfig};
 use crate::error::{EngineError, Result};
-use crate::models::cpu_ops::{CausalSoftmax, GatedActivation};
+use crate::models::cpu_ops::{CausalSoftmax, DecodeAttention, GatedActivation};
 use crate::models::quantized_linear::QuantizedLinear;
 use crate::rope;
 
@@ -41,6 +41,32 @@ impl Linear {
             Self::Dense(l) => l.forward(x),
             Self::Quantized { linear, .. } => linear.forward(x),
         }
+    }
+
+    /// Several projections of the same input: quantized ones in one pass where possible.
+    fn forward_many<const N: usize>(
+        linears: [&Linear; N],
+        x: &Tensor,
+    ) -> candle_core::Result<[Tensor; N]> {
+        let quantized: Option<Vec<&QuantizedLinear>> = linears
+            .iter()
+            .map(|l| match l {
+                Self::Quantized { linear, .. } => Some(linear),
+                Self::Dense(_) => None,
+            })
+            .collect();
+        if let Some(outs) = quantized.and_then(|q| QuantizedLinear::forward_many(&q, x)) {
+            let outs = outs?;
+            if let Ok(array) = <[Tensor; N]>::try_from(outs) {
+                return Ok(array);
+            }
+        }
+        let mut outs = Vec::with_capacity(N);
+        for l in linears {
+            outs.push(l.forward(x)?);
+        }
+        <[Tensor; N]>::try_from(outs)
+            .map_err(|_| candle_core::Error::Msg("projection count mismatch".into()))
     }
 
     fn parameter_count(&self) -> usize {
@@ -160,7 +186,8 @@ impl Attention {
         let t = x.dim(0)?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let rep = nh / nkv;
-        let q = self.q.forward(x)?.reshape((1, t, nh, hd))?;
+        let [q, k, v] = Linear::forward_many([&self.q, &self.k, &self.v], x)?;
+        let q = q.reshape((1, t, nh, hd))?;
         let q = match &self.q_norm {
             Some(norm) => norm.forward(&q)?,
             None => q,
@@ -176,19 +203,14 @@ impl Attention {
             .transpose(0, 1)?
             .contiguous()?;
         let q = if fused { q } else { (q * self.scale)? }.reshape((nkv, t * rep, hd))?;
-        let k = self.k.forward(x)?.reshape((1, t, nkv, hd))?;
+        let k = k.reshape((1, t, nkv, hd))?;
         let k = match &self.k_norm {
             Some(norm) => norm.forward(&k)?,
             None => k,
         };
         let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?;
         let k = k.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
-        let v = self
-            .v
-            .forward(x)?
-            .reshape((t, nkv, hd))?
-            .transpose(0, 1)?
-            .contiguous()?;
+        let v = v.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
         let (k, v, key_start) = match cache {
             Some(slot) => {
                 let (k, v) = match slot.take() {
@@ -201,6 +223,17 @@ impl Attention {
             None => (k, v, start),
         };
         let s = k.dim(1)?;
+        if fused && t == 1 && start + 1 == key_start + s {
+            let out = q.apply_op3_no_bwd(
+                &k,
+                &v,
+                &DecodeAttention {
+                    window,
+                    scale: self.scale as f32,
+                },
+            )?;
+            return Ok(self.o.forward(&out.reshape((1, nh * hd))?)?);
+        }
         // Query blocks bound the score memory; causally, a block needs no key after its last query.
         let block = (ATTENTION_BLOCK_BYTES / (nh * s * 4).max(1)).clamp(1, t.min(QUERY_BLOCK));
         let mut outputs = Vec::with_capacity(t.div_ceil(block));
@@ -327,9 +360,8 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate.forward(x)?;
+        let [gate, up] = Linear::forward_many([&self.gate, &self.up], x)?;
         if gate.device().is_cpu() && gate.dtype() == DType::F32 {
-            let up = self.up.forward(x)?;
             let hidden = gate.apply_op2_no_bwd(&up, &GatedActivation(self.activation))?;
             return Ok(self.down.forward(&hidden)?);
         }
@@ -337,7 +369,7 @@ impl Mlp {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
             Activation::GeluTanh => gate.gelu()?,
         };
-        Ok(self.down.forward(&(gate * self.up.forward(x)?)?)?)
+        Ok(self.down.forward(&(gate * up)?)?)
     }
 }
 

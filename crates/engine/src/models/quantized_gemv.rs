@@ -39,7 +39,7 @@ fn half(bytes: &[u8], at: usize) -> f32 {
     }
 }
 
-/// Σ over one block of w_i x_i into 32 lanes, the block's weights being
+/// Σ over one block of w_i x_i into 16 lanes, the block's weights being
 /// `scale * q_i + min`; returns the min's share, `min * Σ x`.
 #[inline(always)]
 fn block_dot(
@@ -48,10 +48,10 @@ fn block_dot(
     scale: f32,
     min: f32,
     xsum: f32,
-    acc: &mut [f32; QK],
+    acc: &mut [f32; 16],
 ) -> f32 {
-    for i in 0..QK {
-        acc[i] += scale * (q[i] * x[i]);
+    for i in 0..16 {
+        acc[i] += scale * (q[i] * x[i] + q[i + 16] * x[i + 16]);
     }
     min * xsum
 }
@@ -102,7 +102,7 @@ fn unpack(dtype: GgmlDType, b: &[u8], q: &mut [f32; QK]) -> (f32, f32) {
 
 #[inline(always)]
 fn row_dot(dtype: GgmlDType, row: &[u8], bytes: usize, x: &[f32], xsums: &[f32]) -> f32 {
-    let mut acc = [0f32; QK];
+    let mut acc = [0f32; 16];
     let mut q = [0f32; QK];
     let mut mins = 0f32;
     for (k, b) in row.chunks_exact(bytes).enumerate() {
@@ -185,21 +185,49 @@ fn rows(
     rows_kernel(dtype, rows, bytes_per_row, x, xsums, out)
 }
 
-/// `y[m, n] = x[m, k] · W^T` for W `[n, k]` in GGUF blocks of `dtype`
-/// (see [`block_bytes`]); k must be a multiple of 32.
-pub fn gemv(dtype: GgmlDType, weight: &[u8], n: usize, k: usize, x: &[f32]) -> Vec<f32> {
+/// One weight matrix `[n, k]` in GGUF blocks of `dtype` (see [`block_bytes`]).
+pub struct GemvWeight<'a> {
+    pub dtype: GgmlDType,
+    pub data: &'a [u8],
+    pub n: usize,
+}
+
+/// `y[m, n] = x[m, k] · W^T` for each weight that shares the input `x` (the
+/// q/k/v or gate/up projections of a layer), all rows of all weights in one
+/// parallel pass. k must be a multiple of 32.
+pub fn gemv_many(weights: &[GemvWeight], k: usize, x: &[f32]) -> Vec<Vec<f32>> {
     let m = x.len() / k;
-    let bytes_per_row = weight.len() / n;
-    let mut y = vec![0f32; m * n];
-    // Enough rows per task that thread hand-offs stay small next to the work.
-    let rows_per_task = (16384 / bytes_per_row.max(1)).clamp(8, n.max(8));
-    for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(n)) {
+    let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
+    for (r, xr) in x.chunks_exact(k).enumerate() {
         let xsums: Vec<f32> = xr.chunks_exact(QK).map(|c| c.iter().sum()).collect();
-        yr.par_chunks_mut(rows_per_task)
-            .zip(weight.par_chunks(rows_per_task * bytes_per_row))
-            .for_each(|(out, w)| rows(dtype, w, bytes_per_row, xr, &xsums, out));
+        let mut tasks = Vec::new();
+        for (w, out) in weights.iter().zip(outs.iter_mut()) {
+            let bytes_per_row = w.data.len() / w.n.max(1);
+            // Enough rows per task that thread hand-offs stay small next to the work.
+            let rows_per_task = (16384 / bytes_per_row.max(1)).clamp(8, w.n.max(8));
+            let out_row = &mut out[r * w.n..(r + 1) * w.n];
+            for (o, d) in out_row
+                .chunks_mut(rows_per_task)
+                .zip(w.data.chunks(rows_per_task * bytes_per_row))
+            {
+                tasks.push((w.dtype, d, bytes_per_row, o));
+            }
+        }
+        tasks
+            .into_par_iter()
+            .for_each(|(dtype, d, bytes_per_row, o)| rows(dtype, d, bytes_per_row, xr, &xsums, o));
     }
-    y
+    outs
+}
+
+/// [`gemv_many`] for one weight.
+pub fn gemv(dtype: GgmlDType, weight: &[u8], n: usize, k: usize, x: &[f32]) -> Vec<f32> {
+    let w = GemvWeight {
+        dtype,
+        data: weight,
+        n,
+    };
+    gemv_many(&[w], k, x).pop().unwrap_or_default()
 }
 
 #[cfg(test)]

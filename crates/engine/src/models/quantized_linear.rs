@@ -89,6 +89,60 @@ impl QuantizedLinear {
         }
     }
 
+    /// The products of several projections that share the input `x`, in one
+    /// parallel pass; `None` where the block kernels do not apply (many rows, a
+    /// type they lack, another device), so the caller projects one by one.
+    pub fn forward_many(
+        linears: &[&QuantizedLinear],
+        x: &Tensor,
+    ) -> Option<candle_core::Result<Vec<Tensor>>> {
+        let first = linears.first()?;
+        let (_, in_dim) = first.weight.shape().dims2().ok()?;
+        let rows = x.elem_count() / in_dim.max(1);
+        let usable = x.device().is_cpu()
+            && in_dim % 32 == 0
+            && rows < DEQUANTIZE_MIN_ROWS
+            && linears.iter().all(|l| {
+                super::quantized_gemv::block_bytes(l.weight.dtype()).is_some()
+                    && l.weight.shape().dims2().is_ok_and(|(_, k)| k == in_dim)
+            });
+        if !usable {
+            return None;
+        }
+        Some((|| {
+            let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let data: Vec<_> = linears
+                .iter()
+                .map(|l| l.weight.data())
+                .collect::<candle_core::Result<_>>()?;
+            let weights: Vec<_> = linears
+                .iter()
+                .zip(&data)
+                .map(|(l, d)| super::quantized_gemv::GemvWeight {
+                    dtype: l.weight.dtype(),
+                    data: d,
+                    n: l.weight.shape().dims()[0],
+                })
+                .collect();
+            let outs = super::quantized_gemv::gemv_many(&weights, in_dim, &xs);
+            linears
+                .iter()
+                .zip(outs)
+                .map(|(l, y)| {
+                    let mut shape = x.dims().to_vec();
+                    if let Some(last) = shape.last_mut() {
+                        *last = y.len() / rows.max(1);
+                    }
+                    let y = Tensor::from_vec(y, shape, x.device())?.to_dtype(x.dtype())?;
+                    match &l.bias {
+                        Some(b) => y.broadcast_add(b),
+                        None => Ok(y),
+                    }
+                })
+                .collect()
+        })())
+    }
+
     /// Output rows `r0..r0 + n` as a dense f32 `[n, in]` tensor, dequantized in parallel.
     fn dequantize_rows(&self, r0: usize, n: usize) -> candle_core::Result<Tensor> {
         let (out_dim, in_dim) = self.weight.shape().dims2()?;
