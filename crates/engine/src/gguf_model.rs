@@ -109,10 +109,6 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LanguageModel> {
                 }
                 None => q,
             };
-            if name == "token_embd.weight" {
-                // The embedding lookup needs rows; the tied lm-head can stay quantized.
-                dense.insert(mapping.hf_name.clone(), q.dequantize(device)?);
-            }
             quantized.insert(mapping.hf_name, Arc::new(q));
         } else {
             let t = fix_dense(q.dequantize(device)?, &mapping)?;

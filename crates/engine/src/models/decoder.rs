@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, RmsNorm, VarBuilder};
+use candle_nn::{RmsNorm, VarBuilder};
 
 use crate::config::{Activation, LayerAttention, ModelConfig};
 use crate::error::{EngineError, Result};
 use crate::models::cpu_ops::{CausalSoftmax, DecodeAttention, GatedActivation};
-use crate::models::quantized_linear::QuantizedLinear;
+use crate::models::quantized_linear::{QuantizedLinear, TokenEmbedding};
 use crate::rope;
 
 /// Upper bound on one attention score block, so long sequences never hold
@@ -410,7 +410,7 @@ impl KvCache {
 
 pub struct Decoder {
     config: ModelConfig,
-    embed: Embedding,
+    embed: TokenEmbedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
     lm_head: Linear,
@@ -433,8 +433,14 @@ impl Decoder {
             quantized,
         };
         let model = root.pp("model");
-        let embed =
-            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, model.vb.pp("embed_tokens"))?;
+        let embed = match quantized.and_then(|q| q.get("model.embed_tokens.weight")) {
+            Some(q) => TokenEmbedding::Quantized(q.clone()),
+            None => TokenEmbedding::Dense(candle_nn::embedding(
+                cfg.vocab_size,
+                cfg.hidden_size,
+                model.vb.pp("embed_tokens"),
+            )?),
+        };
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for (i, kind) in cfg.layers.iter().enumerate() {
             let lvb = model.pp(format!("layers.{i}"));
@@ -465,7 +471,16 @@ impl Decoder {
                 linear: QuantizedLinear::new(q.clone(), None)?,
                 counted: false,
             },
-            (true, None) => Linear::Dense(candle_nn::Linear::new(embed.embeddings().clone(), None)),
+            (true, None) => match &embed {
+                TokenEmbedding::Dense(e) => {
+                    Linear::Dense(candle_nn::Linear::new(e.embeddings().clone(), None))
+                }
+                TokenEmbedding::Quantized(_) => {
+                    return Err(EngineError::Input(
+                        "a quantized embedding needs its quantized tensor".into(),
+                    ))
+                }
+            },
             (false, _) => linear(&root, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?,
         };
         Ok(Self {
@@ -501,7 +516,7 @@ impl Decoder {
     /// Number of weights, counting a tied embedding once.
     pub fn parameter_count(&self) -> usize {
         let linear = Linear::parameter_count;
-        let mut n = self.embed.embeddings().elem_count() + self.config.hidden_size;
+        let mut n = self.embed.elem_count() + self.config.hidden_size;
         for layer in &self.layers {
             let a = &layer.attention;
             let m = &layer.mlp;
@@ -578,8 +593,10 @@ impl Decoder {
             Some(rope_tables(&self.inv_freq_sliding)?)
         };
         let masks = MaskCache::default();
-        let ids = Tensor::from_slice(tokens, t, &self.device)?;
-        let mut x = self.embed.forward(&ids)?;
+        let mut x = self
+            .embed
+            .forward(tokens, &self.device)?
+            .to_dtype(self.dtype)?;
         if let Some(scale) = self.config.gemma.embed_scale {
             // transformers rounds the scale to the weights' dtype first
             let scale = Tensor::new(scale as f32, &self.device)?.to_dtype(self.dtype)?;
