@@ -25,8 +25,8 @@ pub fn block_bytes(dtype: GgmlDType) -> Option<usize> {
 
 /// f16 to f32 without a table or a library call (ggml scales are finite).
 #[inline(always)]
-fn half(bytes: &[u8], at: usize) -> f32 {
-    let h = u16::from_le_bytes([bytes[at], bytes[at + 1]]) as u32;
+fn half_bits(h: u16) -> f32 {
+    let h = h as u32;
     let sign = (h & 0x8000) << 16;
     let exp = (h >> 10) & 0x1f;
     let mant = h & 0x3ff;
@@ -59,7 +59,8 @@ fn block_dot(
 /// Unpacks one block into its 32 integer values (as f32) and its scale and min.
 /// Fixed-size views keep the loops free of bounds checks, so they vectorise.
 #[inline(always)]
-fn unpack(dtype: GgmlDType, b: &[u8], q: &mut [f32; QK]) -> (f32, f32) {
+fn unpack(dtype: GgmlDType, b: &[u8], q: &mut [f32; QK], h: &impl Fn(u16) -> f32) -> (f32, f32) {
+    let half = |b: &[u8], at: usize| h(u16::from_le_bytes([b[at], b[at + 1]]));
     let (lo, hi) = q.split_at_mut(16);
     match dtype {
         GgmlDType::Q4_0 => {
@@ -101,12 +102,19 @@ fn unpack(dtype: GgmlDType, b: &[u8], q: &mut [f32; QK]) -> (f32, f32) {
 }
 
 #[inline(always)]
-fn row_dot(dtype: GgmlDType, row: &[u8], bytes: usize, x: &[f32], xsums: &[f32]) -> f32 {
+fn row_dot(
+    dtype: GgmlDType,
+    row: &[u8],
+    bytes: usize,
+    x: &[f32],
+    xsums: &[f32],
+    h: &impl Fn(u16) -> f32,
+) -> f32 {
     let mut acc = [0f32; 16];
     let mut q = [0f32; QK];
     let mut mins = 0f32;
     for (k, b) in row.chunks_exact(bytes).enumerate() {
-        let (scale, min) = unpack(dtype, b, &mut q);
+        let (scale, min) = unpack(dtype, b, &mut q, h);
         let xb: &[f32; QK] = x[k * QK..(k + 1) * QK].try_into().unwrap_or(&[0.0; QK]);
         mins += block_dot(&q, xb, scale, min, xsums[k], &mut acc);
     }
@@ -121,10 +129,11 @@ fn rows_kernel(
     x: &[f32],
     xsums: &[f32],
     out: &mut [f32],
+    h: &impl Fn(u16) -> f32,
 ) {
     let bytes = block_bytes(dtype).unwrap_or(34);
     for (o, row) in out.iter_mut().zip(rows.chunks_exact(bytes_per_row)) {
-        *o = row_dot(dtype, row, bytes, x, xsums);
+        *o = row_dot(dtype, row, bytes, x, xsums, h);
     }
 }
 
@@ -138,7 +147,12 @@ fn rows_avx512(
     xsums: &[f32],
     out: &mut [f32],
 ) {
-    rows_kernel(dtype, rows, bytes_per_row, x, xsums, out)
+    // F16C converts the block scales in one instruction.
+    let h = |bits: u16| {
+        use std::arch::x86_64::{_mm_cvtph_ps, _mm_cvtsi32_si128, _mm_cvtss_f32};
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    };
+    rows_kernel(dtype, rows, bytes_per_row, x, xsums, out, &h)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -151,7 +165,12 @@ fn rows_avx2(
     xsums: &[f32],
     out: &mut [f32],
 ) {
-    rows_kernel(dtype, rows, bytes_per_row, x, xsums, out)
+    // F16C converts the block scales in one instruction.
+    let h = |bits: u16| {
+        use std::arch::x86_64::{_mm_cvtph_ps, _mm_cvtsi32_si128, _mm_cvtss_f32};
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    };
+    rows_kernel(dtype, rows, bytes_per_row, x, xsums, out, &h)
 }
 
 /// The same loop compiled for the widest vectors this CPU has.
@@ -182,7 +201,7 @@ fn rows(
             return unsafe { rows_avx2(dtype, rows, bytes_per_row, x, xsums, out) };
         }
     }
-    rows_kernel(dtype, rows, bytes_per_row, x, xsums, out)
+    rows_kernel(dtype, rows, bytes_per_row, x, xsums, out, &half_bits)
 }
 
 /// One weight matrix `[n, k]` in GGUF blocks of `dtype` (see [`block_bytes`]).
