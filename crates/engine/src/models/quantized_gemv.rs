@@ -256,6 +256,16 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     #[test]
+    fn half_bits_converts_every_finite_f16() {
+        for bits in 0..=u16::MAX {
+            let h = half::f16::from_bits(bits);
+            if h.is_finite() {
+                assert_eq!(half_bits(bits), h.to_f32(), "{bits:#x}");
+            }
+        }
+    }
+
+    #[test]
     fn gemv_matches_the_dequantized_weights_product() {
         let (n, k) = (37, 96);
         let w: Vec<f32> = (0..n * k)
@@ -288,6 +298,24 @@ mod tests {
                 assert!(
                     (a - b).abs() < 1e-4 * b.abs().max(1.0),
                     "{dtype:?}: {a} vs {b}"
+                );
+            }
+            // The portable loop, as CPUs without AVX2/F16C run it.
+            let xsums: Vec<f32> = x[..k].chunks_exact(QK).map(|c| c.iter().sum()).collect();
+            let mut portable = vec![0f32; n];
+            rows_kernel(
+                dtype,
+                &data,
+                data.len() / n,
+                &x[..k],
+                &xsums,
+                &mut portable,
+                &half_bits,
+            );
+            for (a, b) in portable.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                    "{dtype:?} portable: {a} vs {b}"
                 );
             }
             // Round trip through raw bytes, as the model loader stores them.
