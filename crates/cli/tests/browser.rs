@@ -193,6 +193,35 @@ async fn assert_inert(client: &Client) {
     }
 }
 
+/// Keys typed into whatever has focus (WebDriver key codes for arrows).
+async fn press(client: &Client, keys: &str) {
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
+async fn click(client: &Client, locator: Locator<'_>) {
+    client.find(locator).await.unwrap().click().await.unwrap();
+}
+
+/// textContent of the first element matching `css`.
+async fn text(client: &Client, css: &str) -> Value {
+    let script = format!("return document.querySelector({css:?}).textContent");
+    js(client, &script).await
+}
+
+async fn heading_starts(client: &Client, prefix: &str) {
+    let h = text(client, "#panel h3").await;
+    assert!(
+        h.as_str().unwrap().starts_with(prefix),
+        "{h} should start with {prefix}"
+    );
+}
+
 /// The panel's view of whitespace: the same markers report.js uses.
 fn visible(s: &str) -> String {
     if s.is_empty() {
@@ -232,43 +261,24 @@ async fn report_pages_work_in_headless_chromium_from_files() {
         .goto(&url_of(&site.join("index.html")))
         .await
         .unwrap();
-    assert_eq!(
-        js(
-            &client,
-            "return document.querySelectorAll('#figures svg').length"
-        )
-        .await,
-        8
-    );
+    let figures = "return document.querySelectorAll('#figures svg').length";
+    assert_eq!(js(&client, figures).await, 8);
     assert_inert(&client).await;
-    let shown = client.find(Locator::Id("shown")).await.unwrap();
-    assert_eq!(shown.text().await.unwrap(), "3 of 3 examples");
-    client
-        .find(Locator::Id("filter"))
-        .await
-        .unwrap()
-        .send_keys("onerror")
-        .await
-        .unwrap();
-    assert_eq!(shown.text().await.unwrap(), "1 of 3 examples");
-    client
-        .find(Locator::Id("filter"))
-        .await
-        .unwrap()
-        .clear()
-        .await
-        .unwrap();
+    assert_eq!(text(&client, "#shown").await, "3 of 3 examples");
+    let filter = client.find(Locator::Id("filter")).await.unwrap();
+    filter.send_keys("onerror").await.unwrap();
+    assert_eq!(text(&client, "#shown").await, "1 of 3 examples");
+    filter.clear().await.unwrap();
     js(
         &client,
         "document.getElementById('filter').dispatchEvent(new Event('input'))",
     )
     .await;
-    let first_id = "return document.querySelector('#example-table tbody tr').cells[1].textContent";
-    let hash = client.find(Locator::Css("th[data-col='0']")).await.unwrap();
-    hash.click().await.unwrap();
-    assert_eq!(js(&client, first_id).await, "x1");
-    hash.click().await.unwrap();
-    assert_eq!(js(&client, first_id).await, "x3");
+    let first_id = "#example-table tbody tr td:nth-child(2)";
+    click(&client, Locator::Css("th[data-col='0']")).await;
+    assert_eq!(text(&client, first_id).await, "x1");
+    click(&client, Locator::Css("th[data-col='0']")).await;
+    assert_eq!(text(&client, first_id).await, "x3");
     screenshot(&client, "index.png").await;
     js(
         &client,
@@ -278,33 +288,11 @@ async fn report_pages_work_in_headless_chromium_from_files() {
     screenshot(&client, "index-examples.png").await;
 
     // Example page of the first query, opened from the table.
-    client
-        .find(Locator::LinkText("x1"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert!(client
-        .current_url()
-        .await
-        .unwrap()
-        .as_str()
-        .ends_with("r0/e00001.html"));
-    assert_eq!(
-        js(
-            &client,
-            "return document.querySelector('pre.query').textContent"
-        )
-        .await,
-        QUERIES[0]
-    );
+    click(&client, Locator::LinkText("x1")).await;
+    wait_for_url(&client, "r0/e00001.html").await;
+    assert_eq!(text(&client, "pre.query").await, QUERIES[0]);
     let answers = run_answers(&tmp.path().join("run-plain"));
-    let answer = js(
-        &client,
-        "return document.getElementById('answer').textContent",
-    )
-    .await;
+    let answer = text(&client, "#answer").await;
     assert_eq!(
         answer, answers[0],
         "tokens, whitespace included, add up to the answer"
@@ -313,9 +301,8 @@ async fn report_pages_work_in_headless_chromium_from_files() {
     assert_inert(&client).await;
 
     // Click position 3: the panel shows that position's top-10 lists from positions.parquet.
-    let run_dir = tmp.path().join("run-plain");
     let mut expected = None;
-    aligntds_report::run_data::for_each_example(&run_dir, |id, rows| {
+    aligntds_report::run_data::for_each_example(&tmp.path().join("run-plain"), |id, rows| {
         if id == "x1" {
             expected = Some(rows);
         }
@@ -323,13 +310,7 @@ async fn report_pages_work_in_headless_chromium_from_files() {
     })
     .unwrap();
     let rows = expected.expect("x1 in positions.parquet");
-    client
-        .find(Locator::Css("#answer .t[data-t='3']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("#answer .t[data-t='3']")).await;
     client
         .wait()
         .for_element(Locator::Css("#panel .tops table"))
@@ -346,106 +327,40 @@ async fn report_pages_work_in_headless_chromium_from_files() {
             assert!((p - want).abs() <= 1e-4 + 0.06 * want, "{p} vs {want}");
         }
     }
-    let metrics = js(&client, "return Array.from(document.querySelectorAll('#panel .metrics dd')).map(d => d.textContent)").await;
-    assert_eq!(metrics[0], rows[3].base_rank.to_string());
-    let heading = "return document.querySelector('#panel h3').textContent";
-    assert!(js(&client, heading)
-        .await
-        .as_str()
-        .unwrap()
-        .starts_with("Position 3 "));
+    assert_eq!(
+        text(&client, "#panel .metrics dd").await,
+        rows[3].base_rank.to_string()
+    );
+    heading_starts(&client, "Position 3 ").await;
 
     // Right arrow moves to position 4 and records it in the address.
-    client
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys("\u{E014}")
-        .await
-        .unwrap();
-    assert!(js(&client, heading)
-        .await
-        .as_str()
-        .unwrap()
-        .starts_with("Position 4 "));
-    assert!(client
-        .current_url()
-        .await
-        .unwrap()
-        .as_str()
-        .ends_with("#t=4"));
+    press(&client, "\u{E014}").await;
+    heading_starts(&client, "Position 4 ").await;
+    wait_for_url(&client, "#t=4").await;
     screenshot(&client, "example.png").await;
 
     // Switching runs keeps the position.
-    client
-        .find(Locator::LinkText("run-template"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::LinkText("run-template")).await;
     wait_for_url(&client, "r1/e00001.html#t=4").await;
     client
         .wait()
         .for_element(Locator::Css("#panel .tops table"))
         .await
         .unwrap();
-    assert!(js(&client, heading)
-        .await
-        .as_str()
-        .unwrap()
-        .starts_with("Position 4 "));
+    heading_starts(&client, "Position 4 ").await;
 
-    // `n` goes to the next example: the image payload stays text.
-    client
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys("n")
-        .await
-        .unwrap();
+    // `n` and `p` move between examples; the image payload and entities stay text.
+    press(&client, "n").await;
     wait_for_url(&client, "r1/e00002.html").await;
-    assert_eq!(
-        js(
-            &client,
-            "return document.querySelector('pre.query').textContent"
-        )
-        .await,
-        QUERIES[1]
-    );
-    assert_eq!(
-        js(
-            &client,
-            "return document.getElementById('answer').textContent"
-        )
-        .await,
-        run_answers(&tmp.path().join("run-template"))[1]
-    );
+    assert_eq!(text(&client, "pre.query").await, QUERIES[1]);
+    let answers = run_answers(&tmp.path().join("run-template"));
+    assert_eq!(text(&client, "#answer").await, answers[1]);
     assert_inert(&client).await;
-    client
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys("n")
-        .await
-        .unwrap();
+    press(&client, "n").await;
     wait_for_url(&client, "r1/e00003.html").await;
-    assert_eq!(
-        js(
-            &client,
-            "return document.querySelector('pre.query').textContent"
-        )
-        .await,
-        QUERIES[2]
-    );
+    assert_eq!(text(&client, "pre.query").await, QUERIES[2]);
     assert_inert(&client).await;
-    client
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys("p")
-        .await
-        .unwrap();
+    press(&client, "p").await;
     wait_for_url(&client, "r1/e00002.html").await;
     client.close().await.unwrap();
 }

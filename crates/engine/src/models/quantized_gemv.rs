@@ -137,41 +137,31 @@ fn rows_kernel(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-fn rows_avx512(
-    dtype: GgmlDType,
-    rows: &[u8],
-    bytes_per_row: usize,
-    x: &[f32],
-    xsums: &[f32],
-    out: &mut [f32],
-) {
-    // F16C converts the block scales in one instruction.
-    let h = |bits: u16| {
-        use std::arch::x86_64::{_mm_cvtph_ps, _mm_cvtsi32_si128, _mm_cvtss_f32};
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+/// The portable loop compiled for one x86 feature level, F16C converting the
+/// block scales in one instruction.
+macro_rules! rows_with_features {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $name(
+            dtype: GgmlDType,
+            rows: &[u8],
+            bytes_per_row: usize,
+            x: &[f32],
+            xsums: &[f32],
+            out: &mut [f32],
+        ) {
+            let h = |bits: u16| {
+                use std::arch::x86_64::{_mm_cvtph_ps, _mm_cvtsi32_si128, _mm_cvtss_f32};
+                _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+            };
+            rows_kernel(dtype, rows, bytes_per_row, x, xsums, out, &h)
+        }
     };
-    rows_kernel(dtype, rows, bytes_per_row, x, xsums, out, &h)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn rows_avx2(
-    dtype: GgmlDType,
-    rows: &[u8],
-    bytes_per_row: usize,
-    x: &[f32],
-    xsums: &[f32],
-    out: &mut [f32],
-) {
-    // F16C converts the block scales in one instruction.
-    let h = |bits: u16| {
-        use std::arch::x86_64::{_mm_cvtph_ps, _mm_cvtsi32_si128, _mm_cvtss_f32};
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    };
-    rows_kernel(dtype, rows, bytes_per_row, x, xsums, out, &h)
-}
+rows_with_features!(rows_avx512, "avx512f,avx512bw,avx512vl,avx2,fma,f16c");
+rows_with_features!(rows_avx2, "avx2,fma,f16c");
 
 /// The same loop compiled for the widest vectors this CPU has.
 #[allow(unsafe_code)]
