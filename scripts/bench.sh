@@ -17,7 +17,7 @@ export RAYON_NUM_THREADS=$BENCH_THREADS
 py=python3
 [ -x .venv-bench/bin/python ] && py=.venv-bench/bin/python
 [ -f "$model" ] || { echo "error: $model not found (run scripts/setup.sh)" >&2; exit 2; }
-cargo build --release --locked -q -p aligntds-engine --example score_throughput --example generate_throughput
+cargo build --release --locked -q -p aligntds
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
@@ -40,17 +40,16 @@ run() {
   rm -f "$log"
 }
 
-ours_score=target/release/examples/score_throughput
-ours_gen=target/release/examples/generate_throughput
+ours=target/release/aligntds
 echo "== scoring $score_tokens tokens (forward pass + log-softmax over every position), $BENCH_THREADS threads"
-run score aligntds f32 "$ours_score" "$model" "$score_tokens" "$repeats" f32
+run score aligntds f32 "$ours" bench "$model" --dtype f32 --score-tokens "$score_tokens" --generate-tokens 0 --repeats "$repeats"
 run score transformers f32 "$py" scripts/bench_peers.py transformers score "$model" "$score_tokens" "$repeats"
-run score aligntds q "$ours_score" "$model" "$score_tokens" "$repeats" q
+run score aligntds q "$ours" bench "$model" --dtype q --score-tokens "$score_tokens" --generate-tokens 0 --repeats "$repeats"
 run score llama.cpp q "$py" scripts/bench_peers.py llama.cpp score "$model" "$score_tokens" "$repeats"
 echo "== greedy generation of $gen_tokens tokens"
-run generate aligntds f32 "$ours_gen" "$model" "$gen_tokens" "$repeats" f32
+run generate aligntds f32 "$ours" bench "$model" --dtype f32 --score-tokens 0 --generate-tokens "$gen_tokens" --repeats "$repeats"
 run generate transformers f32 "$py" scripts/bench_peers.py transformers generate "$model" "$gen_tokens" "$repeats"
-run generate aligntds q "$ours_gen" "$model" "$gen_tokens" "$repeats" q
+run generate aligntds q "$ours" bench "$model" --dtype q --score-tokens 0 --generate-tokens "$gen_tokens" --repeats "$repeats"
 run generate llama.cpp q "$py" scripts/bench_peers.py llama.cpp generate "$model" "$gen_tokens" "$repeats"
 
 echo

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The peers for crates/engine/examples/{score,generate}_throughput.rs, on the
-same GGUF file and the same token ids:
+"""The peers for `aligntds bench` (aligntds_engine::bench), on the same GGUF
+file and the same token ids:
 
   bench_peers.py transformers score|generate MODEL.gguf [TOKENS] [REPEATS]
   bench_peers.py llama.cpp    score|generate MODEL.gguf [TOKENS] [REPEATS]
@@ -10,7 +10,7 @@ transformers loads the GGUF dequantized to f32 (the weights aligntds uses with
 --dtype q). Scoring: one forward pass over TOKENS pseudo-random ids with logits
 for every position (transformers then log_softmax over every row, as aligntds
 does; llama.cpp's time is its forward pass alone). Generation: greedy, TOKENS
-new tokens after a short prompt. Prints `... = N tokens/s` like the examples.
+new tokens after a short prompt. Prints `... = N tokens/s` like aligntds bench.
 """
 import os
 import sys
@@ -25,7 +25,7 @@ PROMPT = "The three primary colors are"
 
 
 def token_ids(n, vocab):
-    # The xorshift sequence of score_throughput.rs.
+    # The xorshift sequence of aligntds_engine::bench::pseudo_random_tokens.
     state, out, mask = 0x2545F4914F6CDD1D, [], (1 << 64) - 1
     for _ in range(n):
         state ^= (state << 13) & mask

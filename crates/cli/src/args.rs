@@ -30,6 +30,28 @@ pub enum Command {
     Merge(MergeArgs),
     /// Render one or more runs as a self-contained report (index.html, report.md, SVG figures).
     Report(ReportArgs),
+    /// Measure scoring and generation speed on this machine (scripts/bench.sh adds the peers).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model reference: a checkpoint folder, a .gguf file or a Hub id.
+    pub model: String,
+    /// Tokens to score in one pass (0 skips scoring).
+    #[arg(long, default_value_t = 512)]
+    pub score_tokens: usize,
+    /// Tokens to generate greedily (0 skips generation).
+    #[arg(long, default_value_t = 128)]
+    pub generate_tokens: usize,
+    /// Measured runs per case (after one warm-up run); the best counts.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeOptions,
 }
 
 /// Options every command that loads a model accepts.

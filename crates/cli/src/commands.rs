@@ -6,7 +6,7 @@ use aligntds_engine::config::{LayerAttention, RopeScaling};
 use aligntds_engine::{template, GenerateOptions, LanguageModel, LoadOptions, StopReason};
 use anyhow::{Context, Result};
 
-use crate::args::{Command, GenerateArgs, InspectArgs, ModelOptions, RuntimeOptions};
+use crate::args::{BenchArgs, Command, GenerateArgs, InspectArgs, ModelOptions, RuntimeOptions};
 
 pub fn run(command: Command) -> Result<()> {
     match command {
@@ -16,6 +16,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Summarize(args) => crate::analyze::summarize(args),
         Command::Merge(args) => crate::analyze::merge(args),
         Command::Report(args) => report(args),
+        Command::Bench(args) => bench(args),
     }
 }
 
@@ -196,5 +197,48 @@ fn report(args: crate::args::ReportArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     println!("        {}", args.out.join("report.md").display());
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let model = load(
+        &args.model,
+        &ModelOptions {
+            runtime: args.runtime.clone(),
+            chat_template: None,
+        },
+    )?;
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
+    let mut cases = Vec::new();
+    if args.score_tokens > 0 {
+        let t = aligntds_engine::bench::score(&model, args.score_tokens, args.repeats)
+            .context("scoring benchmark")?;
+        cases.push(("score", t));
+    }
+    if args.generate_tokens > 0 {
+        let t = aligntds_engine::bench::generate(&model, args.generate_tokens, args.repeats)
+            .context("generation benchmark")?;
+        cases.push(("generate", t));
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let rows: Vec<serde_json::Value> = cases
+            .iter()
+            .map(|(case, t)| serde_json::json!({"case": case, "tokens": t.tokens, "best_seconds": t.best_seconds, "tokens_per_second": t.tokens_per_second()}))
+            .collect();
+        let report = serde_json::json!({"schema_version": 1, "model": model.reference, "dtype": model.weights_dtype, "threads": threads, "cases": rows});
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        for (case, t) in &cases {
+            writeln!(
+                out,
+                "{case} {} tokens ({}, {threads} threads): best {:.3} s = {:.1} tokens/s",
+                t.tokens,
+                model.weights_dtype,
+                t.best_seconds,
+                t.tokens_per_second()
+            )?;
+        }
+    }
     Ok(())
 }

@@ -711,3 +711,40 @@ fn report_renders_the_figures_with_the_summary_numbers() {
         assert!(site.join(format!("data/r0/e0000{n}.js")).is_file());
     }
 }
+
+#[test]
+fn bench_measures_scoring_and_generation() {
+    let out = aligntds(&[
+        "bench",
+        &fixture("llama3"),
+        "--score-tokens",
+        "24",
+        "--generate-tokens",
+        "6",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["threads"], "1");
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases[0]["case"], "score");
+    assert_eq!(cases[0]["tokens"], 24);
+    assert_eq!(cases[1]["case"], "generate");
+    assert_eq!(cases[1]["tokens"], 6, "generation never stops early");
+    for c in cases {
+        let (secs, rate) = (
+            c["best_seconds"].as_f64().unwrap(),
+            c["tokens_per_second"].as_f64().unwrap(),
+        );
+        assert!(secs > 0.0 && (rate * secs - c["tokens"].as_f64().unwrap()).abs() < 1e-6);
+    }
+    assert_fails(
+        &["bench", &fixture("llama3"), "--dtype", "q"],
+        &["--dtype", "GGUF"],
+    );
+}

@@ -2,6 +2,7 @@
 //! tokenizes and renders chat templates as transformers does, and computes
 //! exact teacher-forced next-token log-distributions in one forward pass.
 
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod fastmath;
