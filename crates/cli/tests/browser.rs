@@ -1,6 +1,7 @@
 //! The report in a real browser: headless Chromium over WebDriver opens a
 //! report of a tiny fixture run from file:// URLs, clicks and keys through it,
-//! and compares what the panel shows with positions.parquet. Screenshots land
+//! and compares what the panel shows with positions.parquet, then opens the same
+//! site from a small static file server. Screenshots land
 //! in target/report-screenshots/. Needs Debian's chromium and chromium-driver;
 //! fails without them unless ALIGNTDS_SKIP_BROWSER_TESTS=1.
 
@@ -244,6 +245,51 @@ fn run_answers(run: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A minimal static file server for `root` on a free local port (one request per
+/// connection), standing in for any static host.
+fn serve(root: PathBuf) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let path = path
+                .split(['?', '#'])
+                .next()
+                .unwrap_or("/")
+                .trim_start_matches('/');
+            let file = root.join(if path.is_empty() { "index.html" } else { path });
+            let mut stream = reader.into_inner();
+            let (status, body) = match std::fs::read(&file) {
+                Ok(body) if !path.contains("..") => ("200 OK", body),
+                _ => ("404 Not Found", Vec::new()),
+            };
+            let kind = match file.extension().and_then(|e| e.to_str()) {
+                Some("html") => "text/html; charset=utf-8",
+                Some("js") => "text/javascript; charset=utf-8",
+                Some("css") => "text/css; charset=utf-8",
+                Some("svg") => "image/svg+xml",
+                _ => "application/octet-stream",
+            };
+            let head = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream
+                .write_all(head.as_bytes())
+                .and_then(|_| stream.write_all(&body));
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
 fn url_of(path: &Path) -> String {
     format!("file://{}", path.canonicalize().unwrap().display())
 }
@@ -362,5 +408,22 @@ async fn report_pages_work_in_headless_chromium_from_files() {
     assert_inert(&client).await;
     press(&client, "p").await;
     wait_for_url(&client, "r1/e00002.html").await;
+
+    // The same site from a static web server: the panel's data loads there too.
+    let host = serve(site.clone());
+    client
+        .goto(&format!("{host}/r0/e00001.html#t=3"))
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#panel .tops table"))
+        .await
+        .unwrap();
+    heading_starts(&client, "Position 3 ").await;
+    assert_eq!(
+        text(&client, "#panel .metrics dd").await,
+        rows[3].base_rank.to_string()
+    );
     client.close().await.unwrap();
 }
