@@ -19,7 +19,67 @@ pub fn block_bytes(dtype: GgmlDType) -> Option<usize> {
         GgmlDType::Q4_1 => Some(20),
         GgmlDType::Q5_0 => Some(22),
         GgmlDType::Q8_0 => Some(34),
+        GgmlDType::Q4K => Some(144),
+        GgmlDType::Q6K => Some(210),
         _ => None,
+    }
+}
+
+/// Weights per block: 256 for the K-quants (8 sub-blocks of 32), else 32.
+pub fn block_weights(dtype: GgmlDType) -> usize {
+    match dtype {
+        GgmlDType::Q4K | GgmlDType::Q6K => 256,
+        _ => QK,
+    }
+}
+
+/// Sub-block `s` (0..8) of a K-quant super-block `b`: its 32 values with any
+/// per-16 scale folded in, and its (scale, min) as for the 32-weight types.
+#[inline(always)]
+fn unpack_k(
+    dtype: GgmlDType,
+    b: &[u8],
+    s: usize,
+    q: &mut [f32; QK],
+    h: &impl Fn(u16) -> f32,
+) -> (f32, f32) {
+    let half = |at: usize| h(u16::from_le_bytes([b[at], b[at + 1]]));
+    if dtype == GgmlDType::Q4K {
+        // d, dmin, 12 bytes of 6-bit (scale, min) pairs, then nibbles in 64-weight pairs.
+        let sc = &b[4..16];
+        let (scale, min) = if s < 4 {
+            (sc[s] & 63, sc[s + 4] & 63)
+        } else {
+            (
+                (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4),
+                (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4),
+            )
+        };
+        let start = 16 + (s / 2) * 32;
+        let qs: &[u8; 32] = b[start..start + 32].try_into().unwrap_or(&[0; 32]);
+        let shift = 4 * (s % 2) as u32;
+        for (o, &v) in q.iter_mut().zip(qs) {
+            *o = ((v >> shift) & 15) as f32;
+        }
+        (half(0) * scale as f32, -(half(2) * min as f32))
+    } else {
+        // Q6_K: 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 signed scales, d.
+        let (n, quarter) = (s / 4, s % 4);
+        let ql_start = n * 64 + 32 * (quarter % 2);
+        let ql: &[u8; 32] = b[ql_start..ql_start + 32].try_into().unwrap_or(&[0; 32]);
+        let qh: &[u8; 32] = b[128 + n * 32..128 + n * 32 + 32]
+            .try_into()
+            .unwrap_or(&[0; 32]);
+        let (low_shift, high_shift) = (4 * (quarter / 2) as u32, 2 * quarter as u32);
+        let scales = [
+            b[192 + n * 8 + quarter * 2] as i8 as f32,
+            b[192 + n * 8 + quarter * 2 + 1] as i8 as f32,
+        ];
+        for (l, o) in q.iter_mut().enumerate() {
+            let v = ((ql[l] >> low_shift) & 15) | (((qh[l] >> high_shift) & 3) << 4);
+            *o = scales[l / 16] * (v as f32 - 32.0);
+        }
+        (half(208), 0.0)
     }
 }
 
@@ -113,6 +173,17 @@ fn row_dot(
     let mut acc = [0f32; 16];
     let mut q = [0f32; QK];
     let mut mins = 0f32;
+    if block_weights(dtype) > QK {
+        for (k, b) in row.chunks_exact(bytes).enumerate() {
+            for s in 0..8 {
+                let (scale, min) = unpack_k(dtype, b, s, &mut q, h);
+                let at = k * 8 + s;
+                let xb: &[f32; QK] = x[at * QK..(at + 1) * QK].try_into().unwrap_or(&[0.0; QK]);
+                mins += block_dot(&q, xb, scale, min, xsums[at], &mut acc);
+            }
+        }
+        return acc.iter().sum::<f32>() + mins;
+    }
     for (k, b) in row.chunks_exact(bytes).enumerate() {
         let (scale, min) = unpack(dtype, b, &mut q, h);
         let xb: &[f32; QK] = x[k * QK..(k + 1) * QK].try_into().unwrap_or(&[0.0; QK]);
@@ -203,7 +274,7 @@ pub struct GemvWeight<'a> {
 
 /// `y[m, n] = x[m, k] · W^T` for each weight that shares the input `x` (the
 /// q/k/v or gate/up projections of a layer), all rows of all weights in one
-/// parallel pass. k must be a multiple of 32.
+/// parallel pass. k must be a multiple of the types' blocks ([`block_weights`]).
 pub fn gemv_many(weights: &[GemvWeight], k: usize, x: &[f32]) -> Vec<Vec<f32>> {
     let m = x.len() / k;
     let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
@@ -257,7 +328,7 @@ mod tests {
 
     #[test]
     fn gemv_matches_the_dequantized_weights_product() {
-        let (n, k) = (37, 96);
+        let (n, k) = (37, 512);
         let w: Vec<f32> = (0..n * k)
             .map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * 0.3)
             .collect();
@@ -270,6 +341,8 @@ mod tests {
             GgmlDType::Q4_1,
             GgmlDType::Q5_0,
             GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
         ] {
             let q = QTensor::quantize(&dense, dtype).unwrap();
             let deq = q.dequantize(&Device::Cpu).unwrap();
@@ -282,7 +355,10 @@ mod tests {
                 .to_vec1::<f32>()
                 .unwrap();
             let data = q.data().unwrap();
-            assert_eq!(data.len(), n * k / 32 * block_bytes(dtype).unwrap());
+            assert_eq!(
+                data.len(),
+                n * k / block_weights(dtype) * block_bytes(dtype).unwrap()
+            );
             let got = gemv(dtype, &data, n, k, &x);
             for (a, b) in got.iter().zip(&want) {
                 assert!(

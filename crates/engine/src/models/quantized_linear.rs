@@ -75,7 +75,8 @@ impl QuantizedLinear {
             }
         } else if let (Some(_), true) = (
             super::quantized_gemv::block_bytes(self.weight.dtype()),
-            x.device().is_cpu() && in_dim % 32 == 0,
+            x.device().is_cpu()
+                && in_dim % super::quantized_gemv::block_weights(self.weight.dtype()) == 0,
         ) {
             let mut out_shape = x.dims().to_vec();
             if let Some(last) = out_shape.last_mut() {
@@ -106,10 +107,10 @@ impl QuantizedLinear {
         let (_, in_dim) = first.weight.shape().dims2().ok()?;
         let rows = x.elem_count() / in_dim.max(1);
         let usable = x.device().is_cpu()
-            && in_dim % 32 == 0
             && rows < DEQUANTIZE_MIN_ROWS
             && linears.iter().all(|l| {
                 super::quantized_gemv::block_bytes(l.weight.dtype()).is_some()
+                    && in_dim % super::quantized_gemv::block_weights(l.weight.dtype()) == 0
                     && l.weight.shape().dims2().is_ok_and(|(_, k)| k == in_dim)
             });
         if !usable {
