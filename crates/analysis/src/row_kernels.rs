@@ -99,9 +99,11 @@ pub fn top_k(row: &[f32], k: usize) -> Vec<u32> {
 
 /// 1 + how many entries of `row` exceed each of `values` (ranks of several tokens in one pass).
 pub fn ranks<const N: usize>(row: &[f32], values: [f32; N]) -> [u32; N] {
-    let mut counts = [0u32; N];
-    for (c, v) in counts.iter_mut().zip(values) {
-        *c = 1 + row.iter().map(|&x| u32::from(x > v)).sum::<u32>();
+    let mut counts = [1u32; N];
+    for &x in row {
+        for (c, &v) in counts.iter_mut().zip(&values) {
+            *c += u32::from(x > v);
+        }
     }
     counts
 }

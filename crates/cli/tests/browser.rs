@@ -5,6 +5,8 @@
 //! in target/report-screenshots/. Needs Debian's chromium and chromium-driver;
 //! fails without them unless ALIGNTDS_SKIP_BROWSER_TESTS=1.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -23,24 +25,9 @@ const ANSWERS: [&str; 3] = [
     "No: &amp; is an entity and </s> a tag.",
 ];
 
-fn fixture(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(name);
-    p.canonicalize().unwrap().to_string_lossy().into_owned()
-}
-
-fn aligntds(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_aligntds"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn succeed(args: &[&str]) {
+    let out = common::aligntds(args);
+    assert!(out.status.success(), "{args:?}: {}", common::stderr(&out));
 }
 
 /// Two runs over the same queries (so pages can switch runs) and their report.
@@ -56,26 +43,15 @@ fn build_site(tmp: &Path) -> PathBuf {
         .collect();
     std::fs::write(&data, lines.join("\n")).unwrap();
     for (name, context) in [("run-plain", "plain"), ("run-template", "template")] {
-        let out = tmp.join(name);
-        aligntds(&[
-            "analyze",
-            "--aligned",
-            &fixture("llama3"),
-            "--base",
-            &fixture("mistral"),
-            "--aligned-context",
-            "plain",
-            "--base-context",
-            context,
-            "--data",
+        let args = common::pair_args(
             data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
+            &tmp.join(name),
+            &["--base-context", context],
+        );
+        succeed(&common::strs(&args));
     }
     let site = tmp.join("site");
-    aligntds(&[
+    succeed(&[
         "report",
         tmp.join("run-plain").to_str().unwrap(),
         tmp.join("run-template").to_str().unwrap(),

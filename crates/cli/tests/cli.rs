@@ -1,30 +1,11 @@
 //! The binary: successful commands, and errors printed once with exit code 2.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn fixture(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(name);
-    p.canonicalize().unwrap().to_string_lossy().into_owned()
-}
-
-fn aligntds(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aligntds"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{aligntds, fixture, pair_args, stderr, stdout, strs};
 
 /// Fails with exit code 2 and one `error:` line naming `needles`, never a panic.
 fn assert_fails(args: &[&str], needles: &[&str]) {
@@ -292,35 +273,6 @@ fn broken_gguf_fails_with_exit_code_2() {
         &["inspect", &fixture("llama2"), "--dtype", "q"],
         &["--dtype", "GGUF"],
     );
-}
-
-/// `analyze` on the tiny llama3 (aligned, plain context) / mistral (base) pair.
-fn pair_args(data: &str, out: &std::path::Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "analyze",
-        "--aligned",
-        &fixture("llama3"),
-        "--base",
-        &fixture("mistral"),
-        "--aligned-context",
-        "plain",
-        "--data",
-        data,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend([
-        "--out".to_string(),
-        out.to_string_lossy().into_owned(),
-        "--quiet".to_string(),
-    ]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
 }
 
 fn write_data(dir: &std::path::Path, name: &str, text: &str) -> String {

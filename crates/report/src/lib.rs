@@ -92,8 +92,8 @@ fn create_dir(path: &Path) -> Result<(), ReportError> {
 /// What `build` wrote.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct BuildStats {
+    /// Each page has its data script beside it.
     pub example_pages: usize,
-    pub data_files: usize,
     pub bytes: u64,
 }
 
@@ -148,7 +148,6 @@ pub fn build(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
             write_file(&out.join(page_path(k, index)), page.as_bytes())?;
             write_file(&out.join(data_path(k, index)), data.as_bytes())?;
             stats.example_pages += 1;
-            stats.data_files += 1;
             stats.bytes += (page.len() + data.len()) as u64;
             seen[index] = Some(ExampleStats {
                 tokens: rows.len(),

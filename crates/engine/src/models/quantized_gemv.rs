@@ -300,16 +300,6 @@ pub fn gemv_many(weights: &[GemvWeight], k: usize, x: &[f32]) -> Vec<Vec<f32>> {
     outs
 }
 
-/// [`gemv_many`] for one weight.
-pub fn gemv(dtype: GgmlDType, weight: &[u8], n: usize, k: usize, x: &[f32]) -> Vec<f32> {
-    let w = GemvWeight {
-        dtype,
-        data: weight,
-        n,
-    };
-    gemv_many(&[w], k, x).pop().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,7 +349,12 @@ mod tests {
                 data.len(),
                 n * k / block_weights(dtype) * block_bytes(dtype).unwrap()
             );
-            let got = gemv(dtype, &data, n, k, &x);
+            let weight = GemvWeight {
+                dtype,
+                data: &data,
+                n,
+            };
+            let got = gemv_many(&[weight], k, &x).pop().unwrap();
             for (a, b) in got.iter().zip(&want) {
                 assert!(
                     (a - b).abs() < 1e-4 * b.abs().max(1.0),

@@ -1,7 +1,8 @@
 //! A projection whose weights stay quantized (GGUF with `--dtype q`).
 //!
 //! For a few rows (one generated token) the blocks are read directly:
-//! `quantized_gemv` for the ggml types it covers, candle's vec-dot otherwise. For many rows
+//! `quantized_gemv` for the ggml types it covers ([`QuantizedLinear::forward_many`],
+//! which `forward` also goes through), candle's vec-dot otherwise. For many rows
 //! (teacher-forced scoring, prompt prefill) it is not: it quantizes the
 //! activations and runs a dot product per (row, output), far from GEMM speed.
 //! There the weight is dequantized tile by tile into f32, in parallel, and each
@@ -21,6 +22,15 @@ pub const DEQUANTIZE_MIN_ROWS: usize = 16;
 /// Largest f32 tile of a dequantized weight; larger weights (a big vocabulary's
 /// output projection) go in several tiles of output rows.
 const TILE_BYTES: usize = 32 << 20;
+
+/// `x`'s shape with its last dimension replaced by `n`.
+fn with_last_dim(x: &Tensor, n: usize) -> Vec<usize> {
+    let mut shape = x.dims().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    shape
+}
 
 pub struct QuantizedLinear {
     weight: Arc<QTensor>,
@@ -46,14 +56,16 @@ impl QuantizedLinear {
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(ys) = Self::forward_many(&[self], x) {
+            return ys?
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("no projection output".into()));
+        }
         let (out_dim, in_dim) = self.weight.shape().dims2()?;
         let rows = x.elem_count() / in_dim.max(1);
         let xf = x.to_dtype(DType::F32)?;
         let y = if rows >= DEQUANTIZE_MIN_ROWS && x.device().is_cpu() {
-            let mut out_shape = x.dims().to_vec();
-            if let Some(last) = out_shape.last_mut() {
-                *last = out_dim;
-            }
+            let out_shape = with_last_dim(x, out_dim);
             let x2 = xf.reshape((rows, in_dim))?;
             let tile_rows = (TILE_BYTES / (4 * in_dim)).clamp(1, out_dim);
             if tile_rows == out_dim {
@@ -73,19 +85,6 @@ impl QuantizedLinear {
                 }
                 Tensor::from_vec(y, out_shape, x.device())?
             }
-        } else if let (Some(_), true) = (
-            super::quantized_gemv::block_bytes(self.weight.dtype()),
-            x.device().is_cpu()
-                && in_dim % super::quantized_gemv::block_weights(self.weight.dtype()) == 0,
-        ) {
-            let mut out_shape = x.dims().to_vec();
-            if let Some(last) = out_shape.last_mut() {
-                *last = out_dim;
-            }
-            let xs = xf.flatten_all()?.to_vec1::<f32>()?;
-            let data = self.weight.data()?;
-            let y = super::quantized_gemv::gemv(self.weight.dtype(), &data, out_dim, in_dim, &xs);
-            Tensor::from_vec(y, out_shape, x.device())?
         } else {
             self.matmul.forward(&xf)?
         };
@@ -136,10 +135,7 @@ impl QuantizedLinear {
                 .iter()
                 .zip(outs)
                 .map(|(l, y)| {
-                    let mut shape = x.dims().to_vec();
-                    if let Some(last) = shape.last_mut() {
-                        *last = y.len() / rows.max(1);
-                    }
+                    let shape = with_last_dim(x, y.len() / rows.max(1));
                     let y = Tensor::from_vec(y, shape, x.device())?.to_dtype(x.dtype())?;
                     match &l.bias {
                         Some(b) => y.broadcast_add(b),
