@@ -12,48 +12,14 @@ pub const ZERO_SHOT: &str = "# Query: \n ```{query}``` \n\n \n# Answer: \n ```";
 /// preamble and three stylistic examples in the zero-shot format.
 pub const URIAL_PREFIX: &str = include_str!("../data/urial_prefix.txt");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContextKind {
-    Chat,
-    Input,
-    Template,
-    Plain,
-    Urial,
-    Custom,
-}
+pub use aligntds_formats::summary::{Context, ContextKind};
 
-impl ContextKind {
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "chat" => Self::Chat,
-            "input" => Self::Input,
-            "template" => Self::Template,
-            "plain" => Self::Plain,
-            "urial" => Self::Urial,
-            "custom" => Self::Custom,
-            _ => return None,
-        })
+/// Strings where a next turn would begin, for generation under this context.
+pub fn default_stops(kind: ContextKind) -> &'static [&'static str] {
+    match kind {
+        ContextKind::Template | ContextKind::Urial => &["# Query", "# User"],
+        _ => &[],
     }
-
-    /// Strings where a next turn would begin, for generation under this context.
-    pub fn default_stops(self) -> &'static [&'static str] {
-        match self {
-            Self::Template | Self::Urial => &["# Query", "# User"],
-            _ => &[],
-        }
-    }
-}
-
-/// One side's context settings.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Context {
-    pub kind: ContextKind,
-    pub system: Option<String>,
-    /// The URIAL prefix (for `urial`).
-    pub prefix: Option<String>,
-    /// A template containing `{query}` (for `custom`).
-    pub template: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,30 +30,33 @@ pub enum ContextError {
     Engine(#[from] aligntds_engine::EngineError),
 }
 
-impl Context {
-    pub fn render(&self, model: &LanguageModel, record: &Record) -> Result<String, ContextError> {
-        let query = record.query.as_str();
-        Ok(match self.kind {
-            ContextKind::Chat => model.render_chat(&single_turn(query, self.system.as_deref()))?,
-            ContextKind::Input => record.input.clone().ok_or_else(|| ContextError::NoInput {
-                id: record.id.clone(),
-            })?,
-            ContextKind::Template => ZERO_SHOT.replace("{query}", query),
-            ContextKind::Plain => format!("{query}\n"),
-            ContextKind::Urial => {
-                format!(
-                    "{}{}",
-                    self.prefix.as_deref().unwrap_or(URIAL_PREFIX),
-                    ZERO_SHOT.replace("{query}", query)
-                )
-            }
-            ContextKind::Custom => self
-                .template
-                .as_deref()
-                .unwrap_or("{query}")
-                .replace("{query}", query),
-        })
-    }
+/// The prompt one side sees before the answer to `record`.
+pub fn render(
+    context: &Context,
+    model: &LanguageModel,
+    record: &Record,
+) -> Result<String, ContextError> {
+    let query = record.query.as_str();
+    Ok(match context.kind {
+        ContextKind::Chat => model.render_chat(&single_turn(query, context.system.as_deref()))?,
+        ContextKind::Input => record.input.clone().ok_or_else(|| ContextError::NoInput {
+            id: record.id.clone(),
+        })?,
+        ContextKind::Template => ZERO_SHOT.replace("{query}", query),
+        ContextKind::Plain => format!("{query}\n"),
+        ContextKind::Urial => {
+            format!(
+                "{}{}",
+                context.prefix.as_deref().unwrap_or(URIAL_PREFIX),
+                ZERO_SHOT.replace("{query}", query)
+            )
+        }
+        ContextKind::Custom => context
+            .template
+            .as_deref()
+            .unwrap_or("{query}")
+            .replace("{query}", query),
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! Query sets: the AlignTDS/URIAL JSON list, JSONL, AlpacaEval JSON, or a text
-//! file with one query per line. A malformed record is reported with file and
-//! line (or record index) before any model is loaded.
+//! Query sets, by extension: JSON (a list of records, or an object holding
+//! one under `data`, `instances` or `records`: AlignTDS/URIAL, AlpacaEval),
+//! JSONL / NDJSON, Parquet (Hugging Face datasets' format), CSV with a header,
+//! or a .txt file with one query per line. A malformed record is reported with
+//! file and line (or record index, or Parquet column) before any model loads.
 
 use std::path::{Path, PathBuf};
 
@@ -89,12 +91,36 @@ fn record_from(
     })
 }
 
-/// Reads a data set, choosing the format by extension (.json, .jsonl, anything else: one query per line).
-pub fn load(path: &Path, limit: Option<usize>) -> Result<Vec<Record>, DatasetError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io {
+/// A CSV cell as JSON: `output_ids` as a JSON list when it parses as one, else text.
+fn csv_value(column: &str, cell: &str) -> Value {
+    if column == "output_ids" {
+        if let Ok(v @ Value::Array(_)) = serde_json::from_str::<Value>(cell) {
+            return v;
+        }
+    }
+    if cell.is_empty() && column != "id" {
+        return Value::Null;
+    }
+    Value::String(cell.to_string())
+}
+
+/// The formats [`load`] reads, as named in errors.
+pub const FORMATS: &str = ".json (a list, or {\"data\"|\"instances\"|\"records\": [...]}), .jsonl/.ndjson, .parquet, .csv (with a header) or .txt (one query per line)";
+
+fn read_text(path: &Path) -> Result<String, DatasetError> {
+    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    String::from_utf8(bytes).map_err(|e| DatasetError::Record {
+        path: path.to_path_buf(),
+        line: format!("byte {}", e.utf8_error().valid_up_to()),
+        message: format!("not UTF-8 text; the data formats are {FORMATS}"),
+    })
+}
+
+/// Reads a data set, choosing the format by extension (see [`FORMATS`]).
+pub fn load(path: &Path, limit: Option<usize>) -> Result<Vec<Record>, DatasetError> {
     let err = |line: String, message: String| DatasetError::Record {
         path: path.to_path_buf(),
         line,
@@ -108,16 +134,25 @@ pub fn load(path: &Path, limit: Option<usize>) -> Result<Vec<Record>, DatasetErr
     let mut records = Vec::new();
     match ext.as_str() {
         "json" => {
+            let text = read_text(path)?;
             let value: Value = serde_json::from_str(&text)
                 .map_err(|e| err(e.line().to_string(), format!("invalid JSON: {e}")))?;
-            let items = value
-                .as_array()
-                .ok_or_else(|| err("1".into(), "expected a JSON list of records".into()))?;
+            let items = match &value {
+                Value::Array(items) => items,
+                Value::Object(map) => ["data", "instances", "records"]
+                    .iter()
+                    .find_map(|k| map.get(*k).and_then(Value::as_array))
+                    .ok_or_else(|| {
+                        err("1".into(), "expected a JSON list of records, or an object with one under `data`, `instances` or `records`".into())
+                    })?,
+                _ => return Err(err("1".into(), "expected a JSON list of records".into())),
+            };
             for (i, item) in items.iter().enumerate() {
                 records.push(record_from(item, i, &|m| err(format!("record {i}"), m))?);
             }
         }
-        "jsonl" => {
+        "jsonl" | "ndjson" => {
+            let text = read_text(path)?;
             for (n, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {
                     continue;
@@ -128,7 +163,48 @@ pub fn load(path: &Path, limit: Option<usize>) -> Result<Vec<Record>, DatasetErr
                 records.push(record_from(&value, records.len(), &at)?);
             }
         }
-        _ => {
+        "csv" => {
+            let mut reader = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_path(path)
+                .map_err(|e| err("1".into(), format!("cannot read CSV: {e}")))?;
+            let header = reader
+                .headers()
+                .map_err(|e| err("1".into(), format!("cannot read the CSV header: {e}")))?
+                .clone();
+            for (n, row) in reader.records().enumerate() {
+                let line = (n + 2).to_string();
+                let row = row.map_err(|e| err(line.clone(), format!("invalid CSV: {e}")))?;
+                let object: serde_json::Map<String, Value> = header
+                    .iter()
+                    .zip(row.iter())
+                    .map(|(k, v)| (k.to_string(), csv_value(k, v)))
+                    .collect();
+                let at = |m: String| err(line.clone(), m);
+                records.push(record_from(&Value::Object(object), records.len(), &at)?);
+            }
+        }
+        "parquet" => {
+            let file = std::fs::File::open(path).map_err(|source| DatasetError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            use parquet::file::reader::{FileReader, SerializedFileReader};
+            let reader = SerializedFileReader::new(file)
+                .map_err(|e| err("file".into(), format!("not a readable Parquet file: {e}")))?;
+            let rows = reader
+                .get_row_iter(None)
+                .map_err(|e| err("file".into(), format!("cannot read Parquet rows: {e}")))?;
+            for (n, row) in rows.enumerate() {
+                let at_row = format!("row {n}");
+                let row = row.map_err(|e| err(at_row.clone(), format!("cannot read: {e}")))?;
+                let value = row.to_json_value();
+                let at = |m: String| err(format!("{at_row} (Parquet columns)"), m);
+                records.push(record_from(&value, records.len(), &at)?);
+            }
+        }
+        "txt" | "text" => {
+            let text = read_text(path)?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let id = records.len().to_string();
                 records.push(Record {
@@ -139,6 +215,19 @@ pub fn load(path: &Path, limit: Option<usize>) -> Result<Vec<Record>, DatasetErr
                     output_ids: None,
                 });
             }
+        }
+        other => {
+            return Err(err(
+                "file".into(),
+                format!(
+                    "unknown data format `{}`; the data formats are {FORMATS}",
+                    if other.is_empty() {
+                        "(no extension)"
+                    } else {
+                        other
+                    }
+                ),
+            ))
         }
     }
     if records.is_empty() {

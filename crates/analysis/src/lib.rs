@@ -1,13 +1,24 @@
 //! aligntds-analysis: token distribution shift (TDS) between an aligned and a
-//! base model. Metrics work on log-probability rows and need no model.
+//! base model, as a library. [`study::Study`] runs a whole study from typed
+//! [`settings::StudySettings`]; [`backend`] is the seam to whatever computes
+//! the distributions; metrics work on rows and need no model.
 
+pub mod backend;
 pub mod context;
 pub mod dataset;
-pub mod journal;
+pub mod merge;
 pub mod metrics;
 pub mod output;
 pub mod row_kernels;
 pub mod run;
+pub mod run_folder;
+pub mod settings;
 pub mod stats;
+pub mod study;
 pub mod summary;
 pub mod synthetic;
+
+pub use aligntds_formats as formats;
+pub use merge::merge;
+pub use settings::StudySettings;
+pub use study::{Outcome, Progress, Study, StudyError};

@@ -1,50 +1,9 @@
-//! Per-position TDS metrics over two full next-token log-distributions.
-//! Sums over the vocabulary accumulate in f64.
+//! Per-position TDS metrics over two next-token distributions: full
+//! log-distributions (exact; sums over the vocabulary in f64) or top-k views
+//! (what inference servers return: ranks, categories, log-ratio and top lists
+//! stay exact, divergences and entropies become lower bounds).
 
-/// unshifted (base rank <= unshifted_max), marginal (<= marginal_max), shifted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Category {
-    Unshifted,
-    Marginal,
-    Shifted,
-}
-
-impl Category {
-    pub fn of(rank: u32, thresholds: Thresholds) -> Self {
-        if rank <= thresholds.unshifted_max {
-            Self::Unshifted
-        } else if rank <= thresholds.marginal_max {
-            Self::Marginal
-        } else {
-            Self::Shifted
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unshifted => "unshifted",
-            Self::Marginal => "marginal",
-            Self::Shifted => "shifted",
-        }
-    }
-}
-
-/// Rank thresholds of the categories (the paper's: 1 and 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Thresholds {
-    pub unshifted_max: u32,
-    pub marginal_max: u32,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Self {
-            unshifted_max: 1,
-            marginal_max: 3,
-        }
-    }
-}
+pub use aligntds_formats::summary::{Category, Thresholds};
 
 /// 1 + the number of tokens strictly more probable than `token`: ties share the best rank.
 pub fn rank(row: &[f32], token: u32) -> u32 {
@@ -176,19 +135,24 @@ pub struct PositionMetrics {
     pub base_logprob: f32,
     pub base_rank: u32,
     pub category: Category,
-    pub kl_aligned_base: f64,
-    pub kl_base_aligned: f64,
-    pub js: f64,
-    pub aligned_entropy: f64,
-    pub base_entropy: f64,
+    /// Exact over full distributions, lower bounds from top-k views.
+    pub kl_aligned_base: Option<f64>,
+    pub kl_base_aligned: Option<f64>,
+    pub js: Option<f64>,
+    pub aligned_entropy: Option<f64>,
+    pub base_entropy: Option<f64>,
     pub log_ratio: f64,
     pub top1_agree: bool,
-    pub aligned_top1_base_rank: u32,
+    /// None when the aligned top-1 is outside the base side's top-k view.
+    pub aligned_top1_base_rank: Option<u32>,
     pub aligned_top_ids: Vec<u32>,
     pub aligned_top_logprobs: Vec<f32>,
     pub base_top_ids: Vec<u32>,
     pub base_top_logprobs: Vec<f32>,
-    pub compat: CompatMetrics,
+    /// None when a side's view holds fewer than the original's 30 tokens.
+    pub compat: Option<CompatMetrics>,
+    /// Both rows were full distributions (divergences and entropies exact).
+    pub full_vocabulary: bool,
 }
 
 /// All metrics for the answer token `token` given both sides' log-distributions.
@@ -223,22 +187,196 @@ pub fn compare(
         base_logprob: lb,
         base_rank,
         category: Category::of(base_rank, thresholds),
-        kl_aligned_base: d.kl_ab,
-        kl_base_aligned: d.kl_ba,
-        js: d.js,
-        aligned_entropy: d.entropy_a,
-        base_entropy: d.entropy_b,
+        kl_aligned_base: Some(d.kl_ab),
+        kl_base_aligned: Some(d.kl_ba),
+        js: Some(d.js),
+        aligned_entropy: Some(d.entropy_a),
+        base_entropy: Some(d.entropy_b),
         log_ratio: la as f64 - lb as f64,
         top1_agree: a1 == base_list[0],
+        aligned_top1_base_rank: Some(aligned_top1_base_rank),
+        aligned_top_ids,
+        aligned_top_logprobs,
+        base_top_ids,
+        base_top_logprobs,
+        compat: Some(compat_from_lists(
+            &truncated_from(aligned, &aligned_list),
+            &truncated_from(base, &base_list),
+        )),
+        full_vocabulary: true,
+    }
+}
+
+/// A top-k view of one next-token distribution, as an inference server gives
+/// it: the target token's exact log-probability and 1-based rank over the
+/// whole vocabulary, and the k most probable tokens, most probable first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopKRow {
+    pub target_logprob: f32,
+    pub target_rank: u32,
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TopKRow {
+    /// The view of a full row that keeps its `k` best tokens.
+    pub fn from_full(row: &[f32], target: u32, k: usize) -> Self {
+        let target_logprob = row[target as usize];
+        let [target_rank] = crate::row_kernels::ranks(row, [target_logprob]);
+        let top = top_k(row, k.max(1))
+            .into_iter()
+            .map(|id| (id, row[id as usize]))
+            .collect();
+        Self {
+            target_logprob,
+            target_rank,
+            top,
+        }
+    }
+
+    fn logprob_of(&self, id: u32, target: u32) -> Option<f32> {
+        if id == target {
+            return Some(self.target_logprob);
+        }
+        self.top.iter().find(|(t, _)| *t == id).map(|(_, lp)| *lp)
+    }
+}
+
+/// Terms of divergences over a partition of the vocabulary into single known
+/// tokens and one cell for the rest. Coarse-graining never increases KL, JS or
+/// entropy, so each value is a lower bound of the full-vocabulary one.
+fn partition_mass(known: &[f64]) -> f64 {
+    (1.0 - known.iter().sum::<f64>()).max(0.0)
+}
+
+fn kl_terms(p: &[f64], q: &[f64]) -> f64 {
+    let mut total = 0.0;
+    for (&pi, &qi) in p.iter().zip(q) {
+        // A cell with no mass under p adds nothing; no mass under q (only the
+        // rest cell, by rounding) is left out, which keeps the bound a bound.
+        if pi > 0.0 && qi > 0.0 {
+            total += pi * (pi / qi).ln();
+        }
+    }
+    total.max(0.0)
+}
+
+fn js_terms(p: &[f64], q: &[f64]) -> f64 {
+    let mut total = 0.0;
+    for (&pi, &qi) in p.iter().zip(q) {
+        let m = 0.5 * (pi + qi);
+        if pi > 0.0 {
+            total += 0.5 * pi * (pi / m).ln();
+        }
+        if qi > 0.0 {
+            total += 0.5 * qi * (qi / m).ln();
+        }
+    }
+    total.max(0.0)
+}
+
+fn entropy_terms(p: &[f64]) -> f64 {
+    -p.iter()
+        .filter(|&&x| x > 0.0)
+        .map(|&x| x * x.ln())
+        .sum::<f64>()
+}
+
+/// Entropy lower bound from one side's view: its known tokens and the rest.
+fn entropy_bound(view: &TopKRow, target: u32) -> f64 {
+    let mut p: Vec<f64> = view.top.iter().map(|(_, lp)| (*lp as f64).exp()).collect();
+    if !view.top.iter().any(|(id, _)| *id == target) {
+        p.push((view.target_logprob as f64).exp());
+    }
+    let rest = partition_mass(&p);
+    p.push(rest);
+    entropy_terms(&p)
+}
+
+/// The original's top-30 softmax list from a view that holds at least 30 tokens.
+fn truncated_from_view(view: &TopKRow) -> Option<Vec<(u32, f64)>> {
+    if view.top.len() < COMPAT_KEEP {
+        return None;
+    }
+    let ids = &view.top[..COMPAT_KEEP];
+    let max = ids[0].1 as f64;
+    let norm: f64 = ids.iter().map(|(_, lp)| (*lp as f64 - max).exp()).sum();
+    Some(
+        ids.iter()
+            .take(COMPAT_K)
+            .map(|(id, lp)| (*id, (*lp as f64 - max).exp() / norm))
+            .collect(),
+    )
+}
+
+/// All metrics for the answer token `token` from two top-k views (either may
+/// come from a full row through [`TopKRow::from_full`]).
+pub fn compare_top_k(
+    aligned: &TopKRow,
+    base: &TopKRow,
+    token: u32,
+    top: usize,
+    thresholds: Thresholds,
+) -> PositionMetrics {
+    let (la, lb) = (aligned.target_logprob, base.target_logprob);
+    let a1 = aligned.top.first().map_or(token, |(id, _)| *id);
+    let b1 = base.top.first().map_or(token, |(id, _)| *id);
+    // Every token more probable than one in the k best is itself among them.
+    let aligned_top1_base_rank = if a1 == token {
+        Some(base.target_rank)
+    } else {
+        base.top
+            .iter()
+            .find(|(id, _)| *id == a1)
+            .map(|(_, lp)| 1 + base.top.iter().filter(|(_, x)| x > lp).count() as u32)
+    };
+    // Cells: the target, every token both views know, and the rest.
+    let mut known: Vec<u32> = vec![token];
+    for (id, _) in &aligned.top {
+        if *id != token && base.top.iter().any(|(b, _)| b == id) {
+            known.push(*id);
+        }
+    }
+    let masses = |view: &TopKRow| -> Vec<f64> {
+        let mut p: Vec<f64> = known
+            .iter()
+            .map(|&id| (view.logprob_of(id, token).unwrap_or(f32::NEG_INFINITY) as f64).exp())
+            .collect();
+        let rest = partition_mass(&p);
+        p.push(rest);
+        p
+    };
+    let (pa, pb) = (masses(aligned), masses(base));
+    let side = |view: &TopKRow| -> (Vec<u32>, Vec<f32>) {
+        view.top
+            .iter()
+            .take(top.max(1))
+            .map(|(id, lp)| (*id, *lp))
+            .unzip()
+    };
+    let (aligned_top_ids, aligned_top_logprobs) = side(aligned);
+    let (base_top_ids, base_top_logprobs) = side(base);
+    PositionMetrics {
+        aligned_logprob: la,
+        aligned_rank: aligned.target_rank,
+        base_logprob: lb,
+        base_rank: base.target_rank,
+        category: Category::of(base.target_rank, thresholds),
+        kl_aligned_base: Some(kl_terms(&pa, &pb)),
+        kl_base_aligned: Some(kl_terms(&pb, &pa)),
+        js: Some(js_terms(&pa, &pb)),
+        aligned_entropy: Some(entropy_bound(aligned, token)),
+        base_entropy: Some(entropy_bound(base, token)),
+        log_ratio: la as f64 - lb as f64,
+        top1_agree: a1 == b1,
         aligned_top1_base_rank,
         aligned_top_ids,
         aligned_top_logprobs,
         base_top_ids,
         base_top_logprobs,
-        compat: compat_from_lists(
-            &truncated_from(aligned, &aligned_list),
-            &truncated_from(base, &base_list),
-        ),
+        compat: truncated_from_view(aligned)
+            .zip(truncated_from_view(base))
+            .map(|(a, b)| compat_from_lists(&a, &b)),
+        full_vocabulary: false,
     }
 }
 
@@ -345,10 +483,102 @@ mod tests {
         assert_eq!(m.category, Category::Marginal);
         assert_eq!(m.aligned_rank, 1);
         assert!(!m.top1_agree);
-        assert_eq!(m.aligned_top1_base_rank, 3);
+        assert_eq!(m.aligned_top1_base_rank, Some(3));
         assert_eq!(m.aligned_top_ids, vec![0, 1]);
         assert_eq!(m.base_top_ids, vec![1, 2]);
         assert!((m.log_ratio - (0.7f64 / 0.2).ln()).abs() < 1e-6);
-        assert!(m.kl_aligned_base > 0.0 && m.kl_base_aligned > 0.0);
+        assert!(m.kl_aligned_base.unwrap() > 0.0 && m.kl_base_aligned.unwrap() > 0.0);
+        assert!(m.full_vocabulary);
+    }
+
+    /// A reproducible pair of peaked distributions over `n` tokens.
+    fn pair(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let mut x = seed;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 11) as f64 / (1u64 << 53) as f64) * 6.0
+        };
+        let mut a: Vec<f64> = (0..n).map(|i| next() - i as f64 * 0.05).collect();
+        let mut b: Vec<f64> = a.iter().map(|v| v + next() - 3.0).collect();
+        for row in [&mut a, &mut b] {
+            let max = row.iter().cloned().fold(f64::MIN, f64::max);
+            let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            row.iter_mut().for_each(|v| *v -= lse);
+        }
+        let f = |r: &[f64]| r.iter().map(|&v| v as f32).collect();
+        (f(&a), f(&b))
+    }
+
+    #[test]
+    fn top_k_views_keep_ranks_exact_and_bound_the_divergences() {
+        let th = Thresholds::default();
+        for seed in 0..20u64 {
+            let (a, b) = pair(200, seed);
+            let token = (seed * 37 % 200) as u32;
+            let full = compare(&a, &b, token, 10, th);
+            for k in [5, 20, 40] {
+                let view = compare_top_k(
+                    &TopKRow::from_full(&a, token, k),
+                    &TopKRow::from_full(&b, token, k),
+                    token,
+                    k.min(10),
+                    th,
+                );
+                // Exact whatever k is.
+                assert_eq!(view.base_rank, rank(&b, token));
+                assert_eq!(view.aligned_rank, rank(&a, token));
+                assert_eq!(view.category, full.category);
+                assert_eq!(view.log_ratio, full.log_ratio);
+                assert_eq!(view.top1_agree, full.top1_agree);
+                assert_eq!(view.aligned_top_ids[..5], full.aligned_top_ids[..5]);
+                assert_eq!(view.base_top_logprobs[..5], full.base_top_logprobs[..5]);
+                if let Some(r) = view.aligned_top1_base_rank {
+                    assert_eq!(Some(r), full.aligned_top1_base_rank);
+                } else {
+                    assert!(full.aligned_top1_base_rank.unwrap() > k as u32);
+                }
+                // Bounds, never above the exact value.
+                let below = |bound: Option<f64>, exact: Option<f64>| {
+                    let (bound, exact) = (bound.unwrap(), exact.unwrap());
+                    assert!(
+                        bound >= 0.0 && bound <= exact + 1e-6,
+                        "seed {seed} k {k}: {bound} > {exact}"
+                    );
+                };
+                below(view.kl_aligned_base, full.kl_aligned_base);
+                below(view.kl_base_aligned, full.kl_base_aligned);
+                below(view.js, full.js);
+                below(view.aligned_entropy, full.aligned_entropy);
+                below(view.base_entropy, full.base_entropy);
+                assert!(!view.full_vocabulary);
+                // The original's top-30 metrics need 30 tokens per side.
+                assert_eq!(view.compat.is_some(), k >= COMPAT_KEEP);
+                if k >= COMPAT_KEEP {
+                    let (v, f) = (view.compat.unwrap(), full.compat.unwrap());
+                    assert!(
+                        (v.kl_at_k - f.kl_at_k).abs() < 1e-9 && v.top_rank_at_k == f.top_rank_at_k
+                    );
+                }
+            }
+            // A view of the whole vocabulary is the full computation.
+            let whole = compare_top_k(
+                &TopKRow::from_full(&a, token, 200),
+                &TopKRow::from_full(&b, token, 200),
+                token,
+                10,
+                th,
+            );
+            for (v, f) in [
+                (whole.kl_aligned_base, full.kl_aligned_base),
+                (whole.kl_base_aligned, full.kl_base_aligned),
+                (whole.js, full.js),
+                (whole.base_entropy, full.base_entropy),
+            ] {
+                let (v, f) = (v.unwrap(), f.unwrap());
+                assert!((v - f).abs() <= 1e-5 * f.max(1e-3), "{v} vs {f}");
+            }
+        }
     }
 }

@@ -1,13 +1,16 @@
-//! One TDS analysis: for each record, the aligned side's answer (from the data
-//! set or generated), then one paired pass scoring it under both sides.
+//! One record of a study: the aligned side's answer (from the data set or
+//! generated), then one paired pass scoring it under both sides.
 
-use aligntds_engine::score::{score_pair, Side};
-use aligntds_engine::{GenerateOptions, LanguageModel, StopReason};
+use aligntds_engine::{GenerateOptions, StopReason};
+use aligntds_formats::examples::ExampleLine;
+use aligntds_formats::positions::{PositionRecord, TopToken};
 use rayon::prelude::*;
 
-use crate::context::{Context, ContextError};
+use crate::backend::{BackendError, Rows, Side};
+use crate::context::{render, ContextError};
 use crate::dataset::Record;
-use crate::metrics::{compare, Category, PositionMetrics, Thresholds};
+use crate::metrics::{compare, compare_top_k, Category, PositionMetrics, TopKRow};
+use crate::settings::{ResponseSource, RunSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -15,90 +18,30 @@ pub enum RunError {
     Context(#[from] ContextError),
     #[error(transparent)]
     Engine(#[from] aligntds_engine::EngineError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("the aligned and base models cannot be compared: {0}")]
     Incompatible(String),
     #[error("record {id}: {message}")]
     Record { id: String, message: String },
+    #[error("record {id}: answers come only from the data set, but the record has no answer (output or output_ids)")]
+    NoAnswer { id: String },
+    /// A record that cannot be analyzed (an error only under `strict`).
+    #[error("record {id} cannot be analyzed ({reason}): {detail}")]
+    Unanalyzable {
+        id: String,
+        reason: &'static str,
+        detail: String,
+    },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResponseSource {
-    /// The data set's answer where the record has one, else generate.
-    Auto,
-    Dataset,
-    Generate,
-}
-
-impl ResponseSource {
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "auto" => Self::Auto,
-            "dataset" => Self::Dataset,
-            "generate" => Self::Generate,
-            _ => return None,
-        })
-    }
-}
-
-/// Settings that change results (all of them go into the manifest).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunSettings {
-    pub aligned_context: Context,
-    pub base_context: Context,
-    pub response: ResponseSource,
-    pub max_new_tokens: usize,
-    pub stops: Vec<String>,
-    pub top_k: usize,
-    pub thresholds: Thresholds,
-}
-
-/// One scored answer position.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct PositionRow {
-    pub position: u32,
-    pub token_id: u32,
-    /// The decoded text of this one token (lossy inside a multi-byte character).
-    pub token: String,
-    /// The vocabulary entry.
-    pub token_piece: String,
-    /// This token's share of the decoded answer: in position order the shares
-    /// concatenate to `answer` exactly (leading spaces and newlines included).
-    #[serde(default)]
-    pub text: String,
-    pub metrics: PositionMetrics,
-    /// Decoded texts of `metrics.aligned_top_ids` and `metrics.base_top_ids`.
-    pub aligned_top_tokens: Vec<String>,
-    pub base_top_tokens: Vec<String>,
-}
-
+/// A finished record: its examples.jsonl line and its positions.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExampleResult {
-    pub id: String,
-    pub query: String,
-    pub aligned_context: String,
-    pub base_context: String,
-    pub answer: String,
-    pub answer_ids: Vec<u32>,
-    /// `dataset` or `generate`.
-    pub source: String,
-    pub stop_reason: String,
-    /// A trailing end-of-turn marker that the aligned tokenizer does not know was replaced by its eos.
-    pub eos_replaced: bool,
-    /// Seconds the aligned side spent generating the answer (0 for data set answers).
+    #[serde(flatten)]
+    pub example: ExampleLine,
     #[serde(default)]
-    pub generation_seconds: f64,
-    /// Seconds each side spent scoring (forward pass and log-softmax).
-    #[serde(default)]
-    pub aligned_scoring_seconds: f64,
-    #[serde(default)]
-    pub base_scoring_seconds: f64,
-    pub unshifted: u32,
-    pub marginal: u32,
-    pub shifted: u32,
-    /// Not in examples.jsonl (the positions are in the Parquet file), but kept in journal parts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub positions: Vec<PositionRow>,
+    pub positions: Vec<PositionRecord>,
 }
 
 /// End-of-turn markers that data sets write as text.
@@ -112,33 +55,25 @@ const END_MARKERS: &[&str] = &[
     "<|end|>",
 ];
 
-/// Refuses a pair whose tokenizers or logits widths differ, naming the first differing token.
-pub fn check_compatible(aligned: &LanguageModel, base: &LanguageModel) -> Result<(), RunError> {
-    let (wa, wb) = (aligned.decoder.logits_width(), base.decoder.logits_width());
-    if wa != wb {
+/// Refuses a pair whose vocabularies or logits widths differ, naming the first differing token.
+pub fn check_compatible(aligned: &Side, base: &Side) -> Result<(), RunError> {
+    if let Some(d) = aligned
+        .text
+        .tokenizer
+        .first_vocabulary_difference(&base.text.tokenizer)
+    {
+        let id = |v: Option<u32>| v.map_or("absent".to_string(), |i| format!("id {i}"));
         return Err(RunError::Incompatible(format!(
-            "logits widths differ: aligned {wa}, base {wb}"
+            "token {:?} is {} for the aligned model but {} for the base model; TDS needs one shared vocabulary",
+            d.token,
+            id(d.id),
+            id(d.other_id)
         )));
     }
-    let (va, vb) = (
-        aligned.tokenizer.inner().get_vocab(true),
-        base.tokenizer.inner().get_vocab(true),
-    );
-    let mut tokens: Vec<(&String, &u32)> = va.iter().collect();
-    tokens.sort_by_key(|(_, id)| **id);
-    for (token, id) in tokens {
-        if vb.get(token) != Some(id) {
-            return Err(RunError::Incompatible(format!(
-                "token {token:?} is id {id} for the aligned model but {:?} for the base model; TDS needs one shared vocabulary",
-                vb.get(token)
-            )));
-        }
-    }
-    if va.len() != vb.len() {
+    let (wa, wb) = (aligned.backend.logits_width(), base.backend.logits_width());
+    if wa != wb {
         return Err(RunError::Incompatible(format!(
-            "vocabulary sizes differ: aligned {}, base {}",
-            va.len(),
-            vb.len()
+            "logits widths differ: aligned {wa}, base {wb} (the vocabularies agree, the lm-heads are padded differently)"
         )));
     }
     Ok(())
@@ -146,17 +81,14 @@ pub fn check_compatible(aligned: &LanguageModel, base: &LanguageModel) -> Result
 
 /// The aligned answer's token ids from the data set: `output_ids`, else the
 /// text tokenized on its own without BOS (special tokens parsed).
-fn dataset_answer(
-    aligned: &LanguageModel,
-    record: &Record,
-) -> Result<Option<(Vec<u32>, bool)>, RunError> {
+fn dataset_answer(aligned: &Side, record: &Record) -> Result<Option<(Vec<u32>, bool)>, RunError> {
     if let Some(ids) = &record.output_ids {
         return Ok(Some((ids.clone(), false)));
     }
     let Some(text) = &record.output else {
         return Ok(None);
     };
-    let tok = &aligned.tokenizer;
+    let tok = &aligned.text.tokenizer;
     let trimmed = text.trim_end();
     let marker = END_MARKERS
         .iter()
@@ -167,7 +99,7 @@ fn dataset_answer(
     };
     let mut ids = tok.encode_plain(text)?;
     if replaced {
-        let eos = aligned.eos_token_ids.first().copied().ok_or_else(|| RunError::Record {
+        let eos = aligned.text.eos_token_ids.first().copied().ok_or_else(|| RunError::Record {
             id: record.id.clone(),
             message: "the answer ends with an end-of-turn marker but the aligned model has no eos token".into(),
         })?;
@@ -179,50 +111,44 @@ fn dataset_answer(
 /// Drops a closing ``` fence (and the whitespace around it) at the end of a
 /// generated answer, as whole tokens: a token that also holds text before the
 /// fence is kept.
-fn trim_closing_fence(aligned: &LanguageModel, ids: &mut Vec<u32>) -> Result<(), RunError> {
-    let text = aligned.tokenizer.decode(ids, false)?;
+fn trim_closing_fence(
+    tok: &aligntds_engine::tokenizer::TextTokenizer,
+    ids: &mut Vec<u32>,
+) -> Result<(), RunError> {
+    let text = tok.decode(ids, false)?;
     let body = text.trim_end();
     if !body.ends_with("```") {
         return Ok(());
     }
     let keep = body[..body.len() - 3].trim_end().len();
-    while ids.len() > 1
-        && aligned
-            .tokenizer
-            .decode(&ids[..ids.len() - 1], false)?
-            .len()
-            >= keep
-    {
+    while ids.len() > 1 && tok.decode(&ids[..ids.len() - 1], false)?.len() >= keep {
         ids.pop();
     }
     Ok(())
 }
 
 fn generate_answer(
-    aligned: &LanguageModel,
+    aligned: &Side,
     prompt: &[u32],
     settings: &RunSettings,
 ) -> Result<(Vec<u32>, String), RunError> {
     let mut stops = settings.stops.clone();
     stops.extend(
-        settings
-            .aligned_context
-            .kind
-            .default_stops()
+        crate::context::default_stops(settings.aligned_context.kind)
             .iter()
             .map(|s| s.to_string()),
     );
     let options = GenerateOptions {
         max_new_tokens: settings.max_new_tokens,
         stop_strings: stops,
-        eos_token_ids: Vec::new(),
+        eos_token_ids: aligned.text.eos_token_ids.clone(),
     };
-    let out = aligned.generate(prompt, &options)?;
+    let out = aligned.backend.generate(prompt, &options)?;
     let mut ids = out.tokens;
     let reason = match out.stop_reason {
         StopReason::Eos => "eos".to_string(),
         StopReason::StopString(s) => {
-            trim_closing_fence(aligned, &mut ids)?;
+            trim_closing_fence(&aligned.text.tokenizer, &mut ids)?;
             format!("stop string {s:?}")
         }
         StopReason::MaxNewTokens => "max_new_tokens".to_string(),
@@ -231,17 +157,46 @@ fn generate_answer(
     Ok((ids, reason))
 }
 
-/// Analyzes one record.
+/// Why a record cannot be analyzed, if it cannot: checked before any scoring.
+fn unanalyzable(
+    answer: &[u32],
+    prompts: [(&str, usize, usize); 2],
+) -> Option<(&'static str, String)> {
+    if answer.is_empty() {
+        return Some(("empty_answer", "the answer has no tokens".into()));
+    }
+    for (side, prompt, limit) in prompts {
+        if prompt == 0 {
+            return Some((
+                "empty_context",
+                format!("the {side} context encodes to no tokens"),
+            ));
+        }
+        if prompt + answer.len() > limit {
+            return Some((
+                "context_overflow",
+                format!(
+                    "{side} context {prompt} + answer {} tokens exceed the {side} model's context of {limit} tokens",
+                    answer.len()
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Analyzes one record. A record that cannot be analyzed comes back with
+/// `skipped` set (or, with `settings.strict`, as an error).
 pub fn analyze_example(
-    aligned: &LanguageModel,
-    base: &LanguageModel,
+    aligned: &Side,
+    base: &Side,
     record: &Record,
     settings: &RunSettings,
 ) -> Result<ExampleResult, RunError> {
-    let aligned_context = settings.aligned_context.render(aligned, record)?;
-    let base_context = settings.base_context.render(base, record)?;
-    let aligned_prompt = aligned.tokenizer.encode(&aligned_context)?;
-    let base_prompt = base.tokenizer.encode(&base_context)?;
+    let aligned_context = render(&settings.aligned_context, &aligned.text, record)?;
+    let base_context = render(&settings.base_context, &base.text, record)?;
+    let aligned_prompt = aligned.text.tokenizer.encode(&aligned_context)?;
+    let base_prompt = base.text.tokenizer.encode(&base_context)?;
     let mut generation_seconds = 0.0;
     let from_dataset = match settings.response {
         ResponseSource::Generate => None,
@@ -250,11 +205,12 @@ pub fn analyze_example(
     let (answer_ids, source, stop_reason, eos_replaced) = match (from_dataset, settings.response) {
         (Some((ids, replaced)), _) => (ids, "dataset".to_string(), "dataset".to_string(), replaced),
         (None, ResponseSource::Dataset) => {
-            return Err(RunError::Record {
+            return Err(RunError::NoAnswer {
                 id: record.id.clone(),
-                message: "--response dataset, but the record has no answer (output or output_ids)"
-                    .into(),
             })
+        }
+        (None, _) if aligned_prompt.is_empty() => {
+            (Vec::new(), "generate".into(), String::new(), false)
         }
         (None, _) => {
             let clock = std::time::Instant::now();
@@ -263,7 +219,53 @@ pub fn analyze_example(
             (ids, "generate".to_string(), reason, false)
         }
     };
-    let tok = &aligned.tokenizer;
+    let tok = &aligned.text.tokenizer;
+    let mut example = ExampleLine {
+        id: record.id.clone(),
+        query: record.query.clone(),
+        aligned_context,
+        base_context,
+        answer: tok.decode(&answer_ids, false)?,
+        answer_ids,
+        source,
+        stop_reason,
+        eos_replaced,
+        generation_seconds,
+        aligned_scoring_seconds: 0.0,
+        base_scoring_seconds: 0.0,
+        unshifted: 0,
+        marginal: 0,
+        shifted: 0,
+        skipped: None,
+        skip_detail: None,
+        schema_version: aligntds_formats::SCHEMA_VERSION,
+    };
+    let answer_ids = example.answer_ids.clone();
+    if let Some((reason, detail)) = unanalyzable(
+        &answer_ids,
+        [
+            (
+                "aligned",
+                aligned_prompt.len(),
+                aligned.backend.context_length(),
+            ),
+            ("base", base_prompt.len(), base.backend.context_length()),
+        ],
+    ) {
+        if settings.strict {
+            return Err(RunError::Unanalyzable {
+                id: record.id.clone(),
+                reason,
+                detail,
+            });
+        }
+        example.skipped = Some(reason.to_string());
+        example.skip_detail = Some(detail);
+        return Ok(ExampleResult {
+            example,
+            positions: Vec::new(),
+        });
+    }
     let texts = answer_ids
         .iter()
         .map(|&id| tok.decode(&[id], false))
@@ -275,94 +277,191 @@ pub fn analyze_example(
         .collect();
     let a_tokens: Vec<u32> = aligned_prompt.iter().chain(&answer_ids).copied().collect();
     let b_tokens: Vec<u32> = base_prompt.iter().chain(&answer_ids).copied().collect();
-    let mut positions: Vec<PositionRow> = Vec::with_capacity(answer_ids.len());
     let (top_k, thresholds) = (settings.top_k, settings.thresholds);
-    let timings = score_pair(
-        Side {
-            decoder: &aligned.decoder,
-            tokens: &a_tokens,
-            answer_start: aligned_prompt.len(),
-        },
-        Side {
-            decoder: &base.decoder,
-            tokens: &b_tokens,
-            answer_start: base_prompt.len(),
-        },
-        None,
+    let mut positions: Vec<PositionRecord> = Vec::with_capacity(answer_ids.len());
+    let (a_seconds, b_seconds) = score_pair(
+        aligned,
+        base,
+        (&a_tokens, aligned_prompt.len()),
+        (&b_tokens, base_prompt.len()),
+        top_k,
         |first, rows_a, rows_b| {
-            let batch: Vec<PositionRow> = (0..rows_a.len())
+            let metrics = pair_metrics(&rows_a, &rows_b, &answer_ids[first..], top_k, thresholds);
+            let decode = |ids: &[u32], logprobs: &[f32]| -> Vec<TopToken> {
+                ids.iter()
+                    .zip(logprobs)
+                    .map(|(&id, &logprob)| TopToken {
+                        id,
+                        text: tok.decode(&[id], false).unwrap_or_default(),
+                        logprob,
+                    })
+                    .collect()
+            };
+            let batch: Vec<PositionRecord> = metrics
                 .into_par_iter()
-                .map(|i| {
+                .enumerate()
+                .map(|(i, m)| {
                     let t = first + i;
-                    let metrics = compare(
-                        rows_a.row(i),
-                        rows_b.row(i),
+                    record_of(
+                        t,
                         answer_ids[t],
-                        top_k,
-                        thresholds,
-                    );
-                    let decode = |ids: &[u32]| {
-                        ids.iter()
-                            .map(|&id| tok.decode(&[id], false).unwrap_or_default())
-                            .collect()
-                    };
-                    PositionRow {
-                        position: t as u32,
-                        token_id: answer_ids[t],
-                        token: texts[t].clone(),
-                        token_piece: pieces[t].clone(),
-                        text: shares[t].clone(),
-                        aligned_top_tokens: decode(&metrics.aligned_top_ids),
-                        base_top_tokens: decode(&metrics.base_top_ids),
-                        metrics,
-                    }
+                        [&texts[t], &pieces[t], &shares[t]],
+                        decode(&m.aligned_top_ids, &m.aligned_top_logprobs),
+                        decode(&m.base_top_ids, &m.base_top_logprobs),
+                        m,
+                    )
                 })
                 .collect();
             positions.extend(batch);
             Ok(())
         },
     )?;
-    let count = |c: Category| positions.iter().filter(|p| p.metrics.category == c).count() as u32;
-    Ok(ExampleResult {
-        id: record.id.clone(),
-        query: record.query.clone(),
-        answer: tok.decode(&answer_ids, false)?,
-        unshifted: count(Category::Unshifted),
-        marginal: count(Category::Marginal),
-        shifted: count(Category::Shifted),
-        aligned_context,
-        base_context,
-        answer_ids,
-        source,
-        stop_reason,
-        eos_replaced,
-        generation_seconds,
-        aligned_scoring_seconds: timings.a_seconds,
-        base_scoring_seconds: timings.b_seconds,
-        positions,
-    })
+    let count = |c: Category| positions.iter().filter(|p| p.category == c).count() as u32;
+    example.unshifted = count(Category::Unshifted);
+    example.marginal = count(Category::Marginal);
+    example.shifted = count(Category::Shifted);
+    example.aligned_scoring_seconds = a_seconds;
+    example.base_scoring_seconds = b_seconds;
+    Ok(ExampleResult { example, positions })
+}
+
+pub(crate) fn record_of(
+    position: usize,
+    token_id: u32,
+    [token, piece, share]: [&String; 3],
+    aligned_top: Vec<TopToken>,
+    base_top: Vec<TopToken>,
+    m: PositionMetrics,
+) -> PositionRecord {
+    PositionRecord {
+        position: position as u32,
+        token_id,
+        token: token.clone(),
+        token_piece: piece.clone(),
+        text: share.clone(),
+        aligned_logprob: m.aligned_logprob,
+        aligned_rank: m.aligned_rank,
+        base_logprob: m.base_logprob,
+        base_rank: m.base_rank,
+        category: m.category,
+        kl_aligned_base: m.kl_aligned_base,
+        kl_base_aligned: m.kl_base_aligned,
+        js: m.js,
+        aligned_entropy: m.aligned_entropy,
+        base_entropy: m.base_entropy,
+        log_ratio: m.log_ratio,
+        top1_agree: m.top1_agree,
+        aligned_top1_base_rank: m.aligned_top1_base_rank,
+        aligned_top,
+        base_top,
+        orig_kl_at_k: m.compat.map(|c| c.kl_at_k),
+        orig_jaccard_at_k: m.compat.map(|c| c.jaccard_at_k),
+        orig_ws_at_k: m.compat.map(|c| c.ws_at_k),
+        orig_top_rank_at_k: m.compat.map(|c| c.top_rank_at_k),
+        full_vocabulary: m.full_vocabulary,
+    }
+}
+
+/// Metrics for a chunk of positions from whatever rows the two backends gave.
+fn pair_metrics(
+    a: &Rows<'_>,
+    b: &Rows<'_>,
+    tokens: &[u32],
+    top_k: usize,
+    thresholds: crate::metrics::Thresholds,
+) -> Vec<PositionMetrics> {
+    let view = |rows: &Rows<'_>, i: usize, token: u32| -> TopKRow {
+        match rows {
+            Rows::Full { width, data } => TopKRow::from_full(
+                &data[i * width..(i + 1) * width],
+                token,
+                top_k.max(crate::metrics::COMPAT_KEEP),
+            ),
+            Rows::TopK(rows) => rows[i].clone(),
+        }
+    };
+    (0..a.len())
+        .into_par_iter()
+        .map(|i| match (a, b) {
+            (
+                Rows::Full {
+                    width: wa,
+                    data: da,
+                },
+                Rows::Full {
+                    width: wb,
+                    data: db,
+                },
+            ) => compare(
+                &da[i * wa..(i + 1) * wa],
+                &db[i * wb..(i + 1) * wb],
+                tokens[i],
+                top_k,
+                thresholds,
+            ),
+            _ => compare_top_k(
+                &view(a, i, tokens[i]),
+                &view(b, i, tokens[i]),
+                tokens[i],
+                top_k,
+                thresholds,
+            ),
+        })
+        .collect()
+}
+
+/// Scores the same answer under both sides in lockstep, a chunk of positions
+/// at a time; returns each side's seconds (forward pass and rows).
+fn score_pair(
+    a: &Side,
+    b: &Side,
+    (a_tokens, a_start): (&[u32], usize),
+    (b_tokens, b_start): (&[u32], usize),
+    top_k: usize,
+    mut sink: impl FnMut(usize, Rows<'_>, Rows<'_>) -> Result<(), RunError>,
+) -> Result<(f64, f64), RunError> {
+    let (mut a_seconds, mut b_seconds) = (0.0, 0.0);
+    let clock = std::time::Instant::now();
+    let mut scored_a = a.backend.prepare(a_tokens, a_start, top_k)?;
+    a_seconds += clock.elapsed().as_secs_f64();
+    let clock = std::time::Instant::now();
+    let mut scored_b = b.backend.prepare(b_tokens, b_start, top_k)?;
+    b_seconds += clock.elapsed().as_secs_f64();
+    let answer = scored_a.answer_len();
+    let chunk = a.backend.chunk_rows().min(b.backend.chunk_rows()).max(1);
+    let mut i = 0;
+    while i < answer {
+        let n = chunk.min(answer - i);
+        let clock = std::time::Instant::now();
+        let rows_a = scored_a.rows(i, n)?;
+        a_seconds += clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        let rows_b = scored_b.rows(i, n)?;
+        b_seconds += clock.elapsed().as_secs_f64();
+        sink(i, rows_a, rows_b)?;
+        i += n;
+    }
+    Ok((a_seconds, b_seconds))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> LanguageModel {
+    fn fixture(name: &str) -> aligntds_engine::LanguageModel {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures")
             .join(name);
-        LanguageModel::load(dir.to_str().unwrap(), &Default::default()).unwrap()
+        aligntds_engine::LanguageModel::load(dir.to_str().unwrap(), &Default::default()).unwrap()
     }
 
     #[test]
     fn a_closing_fence_before_the_stop_is_trimmed_as_whole_tokens() {
         let model = fixture("qwen2");
-        let mut ids = model
-            .tokenizer
-            .encode_plain("Paris is the capital.\n```\n\n")
-            .unwrap();
-        trim_closing_fence(&model, &mut ids).unwrap();
-        let trimmed = model.tokenizer.decode(&ids, false).unwrap();
+        let tok = &model.tokenizer;
+        let mut ids = tok.encode_plain("Paris is the capital.\n```\n\n").unwrap();
+        trim_closing_fence(tok, &mut ids).unwrap();
+        let trimmed = tok.decode(&ids, false).unwrap();
         assert!(
             trimmed.starts_with("Paris is the capital.") && !trimmed.contains('`'),
             "{trimmed:?}"
@@ -370,8 +469,26 @@ mod tests {
         assert!(trimmed.trim_end() == "Paris is the capital.", "{trimmed:?}");
         // Code inside the answer stays: only a fence at the very end goes.
         let text = "Use `x`:\n```python\nprint(1)\n```\nDone.";
-        let mut ids = model.tokenizer.encode_plain(text).unwrap();
-        trim_closing_fence(&model, &mut ids).unwrap();
-        assert_eq!(model.tokenizer.decode(&ids, false).unwrap(), text);
+        let mut ids = tok.encode_plain(text).unwrap();
+        trim_closing_fence(tok, &mut ids).unwrap();
+        assert_eq!(tok.decode(&ids, false).unwrap(), text);
+    }
+
+    #[test]
+    fn unanalyzable_records_are_named_with_their_numbers() {
+        assert_eq!(
+            unanalyzable(&[], [("aligned", 3, 10), ("base", 3, 10)])
+                .unwrap()
+                .0,
+            "empty_answer"
+        );
+        let (reason, detail) =
+            unanalyzable(&[1; 8], [("aligned", 3, 10), ("base", 2, 10)]).unwrap();
+        assert_eq!(reason, "context_overflow");
+        assert!(
+            detail.contains("aligned context 3 + answer 8") && detail.contains("10"),
+            "{detail}"
+        );
+        assert!(unanalyzable(&[1; 7], [("aligned", 3, 10), ("base", 3, 10)]).is_none());
     }
 }

@@ -1,13 +1,6 @@
 //! Aggregate statistics: mean with standard error and llama.cpp-style percentiles.
 
-/// Mean, standard deviation, standard error of the mean, and count.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct MeanStats {
-    pub mean: f64,
-    pub std: f64,
-    pub se: f64,
-    pub count: u64,
-}
+pub use aligntds_formats::summary::MeanStats;
 
 /// Streaming mean and variance (Welford), so long runs need no stored values.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,21 +36,6 @@ impl Running {
         }
     }
 }
-
-/// The percentiles llama.cpp's KL-divergence report prints.
-pub const PERCENTILES: &[(&str, f64)] = &[
-    ("max", 100.0),
-    ("99.9", 99.9),
-    ("99", 99.0),
-    ("95", 95.0),
-    ("90", 90.0),
-    ("median", 50.0),
-    ("10", 10.0),
-    ("5", 5.0),
-    ("1", 1.0),
-    ("0.1", 0.1),
-    ("min", 0.0),
-];
 
 /// Percentile by linear interpolation between closest ranks (numpy's default).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -9,8 +9,16 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::metrics::{compare, Thresholds};
-use crate::output::{write_run, OutputError};
-use crate::run::{ExampleResult, PositionRow};
+use aligntds_formats::examples::ExampleLine;
+use aligntds_formats::positions::TopToken;
+use aligntds_formats::summary::{
+    Context, ContextKind, Manifest, ModelIdentity, RecordedSettings, ResponseSource, RunIdentity,
+    Summary,
+};
+use aligntds_formats::FormatError;
+
+use crate::output::write_run;
+use crate::run::{record_of, ExampleResult};
 
 /// Token texts of the synthetic vocabulary; the first ones are the cases every
 /// viewer must escape.
@@ -108,42 +116,55 @@ pub fn example(index: usize, tokens: usize, top_k: usize) -> ExampleResult {
         log_softmax(&mut aligned);
         let token = sample(&aligned, &mut rng);
         let metrics = compare(&aligned, &base, token, top_k, Thresholds::default());
-        let text = |ids: &[u32]| ids.iter().map(|&i| vocab[i as usize].clone()).collect();
+        let tops = |ids: &[u32], logprobs: &[f32]| -> Vec<TopToken> {
+            ids.iter()
+                .zip(logprobs)
+                .map(|(&id, &logprob)| TopToken {
+                    id,
+                    text: vocab[id as usize].clone(),
+                    logprob,
+                })
+                .collect()
+        };
         answer.push_str(&vocab[token as usize]);
         answer_ids.push(token);
-        positions.push(PositionRow {
-            position: t as u32,
-            token_id: token,
-            token: vocab[token as usize].clone(),
-            token_piece: vocab[token as usize].replace(' ', "\u{2581}"),
-            text: vocab[token as usize].clone(),
-            aligned_top_tokens: text(&metrics.aligned_top_ids),
-            base_top_tokens: text(&metrics.base_top_ids),
+        let text = vocab[token as usize].clone();
+        positions.push(record_of(
+            t,
+            token,
+            [&text, &text.replace(' ', "\u{2581}"), &text],
+            tops(&metrics.aligned_top_ids, &metrics.aligned_top_logprobs),
+            tops(&metrics.base_top_ids, &metrics.base_top_logprobs),
             metrics,
-        });
+        ));
     }
     let count = |c: &str| {
         positions
             .iter()
-            .filter(|p| p.metrics.category.as_str() == c)
+            .filter(|p| p.category.as_str() == c)
             .count() as u32
     };
     ExampleResult {
-        id: format!("syn-{index:05}"),
-        aligned_context: format!("<|user|>\n{query}\n<|assistant|>\n"),
-        base_context: format!("# Query:\n{query}\n\n# Answer:\n"),
-        query,
-        unshifted: count("unshifted"),
-        marginal: count("marginal"),
-        shifted: count("shifted"),
-        answer,
-        answer_ids,
-        source: "dataset".into(),
-        stop_reason: "dataset".into(),
-        eos_replaced: false,
-        generation_seconds: 0.0,
-        aligned_scoring_seconds: 0.0,
-        base_scoring_seconds: 0.0,
+        example: ExampleLine {
+            id: format!("syn-{index:05}"),
+            aligned_context: format!("<|user|>\n{query}\n<|assistant|>\n"),
+            base_context: format!("# Query:\n{query}\n\n# Answer:\n"),
+            query,
+            unshifted: count("unshifted"),
+            marginal: count("marginal"),
+            shifted: count("shifted"),
+            answer,
+            answer_ids,
+            source: "dataset".into(),
+            stop_reason: "dataset".into(),
+            eos_replaced: false,
+            generation_seconds: 0.0,
+            aligned_scoring_seconds: 0.0,
+            base_scoring_seconds: 0.0,
+            skipped: None,
+            skip_detail: None,
+            schema_version: aligntds_formats::SCHEMA_VERSION,
+        },
         positions,
     }
 }
@@ -154,29 +175,46 @@ pub fn write_synthetic_run(
     dir: &Path,
     examples: usize,
     tokens: usize,
-) -> Result<serde_json::Value, OutputError> {
+) -> Result<Summary, FormatError> {
     let results: Vec<ExampleResult> = (0..examples)
         .into_par_iter()
         .map(|i| example(i, tokens, 10))
         .collect();
-    let side =
-        |name: &str| serde_json::json!({"reference": format!("synthetic/{name}"), "bytes": 0});
-    let manifest = serde_json::json!({
-        "tool": format!("aligntds {} (synthetic run)", env!("CARGO_PKG_VERSION")),
-        "aligned": side("aligned"),
-        "base": side("base"),
-        "aligned_weights": "synthetic",
-        "base_weights": "synthetic",
-        "device": "none",
-        "settings": {
-            "aligned_context": {"kind": "chat"},
-            "base_context": {"kind": "template"},
-            "response": "dataset",
-            "top_k": 10,
-            "thresholds": {"unshifted_max": 1, "marginal_max": 3},
+    let side = |name: &str| ModelIdentity {
+        reference: format!("synthetic/{name}"),
+        kind: None,
+        commit: None,
+        files: Vec::new(),
+    };
+    let manifest = Manifest {
+        identity: RunIdentity {
+            tool: format!("aligntds {} (synthetic run)", env!("CARGO_PKG_VERSION")),
+            aligned: side("aligned"),
+            base: side("base"),
+            aligned_weights: "synthetic".into(),
+            base_weights: "synthetic".into(),
+            device: "none".into(),
+            aligned_chat_template: None,
+            base_chat_template: None,
+            settings: RecordedSettings {
+                aligned_context: Context::of(ContextKind::Chat),
+                base_context: Context::of(ContextKind::Template),
+                response: ResponseSource::Dataset,
+                max_new_tokens: 0,
+                stops: Vec::new(),
+                top_k: 10,
+                thresholds: Default::default(),
+            },
+            data: Some(format!("synthetic: {examples} examples x {tokens} tokens")),
+            data_sha256: None,
+            query: None,
+            limit: None,
         },
-        "data": format!("synthetic: {examples} examples x {tokens} tokens"),
-    });
+        shard: None,
+        fingerprint: "synthetic".into(),
+        timings: None,
+        merged_from: None,
+    };
     write_run(dir, &results, manifest, 200)
 }
 
@@ -188,12 +226,15 @@ mod tests {
     fn examples_are_reproducible_and_shift_early() {
         let a = example(3, 200, 10);
         let b = example(3, 200, 10);
-        assert_eq!(a.answer_ids, b.answer_ids);
+        assert_eq!(a.example.answer_ids, b.example.answer_ids);
         assert_eq!(a.positions.len(), 200);
-        assert_eq!(a.unshifted + a.marginal + a.shifted, 200);
+        assert_eq!(
+            a.example.unshifted + a.example.marginal + a.example.shifted,
+            200
+        );
         let mean_kl = |r: std::ops::Range<usize>| {
             let n = r.len() as f64;
-            r.map(|i| a.positions[i].metrics.kl_aligned_base)
+            r.map(|i| a.positions[i].kl_aligned_base.unwrap())
                 .sum::<f64>()
                 / n
         };
@@ -201,9 +242,6 @@ mod tests {
         // The top-10 texts match the ids through the vocabulary.
         let vocab = vocabulary();
         let p = &a.positions[7];
-        assert_eq!(
-            p.base_top_tokens[0],
-            vocab[p.metrics.base_top_ids[0] as usize]
-        );
+        assert_eq!(p.base_top[0].text, vocab[p.base_top[0].id as usize]);
     }
 }

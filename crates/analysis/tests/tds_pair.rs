@@ -3,22 +3,26 @@
 
 use std::path::PathBuf;
 
+use aligntds_analysis::backend::Side;
 use aligntds_analysis::context::{Context, ContextKind};
 use aligntds_analysis::dataset::Record;
 use aligntds_analysis::metrics::Thresholds;
-use aligntds_analysis::run::{analyze_example, check_compatible, ResponseSource, RunSettings};
+use aligntds_analysis::run::{analyze_example, check_compatible};
+use aligntds_analysis::settings::{ResponseSource, RunSettings};
 use aligntds_engine::{LanguageModel, LoadOptions};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
-fn load(name: &str) -> LanguageModel {
-    LanguageModel::load(
-        fixtures().join(name).to_str().unwrap(),
-        &LoadOptions::default(),
-    )
-    .unwrap()
+fn load(name: &str) -> Side {
+    Side::local(std::sync::Arc::new(
+        LanguageModel::load(
+            fixtures().join(name).to_str().unwrap(),
+            &LoadOptions::default(),
+        )
+        .unwrap(),
+    ))
 }
 
 fn ctx(kind: ContextKind) -> Context {
@@ -45,6 +49,7 @@ fn tds_of_the_fixture_pair_matches_torch() {
         stops: vec![],
         top_k: 5,
         thresholds: Thresholds::default(),
+        strict: false,
     };
     let as_ids = |v: &serde_json::Value| {
         v.as_array()
@@ -64,20 +69,27 @@ fn tds_of_the_fixture_pair_matches_torch() {
         };
         let result = analyze_example(&aligned, &base, &record, &settings).unwrap();
         assert_eq!(
-            aligned.tokenizer.encode(&result.aligned_context).unwrap(),
+            aligned
+                .text
+                .tokenizer
+                .encode(&result.example.aligned_context)
+                .unwrap(),
             as_ids(&r["aligned_context_ids"]),
             "aligned context"
         );
         assert_eq!(
-            base.tokenizer.encode(&result.base_context).unwrap(),
+            base.text
+                .tokenizer
+                .encode(&result.example.base_context)
+                .unwrap(),
             as_ids(&r["base_context_ids"]),
             "base context"
         );
-        assert_eq!(result.source, "dataset");
+        assert_eq!(result.example.source, "dataset");
         let positions = r["positions"].as_array().unwrap();
         assert_eq!(result.positions.len(), positions.len());
         for (ours, g) in result.positions.iter().zip(positions) {
-            let m = &ours.metrics;
+            let m = ours;
             assert_eq!(ours.token_id as u64, g["token_id"].as_u64().unwrap());
             assert_eq!(
                 m.base_rank as u64,
@@ -88,9 +100,9 @@ fn tds_of_the_fixture_pair_matches_torch() {
             assert_eq!(m.aligned_rank as u64, g["aligned_rank"].as_u64().unwrap());
             assert_eq!(m.category.as_str(), g["category"].as_str().unwrap());
             for (name, value) in [
-                ("kl_aligned_base", m.kl_aligned_base),
-                ("kl_base_aligned", m.kl_base_aligned),
-                ("js", m.js),
+                ("kl_aligned_base", m.kl_aligned_base.unwrap()),
+                ("kl_base_aligned", m.kl_base_aligned.unwrap()),
+                ("js", m.js.unwrap()),
             ] {
                 let want = g[name].as_f64().unwrap();
                 assert!(
@@ -105,11 +117,11 @@ fn tds_of_the_fixture_pair_matches_torch() {
             );
             checked += 1;
         }
-        let total = result.unshifted + result.marginal + result.shifted;
+        let total = result.example.unshifted + result.example.marginal + result.example.shifted;
         assert_eq!(total as usize, positions.len());
         // The per-token texts the report shows add up to the decoded answer.
         let joined: String = result.positions.iter().map(|p| p.text.as_str()).collect();
-        assert_eq!(joined, result.answer);
+        assert_eq!(joined, result.example.answer);
     }
     assert!(checked > 40);
 }
@@ -119,8 +131,11 @@ fn mismatched_vocabularies_are_refused() {
     let err = check_compatible(&load("llama3"), &load("qwen2"))
         .unwrap_err()
         .to_string();
+    // The message names the first token the vocabularies disagree on, with both ids.
     assert!(
-        err.contains("logits widths differ") || err.contains("token"),
+        err.contains("token \"")
+            && err.contains("for the aligned model but")
+            && !err.contains("Some("),
         "{err}"
     );
     let err = check_compatible(&load("llama2"), &load("gemma3"));
@@ -138,6 +153,7 @@ fn dataset_answers_replace_unknown_end_markers_with_eos() {
         stops: vec![],
         top_k: 3,
         thresholds: Thresholds::default(),
+        strict: false,
     };
     let record = Record {
         id: "x".into(),
@@ -147,18 +163,21 @@ fn dataset_answers_replace_unknown_end_markers_with_eos() {
         output_ids: None,
     };
     let result = analyze_example(&qwen, &qwen, &record, &settings).unwrap();
-    assert!(result.eos_replaced);
-    assert_eq!(*result.answer_ids.last().unwrap(), qwen.eos_token_ids[0]);
-    assert!(!result.answer.contains("</s>"));
+    assert!(result.example.eos_replaced);
+    assert_eq!(
+        *result.example.answer_ids.last().unwrap(),
+        qwen.text.eos_token_ids[0]
+    );
+    assert!(!result.example.answer.contains("</s>"));
     // Same model and a known special token: kept as that token, not replaced.
     let record = Record {
         output: Some("Hello there!<|im_end|>".into()),
         ..record
     };
     let result = analyze_example(&qwen, &qwen, &record, &settings).unwrap();
-    assert!(!result.eos_replaced);
+    assert!(!result.example.eos_replaced);
     assert_eq!(
-        *result.answer_ids.last().unwrap(),
-        qwen.tokenizer.token_to_id("<|im_end|>").unwrap()
+        *result.example.answer_ids.last().unwrap(),
+        qwen.text.tokenizer.token_to_id("<|im_end|>").unwrap()
     );
 }

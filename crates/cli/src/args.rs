@@ -1,6 +1,6 @@
 //! Command-line arguments. Names here are the user-facing contract.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,10 +57,10 @@ pub struct BenchArgs {
 /// Options every command that loads a model accepts.
 #[derive(Debug, Args, Clone)]
 pub struct RuntimeOptions {
-    /// Weight precision: auto, f32, bf16, f16, or q (keep GGUF weights quantized). auto: f32, or for
-    /// GGUF files f32 when the models fit comfortably in memory, else bf16, else q.
-    #[arg(long, default_value = "auto")]
-    pub dtype: String,
+    /// Weight precision. auto: f32, or for GGUF files f32 when the models fit
+    /// comfortably in memory, else bf16, else q (GGUF weights kept quantized).
+    #[arg(long, value_enum, default_value_t = DtypeArg::Auto)]
+    pub dtype: DtypeArg,
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -123,7 +123,8 @@ pub struct AnalyzeArgs {
     /// The base model; may be the same as --aligned (then only the contexts differ).
     #[arg(long)]
     pub base: String,
-    /// Queries: AlignTDS/URIAL JSON, JSONL, AlpacaEval JSON, or a text file with one query per line.
+    /// Queries: .json (AlignTDS/URIAL, AlpacaEval; a list or {"data"|"instances"|"records": [...]}),
+    /// .jsonl/.ndjson, .parquet (Hugging Face datasets), .csv with a header, or .txt (one query per line).
     #[arg(long, required_unless_present = "query", conflicts_with = "query")]
     pub data: Option<std::path::PathBuf>,
     /// A single query instead of --data.
@@ -132,12 +133,12 @@ pub struct AnalyzeArgs {
     /// Output directory.
     #[arg(long)]
     pub out: std::path::PathBuf,
-    /// Prompt format of the aligned side: chat, input, template, plain, urial or custom.
-    #[arg(long, default_value = "chat")]
-    pub aligned_context: String,
-    /// Prompt format of the base side: chat, input, template, plain, urial or custom.
-    #[arg(long, default_value = "template")]
-    pub base_context: String,
+    /// Prompt format of the aligned side.
+    #[arg(long, value_enum, default_value_t = ContextArg::Chat)]
+    pub aligned_context: ContextArg,
+    /// Prompt format of the base side.
+    #[arg(long, value_enum, default_value_t = ContextArg::Template)]
+    pub base_context: ContextArg,
     #[arg(long, value_name = "NAME|FILE")]
     pub aligned_chat_template: Option<String>,
     #[arg(long, value_name = "NAME|FILE")]
@@ -156,8 +157,8 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub base_template: Option<String>,
     /// Where answers come from: auto (the data set's where present, else generated), dataset, generate.
-    #[arg(long, default_value = "auto")]
-    pub response: String,
+    #[arg(long, value_enum, default_value_t = ResponseArg::Auto)]
+    pub response: ResponseArg,
     #[arg(long, default_value_t = 512)]
     pub max_new_tokens: usize,
     /// Stop generation before this string (repeatable).
@@ -182,6 +183,10 @@ pub struct AnalyzeArgs {
     /// Process the deterministic subset i of n (records whose index modulo n is i); combine with `aligntds merge`.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<String>,
+    /// A record that cannot be analyzed (context + answer over the model's context, an empty
+    /// answer) is an error instead of being skipped and counted.
+    #[arg(long)]
+    pub strict: bool,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -218,4 +223,37 @@ pub struct ReportArgs {
     /// Where the report goes.
     #[arg(long)]
     pub out: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    Auto,
+    F32,
+    Bf16,
+    F16,
+    /// Keep GGUF weights quantized.
+    Q,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ContextArg {
+    /// The model's chat template with the query as the user message.
+    Chat,
+    /// The record's pre-rendered `input` field.
+    Input,
+    /// The study's zero-shot template.
+    Template,
+    /// The query and a newline.
+    Plain,
+    /// A URIAL in-context alignment prefix, then the zero-shot template.
+    Urial,
+    /// --aligned-template / --base-template with {query}.
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResponseArg {
+    Auto,
+    Dataset,
+    Generate,
 }

@@ -2,11 +2,15 @@
 
 use std::io::Write;
 
+use aligntds_analysis::settings::DeviceChoice;
 use aligntds_engine::config::{LayerAttention, RopeScaling};
-use aligntds_engine::{template, GenerateOptions, LanguageModel, LoadOptions, StopReason};
+use aligntds_engine::{
+    template, DType, DTypeChoice, EngineError, GenerateOptions, LanguageModel, LoadOptions,
+    StopReason,
+};
 use anyhow::{Context, Result};
 
-use crate::args::{BenchArgs, Command, GenerateArgs, InspectArgs, ModelOptions, RuntimeOptions};
+use crate::args::{BenchArgs, Command, DtypeArg, GenerateArgs, InspectArgs, ModelOptions};
 
 pub fn run(command: Command) -> Result<()> {
     match command {
@@ -20,38 +24,76 @@ pub fn run(command: Command) -> Result<()> {
     }
 }
 
-pub fn runtime_options(
-    options: &RuntimeOptions,
-    chat_template: Option<String>,
-    models_in_memory: usize,
-) -> Result<LoadOptions> {
-    if let Some(n) = options.threads {
+pub fn dtype(arg: DtypeArg) -> DTypeChoice {
+    match arg {
+        DtypeArg::Auto => DTypeChoice::Auto,
+        DtypeArg::F32 => DTypeChoice::Float(DType::F32),
+        DtypeArg::Bf16 => DTypeChoice::Float(DType::BF16),
+        DtypeArg::F16 => DTypeChoice::Float(DType::F16),
+        DtypeArg::Q => DTypeChoice::Quantized,
+    }
+}
+
+/// Parses `--device cpu|cuda|cuda:N`.
+pub fn device(text: &str) -> Result<DeviceChoice, String> {
+    match text {
+        "cpu" => Ok(DeviceChoice::Cpu),
+        "cuda" => Ok(DeviceChoice::Cuda(0)),
+        _ => match text.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
+            _ => Err(format!("unknown device `{text}`; use cpu, cuda or cuda:N")),
+        },
+    }
+}
+
+/// Sizes the thread pools before anything runs on them.
+pub fn threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
         anyhow::ensure!(n > 0, "option `--threads`: must be at least 1");
         // candle's matrix kernels read RAYON_NUM_THREADS; our own loops use the global pool.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        rayon_pool(n)?;
+        aligntds_engine::set_threads(n).map_err(|e| engine_error(e, None))?;
     } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // Without it candle counts physical cores from /proc/cpuinfo on every matrix product.
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    Ok(LoadOptions {
-        dtype: aligntds_engine::parse_dtype(&options.dtype)?,
-        device: aligntds_engine::parse_device(&options.device)?,
-        chat_template,
-        models_in_memory,
-    })
+    Ok(())
 }
 
-fn rayon_pool(threads: usize) -> Result<()> {
-    aligntds_engine::set_threads(threads).context("option `--threads`")
+/// An engine error with the engine's setting names turned into this command's flags.
+pub fn engine_error(e: EngineError, model: Option<&str>) -> anyhow::Error {
+    match (e, model) {
+        (EngineError::Option { option, message }, _) => {
+            anyhow::anyhow!(
+                "option `{}`: {message}",
+                crate::errors::engine_flag(&option, None)
+            )
+        }
+        (EngineError::Template { name, message }, _) if name == "<none>" => {
+            anyhow::anyhow!("{message}; pass --chat-template NAME|FILE")
+        }
+        (other, Some(model)) => {
+            anyhow::Error::new(other).context(format!("cannot load model `{model}`"))
+        }
+        (other, None) => anyhow::Error::new(other),
+    }
 }
 
 fn load(model: &str, options: &ModelOptions) -> Result<LanguageModel> {
-    let load_options = runtime_options(&options.runtime, options.chat_template.clone(), 1)?;
+    threads(options.runtime.threads)?;
+    let device =
+        device(&options.runtime.device).map_err(|m| anyhow::anyhow!("option `--device`: {m}"))?;
+    let device =
+        aligntds_engine::parse_device(&device.to_string()).map_err(|e| engine_error(e, None))?;
+    let load_options = LoadOptions {
+        dtype: dtype(options.runtime.dtype),
+        device,
+        chat_template: options.chat_template.clone(),
+        models_in_memory: 1,
+    };
     tracing::info!(model, "loading");
-    LanguageModel::load(model, &load_options)
-        .with_context(|| format!("cannot load model `{model}`"))
+    LanguageModel::load(model, &load_options).map_err(|e| engine_error(e, Some(model)))
 }
 
 fn inspect(args: InspectArgs) -> Result<()> {
@@ -107,7 +149,9 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
     serde_json::json!({
         "model": model.reference,
         "architecture": c.architecture.name(),
-        "parameters": model.decoder.parameter_count(),
+        "source": model.source.kind,
+        "hub_commit": model.source.commit,
+        "parameters": model.parameter_count(),
         "dtype": model.weights_dtype,
         "device": options.runtime.device,
         "layers": c.num_layers,
@@ -120,7 +164,7 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
         "rope": rope,
         "context_length": c.max_position_embeddings,
         "vocabulary": tok.vocab_size(),
-        "logits_width": model.decoder.logits_width(),
+        "logits_width": model.logits_width(),
         "bos": special(&tok.bos),
         "adds_bos": tok.add_bos,
         "eos": special(&tok.eos),
@@ -133,7 +177,9 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let model = load(&args.model, &args.options)?;
     let prompt_text = match (&args.prompt, &args.chat) {
         (Some(p), _) => p.clone(),
-        (None, Some(q)) => model.render_chat(&template::single_turn(q, args.system.as_deref()))?,
+        (None, Some(q)) => model
+            .render_chat(&template::single_turn(q, args.system.as_deref()))
+            .map_err(|e| engine_error(e, None))?,
         (None, None) => anyhow::bail!("give --prompt TEXT or --chat TEXT"),
     };
     let prompt = model.tokenizer.encode(&prompt_text)?;

@@ -4,6 +4,7 @@
 mod analyze;
 mod args;
 mod commands;
+mod errors;
 
 use std::process::ExitCode;
 

@@ -182,7 +182,7 @@ fn bad_input_fails_with_exit_code_2() {
     let long = "word ".repeat(400);
     assert_fails(
         &["generate", &fixture("llama3"), "--prompt", &long],
-        &["exceeds the model's context", "max_position_embeddings"],
+        &["exceeds the model's context", "context of 256 tokens"],
     );
 }
 
@@ -311,7 +311,7 @@ fn analyze_writes_documented_outputs_and_summarize_reprints() {
     );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["schema_version"], 1);
+    assert_eq!(summary["schema_version"], 2);
     let a = &summary["aggregates"];
     assert_eq!(a["examples"], 2);
     assert_eq!(a["response_sources"]["dataset"], 1);
@@ -336,7 +336,7 @@ fn analyze_writes_documented_outputs_and_summarize_reprints() {
     let first: serde_json::Value = serde_json::from_str(examples.lines().next().unwrap()).unwrap();
     assert_eq!(first["answer_ids"], serde_json::json!([300, 301, 302, 2]));
     assert_eq!(first["source"], "dataset");
-    assert_eq!(first["schema_version"], 1);
+    assert_eq!(first["schema_version"], 2);
     let parquet = std::fs::read(out.join("positions.parquet")).unwrap();
     assert_eq!(&parquet[..4], b"PAR1");
     // summarize prints the same text again

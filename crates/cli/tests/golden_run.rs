@@ -59,11 +59,7 @@ fn fixture_pair_positions_equal_the_golden_written_before_the_refactor() {
     assert!(golden.len() > 20, "the golden covers several examples");
     for (i, (g, want)) in got.iter().zip(&golden).enumerate() {
         for (column, value) in want {
-            assert_eq!(
-                g.get(column),
-                Some(value),
-                "row {i}, column `{column}`"
-            );
+            assert_eq!(g.get(column), Some(value), "row {i}, column `{column}`");
         }
     }
 }

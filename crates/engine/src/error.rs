@@ -36,7 +36,7 @@ pub enum EngineError {
     Tokenizer { path: PathBuf, message: String },
     #[error("chat template `{name}`: {message}")]
     Template { name: String, message: String },
-    #[error("option `{option}`: {message}")]
+    #[error("setting `{option}`: {message}")]
     Option { option: String, message: String },
     #[error("input: {0}")]
     Input(String),

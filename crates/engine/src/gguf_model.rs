@@ -135,6 +135,11 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LanguageModel> {
         reference,
         weights_dtype: described,
         decoder,
+        source: crate::model::ResolvedSource {
+            kind: "gguf",
+            commit: None,
+            files: vec![path.to_path_buf()],
+        },
         tokenizer,
         chat_template,
         eos_token_ids,

@@ -32,5 +32,5 @@ pub fn set_threads(threads: usize) -> Result<()> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
-        .map_err(|e| EngineError::option("--threads", e.to_string()))
+        .map_err(|e| EngineError::option("threads", e.to_string()))
 }

@@ -55,7 +55,7 @@ pub fn parse_dtype(text: &str) -> Result<DTypeChoice> {
         "q" => Ok(DTypeChoice::Quantized),
         "auto" => Ok(DTypeChoice::Auto),
         other => Err(EngineError::option(
-            "--dtype",
+            "dtype",
             format!("unknown dtype `{other}`; use auto, f32, bf16, f16 or q"),
         )),
     }
@@ -70,7 +70,7 @@ pub fn parse_device(text: &str) -> Result<Device> {
             Some(Ok(n)) => n,
             _ => {
                 return Err(EngineError::option(
-                    "--device",
+                    "device",
                     format!("unknown device `{text}`; use cpu, cuda or cuda:N"),
                 ))
             }
@@ -78,12 +78,21 @@ pub fn parse_device(text: &str) -> Result<Device> {
     };
     if !candle_core::utils::cuda_is_available() {
         return Err(EngineError::option(
-            "--device",
+            "device",
             format!("`{text}` needs a build with CUDA support: rebuild with `cargo build --release --features cuda`"),
         ));
     }
     Device::new_cuda(ordinal)
-        .map_err(|e| EngineError::option("--device", format!("cannot open `{text}`: {e}")))
+        .map_err(|e| EngineError::option("device", format!("cannot open `{text}`: {e}")))
+}
+
+/// What a reference resolved to: `checkpoint`, `gguf` or `hub`, the Hub
+/// commit for a Hub id, and every file the model was loaded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedSource {
+    pub kind: &'static str,
+    pub commit: Option<String>,
+    pub files: Vec<std::path::PathBuf>,
 }
 
 pub struct LanguageModel {
@@ -91,7 +100,9 @@ pub struct LanguageModel {
     pub reference: String,
     /// What the weights were loaded as, e.g. `f32` or `q (auto: ...)`.
     pub weights_dtype: String,
-    pub decoder: Decoder,
+    pub(crate) decoder: Decoder,
+    /// What the reference resolved to, and the files that make the model.
+    pub source: ResolvedSource,
     pub tokenizer: TextTokenizer,
     pub chat_template: Option<ChatTemplate>,
     /// Token ids that end generation (generation_config.json, else config.json, else the tokenizer's EOS).
@@ -99,18 +110,18 @@ pub struct LanguageModel {
 }
 
 impl LanguageModel {
-    /// Loads a model from a checkpoint directory or Hub id.
+    /// Loads a model from a checkpoint directory, a GGUF file or a Hub id.
     pub fn load(reference: &str, options: &LoadOptions) -> Result<Self> {
-        let path = Path::new(reference);
-        if path.is_file()
-            && path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        {
-            return crate::gguf_model::load(path, options);
+        match crate::source::ModelSource::parse(reference)? {
+            crate::source::ModelSource::Gguf(path) => crate::gguf_model::load(&path, options),
+            crate::source::ModelSource::Checkpoint(dir) => {
+                Self::load_files(crate::source::local_checkpoint(reference, &dir)?, options)
+            }
+            crate::source::ModelSource::Hub { id, revision } => Self::load_files(
+                crate::hub::fetch_checkpoint(reference, &id, revision.as_deref())?,
+                options,
+            ),
         }
-        let files = crate::source::resolve(reference)?;
-        Self::load_files(files, options)
     }
 
     pub fn load_files(files: CheckpointFiles, options: &LoadOptions) -> Result<Self> {
@@ -118,7 +129,7 @@ impl LanguageModel {
             DTypeChoice::Float(d) => d,
             DTypeChoice::Auto => DType::F32,
             DTypeChoice::Quantized => {
-                return Err(EngineError::option("--dtype", format!("`q` keeps GGUF weights quantized, but `{}` is a safetensors checkpoint; use f32, bf16 or f16", files.reference)))
+                return Err(EngineError::option("dtype", format!("`q` keeps GGUF weights quantized, but `{}` is a safetensors checkpoint; use f32, bf16 or f16", files.reference)))
             }
         };
         let raw = RawConfig::load(&files.config)?;
@@ -147,10 +158,20 @@ impl LanguageModel {
             &templates,
             &files.reference,
         )?;
+        let source = ResolvedSource {
+            kind: if files.snapshot_commit().is_some() && !Path::new(&files.reference).exists() {
+                "hub"
+            } else {
+                "checkpoint"
+            },
+            commit: files.snapshot_commit(),
+            files: files.all(),
+        };
         Ok(Self {
             reference: files.reference.clone(),
             weights_dtype: format!("{dtype:?}").to_lowercase(),
             decoder,
+            source,
             tokenizer,
             chat_template,
             eos_token_ids,
@@ -159,6 +180,29 @@ impl LanguageModel {
 
     pub fn config(&self) -> &ModelConfig {
         self.decoder.config()
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.decoder.parameter_count()
+    }
+
+    /// The width of each next-token distribution (the lm-head's rows; may exceed the vocabulary).
+    pub fn logits_width(&self) -> usize {
+        self.decoder.logits_width()
+    }
+
+    /// The most tokens one sequence may hold (max_position_embeddings, or the GGUF context length).
+    pub fn context_length(&self) -> usize {
+        self.config().max_position_embeddings
+    }
+
+    /// Runs the forward pass over `tokens` for scoring `tokens[answer_start..]`.
+    pub fn prepare_scoring(
+        &self,
+        tokens: &[u32],
+        answer_start: usize,
+    ) -> Result<crate::score::PreparedScoring<'_>> {
+        crate::score::PreparedScoring::new(&self.decoder, tokens, answer_start)
     }
 
     pub fn template_tokens(&self) -> TemplateTokens {
@@ -183,7 +227,7 @@ impl LanguageModel {
         let template = self.chat_template.as_ref().ok_or_else(|| EngineError::Template {
             name: "<none>".into(),
             message: format!(
-                "model `{}` has no chat template (a base model?); choose one with --chat-template NAME|FILE or use a plain prompt",
+                "model `{}` has no chat template (a base model?); choose a chat template (a shipped name or a Jinja file) or use a plain prompt",
                 self.reference
             ),
         })?;
@@ -196,6 +240,20 @@ impl LanguageModel {
         F: FnMut(LogProbRows<'_>) -> Result<()>,
     {
         crate::score::score_sequence(&self.decoder, tokens, start, None, sink)
+    }
+
+    /// As [`Self::score`], with at most `chunk_rows` rows per call of `sink`.
+    pub fn score_chunked<F>(
+        &self,
+        tokens: &[u32],
+        start: usize,
+        chunk_rows: Option<usize>,
+        sink: F,
+    ) -> Result<()>
+    where
+        F: FnMut(LogProbRows<'_>) -> Result<()>,
+    {
+        crate::score::score_sequence(&self.decoder, tokens, start, chunk_rows, sink)
     }
 
     /// Greedy generation; `options.eos_token_ids` empty means the model's own.

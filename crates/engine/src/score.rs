@@ -135,6 +135,71 @@ pub struct PairTimings {
     pub b_seconds: f64,
 }
 
+/// A sequence after its forward pass: the hidden states, from which the
+/// log-distributions of answer positions are computed a chunk at a time, so
+/// `[positions x vocabulary]` never exists whole.
+pub struct PreparedScoring<'a> {
+    decoder: &'a Decoder,
+    hidden: Option<candle_core::Tensor>,
+    answer_start: usize,
+    answer_len: usize,
+}
+
+impl<'a> PreparedScoring<'a> {
+    /// Runs the forward pass over `tokens` for scoring `tokens[answer_start..]`.
+    pub fn new(decoder: &'a Decoder, tokens: &[u32], answer_start: usize) -> Result<Self> {
+        if answer_start == 0 || answer_start > tokens.len() {
+            return Err(EngineError::Input(format!(
+                "scoring must start at a position between 1 and the sequence length ({}), not {answer_start}",
+                tokens.len()
+            )));
+        }
+        decoder.check_tokens(tokens, 0)?;
+        let answer_len = tokens.len() - answer_start;
+        // The last token's hidden state predicts nothing we score.
+        let hidden = if answer_len == 0 {
+            None
+        } else {
+            Some(decoder.hidden_states(&tokens[..tokens.len() - 1], None)?)
+        };
+        Ok(Self {
+            decoder,
+            hidden,
+            answer_start,
+            answer_len,
+        })
+    }
+
+    pub fn answer_len(&self) -> usize {
+        self.answer_len
+    }
+
+    pub fn width(&self) -> usize {
+        self.decoder.logits_width()
+    }
+
+    /// Log-distributions of answer tokens `first..first + n` (row-major into `buffer`).
+    pub fn log_probs(&self, first: usize, n: usize, buffer: &mut Vec<f32>) -> Result<()> {
+        let Some(hidden) = &self.hidden else {
+            return Err(EngineError::Input("the answer is empty".into()));
+        };
+        if first + n > self.answer_len {
+            return Err(EngineError::Input(format!(
+                "answer positions {first}..{} are past the answer's {} tokens",
+                first + n,
+                self.answer_len
+            )));
+        }
+        log_probs_into(
+            self.decoder,
+            hidden,
+            self.answer_start + first - 1,
+            n,
+            buffer,
+        )
+    }
+}
+
 /// One side of a paired scoring: a model, its full sequence (context + answer)
 /// and where the answer starts.
 pub struct Side<'a> {
@@ -175,31 +240,23 @@ where
     if answer == 0 {
         return Ok(timings);
     }
-    a.decoder.check_tokens(a.tokens, 0)?;
-    b.decoder.check_tokens(b.tokens, 0)?;
     let clock = std::time::Instant::now();
-    let hidden_a = a
-        .decoder
-        .hidden_states(&a.tokens[..a.tokens.len() - 1], None)?;
+    let prepared_a = PreparedScoring::new(a.decoder, a.tokens, a.answer_start)?;
     timings.a_seconds += clock.elapsed().as_secs_f64();
     let clock = std::time::Instant::now();
-    let hidden_b = b
-        .decoder
-        .hidden_states(&b.tokens[..b.tokens.len() - 1], None)?;
+    let prepared_b = PreparedScoring::new(b.decoder, b.tokens, b.answer_start)?;
     timings.b_seconds += clock.elapsed().as_secs_f64();
     let width = a.decoder.logits_width();
-    let rows_per_chunk = chunk_rows
-        .unwrap_or(DEFAULT_CHUNK_BYTES / 2 / (width * 4))
-        .max(1);
+    let rows_per_chunk = chunk_rows.unwrap_or(pair_chunk_rows(width)).max(1);
     let (mut buf_a, mut buf_b) = (Vec::new(), Vec::new());
     let mut i = 0;
     while i < answer {
         let n = rows_per_chunk.min(answer - i);
         let clock = std::time::Instant::now();
-        log_probs_into(a.decoder, &hidden_a, a.answer_start + i - 1, n, &mut buf_a)?;
+        prepared_a.log_probs(i, n, &mut buf_a)?;
         timings.a_seconds += clock.elapsed().as_secs_f64();
         let clock = std::time::Instant::now();
-        log_probs_into(b.decoder, &hidden_b, b.answer_start + i - 1, n, &mut buf_b)?;
+        prepared_b.log_probs(i, n, &mut buf_b)?;
         timings.b_seconds += clock.elapsed().as_secs_f64();
         sink(
             i,
@@ -217,6 +274,11 @@ where
         i += n;
     }
     Ok(timings)
+}
+
+/// Rows per chunk when two sides hold a chunk each: [`DEFAULT_CHUNK_BYTES`] in all.
+pub fn pair_chunk_rows(width: usize) -> usize {
+    (DEFAULT_CHUNK_BYTES / 2 / (width.max(1) * 4)).max(1)
 }
 
 /// The index of the largest value, the first one on ties (as torch.argmax).

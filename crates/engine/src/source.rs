@@ -21,28 +21,119 @@ pub struct CheckpointFiles {
 const SINGLE_WEIGHTS: &str = "model.safetensors";
 const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
 
-/// Resolves `reference`: an existing directory is a local checkpoint; otherwise
-/// `owner/name[@revision]` is looked up on the Hugging Face Hub (cache first).
+/// What a model reference names, decided in this one place for loading,
+/// fingerprints, manifests and `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A Hugging Face checkpoint folder (config.json, tokenizer.json, *.safetensors).
+    Checkpoint(PathBuf),
+    /// A GGUF file.
+    Gguf(PathBuf),
+    /// A Hugging Face Hub id, resolved through the cache (and the Hub unless offline).
+    Hub {
+        id: String,
+        revision: Option<String>,
+    },
+}
+
+/// A reference that can only mean a path: it starts with `.` or `/` (or `~`),
+/// ends in a weights suffix, or has a path separator whose parent exists.
+pub fn looks_like_path(reference: &str) -> bool {
+    let lower = reference.to_ascii_lowercase();
+    reference.starts_with('.')
+        || reference.starts_with('/')
+        || reference.starts_with('~')
+        || reference.contains('\\')
+        || [".gguf", ".safetensors", ".bin"]
+            .iter()
+            .any(|s| lower.ends_with(s))
+        || Path::new(reference)
+            .parent()
+            .is_some_and(|p| !p.as_os_str().is_empty() && p.exists())
+}
+
+impl ModelSource {
+    pub fn parse(reference: &str) -> Result<Self> {
+        let path = Path::new(reference);
+        let bad = |message: &str| EngineError::ModelReference {
+            reference: reference.into(),
+            message: message.into(),
+        };
+        if path.is_dir() {
+            return Ok(Self::Checkpoint(path.to_path_buf()));
+        }
+        if path.is_file() {
+            return if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            {
+                Ok(Self::Gguf(path.to_path_buf()))
+            } else {
+                Err(bad("is a file, but neither a .gguf file nor a checkpoint directory; pass a .gguf file or the directory holding config.json"))
+            };
+        }
+        if looks_like_path(reference) {
+            return Err(bad("no such file or folder"));
+        }
+        match parse_hub_id(reference) {
+            Some((id, revision)) => Ok(Self::Hub {
+                id: id.to_string(),
+                revision: revision.map(str::to_string),
+            }),
+            None => Err(bad(
+                "no such file or folder, and not a Hugging Face Hub id (owner/name[@revision])",
+            )),
+        }
+    }
+
+    /// `checkpoint`, `gguf` or `hub`, as manifests record it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Checkpoint(_) => "checkpoint",
+            Self::Gguf(_) => "gguf",
+            Self::Hub { .. } => "hub",
+        }
+    }
+}
+
+/// Resolves a checkpoint reference (a folder or a Hub id) to its files.
 pub fn resolve(reference: &str) -> Result<CheckpointFiles> {
-    let path = Path::new(reference);
-    if path.is_dir() {
-        return local_checkpoint(reference, path);
-    }
-    if path.exists() {
-        return Err(EngineError::ModelReference {
+    match ModelSource::parse(reference)? {
+        ModelSource::Checkpoint(dir) => local_checkpoint(reference, &dir),
+        ModelSource::Hub { id, revision } => {
+            crate::hub::fetch_checkpoint(reference, &id, revision.as_deref())
+        }
+        ModelSource::Gguf(_) => Err(EngineError::ModelReference {
             reference: reference.into(),
-            message:
-                "is a file, not a checkpoint directory; pass the directory holding config.json"
-                    .into(),
-        });
-    }
-    match parse_hub_id(reference) {
-        Some((id, revision)) => crate::hub::fetch_checkpoint(reference, id, revision),
-        None => Err(EngineError::ModelReference {
-            reference: reference.into(),
-            message: "no such directory, and not a Hugging Face Hub id (owner/name[@revision])"
-                .into(),
+            message: "is a GGUF file, not a checkpoint directory".into(),
         }),
+    }
+}
+
+impl CheckpointFiles {
+    /// Every file the model is made of, for fingerprints.
+    pub fn all(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.config.clone(), self.tokenizer.clone()];
+        files.extend(self.weights.iter().cloned());
+        files.extend(
+            [
+                &self.tokenizer_config,
+                &self.chat_template,
+                &self.generation_config,
+            ]
+            .into_iter()
+            .flatten()
+            .cloned(),
+        );
+        files
+    }
+
+    /// The Hub commit of files that sit in a cache snapshot (`snapshots/<commit>/...`).
+    pub fn snapshot_commit(&self) -> Option<String> {
+        let dir = self.config.parent()?;
+        (dir.parent()?.file_name()? == "snapshots")
+            .then(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .flatten()
     }
 }
 
@@ -64,7 +155,7 @@ pub fn parse_hub_id(reference: &str) -> Option<(&str, Option<&str>)> {
         .then_some((id, revision))
 }
 
-fn local_checkpoint(reference: &str, dir: &Path) -> Result<CheckpointFiles> {
+pub(crate) fn local_checkpoint(reference: &str, dir: &Path) -> Result<CheckpointFiles> {
     let required = |name: &str| -> Result<PathBuf> {
         let p = dir.join(name);
         if p.is_file() {

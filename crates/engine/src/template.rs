@@ -328,7 +328,7 @@ pub fn select(
         .collect();
     names.extend(model.keys().map(|k| format!("{k} (from the model)")));
     Err(EngineError::option(
-        "--chat-template",
+        "chat_template",
         format!(
             "`{choice}` is neither a file nor a known template; known: {}",
             names.join(", ")

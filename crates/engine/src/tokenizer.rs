@@ -14,6 +14,30 @@ pub struct SpecialToken {
     pub id: u32,
 }
 
+/// A token string two vocabularies map differently (None: absent there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VocabularyDifference {
+    pub token: String,
+    pub id: Option<u32>,
+    pub other_id: Option<u32>,
+}
+
+impl std::fmt::Display for VocabularyDifference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = |id: Option<u32>| match id {
+            Some(id) => format!("id {id}"),
+            None => "absent".to_string(),
+        };
+        write!(
+            f,
+            "token {:?} is {} in the first vocabulary but {} in the second",
+            self.token,
+            side(self.id),
+            side(self.other_id)
+        )
+    }
+}
+
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     path: PathBuf,
@@ -109,6 +133,34 @@ impl TextTokenizer {
         &self.inner
     }
 
+    /// The first token (by id, ours before theirs) on which two vocabularies
+    /// disagree, or None when they map every token string to the same id.
+    pub fn first_vocabulary_difference(
+        &self,
+        other: &TextTokenizer,
+    ) -> Option<VocabularyDifference> {
+        let (mine, theirs) = (self.inner.get_vocab(true), other.inner.get_vocab(true));
+        let first = |a: &std::collections::HashMap<String, u32>,
+                     b: &std::collections::HashMap<String, u32>| {
+            a.iter()
+                .filter(|(t, id)| b.get(*t) != Some(*id))
+                .min_by_key(|(_, id)| **id)
+                .map(|(t, id)| (t.clone(), *id, b.get(t).copied()))
+        };
+        if let Some((token, id, other_id)) = first(&mine, &theirs) {
+            return Some(VocabularyDifference {
+                token,
+                id: Some(id),
+                other_id,
+            });
+        }
+        first(&theirs, &mine).map(|(token, id, _)| VocabularyDifference {
+            token,
+            id: None,
+            other_id: Some(id),
+        })
+    }
+
     pub fn token_to_id(&self, text: &str) -> Option<u32> {
         self.inner.token_to_id(text)
     }
@@ -145,20 +197,27 @@ impl TextTokenizer {
     /// `decode(ids)`. A token that ends inside a multi-byte character gets an
     /// empty piece and the character goes to the token that completes it.
     pub fn pieces(&self, ids: &[u32]) -> Result<Vec<String>> {
+        // Each step decodes a short window (from one token before the last
+        // complete one), never the whole prefix, so this stays linear in the
+        // answer's length. The window's first token is decoded alike in both
+        // texts, so a decoder that strips a leading space cannot shift the share.
         let mut pieces = Vec::with_capacity(ids.len());
-        let mut previous = String::new();
+        let (mut prefix_offset, mut read_offset) = (0usize, 0usize);
         for k in 1..=ids.len() {
-            let text = self.decode(&ids[..k], false)?;
+            let previous = self.decode(&ids[prefix_offset..read_offset], false)?;
+            let text = self.decode(&ids[prefix_offset..k], false)?;
             if text.starts_with(&previous) && !text.ends_with('\u{FFFD}') {
                 pieces.push(text[previous.len()..].to_string());
-                previous = text;
             } else if text.ends_with('\u{FFFD}') && k < ids.len() {
+                // Inside a multi-byte character: the next complete decode carries it.
                 pieces.push(String::new());
+                continue;
             } else {
                 // The decoder rewrote earlier text (e.g. a stripped leading space); fall back to the raw piece.
                 pieces.push(self.inner.id_to_token(ids[k - 1]).unwrap_or_default());
-                previous = text;
             }
+            prefix_offset = read_offset;
+            read_offset = k;
         }
         Ok(pieces)
     }

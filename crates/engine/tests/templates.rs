@@ -131,7 +131,7 @@ fn a_model_without_a_template_is_reported_not_given_one() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("--chat-template")
+        err.contains("chat_template")
             && err.contains("no-such-template")
             && err.contains("llama2-study"),
         "{err}"

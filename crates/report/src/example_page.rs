@@ -56,7 +56,16 @@ pub fn mean_kl(rows: &[TokenRow]) -> f64 {
     if rows.is_empty() {
         return f64::NAN;
     }
-    rows.iter().map(|r| r.kl_aligned_base).sum::<f64>() / rows.len() as f64
+    // KL may be missing where a backend gave no divergences; those rows do not count.
+    let known: Vec<f64> = rows
+        .iter()
+        .map(|r| r.kl_aligned_base)
+        .filter(|k| k.is_finite())
+        .collect();
+    if known.is_empty() {
+        return f64::NAN;
+    }
+    known.iter().sum::<f64>() / known.len() as f64
 }
 
 pub fn render_page(ctx: &PageContext, info: &ExampleInfo, rows: &[TokenRow]) -> String {

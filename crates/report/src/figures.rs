@@ -2,30 +2,19 @@
 
 use std::fmt::Write;
 
-use serde_json::Value;
+use aligntds_formats::summary::{Category, CurvePoint, MeanStats};
 
 use crate::html::escape;
 use crate::svg::{self, Series};
 use crate::Run;
-
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
-}
 
 /// The five figures, as (file stem, caption, svg).
 pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
     let ratios: Vec<(String, [f64; 3])> = runs
         .iter()
         .map(|r| {
-            let a = &r.agg()["ratios"];
-            (
-                r.name.clone(),
-                [
-                    num(&a["unshifted"]),
-                    num(&a["marginal"]),
-                    num(&a["shifted"]),
-                ],
-            )
+            let a = &r.agg().ratios;
+            (r.name.clone(), Category::ALL.map(|c| a.get(c)))
         })
         .collect();
     let mut out = vec![(
@@ -34,45 +23,32 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
         svg::stacked_ratios(&ratios),
     )];
     for r in runs {
-        let rows: Vec<(String, f64, String)> = r.agg()["top_shifted_tokens"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let rows: Vec<(String, f64, String)> = r
+            .agg()
+            .top_shifted_tokens
+            .iter()
             .take(20)
             .map(|t| {
-                let text = format!("{:?}", t["token"].as_str().unwrap_or(""));
                 (
-                    text,
-                    num(&t["shifted"]),
-                    format!(
-                        "{:.0} % of {}",
-                        num(&t["shifted_ratio"]) * 100.0,
-                        t["total"]
-                    ),
+                    format!("{:?}", t.token),
+                    t.shifted as f64,
+                    format!("{:.0} % of {}", t.shifted_ratio * 100.0, t.total),
                 )
             })
             .collect();
         out.push(("top-shifted", "The most frequently shifted tokens (count; annotated with the share of that token's positions that are shifted).", svg::horizontal_bars(&format!("Most shifted tokens: {}", r.name), "shifted positions", &rows, svg::CATEGORY_COLORS[2])));
     }
-    let curve = |key: &str, field: &str, decile: bool| -> Vec<Series> {
+    let curve = |stat: fn(&CurvePoint) -> &MeanStats, decile: bool| -> Vec<Series> {
         runs.iter()
             .map(|r| Series {
                 name: r.name.clone(),
-                points: r.agg()[if decile {
-                    "curve_by_decile"
+                points: if decile {
+                    &r.agg().curve_by_decile
                 } else {
-                    "curve_by_position"
-                }]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    (
-                        num(&p[if decile { "decile" } else { "position" }]),
-                        num(&p[key][field]),
-                        num(&p[key]["se"]),
-                    )
-                })
+                    &r.agg().curve_by_position
+                }
+                .iter()
+                .map(|p| (p.at() as f64, stat(p).mean, stat(p).se))
                 .collect(),
             })
             .collect()
@@ -84,7 +60,7 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
             "KL(aligned || base) along the answer",
             "answer position",
             "mean KL (nats)",
-            &curve("kl_aligned_base", "mean", false),
+            &curve(|p| &p.kl_aligned_base, false),
         ),
     ));
     out.push((
@@ -94,7 +70,7 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
             "Base rank of the aligned token (mean log2)",
             "answer position",
             "mean log2 base rank",
-            &curve("base_rank_log2", "mean", false),
+            &curve(|p| &p.base_rank_log2, false),
         ),
     ));
     out.push((
@@ -104,7 +80,7 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
             "Base probability of the aligned token",
             "answer position",
             "mean base probability",
-            &curve("base_prob", "mean", false),
+            &curve(|p| &p.base_prob, false),
         ),
     ));
     out.push((
@@ -114,27 +90,29 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
             "Shifted ratio by relative position",
             "decile of the answer (0 = first tenth)",
             "shifted ratio",
-            &curve("shifted_ratio", "mean", true),
+            &curve(|p| &p.shifted_ratio, true),
         ),
     ));
     let bins: Vec<String> = runs
         .first()
-        .and_then(|r| r.agg()["base_rank_histogram"].as_array())
-        .into_iter()
-        .flatten()
-        .map(|b| b["bin"].as_str().unwrap_or("").to_string())
-        .collect();
+        .map(|r| {
+            r.agg()
+                .base_rank_histogram
+                .iter()
+                .map(|b| b.bin.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let hist: Vec<(String, Vec<f64>)> = runs
         .iter()
         .map(|r| {
-            let total = num(&r.agg()["positions"]).max(1.0);
+            let total = (r.agg().positions as f64).max(1.0);
             (
                 r.name.clone(),
-                r.agg()["base_rank_histogram"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|b| num(&b["count"]) / total * 100.0)
+                r.agg()
+                    .base_rank_histogram
+                    .iter()
+                    .map(|b| b.count as f64 / total * 100.0)
                     .collect(),
             )
         })
@@ -156,15 +134,11 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
     let rows: Vec<(String, Vec<String>)> = vec![
         (
             "examples".into(),
-            runs.iter()
-                .map(|r| r.agg()["examples"].to_string())
-                .collect(),
+            runs.iter().map(|r| r.agg().examples.to_string()).collect(),
         ),
         (
             "positions".into(),
-            runs.iter()
-                .map(|r| r.agg()["positions"].to_string())
-                .collect(),
+            runs.iter().map(|r| r.agg().positions.to_string()).collect(),
         ),
         (
             "unshifted".into(),
@@ -172,8 +146,8 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .map(|r| {
                     format!(
                         "{:.1} % ({})",
-                        num(&r.agg()["ratios"]["unshifted"]) * 100.0,
-                        r.agg()["counts"]["unshifted"]
+                        r.agg().ratios.unshifted * 100.0,
+                        r.agg().counts.unshifted
                     )
                 })
                 .collect(),
@@ -184,8 +158,8 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .map(|r| {
                     format!(
                         "{:.1} % ({})",
-                        num(&r.agg()["ratios"]["marginal"]) * 100.0,
-                        r.agg()["counts"]["marginal"]
+                        r.agg().ratios.marginal * 100.0,
+                        r.agg().counts.marginal
                     )
                 })
                 .collect(),
@@ -196,8 +170,8 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .map(|r| {
                     format!(
                         "{:.1} % ({})",
-                        num(&r.agg()["ratios"]["shifted"]) * 100.0,
-                        r.agg()["counts"]["shifted"]
+                        r.agg().ratios.shifted * 100.0,
+                        r.agg().counts.shifted
                     )
                 })
                 .collect(),
@@ -208,8 +182,8 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .map(|r| {
                     format!(
                         "{:.4} ± {:.4}",
-                        num(&r.agg()["kl_aligned_base"]["mean"]),
-                        num(&r.agg()["kl_aligned_base"]["se"])
+                        r.agg().kl_aligned_base.mean,
+                        r.agg().kl_aligned_base.se
                     )
                 })
                 .collect(),
@@ -218,13 +192,8 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
             "KL median / 99 % / max".into(),
             runs.iter()
                 .map(|r| {
-                    let p = &r.agg()["kl_aligned_base"]["percentiles"];
-                    format!(
-                        "{:.4} / {:.4} / {:.4}",
-                        num(&p["median"]),
-                        num(&p["99"]),
-                        num(&p["max"])
-                    )
+                    let p = &r.agg().kl_aligned_base.percentiles;
+                    format!("{:.4} / {:.4} / {:.4}", p.median, p.p99, p.max)
                 })
                 .collect(),
         ),
@@ -234,8 +203,8 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .map(|r| {
                     format!(
                         "{:.4} ± {:.4}",
-                        num(&r.agg()["kl_base_aligned"]["mean"]),
-                        num(&r.agg()["kl_base_aligned"]["se"])
+                        r.agg().kl_base_aligned.mean,
+                        r.agg().kl_base_aligned.se
                     )
                 })
                 .collect(),
@@ -243,13 +212,13 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
         (
             "same top-1".into(),
             runs.iter()
-                .map(|r| format!("{:.1} %", num(&r.agg()["same_top1_rate"]) * 100.0))
+                .map(|r| format!("{:.1} %", r.agg().same_top1_rate * 100.0))
                 .collect(),
         ),
         (
             "mean base prob. of o_t".into(),
             runs.iter()
-                .map(|r| format!("{:.3}", num(&r.agg()["mean_base_prob"])))
+                .map(|r| format!("{:.3}", r.agg().mean_base_prob))
                 .collect(),
         ),
     ];
@@ -294,21 +263,25 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
 }
 
 pub fn manifest_html(run: &Run) -> String {
-    let m = &run.summary["manifest"];
-    let s = &m["settings"];
-    let model = |v: &Value| escape(v["reference"].as_str().unwrap_or("?"));
+    let m = &run.summary.manifest.identity;
+    let s = &m.settings;
+    let sources = &run.agg().response_sources;
     format!(
         "<dl><dt>aligned</dt><dd>{} ({}; context <code>{}</code>)</dd><dt>base</dt><dd>{} ({}; context <code>{}</code>)</dd><dt>answers</dt><dd>{} ({} from the data set, {} generated)</dd><dt>data</dt><dd>{}</dd><dt>tool</dt><dd>{}</dd></dl>",
-        model(&m["aligned"]),
-        escape(m["aligned_weights"].as_str().unwrap_or("")),
-        escape(s["aligned_context"]["kind"].as_str().unwrap_or("")),
-        model(&m["base"]),
-        escape(m["base_weights"].as_str().unwrap_or("")),
-        escape(s["base_context"]["kind"].as_str().unwrap_or("")),
-        escape(s["response"].as_str().unwrap_or("")),
-        run.agg()["response_sources"]["dataset"],
-        run.agg()["response_sources"]["generate"],
-        escape(m["data"].as_str().unwrap_or("(single query)")),
-        escape(m["tool"].as_str().unwrap_or("")),
+        escape(&m.aligned.reference),
+        escape(&m.aligned_weights),
+        escape(s.aligned_context.kind.as_str()),
+        escape(&m.base.reference),
+        escape(&m.base_weights),
+        escape(s.base_context.kind.as_str()),
+        escape(match s.response {
+            aligntds_formats::summary::ResponseSource::Auto => "auto",
+            aligntds_formats::summary::ResponseSource::Dataset => "dataset",
+            aligntds_formats::summary::ResponseSource::Generate => "generate",
+        }),
+        sources.dataset,
+        sources.generate,
+        escape(m.data.as_deref().unwrap_or("(single query)")),
+        escape(&m.tool),
     )
 }

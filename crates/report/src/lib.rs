@@ -14,7 +14,7 @@ pub mod svg;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use aligntds_formats::summary::{Aggregates, Summary};
 
 use crate::example_page::{data_path, page_path, render_data, render_page, PageContext};
 pub use crate::figures::figures;
@@ -25,6 +25,8 @@ use crate::run_data::{for_each_example, read_examples, ExampleInfo};
 pub enum ReportError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error(transparent)]
+    Format(#[from] aligntds_formats::FormatError),
 }
 
 pub(crate) fn file_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
@@ -38,25 +40,12 @@ pub(crate) fn file_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
 pub struct Run {
     pub name: String,
     pub dir: PathBuf,
-    pub summary: Value,
+    pub summary: Summary,
 }
 
 impl Run {
     pub fn load(dir: &Path) -> Result<Self, ReportError> {
-        let path = dir.join("summary.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            file_err(
-                &path,
-                format!("{e} (is this a finished `aligntds analyze` run?)"),
-            )
-        })?;
-        let summary: Value = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
-        if summary["schema_version"] != 1 {
-            return Err(file_err(
-                &path,
-                format!("unsupported schema_version {}", summary["schema_version"]),
-            ));
-        }
+        let summary = Summary::read(dir)?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -68,8 +57,8 @@ impl Run {
         })
     }
 
-    pub(crate) fn agg(&self) -> &Value {
-        &self.summary["aggregates"]
+    pub(crate) fn agg(&self) -> &Aggregates {
+        &self.summary.aggregates
     }
 }
 
@@ -97,9 +86,68 @@ pub struct BuildStats {
     pub bytes: u64,
 }
 
-/// Writes the site into `out`: index.html, report.md, figures/*.svg,
-/// assets/, r{run}/e{n}.html and data/r{run}/e{n}.js.
+/// The file that marks a folder as an aligntds report (so it may be replaced).
+const MARKER: &str = ".aligntds-report";
+
+/// Builds the site for `runs` into `out`: index.html, report.md,
+/// figures/*.svg, assets/, r{run}/e{n}.html and data/r{run}/e{n}.js. The site
+/// is built in a fresh folder beside `out` and replaces `out` only when
+/// complete, so an earlier report's pages never mix with the new ones and a
+/// failed build leaves `out` as it was. A non-empty `out` that is not an
+/// earlier aligntds report is refused.
 pub fn build(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
+    if out.is_file() {
+        return Err(file_err(out, "is a file; give a folder for the report"));
+    }
+    let replaces = out.is_dir();
+    if replaces {
+        let empty = std::fs::read_dir(out)
+            .map_err(|e| file_err(out, e))?
+            .next()
+            .is_none();
+        if !empty && !out.join(MARKER).is_file() {
+            return Err(file_err(
+                out,
+                "is a non-empty folder that is not an aligntds report; choose a new or empty folder",
+            ));
+        }
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    create_dir(&parent)?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let staging = parent.join(format!(".{name}.building-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| file_err(&staging, e))?;
+    }
+    let built = build_into(runs, &staging).and_then(|stats| {
+        write_file(&staging.join(MARKER), b"aligntds report\n")?;
+        Ok(stats)
+    });
+    let stats = match built {
+        Ok(stats) => stats,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if replaces {
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(out, &old).map_err(|e| file_err(out, e))?;
+        std::fs::rename(&staging, out).map_err(|e| file_err(out, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&staging, out).map_err(|e| file_err(out, e))?;
+    }
+    Ok(stats)
+}
+
+fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
     let mut stats = BuildStats::default();
     for dir in ["figures", "assets", "data"] {
         create_dir(&out.join(dir))?;
@@ -125,9 +173,11 @@ pub fn build(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
     for (k, run) in runs.iter().enumerate() {
         create_dir(&out.join(format!("r{k}")))?;
         create_dir(&out.join(format!("data/r{k}")))?;
-        let settings = &run.summary["manifest"]["settings"];
-        let kind = |side: &str| settings[side]["kind"].as_str().unwrap_or("?").to_string();
-        let (aligned_kind, base_kind) = (kind("aligned_context"), kind("base_context"));
+        let settings = &run.summary.manifest.identity.settings;
+        let (aligned_kind, base_kind) = (
+            settings.aligned_context.kind.as_str().to_string(),
+            settings.base_context.kind.as_str().to_string(),
+        );
         let mut seen: Vec<Option<ExampleStats>> = vec![None; examples[k].len()];
         let mut write_example = |index: usize, rows: &[run_data::TokenRow]| {
             let info = &examples[k][index];

@@ -56,39 +56,38 @@ fn a_thousand_example_run_gives_a_complete_site_of_small_pages() {
     // Spot check example 537 against the generator itself.
     let expected = synthetic::example(537, TOKENS, 10);
     let page = std::fs::read_to_string(site.join("r0/e00538.html")).unwrap();
-    assert!(page.contains(&format!("<code>{}</code>", expected.id)));
+    assert!(page.contains(&format!("<code>{}</code>", expected.example.id)));
     let answer = page.split("id=\"answer\"").nth(1).unwrap();
     assert_eq!(answer.matches("class=\"t ").count(), TOKENS);
     let shifted_spans = answer.matches("class=\"t s").count();
-    assert_eq!(shifted_spans as u32, expected.shifted);
+    assert_eq!(shifted_spans as u32, expected.example.shifted);
     assert!(page.contains("href=\"e00537.html\"") && page.contains("href=\"e00539.html\""));
     let v = data_json(&site.join("data/r0/e00538.js"));
     for t in [0, 1, 123, TOKENS - 1] {
         let p = &v["pos"][t];
-        let m = &expected.positions[t].metrics;
-        assert_eq!(p[0], expected.positions[t].token_id);
+        let m = &expected.positions[t];
+        let kl = m.kl_aligned_base.unwrap();
+        assert_eq!(p[0], m.token_id);
         assert_eq!(p[3], m.base_rank);
-        assert!(
-            (p[5].as_f64().unwrap() - m.kl_aligned_base).abs()
-                <= 1e-4 * m.kl_aligned_base.max(1e-3)
-        );
+        assert!((p[5].as_f64().unwrap() - kl).abs() <= 1e-4 * kl.max(1e-3));
         let ids: Vec<u32> = serde_json::from_value(p[13].clone()).unwrap();
-        assert_eq!(ids, m.base_top_ids);
+        assert_eq!(ids, m.base_top.iter().map(|t| t.id).collect::<Vec<_>>());
         let lps: Vec<f32> = serde_json::from_value(p[14].clone()).unwrap();
-        for (got, want) in lps.iter().zip(&m.base_top_logprobs) {
-            assert!((got - want).abs() <= 5e-5, "{got} vs {want}");
+        for (got, want) in lps.iter().zip(&m.base_top) {
+            assert!(
+                (got - want.logprob).abs() <= 5e-5,
+                "{got} vs {}",
+                want.logprob
+            );
         }
-        for (id, text) in m
-            .aligned_top_ids
-            .iter()
-            .zip(&expected.positions[t].aligned_top_tokens)
-        {
-            assert_eq!(v["dict"][id.to_string()], text.as_str());
+        for top in &m.aligned_top {
+            assert_eq!(v["dict"][top.id.to_string()], top.text.as_str());
         }
     }
     // The vocabulary's hostile tokens arrive escaped in pages and verbatim in data.
     assert!(
-        page.contains("&lt;img src=x onerror=alert(1)&gt;") || !expected.answer.contains("<img")
+        page.contains("&lt;img src=x onerror=alert(1)&gt;")
+            || !expected.example.answer.contains("<img")
     );
     assert!(!page.contains("<img") && page.matches("<script").count() == 1);
 }

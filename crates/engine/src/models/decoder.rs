@@ -557,7 +557,7 @@ impl Decoder {
         let limit = self.config.max_position_embeddings;
         if start + tokens.len() > limit {
             return Err(EngineError::Input(format!(
-                "sequence of {} tokens exceeds the model's context of {limit} tokens (max_position_embeddings in config.json); shorten the prompt or answer",
+                "sequence of {} tokens exceeds the model's context of {limit} tokens; shorten the prompt or answer",
                 start + tokens.len()
             )));
         }

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use aligntds_engine::score::score_sequence;
 use aligntds_engine::{LanguageModel, LoadOptions};
 use serde_json::Value;
 
@@ -90,35 +89,36 @@ pub fn max_error_with(
     let positions = seq["positions"].as_array().unwrap();
     let mut worst = 0f64;
     let mut seen = 0;
-    score_sequence(&model.decoder, &tokens, start, chunk_rows, |rows| {
-        for (pos, row) in rows.rows() {
-            let golden = &positions[pos - start];
-            let target = golden["target_logprob"].as_f64().unwrap();
-            worst = worst.max((row[tokens[pos] as usize] as f64 - target).abs());
-            for (id, lp) in ids(&golden["top_ids"])
-                .iter()
-                .zip(floats(&golden["top_logprobs"]))
-            {
-                worst = worst.max((row[*id as usize] as f64 - lp).abs());
-            }
-            let top = floats(&golden["top_logprobs"]);
-            if top[0] - top[1] > top1_margin {
-                assert_eq!(
-                    aligntds_engine::score::argmax(row) as u32,
-                    ids(&golden["top_ids"])[0],
-                    "top-1 at position {pos}"
+    model
+        .score_chunked(&tokens, start, chunk_rows, |rows| {
+            for (pos, row) in rows.rows() {
+                let golden = &positions[pos - start];
+                let target = golden["target_logprob"].as_f64().unwrap();
+                worst = worst.max((row[tokens[pos] as usize] as f64 - target).abs());
+                for (id, lp) in ids(&golden["top_ids"])
+                    .iter()
+                    .zip(floats(&golden["top_logprobs"]))
+                {
+                    worst = worst.max((row[*id as usize] as f64 - lp).abs());
+                }
+                let top = floats(&golden["top_logprobs"]);
+                if top[0] - top[1] > top1_margin {
+                    assert_eq!(
+                        aligntds_engine::score::argmax(row) as u32,
+                        ids(&golden["top_ids"])[0],
+                        "top-1 at position {pos}"
+                    );
+                }
+                let total: f64 = row.iter().map(|&x| (x as f64).exp()).sum();
+                assert!(
+                    (total - 1.0).abs() < 1e-5,
+                    "position {pos}: probabilities sum to {total}"
                 );
+                seen += 1;
             }
-            let total: f64 = row.iter().map(|&x| (x as f64).exp()).sum();
-            assert!(
-                (total - 1.0).abs() < 1e-5,
-                "position {pos}: probabilities sum to {total}"
-            );
-            seen += 1;
-        }
-        Ok(())
-    })
-    .unwrap();
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(
         seen,
         positions.len(),

@@ -1,0 +1,161 @@
+//! The seam between a study and whatever computes next-token distributions.
+//! Tokenization and chat templates are always local (the side's text model);
+//! token ids go to a backend, which scores a sequence or generates from a
+//! prompt. A backend's scoring rows are full log-distributions (the local
+//! engine) or top-k views (inference servers); metrics accept either.
+
+use std::sync::Arc;
+
+use aligntds_engine::{EngineError, GenerateOptions, Generation, LanguageModel};
+
+use crate::metrics::TopKRow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A remote backend's failure, with the backend's own message.
+    #[error("{backend}: {message}")]
+    Remote { backend: String, message: String },
+}
+
+/// Rows for consecutive answer positions, as the backend computed them.
+pub enum Rows<'a> {
+    /// Full log-distributions, row-major, `width` values each.
+    Full { width: usize, data: &'a [f32] },
+    /// One top-k view per position.
+    TopK(&'a [TopKRow]),
+}
+
+impl Rows<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Full { width, data } => data.len() / width.max(&1),
+            Rows::TopK(rows) => rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A sequence a backend has run its forward pass over; answer rows are
+/// produced a chunk at a time so memory stays bounded.
+pub trait Scored {
+    fn answer_len(&self) -> usize;
+    /// Rows predicting answer tokens `first..first + n`.
+    fn rows(&mut self, first: usize, n: usize) -> Result<Rows<'_>, BackendError>;
+}
+
+/// What computes one side's distributions.
+pub trait Backend: Send + Sync {
+    /// How the manifest names what ran (e.g. `f32`, `q`): results depend on it.
+    fn weights(&self) -> String;
+    /// The width of a full row; equal widths are needed to compare full rows.
+    fn logits_width(&self) -> usize;
+    /// The most tokens one sequence (context + answer) may hold.
+    fn context_length(&self) -> usize;
+    /// Answer rows per chunk (memory bound) when paired with another side.
+    fn chunk_rows(&self) -> usize;
+    /// Runs the forward pass over `tokens` to score `tokens[answer_start..]`;
+    /// a top-k backend keeps at least `top_k` tokens per position.
+    fn prepare<'a>(
+        &'a self,
+        tokens: &[u32],
+        answer_start: usize,
+        top_k: usize,
+    ) -> Result<Box<dyn Scored + 'a>, BackendError>;
+    /// Greedy generation from `prompt` (eos ids empty: the model's own).
+    fn generate(
+        &self,
+        prompt: &[u32],
+        options: &GenerateOptions,
+    ) -> Result<Generation, BackendError>;
+}
+
+/// The local candle engine: full rows.
+pub struct LocalBackend {
+    model: Arc<LanguageModel>,
+}
+
+impl LocalBackend {
+    pub fn new(model: Arc<LanguageModel>) -> Self {
+        Self { model }
+    }
+}
+
+struct LocalScored<'a> {
+    prepared: aligntds_engine::score::PreparedScoring<'a>,
+    buffer: Vec<f32>,
+}
+
+impl Scored for LocalScored<'_> {
+    fn answer_len(&self) -> usize {
+        self.prepared.answer_len()
+    }
+
+    fn rows(&mut self, first: usize, n: usize) -> Result<Rows<'_>, BackendError> {
+        self.prepared.log_probs(first, n, &mut self.buffer)?;
+        Ok(Rows::Full {
+            width: self.prepared.width(),
+            data: &self.buffer,
+        })
+    }
+}
+
+impl Backend for LocalBackend {
+    fn weights(&self) -> String {
+        self.model.weights_dtype.clone()
+    }
+
+    fn logits_width(&self) -> usize {
+        self.model.logits_width()
+    }
+
+    fn context_length(&self) -> usize {
+        self.model.context_length()
+    }
+
+    fn chunk_rows(&self) -> usize {
+        aligntds_engine::score::pair_chunk_rows(self.model.logits_width())
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        tokens: &[u32],
+        answer_start: usize,
+        _top_k: usize,
+    ) -> Result<Box<dyn Scored + 'a>, BackendError> {
+        Ok(Box::new(LocalScored {
+            prepared: self.model.prepare_scoring(tokens, answer_start)?,
+            buffer: Vec::new(),
+        }))
+    }
+
+    fn generate(
+        &self,
+        prompt: &[u32],
+        options: &GenerateOptions,
+    ) -> Result<Generation, BackendError> {
+        Ok(self.model.generate(prompt, options)?)
+    }
+}
+
+/// One side of a study: the local text model (tokenizer, chat template, stop
+/// tokens) and the backend that computes its distributions.
+#[derive(Clone)]
+pub struct Side {
+    pub text: Arc<LanguageModel>,
+    pub backend: Arc<dyn Backend>,
+}
+
+impl Side {
+    /// A side computed by the local engine on the same model.
+    pub fn local(model: Arc<LanguageModel>) -> Self {
+        Self {
+            backend: Arc::new(LocalBackend::new(model.clone())),
+            text: model,
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Typed settings of a study, built by the CLI or by code, checked before any
+//! model loads. Library errors name the settings field ([`Field`]); the CLI
+//! maps fields to the flags the user typed.
+
+use std::path::PathBuf;
+
+pub use aligntds_formats::summary::{
+    Context, ContextKind, RecordedSettings, ResponseSource, Thresholds,
+};
+
+/// A settings field, for errors: the library names fields, front ends map
+/// them to their own spelling (`--top-k`, a TOML key, a JSON field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Model(SideName),
+    ChatTemplate(SideName),
+    Context(SideName),
+    Prefix(SideName),
+    Template(SideName),
+    Data,
+    Query,
+    Out,
+    Overwrite,
+    TopK,
+    MaxNewTokens,
+    Thresholds,
+    Limit,
+    Shard,
+    CurvePositions,
+    Dtype,
+    Device,
+    Threads,
+    MergeInputs,
+    MergeOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SideName {
+    Aligned,
+    Base,
+}
+
+impl SideName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SideName::Aligned => "aligned",
+            SideName::Base => "base",
+        }
+    }
+}
+
+impl Field {
+    /// The field's name in [`StudySettings`] (library spelling).
+    pub fn name(self) -> String {
+        let side = |s: SideName, f: &str| format!("{}.{f}", s.as_str());
+        match self {
+            Field::Model(s) => side(s, "model"),
+            Field::ChatTemplate(s) => side(s, "chat_template"),
+            Field::Context(s) => side(s, "context"),
+            Field::Prefix(s) => side(s, "context.prefix"),
+            Field::Template(s) => side(s, "context.template"),
+            Field::Data => "data".into(),
+            Field::Query => "query".into(),
+            Field::Out => "out".into(),
+            Field::Overwrite => "overwrite".into(),
+            Field::TopK => "top_k".into(),
+            Field::MaxNewTokens => "max_new_tokens".into(),
+            Field::Thresholds => "thresholds".into(),
+            Field::Limit => "limit".into(),
+            Field::Shard => "shard".into(),
+            Field::CurvePositions => "curve_positions".into(),
+            Field::Dtype => "dtype".into(),
+            Field::Device => "device".into(),
+            Field::Threads => "threads".into(),
+            Field::MergeInputs => "inputs".into(),
+            Field::MergeOut => "out".into(),
+        }
+    }
+}
+
+/// A settings value outside its valid range, named by field.
+#[derive(Debug, thiserror::Error)]
+#[error("setting `{}`: {message}", field.name())]
+pub struct SettingError {
+    pub field: Field,
+    pub message: String,
+}
+
+impl SettingError {
+    pub fn new(field: Field, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where the queries come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Queries {
+    /// A data file (JSON, JSONL, Parquet or CSV; see [`crate::dataset`]).
+    File(PathBuf),
+    /// One query.
+    Single(String),
+}
+
+/// `i/n`: the records whose index modulo n is i.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub fn parse(text: &str) -> Result<Self, SettingError> {
+        let parsed = text.split_once('/').and_then(|(i, n)| {
+            Some((
+                i.trim().parse::<usize>().ok()?,
+                n.trim().parse::<usize>().ok()?,
+            ))
+        });
+        match parsed {
+            Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
+            _ => Err(SettingError::new(
+                Field::Shard,
+                format!("`{text}` is not i/n with 0 <= i < n"),
+            )),
+        }
+    }
+
+    pub fn holds(self, record_index: usize) -> bool {
+        record_index % self.count == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// One side: the model reference, an optional chat template and its context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SideSettings {
+    /// A checkpoint folder, a .gguf file or a Hub id (owner/name[@revision]).
+    pub model: String,
+    /// A shipped template name, a name the model lists, or a Jinja file.
+    pub chat_template: Option<String>,
+    pub context: Context,
+}
+
+/// How models load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Runtime {
+    pub dtype: aligntds_engine::DTypeChoice,
+    pub device: DeviceChoice,
+}
+
+/// Where the local engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceChoice::Cpu => write!(f, "cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            dtype: aligntds_engine::DTypeChoice::Float(aligntds_engine::DType::F32),
+            device: DeviceChoice::Cpu,
+        }
+    }
+}
+
+/// Everything a study needs. Build it directly or with [`StudySettings::new`]
+/// and change fields; [`crate::study::Study::prepare`] checks it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudySettings {
+    pub aligned: SideSettings,
+    pub base: SideSettings,
+    pub queries: Queries,
+    pub out: PathBuf,
+    pub response: ResponseSource,
+    pub max_new_tokens: usize,
+    pub stops: Vec<String>,
+    pub top_k: usize,
+    pub thresholds: Thresholds,
+    pub limit: Option<usize>,
+    pub shard: Option<Shard>,
+    pub curve_positions: usize,
+    /// Replace an earlier run of other settings in `out`.
+    pub overwrite: bool,
+    /// An unanalyzable record is an error instead of a skip.
+    pub strict: bool,
+    pub runtime: Runtime,
+}
+
+impl StudySettings {
+    /// The study's defaults: aligned side in its chat template, base side in
+    /// the zero-shot template, answers from the data set where present.
+    pub fn new(aligned: &str, base: &str, queries: Queries, out: impl Into<PathBuf>) -> Self {
+        let side = |model: &str, kind| SideSettings {
+            model: model.to_string(),
+            chat_template: None,
+            context: Context::of(kind),
+        };
+        Self {
+            aligned: side(aligned, ContextKind::Chat),
+            base: side(base, ContextKind::Template),
+            queries,
+            out: out.into(),
+            response: ResponseSource::Auto,
+            max_new_tokens: 512,
+            stops: Vec::new(),
+            top_k: 10,
+            thresholds: Thresholds::default(),
+            limit: None,
+            shard: None,
+            curve_positions: 200,
+            overwrite: false,
+            strict: false,
+            runtime: Runtime::default(),
+        }
+    }
+
+    /// What one record's analysis needs.
+    pub fn run_settings(&self) -> RunSettings {
+        RunSettings {
+            aligned_context: self.aligned.context.clone(),
+            base_context: self.base.context.clone(),
+            response: self.response,
+            max_new_tokens: self.max_new_tokens,
+            stops: self.stops.clone(),
+            top_k: self.top_k,
+            thresholds: self.thresholds,
+            strict: self.strict,
+        }
+    }
+
+    /// Refuses degenerate values, naming the field and the valid range.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if self.top_k == 0 {
+            return Err(SettingError::new(
+                Field::TopK,
+                "must be at least 1 (the top tokens kept per side and position)",
+            ));
+        }
+        if self.top_k > MAX_TOP_K {
+            return Err(SettingError::new(
+                Field::TopK,
+                format!(
+                    "{} is too many: keep 1 to {MAX_TOP_K} tokens per side and position",
+                    self.top_k
+                ),
+            ));
+        }
+        if matches!(
+            self.response,
+            ResponseSource::Auto | ResponseSource::Generate
+        ) && self.max_new_tokens == 0
+        {
+            return Err(SettingError::new(
+                Field::MaxNewTokens,
+                "must be at least 1 when answers may be generated (or take answers from the data set only)",
+            ));
+        }
+        let t = self.thresholds;
+        if t.unshifted_max == 0 || t.marginal_max < t.unshifted_max {
+            return Err(SettingError::new(
+                Field::Thresholds,
+                format!(
+                    "need 1 <= unshifted_max <= marginal_max, got {} and {}",
+                    t.unshifted_max, t.marginal_max
+                ),
+            ));
+        }
+        if self.limit == Some(0) {
+            return Err(SettingError::new(
+                Field::Limit,
+                "must be at least 1 (or none: every record)",
+            ));
+        }
+        if self.curve_positions == 0 {
+            return Err(SettingError::new(
+                Field::CurvePositions,
+                "must be at least 1",
+            ));
+        }
+        for (name, side) in [
+            (SideName::Aligned, &self.aligned),
+            (SideName::Base, &self.base),
+        ] {
+            let c = &side.context;
+            if c.kind == ContextKind::Custom
+                && !c.template.as_deref().is_some_and(|t| t.contains("{query}"))
+            {
+                return Err(SettingError::new(
+                    Field::Template(name),
+                    "the `custom` context needs a template containing {query}",
+                ));
+            }
+        }
+        if let Queries::Single(q) = &self.queries {
+            if q.trim().is_empty() {
+                return Err(SettingError::new(Field::Query, "the query is empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// More top tokens than this per side and position make positions.parquet
+/// huge for no reader's benefit (the original kept 30).
+pub const MAX_TOP_K: usize = 1000;
+
+/// Settings that change one record's results (all of them go into the manifest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSettings {
+    pub aligned_context: Context,
+    pub base_context: Context,
+    pub response: ResponseSource,
+    pub max_new_tokens: usize,
+    pub stops: Vec<String>,
+    pub top_k: usize,
+    pub thresholds: Thresholds,
+    /// An unanalyzable record is an error instead of a skip (not fingerprinted).
+    pub strict: bool,
+}
+
+impl RunSettings {
+    pub fn recorded(&self) -> RecordedSettings {
+        RecordedSettings {
+            aligned_context: self.aligned_context.clone(),
+            base_context: self.base_context.clone(),
+            response: self.response,
+            max_new_tokens: self.max_new_tokens,
+            stops: self.stops.clone(),
+            top_k: self.top_k,
+            thresholds: self.thresholds,
+        }
+    }
+}

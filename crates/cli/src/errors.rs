@@ -1,0 +1,93 @@
+//! Library errors rendered with the flags the user typed: the libraries name
+//! settings fields (`top_k`, `aligned.chat_template`), this maps them.
+
+use aligntds_analysis::settings::{Field, SideName};
+use aligntds_analysis::StudyError;
+use aligntds_engine::EngineError;
+
+/// Which command's flags a field maps to.
+#[derive(Debug, Clone, Copy)]
+pub enum Flags {
+    Analyze,
+    Merge,
+}
+
+fn side(s: SideName) -> &'static str {
+    s.as_str()
+}
+
+/// The flag that sets `field`.
+pub fn flag(field: Field, flags: Flags) -> String {
+    match field {
+        Field::Model(s) => format!("--{}", side(s)),
+        Field::ChatTemplate(s) => format!("--{}-chat-template", side(s)),
+        Field::Context(s) => format!("--{}-context", side(s)),
+        Field::Prefix(s) => format!("--{}-prefix", side(s)),
+        Field::Template(s) => format!("--{}-template", side(s)),
+        Field::Data => "--data".into(),
+        Field::Query => "--query".into(),
+        Field::Out | Field::MergeOut => "--out".into(),
+        Field::Overwrite => "--overwrite".into(),
+        Field::TopK => "--top-k".into(),
+        Field::MaxNewTokens => "--max-new-tokens".into(),
+        Field::Thresholds => "--unshifted-max` and `--marginal-max".into(),
+        Field::Limit => "--limit".into(),
+        Field::Shard => "--shard".into(),
+        Field::CurvePositions => "--curve-positions".into(),
+        Field::Dtype => "--dtype".into(),
+        Field::Device => "--device".into(),
+        Field::Threads => "--threads".into(),
+        Field::MergeInputs => match flags {
+            Flags::Merge => "DIRS".into(),
+            Flags::Analyze => "--shard".into(),
+        },
+    }
+}
+
+/// An engine setting named by the engine (`dtype`, `chat_template`, ...) as a flag of `side`.
+pub fn engine_flag(option: &str, side: Option<SideName>) -> String {
+    match (option, side) {
+        ("chat_template", Some(s)) => format!("--{}-chat-template", s.as_str()),
+        (other, _) => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// A study error as the user should read it.
+pub fn study_error(e: StudyError, flags: Flags) -> anyhow::Error {
+    match e {
+        StudyError::Setting(s) => {
+            anyhow::anyhow!("option `{}`: {}", flag(s.field, flags), s.message)
+        }
+        StudyError::Load {
+            side: s,
+            reference,
+            source: EngineError::Option { option, message },
+        } => anyhow::anyhow!(
+            "option `{}`: {message} (loading the {} model `{reference}`)",
+            engine_flag(&option, Some(s)),
+            s.as_str()
+        ),
+        StudyError::Load {
+            side: s,
+            reference,
+            source: EngineError::Template { name, message },
+        } if name == "<none>" => anyhow::anyhow!(
+            "cannot load the {} model `{reference}`: {message}; pass --{}-chat-template NAME|FILE or another --{}-context",
+            s.as_str(),
+            s.as_str(),
+            s.as_str()
+        ),
+        StudyError::Folder(f @ aligntds_analysis::run_folder::FolderError::Fingerprint { .. }) => {
+            anyhow::anyhow!("{f} (pass --overwrite to replace it)")
+        }
+        StudyError::Run(aligntds_analysis::run::RunError::Context(
+            aligntds_analysis::context::ContextError::Engine(EngineError::Template { name, message }),
+        )) if name == "<none>" => anyhow::anyhow!(
+            "{message}; pass --aligned-chat-template / --base-chat-template NAME|FILE or another --aligned-context / --base-context"
+        ),
+        StudyError::Run(aligntds_analysis::run::RunError::NoAnswer { id }) => anyhow::anyhow!(
+            "record {id}: --response dataset, but the record has no answer (output or output_ids); use --response auto to generate missing answers"
+        ),
+        other => anyhow::Error::new(other),
+    }
+}

@@ -1,0 +1,79 @@
+//! examples.jsonl: one line per record of the run (analyzed or skipped); the
+//! per-position values are in positions.parquet.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{check_version, from_json_text, read_text, write_atomic, FormatError};
+
+/// One line of examples.jsonl.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleLine {
+    pub id: String,
+    pub query: String,
+    /// The rendered prompts each side saw before the answer.
+    pub aligned_context: String,
+    pub base_context: String,
+    pub answer: String,
+    pub answer_ids: Vec<u32>,
+    /// `dataset` or `generate` (empty for a record skipped before it had an answer).
+    pub source: String,
+    pub stop_reason: String,
+    /// A trailing end-of-turn marker that the aligned tokenizer does not know was replaced by its eos.
+    pub eos_replaced: bool,
+    /// Seconds the aligned side spent generating the answer (0 for data set answers).
+    #[serde(default)]
+    pub generation_seconds: f64,
+    /// Seconds each side spent scoring.
+    #[serde(default)]
+    pub aligned_scoring_seconds: f64,
+    #[serde(default)]
+    pub base_scoring_seconds: f64,
+    pub unshifted: u32,
+    pub marginal: u32,
+    pub shifted: u32,
+    /// Why the record was not analyzed (version 2): `context_overflow`,
+    /// `empty_answer` or `empty_context`; absent for analyzed records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// The skip in words, with the numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_detail: Option<String>,
+    pub schema_version: u32,
+}
+
+impl ExampleLine {
+    pub fn tokens(&self) -> u64 {
+        (self.unshifted + self.marginal + self.shifted) as u64
+    }
+}
+
+/// Reads `dir/examples.jsonl`; a bad line is an error naming the line and the field.
+pub fn read(dir: &Path) -> Result<Vec<ExampleLine>, FormatError> {
+    let path = dir.join(crate::EXAMPLES_FILE);
+    let text = read_text(&path, "is this a finished `aligntds analyze` run?")?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let version: crate::summary::VersionOnly = from_json_text(&path, line, Some(i + 1))?;
+        check_version(&path, version.schema_version)?;
+        out.push(from_json_text(&path, line, Some(i + 1))?);
+    }
+    Ok(out)
+}
+
+/// Writes `dir/examples.jsonl` (every line stamped with the current schema version).
+pub fn write(dir: &Path, examples: &[ExampleLine]) -> Result<(), FormatError> {
+    let path = dir.join(crate::EXAMPLES_FILE);
+    let mut out = String::new();
+    for e in examples {
+        let mut e = e.clone();
+        e.schema_version = crate::SCHEMA_VERSION;
+        out.push_str(&serde_json::to_string(&e).map_err(|err| crate::file_err(&path, err))?);
+        out.push('\n');
+    }
+    write_atomic(&path, out.as_bytes())
+}
