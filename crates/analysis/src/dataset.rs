@@ -321,4 +321,104 @@ mod tests {
             .to_string()
             .contains("duplicate id"));
     }
+
+    #[test]
+    fn reads_csv_ndjson_wrapped_json_and_parquet() {
+        let (_d, p) = write(
+            "q.csv",
+            "id,instruction,output,category\nx1,\"What, exactly?\",,safety\nx2,Tell me,\"An answer\",info\n",
+        );
+        let r = load(&p, None).unwrap();
+        assert_eq!(r.len(), 2, "the header is not a query");
+        assert_eq!(
+            (
+                r[0].id.as_str(),
+                r[0].query.as_str(),
+                r[0].output.as_deref()
+            ),
+            ("x1", "What, exactly?", None)
+        );
+        assert_eq!(r[1].output.as_deref(), Some("An answer"));
+        let (_d, p) = write("q.ndjson", "{\"query\": \"a\"}\n{\"query\": \"b\"}\n");
+        assert_eq!(load(&p, None).unwrap().len(), 2);
+        let (_d, p) = write(
+            "q.json",
+            r#"{"instances": [{"instruction": "a"}, {"instruction": "b"}]}"#,
+        );
+        assert_eq!(load(&p, None).unwrap()[1].query, "b");
+
+        // Parquet, as Hugging Face datasets write it: string columns and a list column.
+        use arrow_array::builder::{ListBuilder, UInt32Builder};
+        use arrow_array::{ArrayRef, RecordBatch, StringArray};
+        use std::sync::Arc;
+        let mut ids = ListBuilder::new(UInt32Builder::new());
+        ids.values().append_slice(&[5, 6]);
+        ids.append(true);
+        ids.append(false);
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("id", Arc::new(StringArray::from(vec!["p0", "p1"]))),
+            (
+                "instruction",
+                Arc::new(StringArray::from(vec!["first", "second"])),
+            ),
+            ("output_ids", Arc::new(ids.finish())),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.parquet");
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let r = load(&path, None).unwrap();
+        assert_eq!(r[0].query, "first");
+        assert_eq!(r[0].output_ids, Some(vec![5, 6]));
+        assert_eq!((r[1].id.as_str(), r[1].output_ids.clone()), ("p1", None));
+        // A Parquet file without a query column says which columns it expected.
+        let batch = RecordBatch::try_from_iter(vec![(
+            "text",
+            Arc::new(StringArray::from(vec!["x"])) as ArrayRef,
+        )])
+        .unwrap();
+        let bad = dir.path().join("bad.parquet");
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&bad).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let e = load(&bad, None).unwrap_err().to_string();
+        assert!(
+            e.contains("row 0") && e.contains("Parquet columns") && e.contains("pure_input"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_formats_are_refused_naming_the_ones_read() {
+        for name in ["q.xlsx", "q.tsv", "noextension"] {
+            let (_d, p) = write(name, "a\tb\n");
+            let e = load(&p, None).unwrap_err().to_string();
+            assert!(
+                e.contains("unknown data format") && e.contains(".parquet") && e.contains(".csv"),
+                "{e}"
+            );
+        }
+        // Binary data under a text extension says so instead of a UTF-8 error per line.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("q.jsonl");
+        std::fs::write(&p, b"PAR1\xff\xfe\x00").unwrap();
+        let e = load(&p, None).unwrap_err().to_string();
+        assert!(e.contains("not UTF-8") && e.contains(".parquet"), "{e}");
+        // A bad CSV row names its line.
+        let (_d, p) = write("q.csv", "instruction,output\nfine,ok\ntoo,many,cells\n");
+        let e = load(&p, None).unwrap_err().to_string();
+        assert!(e.contains("q.csv:3") && e.contains("CSV"), "{e}");
+    }
 }

@@ -1,0 +1,328 @@
+//! The study as a library, without the binary: a full fixture analysis, a
+//! resume after losing work, shard merges and the refusals that keep run
+//! folders from mixing results.
+
+use std::path::{Path, PathBuf};
+
+use aligntds_analysis::run_folder::RunFolder;
+use aligntds_analysis::settings::{ContextKind, Queries, Shard, StudySettings};
+use aligntds_analysis::{merge, Study};
+use aligntds_formats::summary::Summary;
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn data(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The tiny llama3 (aligned, plain context) / mistral (base) pair.
+fn settings(queries: &Path, out: &Path) -> StudySettings {
+    let mut s = StudySettings::new(
+        &fixture("llama3"),
+        &fixture("mistral"),
+        Queries::File(queries.to_path_buf()),
+        out,
+    );
+    s.aligned.context.kind = ContextKind::Plain;
+    s.max_new_tokens = 10;
+    s
+}
+
+fn run(s: StudySettings) -> Summary {
+    let mut events = Vec::new();
+    let outcome = Study::prepare(s)
+        .unwrap()
+        .run(&mut |p| events.push(format!("{p:?}")))
+        .unwrap();
+    assert!(events.first().unwrap().starts_with("Started"), "{events:?}");
+    assert!(events.last().unwrap().starts_with("Writing"), "{events:?}");
+    outcome.summary
+}
+
+fn six_queries(dir: &Path) -> PathBuf {
+    let text: String = (0..6).map(|i| format!("Question number {i}?\n")).collect();
+    data(dir, "q.txt", &text)
+}
+
+#[test]
+fn a_study_runs_resumes_and_merges_to_identical_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queries = six_queries(tmp.path());
+    let full = tmp.path().join("full");
+    let summary = run(settings(&queries, &full));
+    assert_eq!(summary.aggregates.examples, 6);
+    assert_eq!(summary.aggregates.positions, 60);
+    assert_eq!(Summary::read(&full).unwrap(), summary);
+    let reference = std::fs::read(full.join("positions.parquet")).unwrap();
+
+    // Work lost (parts removed, outputs gone): the same settings resume to the same files.
+    for part in ["0000001.json", "0000004.json"] {
+        std::fs::remove_file(full.join("parts").join(part)).unwrap();
+    }
+    let mut resumed = 0;
+    Study::prepare(settings(&queries, &full))
+        .unwrap()
+        .run(&mut |p| {
+            if let aligntds_analysis::Progress::Started { resumed: r, .. } = p {
+                resumed = r;
+            }
+        })
+        .unwrap();
+    assert_eq!(resumed, 4);
+    assert_eq!(
+        std::fs::read(full.join("positions.parquet")).unwrap(),
+        reference
+    );
+
+    // Shards 0/2 and 1/2 merged equal the whole run.
+    let shard = |i: usize, n: usize, name: &str| {
+        let mut s = settings(&queries, &tmp.path().join(name));
+        s.shard = Some(Shard { index: i, count: n });
+        run(s);
+        tmp.path().join(name)
+    };
+    let (s0, s1) = (shard(0, 2, "s0"), shard(1, 2, "s1"));
+    let merged = tmp.path().join("merged");
+    let m = merge(&[s0.clone(), s1.clone()], &merged, 200).unwrap();
+    assert_eq!(
+        std::fs::read(merged.join("positions.parquet")).unwrap(),
+        reference
+    );
+    assert_eq!(m.aggregates, summary.aggregates);
+
+    // Incomplete or inconsistent sets are refused.
+    let refused = |inputs: &[PathBuf], out: &Path, needle: &str| {
+        let e = merge(inputs, out, 200).err().expect("refused").to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    };
+    let out = tmp.path().join("m2");
+    refused(&[s0.clone()], &out, "missing 1/2");
+    refused(&[full.clone()], &out, "not a shard");
+    refused(&[s0.clone(), s0.clone()], &out, "both shard 0/2");
+    refused(&[s0.clone(), s1.clone()], &s1, "one of the inputs");
+    let t0 = shard(0, 3, "t0");
+    refused(&[s0.clone(), t0], &out, "shards of 2");
+    // A shard with work missing has not finished.
+    std::fs::remove_file(s1.join("parts/0000003.json")).unwrap();
+    refused(&[s0.clone(), s1.clone()], &out, "has not finished");
+    // A shard of other settings.
+    let mut other = settings(&queries, &tmp.path().join("o1"));
+    other.top_k = 3;
+    other.shard = Some(Shard { index: 1, count: 2 });
+    run(other);
+    refused(&[s0, tmp.path().join("o1")], &out, "different settings");
+    assert!(!out.join("summary.json").exists());
+}
+
+#[test]
+fn a_second_study_on_a_held_folder_is_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queries = six_queries(tmp.path());
+    let out = tmp.path().join("run");
+    let held = RunFolder::lock(&out).unwrap();
+    let mut s = settings(&queries, &out);
+    s.aligned.model = "/no/such/model".into(); // refused before any load is tried
+    let e = Study::prepare(s).err().expect("refused").to_string();
+    assert!(
+        e.contains("in use") && e.contains(&std::process::id().to_string()),
+        "{e}"
+    );
+    drop(held);
+}
+
+#[test]
+fn an_overwrite_that_dies_leaves_no_stale_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The second record has no answer: with answers from the data set only, it stops the run.
+    let queries = data(
+        tmp.path(),
+        "q.jsonl",
+        "{\"prompt\": \"a\", \"output_ids\": [300, 301]}\n{\"prompt\": \"b\"}\n",
+    );
+    let out = tmp.path().join("run");
+    let mut first = settings(&queries, &out);
+    first.limit = Some(1);
+    run(first);
+    assert!(out.join("summary.json").exists());
+    let mut second = settings(&queries, &out);
+    second.response = aligntds_analysis::settings::ResponseSource::Dataset;
+    second.overwrite = true;
+    let e = Study::prepare(second)
+        .unwrap()
+        .run(&mut |_| {})
+        .err()
+        .expect("fails on record 1");
+    assert!(e.to_string().contains("no answer"), "{e}");
+    for name in ["summary.json", "positions.parquet", "examples.jsonl"] {
+        assert!(!out.join(name).exists(), "stale {name} left behind");
+    }
+}
+
+#[test]
+fn records_over_the_context_are_skipped_and_counted_or_refused_when_strict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long: Vec<String> = (0..300).map(|i| (300 + i % 50).to_string()).collect();
+    let queries = data(
+        tmp.path(),
+        "q.jsonl",
+        &format!(
+            "{{\"id\": \"ok\", \"prompt\": \"a\", \"output_ids\": [300, 301]}}\n\
+             {{\"id\": \"long\", \"prompt\": \"b\", \"output_ids\": [{}]}}\n\
+             {{\"id\": \"empty\", \"prompt\": \"c\", \"output_ids\": []}}\n\
+             {{\"id\": \"ok2\", \"prompt\": \"d\", \"output_ids\": [302]}}\n",
+            long.join(",")
+        ),
+    );
+    let out = tmp.path().join("run");
+    let summary = run(settings(&queries, &out));
+    let a = &summary.aggregates;
+    assert_eq!((a.examples, a.positions), (2, 3));
+    assert_eq!(a.skipped.examples, 2);
+    assert_eq!(a.skipped.by_reason["context_overflow"], 1);
+    assert_eq!(a.skipped.by_reason["empty_answer"], 1);
+    let lines = aligntds_formats::examples::read(&out).unwrap();
+    let long = lines.iter().find(|l| l.id == "long").unwrap();
+    assert_eq!(long.skipped.as_deref(), Some("context_overflow"));
+    assert!(
+        long.skip_detail.as_deref().unwrap().contains("256 tokens"),
+        "{:?}",
+        long.skip_detail
+    );
+    let mut strict = settings(&queries, &tmp.path().join("strict"));
+    strict.strict = true;
+    let e = Study::prepare(strict)
+        .unwrap()
+        .run(&mut |_| {})
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("record long") && e.to_string().contains("context"),
+        "{e}"
+    );
+}
+
+#[test]
+fn degenerate_settings_are_refused_before_any_model_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queries = six_queries(tmp.path());
+    let cases: Vec<(Box<dyn Fn(&mut StudySettings)>, &str, &str)> = vec![
+        (Box::new(|s| s.top_k = 0), "top_k", "at least 1"),
+        (Box::new(|s| s.top_k = 5000), "top_k", "1 to 1000"),
+        (
+            Box::new(|s| s.max_new_tokens = 0),
+            "max_new_tokens",
+            "at least 1",
+        ),
+        (Box::new(|s| s.limit = Some(0)), "limit", "at least 1"),
+        (
+            Box::new(|s| s.thresholds.marginal_max = 0),
+            "thresholds",
+            "unshifted_max <= marginal_max",
+        ),
+        (
+            Box::new(|s| s.base.context.kind = ContextKind::Custom),
+            "base.context.template",
+            "{query}",
+        ),
+        (
+            Box::new(|s| s.shard = Some(Shard { index: 7, count: 9 })),
+            "shard",
+            "none of the 6",
+        ),
+    ];
+    for (change, field, needle) in cases {
+        let mut s = settings(&queries, &tmp.path().join("never"));
+        s.aligned.model = "/no/such/model".into();
+        change(&mut s);
+        let e = Study::prepare(s).err().expect("refused").to_string();
+        assert!(
+            e.contains(&format!("setting `{field}`")) && e.contains(needle),
+            "{field}: {e}"
+        );
+    }
+    assert!(!tmp.path().join("never").exists(), "nothing was created");
+    // A top-k over the vocabulary is refused once the vocabulary is known.
+    let mut s = settings(&queries, &tmp.path().join("big"));
+    s.top_k = 900;
+    let e = Study::prepare(s).err().expect("refused").to_string();
+    assert!(e.contains("exceeds the vocabulary of 586 tokens"), "{e}");
+}
+
+/// A fake Hugging Face cache holding the llama3 fixture as `acme/tiny@main`.
+fn fake_hub(root: &Path, commit: &str) {
+    let repo = root.join("hub/models--acme--tiny");
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for entry in std::fs::read_dir(fixture("llama3")).unwrap().flatten() {
+        std::fs::copy(entry.path(), snapshot.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_changed_hub_snapshot_refuses_to_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = tmp.path().join("hf");
+    fake_hub(&hf, "1111111111111111111111111111111111111111");
+    // Process-wide, but this is the only test that reads the Hub cache.
+    std::env::set_var("HF_HOME", &hf);
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let queries = six_queries(tmp.path());
+    let out = tmp.path().join("run");
+    let hub_settings = || {
+        let mut s = settings(&queries, &out);
+        s.aligned.model = "acme/tiny".into();
+        s.limit = Some(2);
+        s
+    };
+    let summary = run(hub_settings());
+    let aligned = &summary.manifest.identity.aligned;
+    assert_eq!(aligned.kind.as_deref(), Some("hub"));
+    assert_eq!(
+        aligned.commit.as_deref(),
+        Some("1111111111111111111111111111111111111111")
+    );
+    // The same snapshot resumes.
+    run(hub_settings());
+    // The model re-pushed: refs/main now names another commit.
+    fake_hub(&hf, "2222222222222222222222222222222222222222");
+    let e = Study::prepare(hub_settings())
+        .unwrap()
+        .run(&mut |_| {})
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("other settings"), "{e}");
+}
+
+#[test]
+fn version_1_runs_still_read() {
+    let v1 = PathBuf::from(fixture("golden/v1-run"));
+    let summary = Summary::read(&v1).unwrap();
+    assert_eq!(summary.schema_version, 1);
+    assert_eq!(summary.aggregates.positions, 12);
+    assert_eq!(summary.aggregates.skipped.examples, 0);
+    let lines = aligntds_formats::examples::read(&v1).unwrap();
+    assert_eq!(lines.len(), 2);
+    let mut rows = 0;
+    aligntds_formats::positions::for_each_example(&v1, |_, r| {
+        assert!(r
+            .iter()
+            .all(|p| p.full_vocabulary && p.kl_aligned_base.is_some()));
+        rows += r.len();
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(rows, 12);
+    let text = aligntds_analysis::summary::render_text(&summary);
+    assert!(text.starts_with("2 examples, 12 positions"), "{text}");
+}
