@@ -100,12 +100,12 @@ fn a_study_runs_resumes_and_merges_to_identical_files() {
 
     // Incomplete or inconsistent sets are refused.
     let refused = |inputs: &[PathBuf], out: &Path, needle: &str| {
-        let e = merge(inputs, out, 200).err().expect("refused").to_string();
+        let e = merge(inputs, out, 200).expect_err("refused").to_string();
         assert!(e.contains(needle), "{needle}: {e}");
     };
     let out = tmp.path().join("m2");
-    refused(&[s0.clone()], &out, "missing 1/2");
-    refused(&[full.clone()], &out, "not a shard");
+    refused(std::slice::from_ref(&s0), &out, "missing 1/2");
+    refused(std::slice::from_ref(&full), &out, "not a shard");
     refused(&[s0.clone(), s0.clone()], &out, "both shard 0/2");
     refused(&[s0.clone(), s1.clone()], &s1, "one of the inputs");
     let t0 = shard(0, 3, "t0");
@@ -213,7 +213,8 @@ fn records_over_the_context_are_skipped_and_counted_or_refused_when_strict() {
 fn degenerate_settings_are_refused_before_any_model_loads() {
     let tmp = tempfile::tempdir().unwrap();
     let queries = six_queries(tmp.path());
-    let cases: Vec<(Box<dyn Fn(&mut StudySettings)>, &str, &str)> = vec![
+    type Change = Box<dyn Fn(&mut StudySettings)>;
+    let cases: Vec<(Change, &str, &str)> = vec![
         (Box::new(|s| s.top_k = 0), "top_k", "at least 1"),
         (Box::new(|s| s.top_k = 5000), "top_k", "1 to 1000"),
         (
