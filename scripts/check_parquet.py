@@ -18,16 +18,18 @@ columns = ["example_id", "position", "token_id", "token", "token_piece", "text",
            "base_logprob", "base_rank", "category", "kl_aligned_base", "kl_base_aligned", "js", "aligned_entropy",
            "base_entropy", "log_ratio", "top1_agree", "aligned_top1_base_rank", "aligned_top_ids", "aligned_top_tokens",
            "aligned_top_logprobs", "base_top_ids", "base_top_tokens", "base_top_logprobs", "orig_kl_at_k",
-           "orig_jaccard_at_k", "orig_ws_at_k", "orig_top_rank_at_k"]
+           "orig_jaccard_at_k", "orig_ws_at_k", "orig_top_rank_at_k", "full_vocabulary"]
 
 meta = pq.read_schema(path).metadata or {}
-assert meta.get(b"schema_version") == b"1", meta
+assert meta.get(b"schema_version") == b"2", meta
+assert summary["schema_version"] == 2 and summary["aggregates"]["divergences"] == "exact"
 df = pd.read_parquet(path)
 assert list(df.columns) == columns, list(df.columns)
 assert len(df) == expected_rows, (len(df), expected_rows)
 shifted = int((df["category"] == "shifted").sum())
 assert shifted == summary["aggregates"]["counts"]["shifted"], shifted
 assert (df["base_rank"] >= 1).all() and (df["kl_aligned_base"] >= -1e-6).all()
+assert df["full_vocabulary"].all() and df["kl_aligned_base"].notna().all()  # the local engine fills every column
 
 pf = pl.read_parquet(path)
 assert pf.height == expected_rows and pf.columns == columns
