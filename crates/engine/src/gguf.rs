@@ -186,24 +186,23 @@ impl GgufFile {
             })
     }
 
+    /// The registry row of this file's architecture (and its model_type).
+    pub(crate) fn spec(&self) -> Result<(&'static str, &'static crate::models::GgufSpec)> {
+        let arch = self.architecture()?;
+        crate::models::gguf_spec(&arch, |key| self.get(&format!("{arch}.{key}")).is_some())
+            .ok_or_else(|| EngineError::UnsupportedArchitecture {
+                path: self.path.clone(),
+                found: format!("{arch} (general.architecture)"),
+                supported: format!("{} (GGUF)", crate::models::gguf_names()),
+            })
+    }
+
     /// A Hugging Face style config.json equivalent for the file's architecture,
     /// parsed afterwards by the architecture's own config code.
     pub fn hf_config(&self) -> Result<serde_json::Value> {
         let arch = self.architecture()?;
         let k = |name: &str| format!("{arch}.{name}");
-        let model_type = match arch.as_str() {
-            "llama" if self.get(&k("attention.sliding_window")).is_some() => "mistral",
-            "llama" => "llama",
-            "qwen2" => "qwen2",
-            "gemma3" => "gemma3_text",
-            other => {
-                return Err(EngineError::UnsupportedArchitecture {
-                    path: self.path.clone(),
-                    found: format!("{other} (general.architecture)"),
-                    supported: "llama, qwen2, gemma3 (GGUF)".into(),
-                })
-            }
-        };
+        let (model_type, spec) = self.spec()?;
         let heads = self.u64(&k("attention.head_count"))?;
         let hidden = self.u64(&k("embedding_length"))?;
         let vocab = match self.opt_u64(&k("vocab_size"))? {
@@ -249,45 +248,20 @@ impl GgufFile {
                 ))
             }
         };
-        let window = self.opt_u64(&k("attention.sliding_window"))?;
-        if model_type == "gemma3_text" {
-            let mut full =
-                json!({"rope_type": "default", "rope_theta": theta.unwrap_or(1_000_000.0)});
-            if let Some(s) = &scaling {
-                full = s.clone();
-                full["rope_theta"] = json!(theta.unwrap_or(1_000_000.0));
-            }
-            c["rope_parameters"] = json!({
-                "full_attention": full,
-                "sliding_attention": {"rope_type": "default", "rope_theta": self.opt_f64(&k("rope.freq_base_swa"))?.unwrap_or(10_000.0)},
-            });
-            c["sliding_window"] = json!(window.unwrap_or(4096));
-            let layers = c["num_hidden_layers"].as_u64().unwrap_or(0);
-            c["layer_types"] =
-                json!(self.sliding_pattern(&k("attention.sliding_window_pattern"), layers)?);
-            // llama.cpp scales Gemma 3 queries by 1/sqrt(head_dim) unless attention.scale says otherwise
-            c["query_pre_attn_scalar"] = match self.opt_f64(&k("attention.scale"))? {
-                Some(scale) => json!(1.0 / (scale * scale)),
-                None => c["head_dim"].clone(),
-            };
-            c["final_logit_softcapping"] = json!(self.opt_f64(&k("final_logit_softcapping"))?);
-        } else {
-            c["rope_theta"] = json!(theta.unwrap_or(if arch == "qwen2" {
-                1_000_000.0
-            } else {
-                10_000.0
-            }));
-            c["rope_scaling"] = json!(scaling);
-            if let Some(w) = window {
-                c["sliding_window"] = json!(w);
-            }
+        c["rope_theta"] = json!(theta.unwrap_or(spec.default_rope_theta));
+        c["rope_scaling"] = json!(scaling);
+        if let Some(w) = self.opt_u64(&k("attention.sliding_window"))? {
+            c["sliding_window"] = json!(w);
+        }
+        if let Some(extras) = spec.config {
+            extras(self, &mut c)?;
         }
         Ok(c)
     }
 
     /// Gemma 3 layer kinds: `sliding_window_pattern` as a per-layer bool array
     /// (true = sliding) or an integer n (every n-th layer full); llama.cpp's default is 6.
-    fn sliding_pattern(&self, key: &str, layers: u64) -> Result<Vec<&'static str>> {
+    pub(crate) fn sliding_pattern(&self, key: &str, layers: u64) -> Result<Vec<&'static str>> {
         let kind = |sliding: bool| {
             if sliding {
                 "sliding_attention"
@@ -337,13 +311,18 @@ pub struct TensorMapping {
 }
 
 /// The Hugging Face name of a GGUF tensor, or None for tensors the decoder does not use.
-pub fn map_tensor(name: &str, arch: &str, heads: usize, kv_heads: usize) -> Option<TensorMapping> {
-    let gemma = arch == "gemma3";
+pub(crate) fn map_tensor(
+    name: &str,
+    spec: &crate::models::GgufSpec,
+    heads: usize,
+    kv_heads: usize,
+) -> Option<TensorMapping> {
+    let sandwich = spec.sandwich_norms;
     let map = |hf: String, minus_one: bool| {
         Some(TensorMapping {
             hf_name: hf,
             unpermute_heads: None,
-            minus_one: minus_one && gemma,
+            minus_one: minus_one && spec.norms_plus_one,
         })
     };
     match name {
@@ -358,10 +337,10 @@ pub fn map_tensor(name: &str, arch: &str, heads: usize, kv_heads: usize) -> Opti
     let (stem, kind) = leaf.rsplit_once('.')?;
     let p = format!("model.layers.{layer}");
     let hf = |s: &str| format!("{p}.{s}.{kind}");
-    let permute = arch == "llama";
+    let permute = spec.permuted_qk;
     match stem {
         "attn_norm" => map(hf("input_layernorm"), true),
-        "ffn_norm" if gemma => map(hf("pre_feedforward_layernorm"), true),
+        "ffn_norm" if sandwich => map(hf("pre_feedforward_layernorm"), true),
         "ffn_norm" => map(hf("post_attention_layernorm"), false),
         "post_attention_norm" => map(hf("post_attention_layernorm"), true),
         "post_ffw_norm" => map(hf("post_feedforward_layernorm"), true),

@@ -71,7 +71,7 @@ const PROJECTIONS: &[&str] = &[
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<LanguageModel> {
     let mut gguf = GgufFile::open(path)?;
-    let arch = gguf.architecture()?;
+    let (_, spec) = gguf.spec()?;
     let raw = RawConfig::from_value(path, gguf.hf_config()?);
     let mut config = crate::models::parse_config(&raw)?;
     if let Some(factors) = gguf.rope_freq_factors()? {
@@ -91,7 +91,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LanguageModel> {
     let mut dense = HashMap::new();
     let mut quantized: QuantizedWeights = HashMap::new();
     for name in &names {
-        let Some(mapping) = map_tensor(name, &arch, config.num_heads, config.num_kv_heads) else {
+        let Some(mapping) = map_tensor(name, spec, config.num_heads, config.num_kv_heads) else {
             continue;
         };
         let float = matches!(

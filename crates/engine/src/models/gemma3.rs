@@ -75,3 +75,36 @@ pub fn config(raw: &RawConfig) -> Result<ModelConfig> {
     };
     Ok(config)
 }
+
+/// The Gemma 3 keys llama.cpp's converter writes beyond the common ones: rope
+/// bases per layer kind, the sliding pattern, the query scale and the final softcap.
+pub(crate) fn gguf_config(g: &crate::gguf::GgufFile, c: &mut serde_json::Value) -> Result<()> {
+    use serde_json::json;
+    let k = |name: &str| format!("gemma3.{name}");
+    // Gemma 3 keys rope by layer kind: the common rope_theta / rope_scaling become the full layers'.
+    let map = c.as_object_mut().ok_or_else(|| {
+        crate::error::EngineError::Input("GGUF config is not an object".into())
+    })?;
+    let theta = map.remove("rope_theta").unwrap_or(json!(1_000_000.0));
+    let mut full = match map.remove("rope_scaling") {
+        Some(s) if !s.is_null() => s,
+        _ => json!({"rope_type": "default"}),
+    };
+    full["rope_theta"] = theta;
+    c["rope_parameters"] = json!({
+        "full_attention": full,
+        "sliding_attention": {"rope_type": "default", "rope_theta": g.opt_f64(&k("rope.freq_base_swa"))?.unwrap_or(10_000.0)},
+    });
+    if c.get("sliding_window").is_none() {
+        c["sliding_window"] = json!(4096);
+    }
+    let layers = c["num_hidden_layers"].as_u64().unwrap_or(0);
+    c["layer_types"] = json!(g.sliding_pattern(&k("attention.sliding_window_pattern"), layers)?);
+    // llama.cpp scales Gemma 3 queries by 1/sqrt(head_dim) unless attention.scale says otherwise
+    c["query_pre_attn_scalar"] = match g.opt_f64(&k("attention.scale"))? {
+        Some(scale) => json!(1.0 / (scale * scale)),
+        None => c["head_dim"].clone(),
+    };
+    c["final_logit_softcapping"] = json!(g.opt_f64(&k("final_logit_softcapping"))?);
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! Supported architectures. Each file turns a raw `config.json` into a checked
 //! [`ModelConfig`]; the shared [`decoder`] runs all of them. Adding an
-//! architecture means one file here, one registry row, and any new knob in the
-//! decoder.
+//! architecture means one file here (its config function, and for GGUF its
+//! metadata extras), one registry row (HF names and the GGUF spec), and any new
+//! decoder switch it needs.
 
 mod cpu_ops;
 pub mod decoder;
@@ -28,6 +29,43 @@ struct Registration {
     model_type: &'static str,
     hf_class: &'static str,
     parse: fn(&RawConfig) -> Result<ModelConfig>,
+    /// How llama.cpp's converter writes this architecture, if we read its GGUF files.
+    gguf: Option<GgufSpec>,
+}
+
+/// What reading an architecture from GGUF takes: llama.cpp's name for it,
+/// what its converter changed, and the metadata that becomes config.json.
+pub(crate) struct GgufSpec {
+    /// `general.architecture` as llama.cpp writes it.
+    pub name: &'static str,
+    /// A metadata key (after `{name}.`) that must be present for this row,
+    /// for architectures llama.cpp writes under another's name (Mistral as `llama`).
+    pub requires_key: Option<&'static str>,
+    /// The converter permuted Q/K rows for its rope layout; undone on load.
+    pub permuted_qk: bool,
+    /// Norm weights are stored as 1 + w where Hugging Face stores w.
+    pub norms_plus_one: bool,
+    /// `ffn_norm` is the norm before the MLP of a pre+post ("sandwich") layer,
+    /// not the post-attention norm of a pre-norm layer.
+    pub sandwich_norms: bool,
+    /// rope_theta when the file gives none.
+    pub default_rope_theta: f64,
+    /// Architecture-specific keys from the metadata into the config (after the common ones).
+    pub config: Option<fn(&crate::gguf::GgufFile, &mut serde_json::Value) -> Result<()>>,
+}
+
+impl GgufSpec {
+    const fn plain(name: &'static str, default_rope_theta: f64) -> Self {
+        Self {
+            name,
+            requires_key: None,
+            permuted_qk: false,
+            norms_plus_one: false,
+            sandwich_norms: false,
+            default_rope_theta,
+            config: None,
+        }
+    }
 }
 
 const REGISTRY: &[Registration] = &[
@@ -36,24 +74,40 @@ const REGISTRY: &[Registration] = &[
         model_type: "llama",
         hf_class: "LlamaForCausalLM",
         parse: llama::config,
+        gguf: Some(GgufSpec {
+            permuted_qk: true,
+            ..GgufSpec::plain("llama", 10_000.0)
+        }),
     },
     Registration {
         architecture: Architecture::Mistral,
         model_type: "mistral",
         hf_class: "MistralForCausalLM",
         parse: mistral::config,
+        gguf: Some(GgufSpec {
+            requires_key: Some("attention.sliding_window"),
+            permuted_qk: true,
+            ..GgufSpec::plain("llama", 10_000.0)
+        }),
     },
     Registration {
         architecture: Architecture::Qwen2,
         model_type: "qwen2",
         hf_class: "Qwen2ForCausalLM",
         parse: qwen2::config,
+        gguf: Some(GgufSpec::plain("qwen2", 1_000_000.0)),
     },
     Registration {
         architecture: Architecture::Gemma3,
         model_type: "gemma3_text",
         hf_class: "Gemma3ForCausalLM",
         parse: gemma3::config,
+        gguf: Some(GgufSpec {
+            norms_plus_one: true,
+            sandwich_norms: true,
+            config: Some(gemma3::gguf_config),
+            ..GgufSpec::plain("gemma3", 1_000_000.0)
+        }),
     },
 ];
 
@@ -74,6 +128,34 @@ impl Architecture {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The registry row for a GGUF file of llama.cpp architecture `name`;
+/// `has_key(k)` says whether metadata `{name}.{k}` exists. Rows that need a key
+/// are preferred when it is there. Also returns the model_type.
+pub(crate) fn gguf_spec(
+    name: &str,
+    has_key: impl Fn(&str) -> bool,
+) -> Option<(&'static str, &'static GgufSpec)> {
+    let rows = || {
+        REGISTRY
+            .iter()
+            .filter_map(|r| r.gguf.as_ref().map(|g| (r.model_type, g)))
+            .filter(|(_, g)| g.name == name)
+    };
+    rows()
+        .find(|(_, g)| g.requires_key.is_some_and(&has_key))
+        .or_else(|| rows().find(|(_, g)| g.requires_key.is_none()))
+}
+
+/// The llama.cpp architecture names we read, for messages.
+pub(crate) fn gguf_names() -> String {
+    let mut names: Vec<&str> = REGISTRY
+        .iter()
+        .filter_map(|r| r.gguf.as_ref().map(|g| g.name))
+        .collect();
+    names.dedup();
+    names.join(", ")
 }
 
 /// Identifies the architecture from `model_type` (or `architectures[0]`) and
