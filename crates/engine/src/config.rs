@@ -165,23 +165,46 @@ pub struct ModelConfig {
     pub rope_sliding: RopeConfig,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
-    /// Gemma-style knobs; Llama-family models leave them at their defaults.
-    pub gemma: GemmaKnobs,
+    /// What this architecture's decoder does beyond Llama's.
+    pub switches: DecoderSwitches,
 }
 
-/// What Gemma-family decoders do differently from Llama's.
+/// Where a decoder layer's RMSNorms sit around attention and the MLP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// Before each block only (Llama, Mistral, Qwen2): input_layernorm feeds
+    /// attention, post_attention_layernorm feeds the MLP.
+    #[default]
+    Pre,
+    /// Before and after each block (Gemma 2 and 3): input_layernorm and
+    /// post_attention_layernorm around attention, pre_/post_feedforward_layernorm
+    /// around the MLP. (OLMo 2's after-only placement is a further variant.)
+    PreAndPost,
+}
+
+/// How queries and keys are normalised before rope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QkNorm {
+    #[default]
+    None,
+    /// An RMSNorm of head_dim on each query and key head (Gemma 3, Qwen3).
+    /// (OLMo 2's norm over the whole projection is a further variant.)
+    PerHead,
+}
+
+/// The decoder's switches, named by what they do; every architecture sets
+/// the ones it needs and leaves the rest at Llama's defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct GemmaKnobs {
-    /// RMSNorm scales by (1 + weight) rather than weight.
-    pub norm_offset: bool,
-    /// RMSNorm on each query and key head before rope.
-    pub qk_norm: bool,
-    /// Norms after attention and around the MLP (post_attention, pre/post_feedforward).
-    pub sandwich_norms: bool,
+pub struct DecoderSwitches {
+    /// RMSNorm scales by (1 + weight) rather than weight (Gemma).
+    pub norm_weight_offset: bool,
+    pub norms: NormPlacement,
+    pub qk_norm: QkNorm,
     /// Embeddings are multiplied by this (Gemma: sqrt(hidden_size)).
     pub embed_scale: Option<f64>,
     /// Attention scores are scaled by this number to the power -1/2 (default: head_dim).
     pub query_pre_attn_scalar: Option<f64>,
+    /// tanh soft-capping of attention logits and of the final logits at these values.
     pub attn_logit_softcapping: Option<f64>,
     pub final_logit_softcapping: Option<f64>,
 }
@@ -262,7 +285,7 @@ impl ModelConfig {
             rope_sliding,
             bos_token_id: raw.opt_usize("bos_token_id")?.map(|n| n as u32),
             eos_token_ids: raw.token_ids("eos_token_id")?,
-            gemma: GemmaKnobs::default(),
+            switches: DecoderSwitches::default(),
         })
     }
 

@@ -9,7 +9,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};
 
-use crate::config::{Activation, LayerAttention, ModelConfig};
+use crate::config::{Activation, LayerAttention, ModelConfig, NormPlacement, QkNorm};
 use crate::error::{EngineError, Result};
 use crate::models::cpu_ops::{CausalSoftmax, DecodeAttention, GatedActivation};
 use crate::models::quantized_linear::{QuantizedLinear, TokenEmbedding};
@@ -125,7 +125,7 @@ fn linear(w: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) ->
 /// RMSNorm; Gemma's scales by (1 + weight), folded into the weight here.
 fn rms_norm(w: &Weights, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
     let weight = w.vb.pp(name).get(size, "weight")?;
-    let weight = if cfg.gemma.norm_offset {
+    let weight = if cfg.switches.norm_weight_offset {
         (weight + 1.0)?
     } else {
         weight
@@ -155,21 +155,22 @@ impl Attention {
             k: linear(vb, "k_proj", h, cfg.num_kv_heads * d, cfg.qkv_bias)?,
             v: linear(vb, "v_proj", h, cfg.num_kv_heads * d, cfg.qkv_bias)?,
             o: linear(vb, "o_proj", cfg.num_heads * d, h, cfg.o_bias)?,
-            q_norm: cfg
-                .gemma
-                .qk_norm
+            q_norm: (cfg.switches.qk_norm == QkNorm::PerHead)
                 .then(|| rms_norm(vb, "q_norm", d, cfg))
                 .transpose()?,
-            k_norm: cfg
-                .gemma
-                .qk_norm
+            k_norm: (cfg.switches.qk_norm == QkNorm::PerHead)
                 .then(|| rms_norm(vb, "k_norm", d, cfg))
                 .transpose()?,
             num_heads: cfg.num_heads,
             num_kv_heads: cfg.num_kv_heads,
             head_dim: d,
-            scale: 1.0 / cfg.gemma.query_pre_attn_scalar.unwrap_or(d as f64).sqrt(),
-            softcap: cfg.gemma.attn_logit_softcapping,
+            scale: 1.0
+                / cfg
+                    .switches
+                    .query_pre_attn_scalar
+                    .unwrap_or(d as f64)
+                    .sqrt(),
+            softcap: cfg.switches.attn_logit_softcapping,
         })
     }
 
@@ -445,7 +446,7 @@ impl Decoder {
         for (i, kind) in cfg.layers.iter().enumerate() {
             let lvb = model.pp(format!("layers.{i}"));
             let h = cfg.hidden_size;
-            let sandwich = cfg.gemma.sandwich_norms;
+            let sandwich = cfg.switches.norms == NormPlacement::PreAndPost;
             let optional = |name: &str| sandwich.then(|| rms_norm(&lvb, name, h, cfg)).transpose();
             // Llama's post_attention_layernorm is the MLP's input norm; Gemma's normalises the
             // attention output and pre_feedforward_layernorm feeds the MLP.
@@ -597,7 +598,7 @@ impl Decoder {
             .embed
             .forward(tokens, &self.device)?
             .to_dtype(self.dtype)?;
-        if let Some(scale) = self.config.gemma.embed_scale {
+        if let Some(scale) = self.config.switches.embed_scale {
             // transformers rounds the scale to the weights' dtype first
             let scale = Tensor::new(scale as f32, &self.device)?.to_dtype(self.dtype)?;
             x = x.broadcast_mul(&scale)?;
@@ -626,7 +627,7 @@ impl Decoder {
     /// Logits `[n, width]` in f32 for hidden-state rows `[n, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
-        Ok(match self.config.gemma.final_logit_softcapping {
+        Ok(match self.config.switches.final_logit_softcapping {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,
         })

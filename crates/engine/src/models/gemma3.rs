@@ -3,8 +3,8 @@
 //! embeddings, gelu-tanh MLP and `query_pre_attn_scalar`.
 
 use crate::config::{
-    parse_rope_object, Activation, GemmaKnobs, LayerAttention, ModelConfig, RawConfig, RopeConfig,
-    RopeScaling,
+    parse_rope_object, Activation, DecoderSwitches, LayerAttention, ModelConfig, NormPlacement,
+    QkNorm, RawConfig, RopeConfig, RopeScaling,
 };
 use crate::error::Result;
 use crate::models::Architecture;
@@ -62,10 +62,10 @@ pub fn config(raw: &RawConfig) -> Result<ModelConfig> {
             };
         }
     }
-    config.gemma = GemmaKnobs {
-        norm_offset: true,
-        qk_norm: true,
-        sandwich_norms: true,
+    config.switches = DecoderSwitches {
+        norm_weight_offset: true,
+        qk_norm: QkNorm::PerHead,
+        norms: NormPlacement::PreAndPost,
         embed_scale: Some((config.hidden_size as f64).sqrt()),
         query_pre_attn_scalar: Some(raw.opt_f64("query_pre_attn_scalar")?.unwrap_or(256.0)),
         // Gemma 3's config carries attn_logit_softcapping, but transformers' Gemma 3 attention
@@ -82,9 +82,9 @@ pub(crate) fn gguf_config(g: &crate::gguf::GgufFile, c: &mut serde_json::Value) 
     use serde_json::json;
     let k = |name: &str| format!("gemma3.{name}");
     // Gemma 3 keys rope by layer kind: the common rope_theta / rope_scaling become the full layers'.
-    let map = c.as_object_mut().ok_or_else(|| {
-        crate::error::EngineError::Input("GGUF config is not an object".into())
-    })?;
+    let map = c
+        .as_object_mut()
+        .ok_or_else(|| crate::error::EngineError::Input("GGUF config is not an object".into()))?;
     let theta = map.remove("rope_theta").unwrap_or(json!(1_000_000.0));
     let mut full = match map.remove("rope_scaling") {
         Some(s) if !s.is_null() => s,
