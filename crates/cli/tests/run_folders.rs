@@ -43,6 +43,12 @@ fn a_second_process_on_the_same_folder_is_refused_naming_the_first() {
         message.contains("in use") && message.contains(&first.id().to_string()),
         "{message}"
     );
+    // Let the first run reach its work (its stamp written), then stop it.
+    let stamp_file = out.join("fingerprint.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline && !stamp_file.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let _ = first.kill();
     let _ = first.wait();
     // The folder is still the first run's: its stamp, and no outputs of a finished run.
@@ -74,7 +80,9 @@ fn a_report_replaces_an_earlier_report_whole_and_refuses_other_folders() {
     };
     assert!(report(&[&a, &b], &site).status.success());
     assert!(site.join("r1/e00001.html").exists());
-    // One run now: the second run's pages of the earlier report are gone.
+    // One run now: the second run's pages of the earlier report are gone. (A report
+    // from before the marker file existed is recognised by its own files.)
+    std::fs::remove_file(site.join(".aligntds-report")).unwrap();
     let o = report(&[&a], &site);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(site.join("r0/e00001.html").exists());

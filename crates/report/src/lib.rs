@@ -105,7 +105,12 @@ pub fn build(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
             .map_err(|e| file_err(out, e))?
             .next()
             .is_none();
-        if !empty && !out.join(MARKER).is_file() {
+        // Reports written before the marker existed are recognised by their own files.
+        let earlier = out.join(MARKER).is_file()
+            || ["index.html", "report.md", "assets/report.js"]
+                .iter()
+                .all(|f| out.join(f).is_file());
+        if !empty && !earlier {
             return Err(file_err(
                 out,
                 "is a non-empty folder that is not an aligntds report; choose a new or empty folder",
