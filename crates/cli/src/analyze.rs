@@ -107,8 +107,8 @@ fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
         overwrite: args.overwrite,
         strict: args.strict,
         runtime: Runtime {
-            dtype: crate::commands::dtype(args.runtime.dtype),
-            device: crate::commands::device(&args.runtime.device)
+            dtype: crate::runtime::dtype(args.runtime.dtype),
+            device: crate::runtime::device(&args.runtime.device)
                 .map_err(|m| SettingError::new(Field::Device, m))?,
         },
     })
@@ -184,7 +184,7 @@ impl Bar {
 
 pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     let flags = Flags::Analyze;
-    crate::commands::threads(args.runtime.threads)?;
+    crate::runtime::threads(args.runtime.threads)?;
     let settings = settings(&args).map_err(|e| study_error(e.into(), flags))?;
     let mut bar = Bar::new(args.quiet);
     let study = Study::prepare(settings).map_err(|e| {

@@ -2,15 +2,14 @@
 
 use std::io::Write;
 
-use aligntds_analysis::settings::DeviceChoice;
 use aligntds_engine::config::{LayerAttention, RopeScaling};
 use aligntds_engine::{
-    template, DType, DTypeChoice, EngineError, GenerateOptions, LanguageModel, LoadOptions,
-    StopReason,
+    template, EngineError, GenerateOptions, LanguageModel, LoadOptions, StopReason,
 };
 use anyhow::{Context, Result};
 
-use crate::args::{BenchArgs, Command, DtypeArg, GenerateArgs, InspectArgs, ModelOptions};
+use crate::args::{BenchArgs, Command, GenerateArgs, InspectArgs, ModelOptions};
+use crate::runtime::{device, dtype, threads};
 
 pub fn run(command: Command) -> Result<()> {
     match command {
@@ -22,43 +21,6 @@ pub fn run(command: Command) -> Result<()> {
         Command::Report(args) => report(args),
         Command::Bench(args) => bench(args),
     }
-}
-
-pub fn dtype(arg: DtypeArg) -> DTypeChoice {
-    match arg {
-        DtypeArg::Auto => DTypeChoice::Auto,
-        DtypeArg::F32 => DTypeChoice::Float(DType::F32),
-        DtypeArg::Bf16 => DTypeChoice::Float(DType::BF16),
-        DtypeArg::F16 => DTypeChoice::Float(DType::F16),
-        DtypeArg::Q => DTypeChoice::Quantized,
-    }
-}
-
-/// Parses `--device cpu|cuda|cuda:N`.
-pub fn device(text: &str) -> Result<DeviceChoice, String> {
-    match text {
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" => Ok(DeviceChoice::Cuda(0)),
-        _ => match text.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
-            _ => Err(format!("unknown device `{text}`; use cpu, cuda or cuda:N")),
-        },
-    }
-}
-
-/// Sizes the thread pools before anything runs on them.
-pub fn threads(threads: Option<usize>) -> Result<()> {
-    if let Some(n) = threads {
-        anyhow::ensure!(n > 0, "option `--threads`: must be at least 1");
-        // candle's matrix kernels read RAYON_NUM_THREADS; our own loops use the global pool.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        aligntds_engine::set_threads(n).map_err(|e| engine_error(e, None))?;
-    } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // Without it candle counts physical cores from /proc/cpuinfo on every matrix product.
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
-    Ok(())
 }
 
 /// An engine error with the engine's setting names turned into this command's flags.

@@ -5,6 +5,7 @@ mod analyze;
 mod args;
 mod commands;
 mod errors;
+mod runtime;
 
 use std::process::ExitCode;
 
