@@ -91,3 +91,16 @@ fn a_thousand_example_run_gives_a_complete_site_of_small_pages() {
     );
     assert!(!page.contains("<img") && page.matches("<script").count() == 1);
 }
+
+#[test]
+fn a_version_1_run_still_builds_a_report() {
+    let v1 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden/v1-run");
+    let run = aligntds_report::Run::load(&v1).unwrap();
+    assert_eq!(run.summary.schema_version, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    let stats = aligntds_report::build(&[run], &site).unwrap();
+    assert_eq!(stats.example_pages, 2);
+    let page = std::fs::read_to_string(site.join("r0/e00001.html")).unwrap();
+    assert!(page.matches("class=\"t ").count() > 0);
+}
