@@ -154,9 +154,7 @@ impl RunFolder {
             crate::output::remove_outputs(&self.dir).map_err(|e| file_err(&self.dir, e))?;
         }
         std::fs::create_dir_all(&parts).map_err(|e| file_err(&parts, e))?;
-        let text = serde_json::to_string(stamp).map_err(|e| file_err(&stamp_path, e))?;
-        aligntds_formats::write_atomic(&stamp_path, text.as_bytes())
-            .map_err(|e| file_err(&stamp_path, e))
+        self.stamp(stamp)
     }
 
     /// Finished examples by record index.
@@ -170,7 +168,7 @@ impl RunFolder {
         aligntds_formats::write_atomic(&path, &text).map_err(|e| file_err(&path, e))
     }
 
-    /// Records the stamp of a folder whose outputs are written by merge (no parts).
+    /// Records the run's stamp (merge writes only this and the outputs, no parts).
     pub fn stamp(&self, stamp: &Stamp) -> Result<(), FolderError> {
         let path = self.dir.join(STAMP_FILE);
         let text = serde_json::to_string(stamp).map_err(|e| file_err(&path, e))?;

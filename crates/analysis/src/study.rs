@@ -17,7 +17,7 @@ use crate::backend::Side;
 use crate::dataset::{self, DatasetError, Record};
 use crate::run::{analyze_example, check_compatible, ExampleResult, RunError};
 use crate::run_folder::{fingerprint, sha256_file, FolderError, RunFolder, Stamp};
-use crate::settings::{DeviceChoice, Field, Queries, SettingError, SideName, StudySettings};
+use crate::settings::{Field, Queries, SettingError, SideName, StudySettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
@@ -82,11 +82,7 @@ fn load_options(
     chat_template: Option<String>,
     models: usize,
 ) -> Result<LoadOptions, StudyError> {
-    let device = match settings.runtime.device {
-        DeviceChoice::Cpu => "cpu".to_string(),
-        DeviceChoice::Cuda(n) => format!("cuda:{n}"),
-    };
-    let device = aligntds_engine::parse_device(&device)
+    let device = aligntds_engine::parse_device(&settings.runtime.device.to_string())
         .map_err(|e| SettingError::new(Field::Device, setting_message(e)))?;
     Ok(LoadOptions {
         dtype: settings.runtime.dtype,

@@ -117,10 +117,14 @@ impl LanguageModel {
             crate::source::ModelSource::Checkpoint(dir) => {
                 Self::load_files(crate::source::local_checkpoint(reference, &dir)?, options)
             }
-            crate::source::ModelSource::Hub { id, revision } => Self::load_files(
-                crate::hub::fetch_checkpoint(reference, &id, revision.as_deref())?,
-                options,
-            ),
+            crate::source::ModelSource::Hub { id, revision } => {
+                let mut model = Self::load_files(
+                    crate::hub::fetch_checkpoint(reference, &id, revision.as_deref())?,
+                    options,
+                )?;
+                model.source.kind = "hub";
+                Ok(model)
+            }
         }
     }
 
@@ -159,11 +163,7 @@ impl LanguageModel {
             &files.reference,
         )?;
         let source = ResolvedSource {
-            kind: if files.snapshot_commit().is_some() && !Path::new(&files.reference).exists() {
-                "hub"
-            } else {
-                "checkpoint"
-            },
+            kind: "checkpoint",
             commit: files.snapshot_commit(),
             files: files.all(),
         };

@@ -67,11 +67,7 @@ const SCRIPT: &str = include_str!("../assets/report.js");
 
 /// Writes `bytes` to `path` through a temporary name, so no reader sees half a file.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| file_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))
+    Ok(aligntds_formats::write_atomic(path, bytes)?)
 }
 
 fn create_dir(path: &Path) -> Result<(), ReportError> {
