@@ -1,12 +1,14 @@
-//! One page per (run, example): the answer as coloured tokens, rendered here
-//! and escaped; the per-position details (top-10 lists, divergences) go to a
+//! One page per (run, example): the answer as coloured tokens, rendered by
+//! templates/example.html (auto-escaped); the per-position details (top-10 lists, divergences) go to a
 //! small data script beside it that the page loads through a script tag, so
 //! pages stay small and work from file:// where fetch() is blocked.
 
 use std::fmt::Write;
 
-use crate::html::escape;
+use serde::Serialize;
+
 use crate::run_data::{ExampleInfo, TokenRow};
+use crate::{templates, ReportError};
 
 /// File stem of example `index` (0-based) of a run.
 pub fn stem(index: usize) -> String {
@@ -34,10 +36,11 @@ pub struct PageContext<'a> {
     pub base_context_kind: &'a str,
 }
 
-const CATEGORY: [(&str, &str); 3] = [("u", "unshifted"), ("m", "marginal"), ("s", "shifted")];
+const CATEGORY: [&str; 3] = ["u", "m", "s"];
 
-fn token_span(i: usize, row: &TokenRow) -> String {
-    let mut class = format!("t {}", CATEGORY[row.category.min(2) as usize].0);
+/// A token's classes after `t`: its category, then its cues (top-1 differs, empty, newline).
+fn token_class(row: &TokenRow) -> String {
+    let mut class = CATEGORY[row.category.min(2) as usize].to_string();
     if !row.top1_agree {
         class.push_str(" d");
     }
@@ -46,10 +49,7 @@ fn token_span(i: usize, row: &TokenRow) -> String {
     } else if row.token.contains('\n') {
         class.push_str(" nl");
     }
-    format!(
-        "<span class=\"{class}\" data-t=\"{i}\" tabindex=\"-1\">{}</span>",
-        escape(&row.token)
-    )
+    class
 }
 
 pub fn mean_kl(rows: &[TokenRow]) -> f64 {
@@ -68,112 +68,111 @@ pub fn mean_kl(rows: &[TokenRow]) -> f64 {
     known.iter().sum::<f64>() / known.len() as f64
 }
 
-pub fn render_page(ctx: &PageContext, info: &ExampleInfo, rows: &[TokenRow]) -> String {
-    let name = &ctx.run_names[ctx.run];
-    let mut h = String::with_capacity(64 * rows.len() + 4096);
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · {} · aligntds</title><link rel=\"stylesheet\" href=\"../assets/report.css\"></head><body class=\"example\" data-data=\"../{}\">",
-        escape(&info.id),
-        escape(name),
-        data_path(ctx.run, ctx.index)
-    );
-    let link = |id: &str, rel: &str, target: Option<usize>, label: &str| match target {
-        Some(i) => format!(
-            "<a id=\"{id}\" rel=\"{rel}\" href=\"{}.html\">{label}</a>",
-            stem(i)
-        ),
-        None => format!("<span class=\"off\">{label}</span>"),
-    };
-    let _ = write!(
-        h,
-        "<nav class=\"top\"><a href=\"../index.html#examples\">← index</a> {} <span>example {} of {}</span> {} <span class=\"keys\">keys: <kbd>←</kbd> <kbd>→</kbd> tokens · <kbd>p</kbd> <kbd>n</kbd> examples</span></nav>",
-        link("prev", "prev", ctx.index.checked_sub(1), "‹ previous"),
-        ctx.index + 1,
-        ctx.total,
-        link("next", "next", (ctx.index + 1 < ctx.total).then_some(ctx.index + 1), "next ›"),
-    );
-    if ctx.run_names.len() > 1 {
-        h.push_str("<nav class=\"runs\" aria-label=\"runs\">run: ");
-        for (k, (run_name, idx)) in ctx.run_names.iter().zip(&ctx.in_runs).enumerate() {
-            match idx {
-                _ if k == ctx.run => {
-                    let _ = write!(
-                        h,
-                        "<strong aria-current=\"page\">{}</strong>",
-                        escape(run_name)
-                    );
-                }
-                Some(i) => {
-                    let _ = write!(
-                        h,
-                        "<a class=\"run-link\" href=\"../{}\">{}</a>",
-                        page_path(k, *i),
-                        escape(run_name)
-                    );
-                }
-                None => {
-                    let _ = write!(
-                        h,
-                        "<span class=\"off\" title=\"not in this run\">{}</span>",
-                        escape(run_name)
-                    );
-                }
-            }
-        }
-        h.push_str("</nav>");
-    }
-    let [u, m, s] = info.counts;
-    let _ = write!(
-        h,
-        "<h1>Example <code>{}</code> <small>{}</small></h1><h2>Query</h2><pre class=\"query\">{}</pre>",
-        escape(&info.id),
-        escape(name),
-        escape(&info.query)
-    );
-    for (id, label, kind, text) in [
-        (
-            "ctx-aligned",
-            "Aligned model's context",
-            ctx.aligned_context_kind,
-            &info.aligned_context,
-        ),
-        (
-            "ctx-base",
-            "Base model's context",
-            ctx.base_context_kind,
-            &info.base_context,
-        ),
-    ] {
-        let _ = write!(
-            h,
-            "<details><summary>{label} <small>({}, {} characters)</small></summary><pre id=\"{id}\" class=\"context\">{}</pre></details>",
-            escape(kind),
-            text.chars().count(),
-            escape(text)
-        );
-    }
-    let _ = write!(
-        h,
-        "<h2>Aligned answer</h2><p class=\"stats\">{} tokens ({}; stop: {}): <b>{u}</b> unshifted, <b>{m}</b> marginal, <b>{s}</b> shifted; mean KL(aligned ‖ base) {:.4}</p>",
-        rows.len(),
-        escape(&info.source),
-        escape(&info.stop_reason),
-        mean_kl(rows)
-    );
-    h.push_str(LEGEND);
-    h.push_str(
-        "<div class=\"layout\"><div id=\"answer\" class=\"answer\" aria-label=\"answer tokens\">",
-    );
-    for (i, row) in rows.iter().enumerate() {
-        h.push_str(&token_span(i, row));
-    }
-    h.push_str("</div><aside id=\"panel\" aria-live=\"polite\"><p class=\"hint\">Click a token (or press <kbd>→</kbd>) to see both models' top-10 at that position.</p></aside></div>");
-    h.push_str("<noscript><p>Scripts are off: the colours above still show each token's category; the details panel needs JavaScript.</p></noscript><script src=\"../assets/report.js\"></script></body></html>\n");
-    h
+#[derive(Serialize)]
+struct RunLink<'a> {
+    name: &'a str,
+    current: bool,
+    href: Option<String>,
 }
 
-const LEGEND: &str = "<p class=\"legend\"><span class=\"t u\">unshifted</span> base rank 1 · <span class=\"t m\">marginal</span> base rank 2-3 (dashed box) · <span class=\"t s\">shifted</span> base rank &gt; 3 (filled, bold) · <span class=\"t u d\">wavy underline</span> the two models' top-1 tokens differ · <span class=\"t u nl\"></span> newline</p>";
+#[derive(Serialize)]
+struct ContextView<'a> {
+    id: &'static str,
+    label: &'static str,
+    kind: &'a str,
+    chars: usize,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct Span<'a> {
+    class: String,
+    text: &'a str,
+}
+
+/// What templates/example.html shows.
+#[derive(Serialize)]
+struct ExampleView<'a> {
+    id: &'a str,
+    run_name: &'a str,
+    data_src: String,
+    prev: Option<String>,
+    next: Option<String>,
+    number: usize,
+    total: usize,
+    /// Links to this example in the other runs; empty for a single run.
+    runs: Vec<RunLink<'a>>,
+    query: &'a str,
+    contexts: [ContextView<'a>; 2],
+    tokens: usize,
+    source: &'a str,
+    stop_reason: &'a str,
+    counts: [u64; 3],
+    mean_kl: String,
+    spans: Vec<Span<'a>>,
+}
+
+pub fn render_page(
+    ctx: &PageContext,
+    info: &ExampleInfo,
+    rows: &[TokenRow],
+) -> Result<String, ReportError> {
+    let href = |i: usize| format!("{}.html", stem(i));
+    let runs = if ctx.run_names.len() > 1 {
+        ctx.run_names
+            .iter()
+            .zip(&ctx.in_runs)
+            .enumerate()
+            .map(|(k, (name, index))| RunLink {
+                name,
+                current: k == ctx.run,
+                href: index.map(|i| format!("../{}", page_path(k, i))),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let view = ExampleView {
+        id: &info.id,
+        run_name: &ctx.run_names[ctx.run],
+        data_src: format!("../{}", data_path(ctx.run, ctx.index)),
+        prev: ctx.index.checked_sub(1).map(href),
+        next: (ctx.index + 1 < ctx.total).then(|| href(ctx.index + 1)),
+        number: ctx.index + 1,
+        total: ctx.total,
+        runs,
+        query: &info.query,
+        contexts: [
+            ContextView {
+                id: "ctx-aligned",
+                label: "Aligned model's context",
+                kind: ctx.aligned_context_kind,
+                chars: info.aligned_context.chars().count(),
+                text: &info.aligned_context,
+            },
+            ContextView {
+                id: "ctx-base",
+                label: "Base model's context",
+                kind: ctx.base_context_kind,
+                chars: info.base_context.chars().count(),
+                text: &info.base_context,
+            },
+        ],
+        tokens: rows.len(),
+        source: &info.source,
+        stop_reason: &info.stop_reason,
+        counts: info.counts,
+        mean_kl: format!("{:.4}", mean_kl(rows)),
+        spans: rows
+            .iter()
+            .map(|row| Span {
+                class: token_class(row),
+                text: &row.token,
+            })
+            .collect(),
+    };
+    templates::render("example.html", &view)
+}
 
 fn push_num(out: &mut String, x: f64, decimals: usize) {
     if x.is_finite() {
@@ -274,25 +273,58 @@ mod tests {
         }
     }
 
+    fn page_context(names: &[String]) -> PageContext<'_> {
+        PageContext {
+            run_names: names,
+            run: 0,
+            index: 0,
+            total: 2,
+            in_runs: vec![Some(0), Some(5), None],
+            aligned_context_kind: "chat",
+            base_context_kind: "template",
+        }
+    }
+
+    fn example_info() -> ExampleInfo {
+        ExampleInfo {
+            id: "x&y".into(),
+            query: "<img src=x onerror=alert(1)>".into(),
+            aligned_context: "</s><script>".into(),
+            base_context: "&amp;".into(),
+            source: "dataset".into(),
+            stop_reason: "dataset".into(),
+            counts: [0, 0, 1],
+        }
+    }
+
+    /// The markup inside the page's answer element.
+    fn answer_markup(rows: &[TokenRow]) -> String {
+        let names = vec!["run".to_string()];
+        let page = render_page(&page_context(&names), &example_info(), rows).unwrap();
+        let (_, rest) = page.split_once("aria-label=\"answer tokens\">").unwrap();
+        rest.split_once("</div>").unwrap().0.to_string()
+    }
+
     #[test]
     fn tokens_are_escaped_and_carry_their_category_and_cues() {
         for (token, escaped) in [
             ("<script>", "&lt;script&gt;"),
-            ("</s>", "&lt;/s&gt;"),
+            ("</s>", "&lt;&#x2f;s&gt;"),
             (
                 "<img src=x onerror=alert(1)>",
                 "&lt;img src=x onerror=alert(1)&gt;",
             ),
             ("&amp;", "&amp;amp;"),
+            ("\" onmouseover=\"x", "&quot; onmouseover=&quot;x"),
         ] {
-            let html = token_span(3, &row(token, 2, false));
+            let html = answer_markup(&[row("a", 0, true), row(token, 2, false)]);
             assert_eq!(
                 html,
-                format!("<span class=\"t s d\" data-t=\"3\" tabindex=\"-1\">{escaped}</span>")
+                format!("<span class=\"t u\" data-t=\"0\" tabindex=\"-1\">a</span><span class=\"t s d\" data-t=\"1\" tabindex=\"-1\">{escaped}</span>")
             );
         }
-        assert!(token_span(0, &row("\n\n", 0, true)).contains("class=\"t u nl\""));
-        assert!(token_span(0, &row("", 1, true)).contains("class=\"t m empty\""));
+        assert!(answer_markup(&[row("\n\n", 0, true)]).contains("class=\"t u nl\""));
+        assert!(answer_markup(&[row("", 1, true)]).contains("class=\"t m empty\""));
     }
 
     #[test]
@@ -318,36 +350,34 @@ mod tests {
     #[test]
     fn pages_link_neighbours_and_other_runs() {
         let names = vec!["a <run>".to_string(), "b".to_string(), "c".to_string()];
-        let ctx = PageContext {
-            run_names: &names,
-            run: 0,
-            index: 0,
-            total: 2,
-            in_runs: vec![Some(0), Some(5), None],
-            aligned_context_kind: "chat",
-            base_context_kind: "template",
-        };
-        let info = ExampleInfo {
-            id: "x&y".into(),
-            query: "<img src=x onerror=alert(1)>".into(),
-            aligned_context: "</s><script>".into(),
-            base_context: "&amp;".into(),
-            source: "dataset".into(),
-            stop_reason: "dataset".into(),
-            counts: [0, 0, 1],
-        };
-        let page = render_page(&ctx, &info, &[row("hi", 2, true)]);
+        let page = render_page(
+            &page_context(&names),
+            &example_info(),
+            &[row("hi", 2, true)],
+        )
+        .unwrap();
         assert!(page.contains("<span class=\"off\">‹ previous</span>"));
         assert!(page.contains("<a id=\"next\" rel=\"next\" href=\"e00002.html\">"));
-        assert!(page.contains("href=\"../r1/e00006.html\">b</a>"));
+        // minijinja escapes `/` too (`&#x2f;`); browsers read it back as `/`.
+        assert!(page.contains("href=\"..&#x2f;r1&#x2f;e00006.html\">b</a>"));
         assert!(page.contains("title=\"not in this run\">c</span>"));
-        assert!(page.contains("a &lt;run&gt;"));
-        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
-        assert!(page.contains("&lt;/s&gt;&lt;script&gt;"));
-        assert!(page.contains("&amp;amp;"));
-        assert!(page.contains("data-data=\"../data/r0/e00001.js\""));
+        assert!(page.contains("<strong aria-current=\"page\">a &lt;run&gt;</strong>"));
+        assert!(page.contains("<pre class=\"query\">&lt;img src=x onerror=alert(1)&gt;</pre>"));
+        assert!(page.contains("&lt;&#x2f;s&gt;&lt;script&gt;"));
+        assert!(page.contains(">&amp;amp;</pre>"));
+        assert!(page.contains("<code>x&amp;y</code>"));
+        assert!(page.contains("data-data=\"..&#x2f;data&#x2f;r0&#x2f;e00001.js\""));
         // The only tags named script are the page's own.
         assert_eq!(page.matches("<script").count(), 1);
         assert!(!page.contains("<img"));
+    }
+
+    #[test]
+    fn a_single_run_has_no_run_links_and_an_empty_answer_still_renders() {
+        let names = vec!["only".to_string()];
+        let page = render_page(&page_context(&names), &example_info(), &[]).unwrap();
+        assert!(!page.contains("class=\"runs\""));
+        assert!(page.contains("aria-label=\"answer tokens\"></div>"));
+        assert!(page.contains("0 tokens (dataset; stop: dataset)"));
     }
 }

@@ -2,14 +2,14 @@
 
 use std::fmt::Write;
 
-use aligntds_formats::summary::{Category, CurvePoint, MeanStats};
+use aligntds_formats::summary::{Category, CurvePoint, MeanStats, ResponseSource};
+use serde::Serialize;
 
-use crate::html::escape;
 use crate::svg::{self, Series};
-use crate::Run;
+use crate::{ReportError, Run};
 
 /// The five figures, as (file stem, caption, svg).
-pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
+pub fn figures(runs: &[Run]) -> Result<Vec<(&'static str, &'static str, String)>, ReportError> {
     let ratios: Vec<(String, [f64; 3])> = runs
         .iter()
         .map(|r| {
@@ -20,7 +20,7 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
     let mut out = vec![(
         "ratios",
         "Unshifted / marginal / shifted positions per run (base rank 1, 2-3, > 3).",
-        svg::stacked_ratios(&ratios),
+        svg::stacked_ratios(&ratios)?,
     )];
     for r in runs {
         let rows: Vec<(String, f64, String)> = r
@@ -36,7 +36,7 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
                 )
             })
             .collect();
-        out.push(("top-shifted", "The most frequently shifted tokens (count; annotated with the share of that token's positions that are shifted).", svg::horizontal_bars(&format!("Most shifted tokens: {}", r.name), "shifted positions", &rows, svg::CATEGORY_COLORS[2])));
+        out.push(("top-shifted", "The most frequently shifted tokens (count; annotated with the share of that token's positions that are shifted).", svg::horizontal_bars(&format!("Most shifted tokens: {}", r.name), "shifted positions", &rows, svg::CATEGORY_COLORS[2])?));
     }
     let curve = |stat: fn(&CurvePoint) -> &MeanStats, decile: bool| -> Vec<Series> {
         runs.iter()
@@ -61,7 +61,7 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
             "answer position",
             "mean KL (nats)",
             &curve(|p| &p.kl_aligned_base, false),
-        ),
+        )?,
     ));
     out.push((
         "rank-by-position",
@@ -71,7 +71,7 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
             "answer position",
             "mean log2 base rank",
             &curve(|p| &p.base_rank_log2, false),
-        ),
+        )?,
     ));
     out.push((
         "prob-by-position",
@@ -81,7 +81,7 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
             "answer position",
             "mean base probability",
             &curve(|p| &p.base_prob, false),
-        ),
+        )?,
     ));
     out.push((
         "shifted-by-decile",
@@ -91,7 +91,7 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
             "decile of the answer (0 = first tenth)",
             "shifted ratio",
             &curve(|p| &p.shifted_ratio, true),
-        ),
+        )?,
     ));
     let bins: Vec<String> = runs
         .first()
@@ -125,23 +125,30 @@ pub fn figures(runs: &[Run]) -> Vec<(&'static str, &'static str, String)> {
             "% of positions",
             &bins,
             &hist,
-        ),
+        )?,
     ));
-    out
+    Ok(out)
 }
 
-pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
-    let rows: Vec<(String, Vec<String>)> = vec![
+/// One row of the aggregates table: a statistic and its value per run.
+#[derive(Serialize)]
+pub struct AggregateRow {
+    pub label: &'static str,
+    pub values: Vec<String>,
+}
+
+pub fn aggregate_rows(runs: &[Run]) -> Vec<AggregateRow> {
+    let rows: Vec<(&'static str, Vec<String>)> = vec![
         (
-            "examples".into(),
+            "examples",
             runs.iter().map(|r| r.agg().examples.to_string()).collect(),
         ),
         (
-            "positions".into(),
+            "positions",
             runs.iter().map(|r| r.agg().positions.to_string()).collect(),
         ),
         (
-            "unshifted".into(),
+            "unshifted",
             runs.iter()
                 .map(|r| {
                     format!(
@@ -153,7 +160,7 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .collect(),
         ),
         (
-            "marginal".into(),
+            "marginal",
             runs.iter()
                 .map(|r| {
                     format!(
@@ -165,7 +172,7 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .collect(),
         ),
         (
-            "shifted".into(),
+            "shifted",
             runs.iter()
                 .map(|r| {
                     format!(
@@ -177,7 +184,7 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .collect(),
         ),
         (
-            "KL(aligned || base)".into(),
+            "KL(aligned || base)",
             runs.iter()
                 .map(|r| {
                     format!(
@@ -189,7 +196,7 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .collect(),
         ),
         (
-            "KL median / 99 % / max".into(),
+            "KL median / 99 % / max",
             runs.iter()
                 .map(|r| {
                     let p = &r.agg().kl_aligned_base.percentiles;
@@ -198,7 +205,7 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .collect(),
         ),
         (
-            "KL(base || aligned)".into(),
+            "KL(base || aligned)",
             runs.iter()
                 .map(|r| {
                     format!(
@@ -210,78 +217,84 @@ pub fn aggregates_table(runs: &[Run], markdown: bool) -> String {
                 .collect(),
         ),
         (
-            "same top-1".into(),
+            "same top-1",
             runs.iter()
                 .map(|r| format!("{:.1} %", r.agg().same_top1_rate * 100.0))
                 .collect(),
         ),
         (
-            "mean base prob. of o_t".into(),
+            "mean base prob. of o_t",
             runs.iter()
                 .map(|r| format!("{:.3}", r.agg().mean_base_prob))
                 .collect(),
         ),
     ];
+    rows.into_iter()
+        .map(|(label, values)| AggregateRow { label, values })
+        .collect()
+}
+
+pub fn aggregates_markdown(runs: &[Run]) -> String {
     let mut out = String::new();
-    if markdown {
+    let _ = writeln!(
+        out,
+        "| | {} |",
+        runs.iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(out, "| --- |{}", " --- |".repeat(runs.len()));
+    for row in aggregate_rows(runs) {
         let _ = writeln!(
             out,
-            "| | {} |",
-            runs.iter()
-                .map(|r| r.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" | ")
+            "| {} | {} |",
+            row.label.replace('|', "\\|"),
+            row.values.join(" | ").replace("||", "\\|\\|")
         );
-        let _ = writeln!(out, "| --- |{}", " --- |".repeat(runs.len()));
-        for (k, vals) in rows {
-            let _ = writeln!(
-                out,
-                "| {} | {} |",
-                k.replace('|', "\\|"),
-                vals.join(" | ").replace("||", "\\|\\|")
-            );
-        }
-    } else {
-        out.push_str("<table><thead><tr><th></th>");
-        for r in runs {
-            let _ = write!(out, "<th>{}</th>", escape(&r.name));
-        }
-        out.push_str("</tr></thead><tbody>");
-        for (k, vals) in rows {
-            let _ = write!(
-                out,
-                "<tr><th>{}</th>{}</tr>",
-                escape(&k),
-                vals.iter()
-                    .map(|v| format!("<td>{}</td>", escape(v)))
-                    .collect::<String>()
-            );
-        }
-        out.push_str("</tbody></table>");
     }
     out
 }
 
-pub fn manifest_html(run: &Run) -> String {
-    let m = &run.summary.manifest.identity;
-    let s = &m.settings;
-    let sources = &run.agg().response_sources;
-    format!(
-        "<dl><dt>aligned</dt><dd>{} ({}; context <code>{}</code>)</dd><dt>base</dt><dd>{} ({}; context <code>{}</code>)</dd><dt>answers</dt><dd>{} ({} from the data set, {} generated)</dd><dt>data</dt><dd>{}</dd><dt>tool</dt><dd>{}</dd></dl>",
-        escape(&m.aligned.reference),
-        escape(&m.aligned_weights),
-        escape(s.aligned_context.kind.as_str()),
-        escape(&m.base.reference),
-        escape(&m.base_weights),
-        escape(s.base_context.kind.as_str()),
-        escape(match s.response {
-            aligntds_formats::summary::ResponseSource::Auto => "auto",
-            aligntds_formats::summary::ResponseSource::Dataset => "dataset",
-            aligntds_formats::summary::ResponseSource::Generate => "generate",
-        }),
-        sources.dataset,
-        sources.generate,
-        escape(m.data.as_deref().unwrap_or("(single query)")),
-        escape(&m.tool),
-    )
+/// A run's card on the index page: what was compared, on what.
+#[derive(Serialize)]
+pub struct RunManifest<'a> {
+    name: &'a str,
+    aligned: &'a str,
+    aligned_weights: &'a str,
+    aligned_context: &'static str,
+    base: &'a str,
+    base_weights: &'a str,
+    base_context: &'static str,
+    response: &'static str,
+    from_dataset: usize,
+    generated: usize,
+    data: &'a str,
+    tool: &'a str,
+}
+
+impl<'a> RunManifest<'a> {
+    pub fn of(run: &'a Run) -> Self {
+        let m = &run.summary.manifest.identity;
+        let s = &m.settings;
+        let sources = &run.agg().response_sources;
+        Self {
+            name: &run.name,
+            aligned: &m.aligned.reference,
+            aligned_weights: &m.aligned_weights,
+            aligned_context: s.aligned_context.kind.as_str(),
+            base: &m.base.reference,
+            base_weights: &m.base_weights,
+            base_context: s.base_context.kind.as_str(),
+            response: match s.response {
+                ResponseSource::Auto => "auto",
+                ResponseSource::Dataset => "dataset",
+                ResponseSource::Generate => "generate",
+            },
+            from_dataset: sources.dataset,
+            generated: sources.generate,
+            data: m.data.as_deref().unwrap_or("(single query)"),
+            tool: &m.tool,
+        }
+    }
 }

@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use serde::Serialize;
+
 use crate::example_page::page_path;
-use crate::figures::{aggregates_table, manifest_html};
-use crate::html::escape;
+use crate::figures::{aggregate_rows, aggregates_markdown, AggregateRow, RunManifest};
 use crate::run_data::ExampleInfo;
-use crate::Run;
+use crate::{templates, ReportError, Run};
 
 /// Per-example numbers that only positions.parquet holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,51 +50,42 @@ fn table_ids(examples: &[Vec<ExampleInfo>]) -> Vec<(&str, Vec<Option<usize>>)> {
         .collect()
 }
 
-fn example_table(
-    runs: &[Run],
-    examples: &[Vec<ExampleInfo>],
+const PER_RUN: [&str; 6] = [
+    "tokens",
+    "unshifted",
+    "marginal",
+    "shifted",
+    "shifted %",
+    "mean KL",
+];
+
+/// A number cell of the example table: `v` sorts, `text` shows.
+#[derive(Serialize)]
+struct Cell<'a> {
+    v: String,
+    text: String,
+    href: Option<String>,
+    run: &'a str,
+}
+
+#[derive(Serialize)]
+struct ExampleRow<'a> {
+    n: usize,
+    /// What the filter box matches: id and query, lower-cased.
+    search: String,
+    href: String,
+    id: &'a str,
+    title: String,
+    query: String,
+    cells: Vec<Cell<'a>>,
+}
+
+fn example_rows<'a>(
+    runs: &'a [Run],
+    examples: &'a [Vec<ExampleInfo>],
     stats: &[Vec<Option<ExampleStats>>],
-) -> String {
-    const PER_RUN: [&str; 6] = [
-        "tokens",
-        "unshifted",
-        "marginal",
-        "shifted",
-        "shifted %",
-        "mean KL",
-    ];
-    let mut h = String::from("<section id=\"examples\"><h2>Examples</h2><p class=\"controls\"><input id=\"filter\" type=\"search\" placeholder=\"Filter by id or query\" aria-label=\"filter examples\"> <span id=\"shown\"></span> <small>Click a column to sort; click an id to open the example.</small></p><div class=\"scroll\"><table id=\"example-table\"><thead>");
-    if runs.len() > 1 {
-        h.push_str("<tr><th colspan=\"3\"></th>");
-        for r in runs {
-            let _ = write!(
-                h,
-                "<th colspan=\"{}\" class=\"group\">{}</th>",
-                PER_RUN.len(),
-                escape(&r.name)
-            );
-        }
-        h.push_str("</tr>");
-    }
-    let mut col = 0;
-    let mut th = |h: &mut String, label: &str, kind: &str| {
-        let _ = write!(
-            h,
-            "<th data-col=\"{col}\" data-type=\"{kind}\" aria-sort=\"none\">{}</th>",
-            escape(label)
-        );
-        col += 1;
-    };
-    h.push_str("<tr>");
-    th(&mut h, "#", "num");
-    th(&mut h, "id", "text");
-    th(&mut h, "query", "text");
-    for _ in runs {
-        for label in PER_RUN {
-            th(&mut h, label, "num");
-        }
-    }
-    h.push_str("</tr></thead><tbody>");
+) -> Vec<ExampleRow<'a>> {
+    let mut rows = Vec::new();
     for (n, (id, in_runs)) in table_ids(examples).into_iter().enumerate() {
         let Some((first_run, first_index)) = in_runs
             .iter()
@@ -103,22 +95,18 @@ fn example_table(
             continue;
         };
         let info = &examples[first_run][first_index];
-        let _ = write!(
-            h,
-            "<tr data-text=\"{}\"><td data-v=\"{}\">{}</td><td class=\"id\"><a href=\"{}\">{}</a></td><td class=\"q\" title=\"{}\">{}</td>",
-            escape(&format!("{} {}", id, info.query).to_lowercase()),
-            n + 1,
-            n + 1,
-            page_path(first_run, first_index),
-            escape(id),
-            escape(&truncate(&info.query, 300)),
-            escape(&truncate(&info.query, 90)),
-        );
+        let mut cells = Vec::with_capacity(PER_RUN.len() * runs.len());
         for (k, index) in in_runs.iter().enumerate() {
+            let run = runs[k].name.as_str();
             let (Some(i), Some(Some(st))) =
                 (index, stats.get(k).and_then(|s| s.get(index.unwrap_or(0))))
             else {
-                h.push_str(&"<td data-v=\"-1\">–</td>".repeat(PER_RUN.len()));
+                cells.extend((0..PER_RUN.len()).map(|_| Cell {
+                    v: "-1".into(),
+                    text: "–".into(),
+                    href: None,
+                    run,
+                }));
                 continue;
             };
             let [u, m, s] = examples[k][*i].counts;
@@ -132,18 +120,51 @@ fn example_table(
             } else {
                 0.0
             };
-            let _ = write!(
-                h,
-                "<td data-v=\"{t}\"><a href=\"{}\" title=\"open in {}\">{t}</a></td><td data-v=\"{u}\">{u}</td><td data-v=\"{m}\">{m}</td><td data-v=\"{s}\">{s}</td><td data-v=\"{shifted:.3}\">{shifted:.1}</td><td data-v=\"{kl:.6}\">{kl:.4}</td>",
-                page_path(k, *i),
-                escape(&runs[k].name),
-                t = st.tokens,
-            );
+            let plain = |v: String, text: String| Cell {
+                v,
+                text,
+                href: None,
+                run,
+            };
+            cells.push(Cell {
+                v: st.tokens.to_string(),
+                text: st.tokens.to_string(),
+                href: Some(page_path(k, *i)),
+                run,
+            });
+            for count in [u, m, s] {
+                cells.push(plain(count.to_string(), count.to_string()));
+            }
+            cells.push(plain(format!("{shifted:.3}"), format!("{shifted:.1}")));
+            cells.push(plain(format!("{kl:.6}"), format!("{kl:.4}")));
         }
-        h.push_str("</tr>");
+        rows.push(ExampleRow {
+            n: n + 1,
+            search: format!("{} {}", id, info.query).to_lowercase(),
+            href: page_path(first_run, first_index),
+            id,
+            title: truncate(&info.query, 300),
+            query: truncate(&info.query, 90),
+            cells,
+        });
     }
-    h.push_str("</tbody></table></div></section>");
-    h
+    rows
+}
+
+#[derive(Serialize)]
+struct Figure<'a> {
+    svg: &'a str,
+    caption: &'a str,
+}
+
+/// What templates/index.html shows.
+#[derive(Serialize)]
+struct IndexView<'a> {
+    runs: Vec<RunManifest<'a>>,
+    aggregates: Vec<AggregateRow>,
+    figures: Vec<Figure<'a>>,
+    per_run: [&'static str; 6],
+    examples: Vec<ExampleRow<'a>>,
 }
 
 pub fn render_index(
@@ -151,32 +172,18 @@ pub fn render_index(
     figs: &[(&'static str, &'static str, String)],
     examples: &[Vec<ExampleInfo>],
     stats: &[Vec<Option<ExampleStats>>],
-) -> String {
-    let mut h = String::from("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>aligntds report</title><link rel=\"stylesheet\" href=\"assets/report.css\"></head><body class=\"index\"><h1>Token distribution shift</h1><nav class=\"toc\"><a href=\"#runs\">runs</a> · <a href=\"#aggregates\">aggregates</a> · <a href=\"#figures\">figures</a> · <a href=\"#examples\">examples</a></nav><section id=\"runs\" class=\"runs-grid\">");
-    for r in runs {
-        let _ = write!(
-            h,
-            "<div><h2>{}</h2>{}</div>",
-            escape(&r.name),
-            manifest_html(r)
-        );
-    }
-    let _ = write!(
-        h,
-        "</section><section id=\"aggregates\"><h2>Aggregates</h2>{}</section><section id=\"figures\"><h2>Figures</h2>",
-        aggregates_table(runs, false)
-    );
-    for (_, caption, svg) in figs {
-        let _ = write!(
-            h,
-            "<figure>{svg}<figcaption>{}</figcaption></figure>",
-            escape(caption)
-        );
-    }
-    h.push_str("</section>");
-    h.push_str(&example_table(runs, examples, stats));
-    h.push_str("<script src=\"assets/report.js\"></script></body></html>\n");
-    h
+) -> Result<String, ReportError> {
+    let view = IndexView {
+        runs: runs.iter().map(RunManifest::of).collect(),
+        aggregates: aggregate_rows(runs),
+        figures: figs
+            .iter()
+            .map(|(_, caption, svg)| Figure { svg, caption })
+            .collect(),
+        per_run: PER_RUN,
+        examples: example_rows(runs, examples, stats),
+    };
+    templates::render("index.html", &view)
 }
 
 pub fn render_markdown(
@@ -190,7 +197,7 @@ pub fn render_markdown(
             .map(|r| format!("`{}`", r.name))
             .collect::<Vec<_>>()
             .join(", "),
-        aggregates_table(runs, true)
+        aggregates_markdown(runs)
     );
     for ((_, caption, _), file) in figs.iter().zip(files) {
         let _ = write!(md, "\n![{caption}](figures/{file})\n");

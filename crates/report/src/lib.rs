@@ -6,10 +6,10 @@
 
 pub mod example_page;
 pub mod figures;
-pub mod html;
 pub mod index;
 pub mod run_data;
 pub mod svg;
+mod templates;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,9 @@ pub enum ReportError {
     File { path: PathBuf, message: String },
     #[error(transparent)]
     Format(#[from] aligntds_formats::FormatError),
+    /// A page template failed to render: a bug in the report, not in the run.
+    #[error("report template {0}")]
+    Template(String),
 }
 
 pub(crate) fn file_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
@@ -194,7 +197,7 @@ fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
                 aligned_context_kind: &aligned_kind,
                 base_context_kind: &base_kind,
             };
-            let page = render_page(&ctx, info, rows);
+            let page = render_page(&ctx, info, rows)?;
             let data = render_data(rows);
             write_file(&out.join(page_path(k, index)), page.as_bytes())?;
             write_file(&out.join(data_path(k, index)), data.as_bytes())?;
@@ -223,7 +226,7 @@ fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
         }
         example_stats.push(seen);
     }
-    let figs = figures(runs);
+    let figs = figures(runs)?;
     let mut fig_files = Vec::new();
     let mut used = HashMap::new();
     for (stem, _, svg) in &figs {
@@ -237,7 +240,7 @@ fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
         write_file(&out.join("figures").join(&file), svg.as_bytes())?;
         fig_files.push(file);
     }
-    let html = index::render_index(runs, &figs, &examples, &example_stats);
+    let html = index::render_index(runs, &figs, &examples, &example_stats)?;
     let md = index::render_markdown(runs, &figs, &fig_files);
     stats.bytes += (html.len() + md.len()) as u64;
     write_file(&out.join("report.md"), md.as_bytes())?;

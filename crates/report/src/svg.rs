@@ -1,9 +1,10 @@
-//! Hand-written SVG charts with real axes, ticks, labels and legends. Every
-//! text that comes from data is escaped.
+//! SVG charts with real axes, ticks, labels and legends. The geometry is
+//! computed here as a list of marks; templates/chart.svg turns them into
+//! markup and escapes every text, so data never reaches the SVG unescaped.
 
-use std::fmt::Write;
+use serde::Serialize;
 
-use crate::html::escape;
+use crate::{templates, ReportError};
 
 /// Colour-blind-safe palette (Okabe-Ito).
 pub const PALETTE: &[&str] = &[
@@ -19,12 +20,173 @@ const RIGHT: f64 = 16.0;
 const TOP: f64 = 28.0;
 const BOTTOM: f64 = 48.0;
 
-fn open(title: &str, height: f64) -> String {
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" aria-label="{t}" font-family="system-ui, sans-serif" font-size="12"><title>{t}</title><rect width="100%" height="100%" fill="white"/><text x="{x}" y="18" text-anchor="middle" font-size="14" font-weight="600">{t}</text>"#,
-        t = escape(title),
-        x = W / 2.0
-    )
+/// A coordinate as the markup writes it (one decimal is finer than a pixel).
+fn px(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+fn points(pts: impl Iterator<Item = (f64, f64)>) -> String {
+    pts.map(|(x, y)| format!("{x:.1},{y:.1}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A text mark; the builder methods set its optional attributes.
+#[derive(Serialize)]
+struct Text {
+    x: String,
+    y: String,
+    transform: Option<String>,
+    anchor: Option<&'static str>,
+    size: Option<u32>,
+    bold: bool,
+    mono: bool,
+    fill: Option<&'static str>,
+    text: String,
+}
+
+impl Text {
+    fn at(x: f64, y: f64, text: impl Into<String>) -> Self {
+        Self {
+            x: px(x),
+            y: px(y),
+            transform: None,
+            anchor: None,
+            size: None,
+            bold: false,
+            mono: false,
+            fill: None,
+            text: text.into(),
+        }
+    }
+
+    fn middle(mut self) -> Self {
+        self.anchor = Some("middle");
+        self
+    }
+
+    fn end(mut self) -> Self {
+        self.anchor = Some("end");
+        self
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Mark {
+    Line {
+        x1: String,
+        x2: String,
+        y1: String,
+        y2: String,
+        stroke: &'static str,
+    },
+    Text(Text),
+    Rect {
+        x: String,
+        y: String,
+        width: String,
+        height: String,
+        fill: &'static str,
+        title: Option<String>,
+    },
+    /// A confidence band: a filled, translucent polygon.
+    Band {
+        points: String,
+        fill: &'static str,
+    },
+    Polyline {
+        points: String,
+        stroke: &'static str,
+    },
+}
+
+/// One chart: its size, its title (shown and given to screen readers) and its marks.
+#[derive(Serialize)]
+struct Chart {
+    width: String,
+    height: String,
+    title: String,
+    marks: Vec<Mark>,
+}
+
+impl Chart {
+    fn new(title: &str, height: f64) -> Self {
+        let mut chart = Self {
+            width: px(W),
+            height: px(height),
+            title: title.to_string(),
+            marks: Vec::new(),
+        };
+        let mut heading = Text::at(W / 2.0, 18.0, title).middle();
+        heading.size = Some(14);
+        heading.bold = true;
+        chart.text(heading);
+        chart
+    }
+
+    fn line(&mut self, (x1, y1): (f64, f64), (x2, y2): (f64, f64), stroke: &'static str) {
+        self.marks.push(Mark::Line {
+            x1: px(x1),
+            x2: px(x2),
+            y1: px(y1),
+            y2: px(y2),
+            stroke,
+        });
+    }
+
+    fn text(&mut self, text: Text) {
+        self.marks.push(Mark::Text(text));
+    }
+
+    fn rect(
+        &mut self,
+        (x, y): (f64, f64),
+        (w, h): (f64, f64),
+        fill: &'static str,
+        title: Option<String>,
+    ) {
+        self.marks.push(Mark::Rect {
+            x: px(x),
+            y: px(y),
+            width: px(w),
+            height: px(h),
+            fill,
+            title,
+        });
+    }
+
+    /// y axis with grid lines and tick labels; returns the mapping from value to pixel.
+    fn y_axis(&mut self, lo: f64, hi: f64, label: &str, plot_h: f64) -> impl Fn(f64) -> f64 {
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        let y = move |v: f64| TOP + plot_h - (v - lo) / span * plot_h;
+        for t in ticks(lo, hi, 5) {
+            let py = y(t);
+            self.line((LEFT, py), (W - RIGHT, py), "#ddd");
+            self.text(Text::at(LEFT - 6.0, py + 4.0, fmt_tick(t)).end());
+        }
+        self.line((LEFT, TOP), (LEFT, TOP + plot_h), "#333");
+        let mut axis = Text::at(0.0, 0.0, label).middle();
+        axis.transform = Some(format!(
+            "translate(14 {:.1}) rotate(-90)",
+            TOP + plot_h / 2.0
+        ));
+        self.text(axis);
+        y
+    }
+
+    fn legend(&mut self, items: &[(String, &'static str)], y: f64) {
+        let mut x = LEFT;
+        for (name, color) in items {
+            self.rect((x, y - 9.0), (10.0, 10.0), color, None);
+            self.text(Text::at(x + 14.0, y, name.clone()));
+            x += 24.0 + 7.0 * name.chars().count() as f64;
+        }
+    }
+
+    fn render(&self) -> Result<String, ReportError> {
+        templates::render("chart.svg", self)
+    }
 }
 
 /// "Nice" tick values covering [lo, hi].
@@ -61,93 +223,48 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
-/// y axis with grid lines and tick labels; returns the mapping from value to pixel.
-fn y_axis(out: &mut String, lo: f64, hi: f64, label: &str, plot_h: f64) -> impl Fn(f64) -> f64 {
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let y = move |v: f64| TOP + plot_h - (v - lo) / span * plot_h;
-    for t in ticks(lo, hi, 5) {
-        let py = y(t);
-        let _ = write!(
-            out,
-            r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            W - RIGHT,
-            LEFT - 6.0,
-            py + 4.0,
-            fmt_tick(t)
-        );
-    }
-    let _ = write!(
-        out,
-        r##"<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{}" stroke="#333"/><text transform="translate(14 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
-        TOP + plot_h,
-        TOP + plot_h / 2.0,
-        escape(label)
-    );
-    y
-}
-
-fn legend(out: &mut String, items: &[(String, &str)], y: f64) {
-    let mut x = LEFT;
-    for (name, color) in items {
-        let _ = write!(
-            out,
-            r#"<rect x="{x:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            y - 9.0,
-            x + 14.0,
-            y,
-            escape(name)
-        );
-        x += 24.0 + 7.0 * name.chars().count() as f64;
-    }
-}
-
 /// Figure 1: stacked unshifted / marginal / shifted ratios, one bar per run.
-pub fn stacked_ratios(runs: &[(String, [f64; 3])]) -> String {
+pub fn stacked_ratios(runs: &[(String, [f64; 3])]) -> Result<String, ReportError> {
     let plot_h = H - TOP - BOTTOM - 16.0;
-    let mut out = open("Token positions by category", H);
-    let y = y_axis(&mut out, 0.0, 100.0, "% of positions", plot_h);
+    let mut chart = Chart::new("Token positions by category", H);
+    let y = chart.y_axis(0.0, 100.0, "% of positions", plot_h);
     let slot = (W - LEFT - RIGHT) / runs.len().max(1) as f64;
     let bar = (slot * 0.5).min(120.0);
+    const NAMES: [&str; 3] = ["unshifted", "marginal", "shifted"];
     for (i, (name, ratios)) in runs.iter().enumerate() {
         let x = LEFT + slot * (i as f64 + 0.5) - bar / 2.0;
         let mut acc = 0.0;
         for (k, r) in ratios.iter().enumerate() {
             let (y1, y0) = (y(acc + r * 100.0), y(acc));
-            let _ = write!(
-                out,
-                r#"<rect x="{x:.1}" y="{y1:.1}" width="{bar:.1}" height="{:.1}" fill="{}"><title>{}: {:.1} %</title></rect>"#,
-                (y0 - y1).max(0.0),
+            let title = format!("{}: {:.1} %", NAMES[k], r * 100.0);
+            chart.rect(
+                (x, y1),
+                (bar, (y0 - y1).max(0.0)),
                 CATEGORY_COLORS[k],
-                ["unshifted", "marginal", "shifted"][k],
-                r * 100.0
+                Some(title),
             );
             if r * 100.0 >= 4.0 {
-                let _ = write!(
-                    out,
-                    r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="white" font-weight="600">{:.1}</text>"#,
+                let mut label = Text::at(
                     x + bar / 2.0,
                     (y0 + y1) / 2.0 + 4.0,
-                    r * 100.0
-                );
+                    format!("{:.1}", r * 100.0),
+                )
+                .middle();
+                label.fill = Some("white");
+                label.bold = true;
+                chart.text(label);
             }
             acc += r * 100.0;
         }
-        let _ = write!(
-            out,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            x + bar / 2.0,
-            TOP + plot_h + 16.0,
-            escape(name)
-        );
+        chart.text(Text::at(x + bar / 2.0, TOP + plot_h + 16.0, name.clone()).middle());
     }
-    let items: Vec<(String, &str)> = ["unshifted", "marginal", "shifted"]
+    let items: Vec<(String, &'static str)> = NAMES
         .iter()
         .zip(CATEGORY_COLORS)
         .map(|(n, c)| (n.to_string(), c))
         .collect();
-    legend(&mut out, &items, H - 10.0);
-    out.push_str("</svg>");
-    out
+    chart.legend(&items, H - 10.0);
+    chart.render()
 }
 
 /// Horizontal bars: label, value, and an annotation at the bar's end.
@@ -155,47 +272,34 @@ pub fn horizontal_bars(
     title: &str,
     x_label: &str,
     rows: &[(String, f64, String)],
-    color: &str,
-) -> String {
+    color: &'static str,
+) -> Result<String, ReportError> {
     let row_h = 20.0;
     let height = TOP + rows.len() as f64 * row_h + BOTTOM;
-    let mut out = open(title, height);
+    let mut chart = Chart::new(title, height);
     let left = 150.0;
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1e-12);
     let x = |v: f64| left + v / max * (W - left - RIGHT - 110.0);
     for t in ticks(0.0, max, 5) {
         let px = x(t);
-        let _ = write!(
-            out,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{:.1}" stroke="#eee"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            height - BOTTOM,
-            height - BOTTOM + 14.0,
-            fmt_tick(t)
-        );
+        chart.line((px, TOP), (px, height - BOTTOM), "#eee");
+        chart.text(Text::at(px, height - BOTTOM + 14.0, fmt_tick(t)).middle());
     }
     for (i, (label, value, note)) in rows.iter().enumerate() {
         let top = TOP + i as f64 * row_h + 3.0;
-        let _ = write!(
-            out,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end" font-family="ui-monospace, monospace">{}</text><rect x="{left}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{color}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            left - 6.0,
-            top + 12.0,
-            escape(label),
-            (x(*value) - left).max(0.5),
-            row_h - 6.0,
-            x(*value) + 4.0,
-            top + 12.0,
-            escape(note)
+        let mut name = Text::at(left - 6.0, top + 12.0, label.clone()).end();
+        name.mono = true;
+        chart.text(name);
+        chart.rect(
+            (left, top),
+            ((x(*value) - left).max(0.5), row_h - 6.0),
+            color,
+            None,
         );
+        chart.text(Text::at(x(*value) + 4.0, top + 12.0, note.clone()));
     }
-    let _ = write!(
-        out,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text></svg>"#,
-        (left + W) / 2.0,
-        height - 10.0,
-        escape(x_label)
-    );
-    out
+    chart.text(Text::at((left + W) / 2.0, height - 10.0, x_label).middle());
+    chart.render()
 }
 
 /// One series of a line chart: name, and points (x, mean, standard error).
@@ -205,9 +309,14 @@ pub struct Series {
 }
 
 /// Lines with 95 % confidence bands (mean +- 1.96 SE), one per series.
-pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+pub fn lines(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<String, ReportError> {
     let plot_h = H - TOP - BOTTOM - 16.0;
-    let mut out = open(title, H);
+    let mut chart = Chart::new(title, H);
     let all = series.iter().flat_map(|s| s.points.iter());
     let (mut lo, mut hi, mut xmax) = (f64::INFINITY, f64::NEG_INFINITY, 0f64);
     for &(px, m, se) in all {
@@ -221,24 +330,12 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> St
         (lo, hi) = (0.0, 1.0);
     }
     let lo = lo.min(0.0);
-    let y = y_axis(&mut out, lo, hi.max(lo + 1e-9), y_label, plot_h);
+    let y = chart.y_axis(lo, hi.max(lo + 1e-9), y_label, plot_h);
     let x = |v: f64| LEFT + v / xmax.max(1.0) * (W - LEFT - RIGHT);
     for t in ticks(0.0, xmax.max(1.0), 8) {
-        let _ = write!(
-            out,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            x(t),
-            TOP + plot_h + 14.0,
-            fmt_tick(t)
-        );
+        chart.text(Text::at(x(t), TOP + plot_h + 14.0, fmt_tick(t)).middle());
     }
-    let _ = write!(
-        out,
-        r##"<line x1="{LEFT}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#333"/>"##,
-        W - RIGHT,
-        TOP + plot_h,
-        TOP + plot_h
-    );
+    chart.line((LEFT, TOP + plot_h), (W - RIGHT, TOP + plot_h), "#333");
     let mut items = Vec::new();
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
@@ -246,42 +343,21 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> St
         if pts.is_empty() {
             continue;
         }
-        let upper: Vec<String> = pts
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1 + 1.96 * p.2)))
-            .collect();
-        let lower: Vec<String> = pts
-            .iter()
-            .rev()
-            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1 - 1.96 * p.2)))
-            .collect();
-        let _ = write!(
-            out,
-            r#"<polygon points="{} {}" fill="{color}" fill-opacity="0.18" stroke="none"/>"#,
-            upper.join(" "),
-            lower.join(" ")
-        );
-        let line: Vec<String> = pts
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
-            .collect();
-        let _ = write!(
-            out,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.8"/>"#,
-            line.join(" ")
-        );
+        let upper = pts.iter().map(|p| (x(p.0), y(p.1 + 1.96 * p.2)));
+        let lower = pts.iter().rev().map(|p| (x(p.0), y(p.1 - 1.96 * p.2)));
+        chart.marks.push(Mark::Band {
+            points: points(upper.chain(lower)),
+            fill: color,
+        });
+        chart.marks.push(Mark::Polyline {
+            points: points(pts.iter().map(|p| (x(p.0), y(p.1)))),
+            stroke: color,
+        });
         items.push((s.name.clone(), color));
     }
-    let _ = write!(
-        out,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-        (LEFT + W) / 2.0,
-        TOP + plot_h + 30.0,
-        escape(x_label)
-    );
-    legend(&mut out, &items, H - 4.0);
-    out.push_str("</svg>");
-    out
+    chart.text(Text::at((LEFT + W) / 2.0, TOP + plot_h + 30.0, x_label).middle());
+    chart.legend(&items, H - 4.0);
+    chart.render()
 }
 
 /// Vertical bars for labelled bins, one group per run.
@@ -290,49 +366,46 @@ pub fn grouped_bars(
     y_label: &str,
     bins: &[String],
     runs: &[(String, Vec<f64>)],
-) -> String {
+) -> Result<String, ReportError> {
     let plot_h = H - TOP - BOTTOM - 16.0;
-    let mut out = open(title, H);
+    let mut chart = Chart::new(title, H);
     let max = runs
         .iter()
         .flat_map(|r| r.1.iter())
         .copied()
         .fold(0.0, f64::max)
         .max(1e-12);
-    let y = y_axis(&mut out, 0.0, max, y_label, plot_h);
+    let y = chart.y_axis(0.0, max, y_label, plot_h);
     let slot = (W - LEFT - RIGHT) / bins.len().max(1) as f64;
     let bar = slot * 0.8 / runs.len().max(1) as f64;
     for (b, name) in bins.iter().enumerate() {
         for (r, (run, values)) in runs.iter().enumerate() {
             let v = values.get(b).copied().unwrap_or(0.0);
             let x = LEFT + slot * b as f64 + slot * 0.1 + bar * r as f64;
-            let _ = write!(
-                out,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{bar:.1}" height="{:.1}" fill="{}"><title>{}: {}: {}</title></rect>"#,
-                y(v),
-                (TOP + plot_h - y(v)).max(0.0),
+            let title = format!("{run}: {name}: {}", fmt_tick(v));
+            chart.rect(
+                (x, y(v)),
+                (bar, (TOP + plot_h - y(v)).max(0.0)),
                 PALETTE[r % PALETTE.len()],
-                escape(run),
-                escape(name),
-                fmt_tick(v)
+                Some(title),
             );
         }
-        let _ = write!(
-            out,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            LEFT + slot * (b as f64 + 0.5),
-            TOP + plot_h + 14.0,
-            escape(name)
+        chart.text(
+            Text::at(
+                LEFT + slot * (b as f64 + 0.5),
+                TOP + plot_h + 14.0,
+                name.clone(),
+            )
+            .middle(),
         );
     }
-    let items: Vec<(String, &str)> = runs
+    let items: Vec<(String, &'static str)> = runs
         .iter()
         .enumerate()
         .map(|(i, r)| (r.0.clone(), PALETTE[i % PALETTE.len()]))
         .collect();
-    legend(&mut out, &items, H - 4.0);
-    out.push_str("</svg>");
-    out
+    chart.legend(&items, H - 4.0);
+    chart.render()
 }
 
 #[cfg(test)]
@@ -351,13 +424,81 @@ mod tests {
 
     #[test]
     fn charts_escape_data_text() {
-        let svg = horizontal_bars(
+        let hostile = "<script>alert(1)</script>";
+        let svgs = [
+            horizontal_bars(
+                hostile,
+                hostile,
+                &[(hostile.into(), 3.0, "&amp;".into())],
+                "#000",
+            )
+            .unwrap(),
+            stacked_ratios(&[(hostile.into(), [0.5, 0.3, 0.2])]).unwrap(),
+            lines(
+                hostile,
+                hostile,
+                hostile,
+                &[Series {
+                    name: hostile.into(),
+                    points: vec![(0.0, 1.0, 0.1), (1.0, 2.0, 0.1)],
+                }],
+            )
+            .unwrap(),
+            grouped_bars(
+                hostile,
+                hostile,
+                &[hostile.into()],
+                &[(hostile.into(), vec![1.0])],
+            )
+            .unwrap(),
+        ];
+        for svg in svgs {
+            assert!(!svg.contains("<script>"), "{svg}");
+            assert!(
+                svg.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+                "{svg}"
+            );
+            assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+        }
+    }
+
+    #[test]
+    fn charts_draw_what_they_are_given() {
+        // Two runs' ratios: six rectangles with their percentages, in category colours.
+        let svg = stacked_ratios(&[
+            ("a".into(), [0.777, 0.145, 0.078]),
+            ("b".into(), [0.824, 0.128, 0.048]),
+        ])
+        .unwrap();
+        assert!(svg.contains("<title>unshifted: 77.7 %</title>"));
+        assert!(svg.contains("<title>shifted: 4.8 %</title>"));
+        assert_eq!(
+            svg.matches("<rect x=").count(),
+            6 + 3,
+            "bars and legend swatches"
+        );
+        assert!(svg.contains("fill=\"#D55E00\""));
+        // A line chart: one band and one line per series with points.
+        let s = |name: &str| Series {
+            name: name.into(),
+            points: vec![(0.0, 0.5, 0.1), (10.0, 0.2, 0.05)],
+        };
+        let svg = lines(
             "t",
             "x",
-            &[("<script>alert(1)</script>".into(), 3.0, "&amp;".into())],
-            "#000",
-        );
-        assert!(!svg.contains("<script>"));
-        assert!(svg.contains("&lt;script&gt;") && svg.contains("&amp;amp;"));
+            "y",
+            &[
+                s("a"),
+                s("b"),
+                Series {
+                    name: "none".into(),
+                    points: vec![],
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(svg.matches("<polygon").count(), 2);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("rotate(-90)\" text-anchor=\"middle\">y</text>"));
     }
 }

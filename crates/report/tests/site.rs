@@ -104,3 +104,73 @@ fn a_version_1_run_still_builds_a_report() {
     let page = std::fs::read_to_string(site.join("r0/e00001.html")).unwrap();
     assert!(page.matches("class=\"t ").count() > 0);
 }
+
+/// Every page and figure of a site whose run name, model references, data
+/// name, queries, contexts and tokens are all hostile markup: the markup
+/// arrives as text everywhere, and the only script tags are the site's own.
+#[test]
+fn hostile_text_is_escaped_on_every_page_and_figure() {
+    const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join(HOSTILE);
+    std::fs::create_dir(&run_dir).unwrap();
+    synthetic::write_synthetic_run(&run_dir, 8, 40).unwrap();
+    let summary_path = run_dir.join("summary.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let manifest = &mut summary["manifest"];
+    for field in ["tool", "aligned_weights", "base_weights", "data"] {
+        manifest[field] = HOSTILE.into();
+    }
+    manifest["aligned"]["reference"] = format!("{HOSTILE}\"'").into();
+    manifest["base"]["reference"] = "</script><script>alert(2)</script>".into();
+    std::fs::write(&summary_path, summary.to_string()).unwrap();
+
+    let site = tmp.path().join("site");
+    let stats = build(&[Run::load(&run_dir).unwrap()], &site).unwrap();
+    assert_eq!(stats.example_pages, 8);
+    let mut checked = 0;
+    let mut pending = vec![site.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !matches!(ext, "html" | "svg") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains("<img"), "{}", path.display());
+            assert!(!text.contains("alert(2)</script>"), "{}", path.display());
+            let own_scripts = usize::from(ext == "html");
+            assert_eq!(
+                text.matches("<script").count(),
+                own_scripts,
+                "{}",
+                path.display()
+            );
+            assert!(!text.contains("\"'"), "{}", path.display());
+            checked += 1;
+        }
+    }
+    // index.html, 8 example pages, and the figure files.
+    assert!(checked >= 1 + 8 + 5, "{checked} files checked");
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    let escaped = "&lt;img src=x onerror=alert(1)&gt;";
+    // The run's name heads its card; the model, data and tool lines show the text.
+    assert!(index.contains(&format!("<h2>{escaped}</h2>")), "run name");
+    assert!(index.contains(&format!("<dd>{escaped}</dd>")), "data name");
+    assert!(index.contains(&format!("{escaped}&quot;&#x27; ({escaped}; context")));
+    assert!(index.contains("&lt;&#x2f;script&gt;&lt;script&gt;alert(2)"));
+    let page = std::fs::read_to_string(site.join("r0/e00003.html")).unwrap();
+    assert!(page.contains(&format!(
+        "<pre class=\"query\">Synthetic query 2: {escaped}</pre>"
+    )));
+    assert!(
+        page.contains(&format!("<small>{escaped}</small>")),
+        "run name in the heading"
+    );
+}
