@@ -1,7 +1,8 @@
 //! The fixture pair's positions.parquet, value by value, against a golden
 //! written by the schema-version-1 code before the study moved into the
 //! library (fixtures/golden/pair-positions.jsonl). New columns may appear;
-//! every golden column must keep its exact value. `ALIGNTDS_BLESS=1` rewrites it.
+//! every golden column must keep its value (floats within 1e-5 across CPUs:
+//! see `same_value`). `ALIGNTDS_BLESS=1` rewrites it.
 
 mod common;
 
@@ -57,9 +58,40 @@ fn fixture_pair_positions_equal_the_golden_written_before_the_refactor() {
             .collect();
     assert_eq!(got.len(), golden.len(), "row count");
     assert!(golden.len() > 20, "the golden covers several examples");
+    let mut worst = 0f64;
     for (i, (g, want)) in got.iter().zip(&golden).enumerate() {
         for (column, value) in want {
-            assert_eq!(g.get(column), Some(value), "row {i}, column `{column}`");
+            let have = g.get(column);
+            worst = worst.max(same_value(have, value).unwrap_or_else(|| {
+                panic!("row {i}, column `{column}`: {have:?} vs golden {value}")
+            }));
         }
+    }
+    eprintln!("largest float difference from the golden: {worst:.3e}");
+}
+
+/// `Some(difference)` when `have` equals `want`: ids, ranks, texts and
+/// categories exactly; floats within 1e-5 (relative above 1). The golden was
+/// written on one CPU, and the f32 matrix kernels pick different instruction
+/// sets on others (seen: 3e-7 on a KL between an Intel and an AMD machine);
+/// on the machine that wrote it the values are identical.
+fn same_value(have: Option<&serde_json::Value>, want: &serde_json::Value) -> Option<f64> {
+    use serde_json::Value;
+    match (have?, want) {
+        (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => {
+            let (a, b) = (a.as_f64()?, b.as_f64()?);
+            let d = (a - b).abs();
+            (d <= 1e-5 * b.abs().max(1.0)).then_some(d)
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| same_value(Some(x), y))
+            .try_fold(0f64, |m, d| Some(m.max(d?))),
+        (Value::Object(a), Value::Object(b)) if a.len() == b.len() => b
+            .iter()
+            .map(|(k, y)| same_value(a.get(k), y))
+            .try_fold(0f64, |m, d| Some(m.max(d?))),
+        (a, b) => (a == b).then_some(0.0),
     }
 }
