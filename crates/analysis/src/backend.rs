@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use aligntds_engine::{EngineError, GenerateOptions, Generation, LanguageModel};
+use aligntds_engine::{EngineError, GenerateOptions, Generation, LanguageModel, TextModel};
 
 use crate::metrics::TopKRow;
 
@@ -146,16 +146,20 @@ impl Backend for LocalBackend {
 /// tokens) and the backend that computes its distributions.
 #[derive(Clone)]
 pub struct Side {
-    pub text: Arc<LanguageModel>,
+    pub text: Arc<TextModel>,
     pub backend: Arc<dyn Backend>,
 }
 
 impl Side {
-    /// A side computed by the local engine on the same model.
+    pub fn new(text: Arc<TextModel>, backend: Arc<dyn Backend>) -> Self {
+        Self { text, backend }
+    }
+
+    /// A side computed by the local engine with the model's own text side.
     pub fn local(model: Arc<LanguageModel>) -> Self {
         Self {
-            backend: Arc::new(LocalBackend::new(model.clone())),
-            text: model,
+            text: model.text.clone(),
+            backend: Arc::new(LocalBackend::new(model)),
         }
     }
 }

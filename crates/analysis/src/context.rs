@@ -1,7 +1,7 @@
 //! Prompt formats ("contexts") each side sees before the answer.
 
 use aligntds_engine::template::single_turn;
-use aligntds_engine::LanguageModel;
+use aligntds_engine::TextModel;
 
 use crate::dataset::Record;
 
@@ -33,7 +33,7 @@ pub enum ContextError {
 /// The prompt one side sees before the answer to `record`.
 pub fn render(
     context: &Context,
-    model: &LanguageModel,
+    model: &TextModel,
     record: &Record,
 ) -> Result<String, ContextError> {
     let query = record.query.as_str();

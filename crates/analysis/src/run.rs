@@ -1,7 +1,7 @@
 //! One record of a study: the aligned side's answer (from the data set or
 //! generated), then one paired pass scoring it under both sides.
 
-use aligntds_engine::{GenerateOptions, StopReason};
+use aligntds_engine::{GenerateOptions, StopReason, TextModel};
 use aligntds_formats::examples::ExampleLine;
 use aligntds_formats::positions::{PositionRecord, TopToken};
 use rayon::prelude::*;
@@ -57,10 +57,21 @@ const END_MARKERS: &[&str] = &[
 
 /// Refuses a pair whose vocabularies or logits widths differ, naming the first differing token.
 pub fn check_compatible(aligned: &Side, base: &Side) -> Result<(), RunError> {
+    check_vocabularies(&aligned.text, &base.text)?;
+    let (wa, wb) = (aligned.backend.logits_width(), base.backend.logits_width());
+    if wa != wb {
+        return Err(RunError::Incompatible(format!(
+            "logits widths differ: aligned {wa}, base {wb} (the vocabularies agree, the lm-heads are padded differently)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses two text sides whose vocabularies differ, naming the first differing token.
+pub fn check_vocabularies(aligned: &TextModel, base: &TextModel) -> Result<(), RunError> {
     if let Some(d) = aligned
-        .text
         .tokenizer
-        .first_vocabulary_difference(&base.text.tokenizer)
+        .first_vocabulary_difference(&base.tokenizer)
     {
         let id = |v: Option<u32>| v.map_or("absent".to_string(), |i| format!("id {i}"));
         return Err(RunError::Incompatible(format!(
@@ -68,12 +79,6 @@ pub fn check_compatible(aligned: &Side, base: &Side) -> Result<(), RunError> {
             d.token,
             id(d.id),
             id(d.other_id)
-        )));
-    }
-    let (wa, wb) = (aligned.backend.logits_width(), base.backend.logits_width());
-    if wa != wb {
-        return Err(RunError::Incompatible(format!(
-            "logits widths differ: aligned {wa}, base {wb} (the vocabularies agree, the lm-heads are padded differently)"
         )));
     }
     Ok(())
@@ -458,7 +463,7 @@ mod tests {
     #[test]
     fn a_closing_fence_before_the_stop_is_trimmed_as_whole_tokens() {
         let model = fixture("qwen2");
-        let tok = &model.tokenizer;
+        let tok = &model.text.tokenizer;
         let mut ids = tok.encode_plain("Paris is the capital.\n```\n\n").unwrap();
         trim_closing_fence(tok, &mut ids).unwrap();
         let trimmed = tok.decode(&ids, false).unwrap();

@@ -6,16 +6,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use aligntds_engine::{EngineError, LanguageModel, LoadOptions};
+use aligntds_engine::{EngineError, LanguageModel, LoadOptions, TextModel};
 use aligntds_formats::summary::{
     FileIdentity, Manifest, ModelIdentity, RunIdentity, SideTimings, Summary, TemplateIdentity,
     Timings,
 };
 use aligntds_formats::FormatError;
 
-use crate::backend::Side;
+use crate::backend::{LocalBackend, Side};
 use crate::dataset::{self, DatasetError, Record};
-use crate::run::{analyze_example, check_compatible, ExampleResult, RunError};
+use crate::run::{analyze_example, check_compatible, check_vocabularies, ExampleResult, RunError};
 use crate::run_folder::{fingerprint, sha256_file, FolderError, RunFolder, Stamp};
 use crate::settings::{Field, Queries, SettingError, SideName, StudySettings};
 
@@ -102,7 +102,7 @@ fn setting_message(e: EngineError) -> String {
 /// A model as fingerprinted: its files with sha256 (a Hub model by its commit
 /// and cached blob ids, which are content hashes), so a changed file or a
 /// re-pushed Hub model never resumes an old run.
-pub fn model_identity(model: &LanguageModel) -> Result<ModelIdentity, FolderError> {
+pub fn model_identity(model: &TextModel) -> Result<ModelIdentity, FolderError> {
     let mut files = Vec::new();
     for path in &model.source.files {
         let bytes = std::fs::metadata(path)
@@ -134,8 +134,9 @@ pub fn model_identity(model: &LanguageModel) -> Result<ModelIdentity, FolderErro
 
 impl Study {
     /// Checks the settings and the data (before any model loads), locks the
-    /// output folder, loads the models and renders both contexts of the first
-    /// record, so a bad template fails before any work.
+    /// output folder, loads both text sides (tokenizers, templates) and renders
+    /// both contexts of the first record, then loads the weights: a bad
+    /// setting, data file or template fails before any slow work.
     pub fn prepare(settings: StudySettings) -> Result<Self, StudyError> {
         settings.validate()?;
         let records = match &settings.queries {
@@ -159,12 +160,13 @@ impl Study {
         }
         let folder = RunFolder::lock(&settings.out)?;
         let started = Instant::now();
-        let same = settings.aligned.model == settings.base.model
+        // Text sides first: tokenizers and templates load without weights, so a
+        // bad template, a top-k beyond the vocabulary or two vocabularies that
+        // differ fail before the slow part.
+        let same_text = settings.aligned.model == settings.base.model
             && settings.aligned.chat_template == settings.base.chat_template;
-        let load = |side: SideName, s: &crate::settings::SideSettings| {
-            let options =
-                load_options(&settings, s.chat_template.clone(), if same { 1 } else { 2 })?;
-            LanguageModel::load(&s.model, &options)
+        let load_text = |side: SideName, s: &crate::settings::SideSettings| {
+            TextModel::load(&s.model, s.chat_template.as_deref())
                 .map(Arc::new)
                 .map_err(|source| StudyError::Load {
                     side,
@@ -172,14 +174,13 @@ impl Study {
                     source,
                 })
         };
-        let aligned_model = load(SideName::Aligned, &settings.aligned)?;
-        let base_model = if same {
-            aligned_model.clone()
+        let aligned_text = load_text(SideName::Aligned, &settings.aligned)?;
+        let base_text = if same_text {
+            aligned_text.clone()
         } else {
-            load(SideName::Base, &settings.base)?
+            load_text(SideName::Base, &settings.base)?
         };
-        let load_seconds = started.elapsed().as_secs_f64();
-        let vocabulary = aligned_model.tokenizer.vocab_size();
+        let vocabulary = aligned_text.tokenizer.vocab_size();
         if settings.top_k > vocabulary {
             return Err(SettingError::new(
                 Field::TopK,
@@ -190,19 +191,43 @@ impl Study {
             )
             .into());
         }
-        let (aligned, base) = (Side::local(aligned_model), Side::local(base_model));
-        check_compatible(&aligned, &base)?;
+        check_vocabularies(&aligned_text, &base_text)?;
         let run = settings.run_settings();
         if let Some(first) = records.first() {
-            crate::context::render(&run.aligned_context, &aligned.text, first)
+            crate::context::render(&run.aligned_context, &aligned_text, first)
                 .map_err(RunError::from)?;
-            crate::context::render(&run.base_context, &base.text, first).map_err(RunError::from)?;
+            crate::context::render(&run.base_context, &base_text, first).map_err(RunError::from)?;
         }
+        // One model under two templates loads its weights once.
+        let same_weights = settings.aligned.model == settings.base.model;
+        let load_weights = |side: SideName, text: &Arc<TextModel>| {
+            let options = load_options(&settings, None, if same_weights { 1 } else { 2 })?;
+            LanguageModel::from_text(text.clone(), &options)
+                .map(Arc::new)
+                .map_err(|source| StudyError::Load {
+                    side,
+                    reference: text.reference.clone(),
+                    source,
+                })
+        };
+        let aligned_model = load_weights(SideName::Aligned, &aligned_text)?;
+        let base_model = if same_weights {
+            aligned_model.clone()
+        } else {
+            load_weights(SideName::Base, &base_text)?
+        };
+        let load_seconds = started.elapsed().as_secs_f64();
+        let local = |text: Arc<TextModel>, model: Arc<LanguageModel>| {
+            Side::new(text, Arc::new(LocalBackend::new(model)))
+        };
+        let aligned = local(aligned_text, aligned_model);
+        let base = local(base_text, base_model);
+        check_compatible(&aligned, &base)?;
         let data_sha256 = match &settings.queries {
             Queries::File(p) => Some(sha256_file(p)?),
             Queries::Single(_) => None,
         };
-        let template = |m: &LanguageModel| {
+        let template = |m: &TextModel| {
             m.chat_template.as_ref().map(|t| TemplateIdentity {
                 name: t.name.clone(),
                 sha256: fingerprint(&serde_json::json!(t.source)),

@@ -327,3 +327,77 @@ fn version_1_runs_still_read() {
     let text = aligntds_analysis::summary::render_text(&summary);
     assert!(text.starts_with("2 examples, 12 positions"), "{text}");
 }
+
+/// A copy of the tiny llama3 checkpoint whose weights file is garbage, so
+/// anything that reads the weights fails.
+fn weightless(dir: &Path) -> String {
+    let copy = dir.join("llama3-no-weights");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(fixture("llama3")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            continue;
+        }
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(copy.join("model.safetensors"), b"not weights").unwrap();
+    copy.to_string_lossy().into_owned()
+}
+
+#[test]
+fn templates_and_contexts_fail_on_the_first_record_before_any_weights_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queries = six_queries(tmp.path());
+    let model = weightless(tmp.path());
+    let attempt = |configure: &dyn Fn(&mut StudySettings)| {
+        let mut s = settings(&queries, &tmp.path().join("out"));
+        s.aligned.model = model.clone();
+        configure(&mut s);
+        match Study::prepare(s) {
+            Ok(_) => panic!("a weightless model cannot be prepared"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // With nothing else wrong, the missing weights are what fails: the text side loaded.
+    let err = attempt(&|_| {});
+    assert!(err.contains("not a valid safetensors file"), "{err}");
+
+    // A template that does not compile.
+    let broken = data(
+        tmp.path(),
+        "broken.jinja",
+        "{% for m in messages %}{{ m.content }}",
+    );
+    let err = attempt(&|s| {
+        s.aligned.context.kind = ContextKind::Chat;
+        s.aligned.chat_template = Some(broken.to_string_lossy().into_owned());
+    });
+    assert!(
+        err.contains("broken.jinja") && !err.contains("not a valid safetensors"),
+        "{err}"
+    );
+
+    // A template that compiles but refuses the first record when rendered.
+    let refusing = data(
+        tmp.path(),
+        "refusing.jinja",
+        "{% if messages[0].role == 'system' %}{{ raise_exception('this template has no system role') }}{% endif %}{{ messages[0].content }}",
+    );
+    let err = attempt(&|s| {
+        s.aligned.context.kind = ContextKind::Chat;
+        s.aligned.context.system = Some("Be brief.".into());
+        s.aligned.chat_template = Some(refusing.to_string_lossy().into_owned());
+    });
+    assert!(
+        err.contains("this template has no system role")
+            && !err.contains("not a valid safetensors"),
+        "{err}"
+    );
+
+    // The `input` context on records without an `input` field.
+    let err = attempt(&|s| s.aligned.context.kind = ContextKind::Input);
+    assert!(
+        err.contains("`input`") && !err.contains("not a valid safetensors"),
+        "{err}"
+    );
+}

@@ -79,7 +79,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
 fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value {
     let sliding_theta = model.config().rope_sliding.theta;
     let c = model.config();
-    let tok = &model.tokenizer;
+    let tok = &model.text.tokenizer;
     let sliding: Vec<String> = c
         .layers
         .iter()
@@ -109,10 +109,10 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
             .map_or("none".to_string(), |t| format!("{} ({})", t.text, t.id))
     };
     serde_json::json!({
-        "model": model.reference,
+        "model": model.text.reference,
         "architecture": c.architecture.name(),
-        "source": model.source.kind,
-        "hub_commit": model.source.commit,
+        "source": model.text.source.kind,
+        "hub_commit": model.text.source.commit,
         "parameters": model.parameter_count(),
         "dtype": model.weights_dtype,
         "device": options.runtime.device,
@@ -130,8 +130,8 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
         "bos": special(&tok.bos),
         "adds_bos": tok.add_bos,
         "eos": special(&tok.eos),
-        "stop_token_ids": model.eos_token_ids,
-        "chat_template": model.chat_template.as_ref().map_or("none (a base model?)".to_string(), |t| t.name.clone()),
+        "stop_token_ids": model.text.eos_token_ids,
+        "chat_template": model.text.chat_template.as_ref().map_or("none (a base model?)".to_string(), |t| t.name.clone()),
     })
 }
 
@@ -140,11 +140,12 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let prompt_text = match (&args.prompt, &args.chat) {
         (Some(p), _) => p.clone(),
         (None, Some(q)) => model
+            .text
             .render_chat(&template::single_turn(q, args.system.as_deref()))
             .map_err(|e| engine_error(e, None))?,
         (None, None) => anyhow::bail!("give --prompt TEXT or --chat TEXT"),
     };
-    let prompt = model.tokenizer.encode(&prompt_text)?;
+    let prompt = model.text.tokenizer.encode(&prompt_text)?;
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         stop_strings: args.stops.clone(),
@@ -155,7 +156,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let mut stdout = std::io::stdout().lock();
     if args.logprobs {
-        let pieces = model.tokenizer.pieces(&out.tokens)?;
+        let pieces = model.text.tokenizer.pieces(&out.tokens)?;
         writeln!(
             stdout,
             "{:>5}  {:>7}  {:>10}  token",
@@ -171,7 +172,11 @@ fn generate(args: GenerateArgs) -> Result<()> {
             writeln!(stdout, "{i:>5}  {id:>7}  {lp:>10.5}  {piece:?}")?;
         }
     } else {
-        writeln!(stdout, "{}", model.tokenizer.decode(&out.tokens, true)?)?;
+        writeln!(
+            stdout,
+            "{}",
+            model.text.tokenizer.decode(&out.tokens, true)?
+        )?;
     }
     let reason = match &out.stop_reason {
         StopReason::Eos => "end-of-sequence token".to_string(),
@@ -234,7 +239,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             .iter()
             .map(|(case, t)| serde_json::json!({"case": case, "tokens": t.tokens, "best_seconds": t.best_seconds, "tokens_per_second": t.tokens_per_second()}))
             .collect();
-        let report = serde_json::json!({"schema_version": 1, "model": model.reference, "dtype": model.weights_dtype, "threads": threads, "cases": rows});
+        let report = serde_json::json!({"schema_version": 1, "model": model.text.reference, "dtype": model.weights_dtype, "threads": threads, "cases": rows});
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         for (case, t) in &cases {

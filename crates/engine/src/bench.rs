@@ -52,7 +52,7 @@ fn best_of(repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
 
 /// Scores `tokens` pseudo-random tokens: the forward pass and the full-vocabulary log-softmax.
 pub fn score(model: &LanguageModel, tokens: usize, repeats: usize) -> Result<Throughput> {
-    let ids = pseudo_random_tokens(tokens.max(2), model.tokenizer.vocab_size());
+    let ids = pseudo_random_tokens(tokens.max(2), model.text.tokenizer.vocab_size());
     let best_seconds = best_of(repeats, || {
         let mut checksum = 0f64;
         model.score(&ids, 1, |rows| {
@@ -72,7 +72,7 @@ pub fn score(model: &LanguageModel, tokens: usize, repeats: usize) -> Result<Thr
 
 /// Generates `tokens` tokens greedily after [`PROMPT`], never stopping early.
 pub fn generate(model: &LanguageModel, tokens: usize, repeats: usize) -> Result<Throughput> {
-    let prompt = model.tokenizer.encode(PROMPT)?;
+    let prompt = model.text.tokenizer.encode(PROMPT)?;
     let options = GenerateOptions {
         max_new_tokens: tokens,
         stop_strings: vec![],

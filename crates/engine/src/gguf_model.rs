@@ -11,8 +11,9 @@ use candle_nn::VarBuilder;
 use crate::config::{RawConfig, RopeScaling};
 use crate::error::{EngineError, Result};
 use crate::gguf::{fix_dense, map_tensor, reorder_qtensor_rows, unpermute_rows, GgufFile};
-use crate::model::{check_vocabulary, DTypeChoice, LanguageModel, LoadOptions};
+use crate::model::{check_vocabulary, DTypeChoice, LoadOptions, ResolvedSource};
 use crate::models::decoder::{Decoder, QuantizedWeights};
+use crate::text_model::{Origin, TextModel};
 use crate::tokenizer::TextTokenizer;
 
 /// Bytes of memory the system can still give, from /proc/meminfo (Linux); None elsewhere.
@@ -69,7 +70,39 @@ const PROJECTIONS: &[&str] = &[
     "ffn_down.weight",
 ];
 
-pub fn load(path: &Path, options: &LoadOptions) -> Result<LanguageModel> {
+/// The text side of a GGUF file: tokenizer and chat template from its metadata.
+pub fn load_text(path: &Path, chat_template: Option<&str>) -> Result<TextModel> {
+    let gguf = GgufFile::open(path)?;
+    gguf.spec()?;
+    let raw = RawConfig::from_value(path, gguf.hf_config()?);
+    let config = crate::models::parse_config(&raw)?;
+    let (inner, tokenizer_config) = crate::gguf_tokenizer::build(&gguf)?;
+    let tokenizer = TextTokenizer::from_tokenizer(inner, path, &tokenizer_config)?;
+    check_vocabulary(&tokenizer, &config, path)?;
+    let templates = crate::template::model_templates(&tokenizer_config, None)?;
+    let reference = path.display().to_string();
+    let chat_template = crate::template::select(chat_template, &templates, &reference)?;
+    let eos_token_ids = if config.eos_token_ids.is_empty() {
+        tokenizer.eos.iter().map(|t| t.id).collect()
+    } else {
+        config.eos_token_ids.clone()
+    };
+    Ok(TextModel {
+        reference,
+        source: ResolvedSource {
+            kind: "gguf",
+            commit: None,
+            files: vec![path.to_path_buf()],
+        },
+        tokenizer,
+        chat_template,
+        eos_token_ids,
+        origin: Origin::Gguf(path.to_path_buf()),
+    })
+}
+
+/// The decoder of a GGUF file, and how its weights were loaded (`--dtype`).
+pub fn load_weights(path: &Path, options: &LoadOptions) -> Result<(Decoder, String)> {
     let mut gguf = GgufFile::open(path)?;
     let (_, spec) = gguf.spec()?;
     let raw = RawConfig::from_value(path, gguf.hf_config()?);
@@ -78,10 +111,6 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LanguageModel> {
         config.rope_full.scaling = RopeScaling::Factors(factors.clone());
         config.rope_sliding.scaling = RopeScaling::Factors(factors);
     }
-    let (inner, tokenizer_config) = crate::gguf_tokenizer::build(&gguf)?;
-    let tokenizer = TextTokenizer::from_tokenizer(inner, path, &tokenizer_config)?;
-    check_vocabulary(&tokenizer, &config, path)?;
-
     let names: Vec<String> = gguf.tensor_names().cloned().collect();
     let parameters: u64 = names.iter().filter_map(|n| gguf.tensor_elems(n)).sum();
     let (dtype, keep_quantized, described) =
@@ -122,26 +151,5 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LanguageModel> {
             message: format!("{e} (is this a complete model file?)"),
         }
     })?;
-    let templates = crate::template::model_templates(&tokenizer_config, None)?;
-    let reference = path.display().to_string();
-    let chat_template =
-        crate::template::select(options.chat_template.as_deref(), &templates, &reference)?;
-    let eos_token_ids = if decoder.config().eos_token_ids.is_empty() {
-        tokenizer.eos.iter().map(|t| t.id).collect()
-    } else {
-        decoder.config().eos_token_ids.clone()
-    };
-    Ok(LanguageModel {
-        reference,
-        weights_dtype: described,
-        decoder,
-        source: crate::model::ResolvedSource {
-            kind: "gguf",
-            commit: None,
-            files: vec![path.to_path_buf()],
-        },
-        tokenizer,
-        chat_template,
-        eos_token_ids,
-    })
+    Ok((decoder, described))
 }

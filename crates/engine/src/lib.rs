@@ -17,6 +17,7 @@ pub mod rope;
 pub mod score;
 pub mod source;
 pub mod template;
+pub mod text_model;
 pub mod tokenizer;
 
 pub use candle_core::{DType, Device};
@@ -26,6 +27,7 @@ pub use model::{parse_device, parse_dtype, DTypeChoice, LanguageModel, LoadOptio
 pub use models::Architecture;
 pub use score::{log_softmax_in_place, LogProbRows};
 pub use template::{ChatMessage, ChatTemplate};
+pub use text_model::TextModel;
 
 /// Sizes the global thread pool used by the engine's per-row work.
 pub fn set_threads(threads: usize) -> Result<()> {

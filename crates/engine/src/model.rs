@@ -1,6 +1,8 @@
-//! A loaded language model: decoder, tokenizer, chat template and stop tokens.
+//! A loaded language model: its text side (tokenizer, chat template, stop
+//! tokens; see text_model.rs) and its decoder.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -11,7 +13,7 @@ use crate::generate::{GenerateOptions, Generation};
 use crate::models::decoder::Decoder;
 use crate::score::LogProbRows;
 use crate::source::CheckpointFiles;
-use crate::template::{ChatMessage, ChatTemplate, TemplateTokens};
+use crate::text_model::{Origin, TextModel};
 use crate::tokenizer::TextTokenizer;
 
 /// `--dtype`: a float type, GGUF weights kept quantized, or a choice made per model.
@@ -95,86 +97,38 @@ pub struct ResolvedSource {
     pub files: Vec<std::path::PathBuf>,
 }
 
+/// A model with its weights loaded: its text side and the decoder.
 pub struct LanguageModel {
-    /// The reference as given (directory, Hub id or .gguf file).
-    pub reference: String,
+    /// Tokenizer, chat template, stop tokens and source (shared with sides that only need text).
+    pub text: Arc<TextModel>,
     /// What the weights were loaded as, e.g. `f32` or `q (auto: ...)`.
     pub weights_dtype: String,
     pub(crate) decoder: Decoder,
-    /// What the reference resolved to, and the files that make the model.
-    pub source: ResolvedSource,
-    pub tokenizer: TextTokenizer,
-    pub chat_template: Option<ChatTemplate>,
-    /// Token ids that end generation (generation_config.json, else config.json, else the tokenizer's EOS).
-    pub eos_token_ids: Vec<u32>,
 }
 
 impl LanguageModel {
     /// Loads a model from a checkpoint directory, a GGUF file or a Hub id.
     pub fn load(reference: &str, options: &LoadOptions) -> Result<Self> {
-        match crate::source::ModelSource::parse(reference)? {
-            crate::source::ModelSource::Gguf(path) => crate::gguf_model::load(&path, options),
-            crate::source::ModelSource::Checkpoint(dir) => {
-                Self::load_files(crate::source::local_checkpoint(reference, &dir)?, options)
-            }
-            crate::source::ModelSource::Hub { id, revision } => {
-                let mut model = Self::load_files(
-                    crate::hub::fetch_checkpoint(reference, &id, revision.as_deref())?,
-                    options,
-                )?;
-                model.source.kind = "hub";
-                Ok(model)
-            }
-        }
+        let text = TextModel::load(reference, options.chat_template.as_deref())?;
+        Self::from_text(Arc::new(text), options)
     }
 
     pub fn load_files(files: CheckpointFiles, options: &LoadOptions) -> Result<Self> {
-        let dtype = match options.dtype {
-            DTypeChoice::Float(d) => d,
-            DTypeChoice::Auto => DType::F32,
-            DTypeChoice::Quantized => {
-                return Err(EngineError::option("dtype", format!("`q` keeps GGUF weights quantized, but `{}` is a safetensors checkpoint; use f32, bf16 or f16", files.reference)))
-            }
-        };
-        let raw = RawConfig::load(&files.config)?;
-        let config = crate::models::parse_config(&raw)?;
-        let tokenizer_config = match &files.tokenizer_config {
-            Some(p) => crate::error::read_json(p)?,
-            None => serde_json::Value::Null,
-        };
-        let tokenizer = TextTokenizer::load(&files.tokenizer, &tokenizer_config)?;
-        check_vocabulary(&tokenizer, &config, &files.config)?;
-        let eos_token_ids = eos_ids(&files, &config, &tokenizer)?;
-        let vb = mmap_weights(&files.weights, dtype, &options.device)?;
-        let weights_place = files
-            .weights
-            .first()
-            .map(|p| p.as_path())
-            .unwrap_or(Path::new(&files.reference));
-        let decoder = Decoder::load(config, vb, None).map_err(|e| EngineError::Weights {
-            path: weights_place.to_path_buf(),
-            message: format!("{e} (does config.json match these weights?)"),
-        })?;
-        let templates =
-            crate::template::model_templates(&tokenizer_config, files.chat_template.as_deref())?;
-        let chat_template = crate::template::select(
-            options.chat_template.as_deref(),
-            &templates,
-            &files.reference,
-        )?;
-        let source = ResolvedSource {
-            kind: "checkpoint",
-            commit: files.snapshot_commit(),
-            files: files.all(),
+        let text = TextModel::from_checkpoint(files, options.chat_template.as_deref())?;
+        Self::from_text(Arc::new(text), options)
+    }
+
+    /// Loads the weights that go with `text` (its chat template stays as loaded;
+    /// `options.chat_template` is not consulted).
+    pub fn from_text(text: Arc<TextModel>, options: &LoadOptions) -> Result<Self> {
+        let (decoder, weights_dtype) = match &text.origin {
+            Origin::Gguf(path) => crate::gguf_model::load_weights(path, options)?,
+            Origin::Checkpoint(files) => load_checkpoint_weights(files, options)?,
         };
         Ok(Self {
-            reference: files.reference.clone(),
-            weights_dtype: format!("{dtype:?}").to_lowercase(),
+            text,
+            weights_dtype,
             decoder,
-            source,
-            tokenizer,
-            chat_template,
-            eos_token_ids,
         })
     }
 
@@ -203,35 +157,6 @@ impl LanguageModel {
         answer_start: usize,
     ) -> Result<crate::score::PreparedScoring<'_>> {
         crate::score::PreparedScoring::new(&self.decoder, tokens, answer_start)
-    }
-
-    pub fn template_tokens(&self) -> TemplateTokens {
-        TemplateTokens {
-            bos_token: self
-                .tokenizer
-                .bos
-                .as_ref()
-                .map(|t| t.text.clone())
-                .unwrap_or_default(),
-            eos_token: self
-                .tokenizer
-                .eos
-                .as_ref()
-                .map(|t| t.text.clone())
-                .unwrap_or_default(),
-        }
-    }
-
-    /// Renders a conversation with the model's chat template, ready for the assistant's turn.
-    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
-        let template = self.chat_template.as_ref().ok_or_else(|| EngineError::Template {
-            name: "<none>".into(),
-            message: format!(
-                "model `{}` has no chat template (a base model?); choose a chat template (a shipped name or a Jinja file) or use a plain prompt",
-                self.reference
-            ),
-        })?;
-        template.render(messages, true, &self.template_tokens())
     }
 
     /// Scores `tokens[start..]` in one forward pass; see [`crate::score::score_sequence`].
@@ -263,9 +188,9 @@ impl LanguageModel {
         }
         let mut options = options.clone();
         if options.eos_token_ids.is_empty() {
-            options.eos_token_ids = self.eos_token_ids.clone();
+            options.eos_token_ids = self.text.eos_token_ids.clone();
         }
-        crate::generate::generate(&self.decoder, &self.tokenizer, prompt, &options)
+        crate::generate::generate(&self.decoder, &self.text.tokenizer, prompt, &options)
     }
 }
 
@@ -288,22 +213,29 @@ pub(crate) fn check_vocabulary(
     Ok(())
 }
 
-fn eos_ids(
+fn load_checkpoint_weights(
     files: &CheckpointFiles,
-    config: &ModelConfig,
-    tokenizer: &TextTokenizer,
-) -> Result<Vec<u32>> {
-    if let Some(path) = &files.generation_config {
-        let raw = RawConfig::load(path)?;
-        let ids = raw.token_ids("eos_token_id")?;
-        if !ids.is_empty() {
-            return Ok(ids);
+    options: &LoadOptions,
+) -> Result<(Decoder, String)> {
+    let dtype = match options.dtype {
+        DTypeChoice::Float(d) => d,
+        DTypeChoice::Auto => DType::F32,
+        DTypeChoice::Quantized => {
+            return Err(EngineError::option("dtype", format!("`q` keeps GGUF weights quantized, but `{}` is a safetensors checkpoint; use f32, bf16 or f16", files.reference)))
         }
-    }
-    if !config.eos_token_ids.is_empty() {
-        return Ok(config.eos_token_ids.clone());
-    }
-    Ok(tokenizer.eos.iter().map(|t| t.id).collect())
+    };
+    let config = crate::models::parse_config(&RawConfig::load(&files.config)?)?;
+    let vb = mmap_weights(&files.weights, dtype, &options.device)?;
+    let weights_place = files
+        .weights
+        .first()
+        .map(|p| p.as_path())
+        .unwrap_or(Path::new(&files.reference));
+    let decoder = Decoder::load(config, vb, None).map_err(|e| EngineError::Weights {
+        path: weights_place.to_path_buf(),
+        message: format!("{e} (does config.json match these weights?)"),
+    })?;
+    Ok((decoder, format!("{dtype:?}").to_lowercase()))
 }
 
 /// Memory-maps safetensors files, checking each one so a missing or truncated

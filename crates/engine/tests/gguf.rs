@@ -53,23 +53,23 @@ fn gguf_twins_match_the_safetensors_goldens() {
 #[test]
 fn gguf_twins_carry_templates_and_special_tokens() {
     let qwen = load_gguf(&gguf_path("qwen2"), DTypeChoice::Auto).unwrap();
-    assert!(!qwen.tokenizer.add_bos);
-    assert_eq!(qwen.tokenizer.eos.as_ref().unwrap().text, "<|im_end|>");
+    assert!(!qwen.text.tokenizer.add_bos);
+    assert_eq!(qwen.text.tokenizer.eos.as_ref().unwrap().text, "<|im_end|>");
     let direct = load("qwen2");
     let messages = aligntds_engine::template::single_turn("Hi there", Some("Be brief."));
     assert_eq!(
-        qwen.render_chat(&messages).unwrap(),
-        direct.render_chat(&messages).unwrap()
+        qwen.text.render_chat(&messages).unwrap(),
+        direct.text.render_chat(&messages).unwrap()
     );
     // Same byte-level vocabulary and merges: same tokens as the tokenizer.json.
     let text = "Hello world, numbers 12345 and <|im_start|>user\nhi<|im_end|>";
     assert_eq!(
-        qwen.tokenizer.encode(text).unwrap(),
-        direct.tokenizer.encode(text).unwrap()
+        qwen.text.tokenizer.encode(text).unwrap(),
+        direct.text.tokenizer.encode(text).unwrap()
     );
     let llama = load_gguf(&gguf_path("llama2"), DTypeChoice::Auto).unwrap();
-    assert!(llama.tokenizer.add_bos);
-    assert_eq!(llama.tokenizer.bos.as_ref().unwrap().id, 1);
+    assert!(llama.text.tokenizer.add_bos);
+    assert_eq!(llama.text.tokenizer.bos.as_ref().unwrap().id, 1);
     assert!(
         llama.weights_dtype.starts_with("f32 (auto"),
         "{}",

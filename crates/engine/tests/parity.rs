@@ -98,7 +98,7 @@ fn generation_stops_before_a_stop_string_dropping_the_token_it_starts_in() {
     let golden = &read_json(&fixture_dir("qwen2").join("goldens.json"))["generation"];
     let prompt = ids(&golden["prompt"]);
     let expected = ids(&golden["tokens"]);
-    let tok = &model.tokenizer;
+    let tok = &model.text.tokenizer;
     // A stop string starting inside the 5th token's text and running into the 6th.
     let pieces = tok.pieces(&expected).unwrap();
     let (k, piece) = pieces

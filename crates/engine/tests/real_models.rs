@@ -55,7 +55,7 @@ fn real_tokenizers_match_transformers() {
         let Some(model) = real(file, DTypeChoice::Quantized) else {
             return;
         };
-        let tok = &model.tokenizer;
+        let tok = &model.text.tokenizer;
         for row in golden(name)["tokenization"].as_array().unwrap() {
             let text = row["text"].as_str().unwrap();
             assert_eq!(
@@ -86,10 +86,11 @@ fn smollm2_template_and_greedy_generation() {
     let g = golden("smollm2");
     let query = g["chat"]["messages"][0]["content"].as_str().unwrap();
     let rendered = model
+        .text
         .render_chat(&aligntds_engine::template::single_turn(query, None))
         .unwrap();
     assert_eq!(rendered, g["chat"]["rendered"].as_str().unwrap());
-    let prompt = model.tokenizer.encode(&rendered).unwrap();
+    let prompt = model.text.tokenizer.encode(&rendered).unwrap();
     assert_eq!(prompt, ids(&g["generation"]["prompt"]));
     let options = GenerateOptions {
         max_new_tokens: 64,
@@ -102,7 +103,7 @@ fn smollm2_template_and_greedy_generation() {
         out.tokens,
         expected,
         "greedy tokens; ours: {:?}",
-        model.tokenizer.decode(&out.tokens, true)
+        model.text.tokenizer.decode(&out.tokens, true)
     );
     for (a, b) in out
         .logprobs
@@ -126,6 +127,7 @@ fn real_generation_agrees_with_teacher_forcing() {
                 return;
             };
             let prompt = model
+                .text
                 .tokenizer
                 .encode("The three primary colors are")
                 .unwrap();

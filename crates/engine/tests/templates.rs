@@ -38,13 +38,14 @@ fn model_templates_match_transformers() {
     for name in FIXTURES {
         let model = load(name);
         let template = model
+            .text
             .chat_template
             .as_ref()
             .expect("fixture has a template");
         check(
             name,
             template,
-            &model.template_tokens(),
+            &model.text.template_tokens(),
             &goldens["fixtures"][*name],
         );
     }
@@ -63,7 +64,7 @@ fn named_template_from_the_model_list_can_be_chosen() {
     check(
         "llama2:toolish",
         &chosen,
-        &model.template_tokens(),
+        &model.text.template_tokens(),
         &goldens["fixtures"]["llama2:toolish"],
     );
 }

@@ -10,7 +10,7 @@ fn encoding_and_decoding_match_transformers() {
     let goldens = read_json(&repo_root().join("fixtures/tokenizers.json"));
     for name in FIXTURES {
         let model = load(name);
-        let tok = &model.tokenizer;
+        let tok = &model.text.tokenizer;
         for row in goldens["fixtures"][*name].as_array().unwrap() {
             let text = row["text"].as_str().unwrap();
             let mut expected = ids(&row["ids"]);
@@ -48,23 +48,24 @@ fn encoding_and_decoding_match_transformers() {
 #[test]
 fn bos_follows_the_tokenizer_and_is_never_doubled() {
     let llama = load("llama2");
-    assert!(llama.tokenizer.add_bos);
-    let ids = llama.tokenizer.encode("<s>[INST] hi [/INST]").unwrap();
+    assert!(llama.text.tokenizer.add_bos);
+    let ids = llama.text.tokenizer.encode("<s>[INST] hi [/INST]").unwrap();
     assert_eq!(ids[0], 1);
     assert_ne!(ids[1], 1, "no second BOS");
-    assert_eq!(llama.tokenizer.encode("hi").unwrap()[0], 1);
+    assert_eq!(llama.text.tokenizer.encode("hi").unwrap()[0], 1);
     let qwen = load("qwen2");
     assert!(
-        !qwen.tokenizer.add_bos,
+        !qwen.text.tokenizer.add_bos,
         "byte-level ChatML tokenizer has no BOS"
     );
-    assert!(qwen.tokenizer.bos.is_none());
+    assert!(qwen.text.tokenizer.bos.is_none());
 }
 
 #[test]
 fn pieces_concatenate_to_the_decoded_text() {
     for name in ["llama2", "qwen2"] {
-        let tok = load(name).tokenizer;
+        let model = load(name);
+        let tok = &model.text.tokenizer;
         let text = "Unicode: café, 你好, emoji 🙂! And\nnew lines.";
         let ids = tok.encode_plain(text).unwrap();
         let pieces = tok.pieces(&ids).unwrap();
