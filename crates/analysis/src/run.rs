@@ -137,14 +137,14 @@ fn generate_answer(
     prompt: &[u32],
     settings: &RunSettings,
 ) -> Result<(Vec<u32>, String), RunError> {
-    let mut stops = settings.stops.clone();
+    let mut stops = settings.recorded.stops.clone();
     stops.extend(
-        crate::context::default_stops(settings.aligned_context.kind)
+        crate::context::default_stops(settings.recorded.aligned_context.kind)
             .iter()
             .map(|s| s.to_string()),
     );
     let options = GenerateOptions {
-        max_new_tokens: settings.max_new_tokens,
+        max_new_tokens: settings.recorded.max_new_tokens,
         stop_strings: stops,
         eos_token_ids: aligned.text.eos_token_ids.clone(),
     };
@@ -198,32 +198,35 @@ pub fn analyze_example(
     record: &Record,
     settings: &RunSettings,
 ) -> Result<ExampleResult, RunError> {
-    let aligned_context = render(&settings.aligned_context, &aligned.text, record)?;
-    let base_context = render(&settings.base_context, &base.text, record)?;
+    let aligned_context = render(&settings.recorded.aligned_context, &aligned.text, record)?;
+    let base_context = render(&settings.recorded.base_context, &base.text, record)?;
     let aligned_prompt = aligned.text.tokenizer.encode(&aligned_context)?;
     let base_prompt = base.text.tokenizer.encode(&base_context)?;
     let mut generation_seconds = 0.0;
-    let from_dataset = match settings.response {
+    let from_dataset = match settings.recorded.response {
         ResponseSource::Generate => None,
         _ => dataset_answer(aligned, record)?,
     };
-    let (answer_ids, source, stop_reason, eos_replaced) = match (from_dataset, settings.response) {
-        (Some((ids, replaced)), _) => (ids, "dataset".to_string(), "dataset".to_string(), replaced),
-        (None, ResponseSource::Dataset) => {
-            return Err(RunError::NoAnswer {
-                id: record.id.clone(),
-            })
-        }
-        (None, _) if aligned_prompt.is_empty() => {
-            (Vec::new(), "generate".into(), String::new(), false)
-        }
-        (None, _) => {
-            let clock = std::time::Instant::now();
-            let (ids, reason) = generate_answer(aligned, &aligned_prompt, settings)?;
-            generation_seconds = clock.elapsed().as_secs_f64();
-            (ids, "generate".to_string(), reason, false)
-        }
-    };
+    let (answer_ids, source, stop_reason, eos_replaced) =
+        match (from_dataset, settings.recorded.response) {
+            (Some((ids, replaced)), _) => {
+                (ids, "dataset".to_string(), "dataset".to_string(), replaced)
+            }
+            (None, ResponseSource::Dataset) => {
+                return Err(RunError::NoAnswer {
+                    id: record.id.clone(),
+                })
+            }
+            (None, _) if aligned_prompt.is_empty() => {
+                (Vec::new(), "generate".into(), String::new(), false)
+            }
+            (None, _) => {
+                let clock = std::time::Instant::now();
+                let (ids, reason) = generate_answer(aligned, &aligned_prompt, settings)?;
+                generation_seconds = clock.elapsed().as_secs_f64();
+                (ids, "generate".to_string(), reason, false)
+            }
+        };
     let tok = &aligned.text.tokenizer;
     let mut example = ExampleLine {
         id: record.id.clone(),
@@ -282,7 +285,7 @@ pub fn analyze_example(
         .collect();
     let a_tokens: Vec<u32> = aligned_prompt.iter().chain(&answer_ids).copied().collect();
     let b_tokens: Vec<u32> = base_prompt.iter().chain(&answer_ids).copied().collect();
-    let (top_k, thresholds) = (settings.top_k, settings.thresholds);
+    let (top_k, thresholds) = (settings.recorded.top_k, settings.recorded.thresholds);
     let mut positions: Vec<PositionRecord> = Vec::with_capacity(answer_ids.len());
     let (a_seconds, b_seconds) = score_pair(
         aligned,

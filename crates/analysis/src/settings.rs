@@ -235,13 +235,15 @@ impl StudySettings {
     /// What one record's analysis needs.
     pub fn run_settings(&self) -> RunSettings {
         RunSettings {
-            aligned_context: self.aligned.context.clone(),
-            base_context: self.base.context.clone(),
-            response: self.response,
-            max_new_tokens: self.max_new_tokens,
-            stops: self.stops.clone(),
-            top_k: self.top_k,
-            thresholds: self.thresholds,
+            recorded: RecordedSettings {
+                aligned_context: self.aligned.context.clone(),
+                base_context: self.base.context.clone(),
+                response: self.response,
+                max_new_tokens: self.max_new_tokens,
+                stops: self.stops.clone(),
+                top_k: self.top_k,
+                thresholds: self.thresholds,
+            },
             strict: self.strict,
         }
     }
@@ -322,30 +324,12 @@ impl StudySettings {
 /// huge for no reader's benefit (the original kept 30).
 pub const MAX_TOP_K: usize = 1000;
 
-/// Settings that change one record's results (all of them go into the manifest).
+/// What one record's analysis needs: the settings that change its results
+/// (recorded in the manifest and fingerprinted) and how to treat a record
+/// that cannot be analyzed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSettings {
-    pub aligned_context: Context,
-    pub base_context: Context,
-    pub response: ResponseSource,
-    pub max_new_tokens: usize,
-    pub stops: Vec<String>,
-    pub top_k: usize,
-    pub thresholds: Thresholds,
+    pub recorded: RecordedSettings,
     /// An unanalyzable record is an error instead of a skip (not fingerprinted).
     pub strict: bool,
-}
-
-impl RunSettings {
-    pub fn recorded(&self) -> RecordedSettings {
-        RecordedSettings {
-            aligned_context: self.aligned_context.clone(),
-            base_context: self.base_context.clone(),
-            response: self.response,
-            max_new_tokens: self.max_new_tokens,
-            stops: self.stops.clone(),
-            top_k: self.top_k,
-            thresholds: self.thresholds,
-        }
-    }
 }

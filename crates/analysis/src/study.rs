@@ -194,9 +194,10 @@ impl Study {
         check_vocabularies(&aligned_text, &base_text)?;
         let run = settings.run_settings();
         if let Some(first) = records.first() {
-            crate::context::render(&run.aligned_context, &aligned_text, first)
+            crate::context::render(&run.recorded.aligned_context, &aligned_text, first)
                 .map_err(RunError::from)?;
-            crate::context::render(&run.base_context, &base_text, first).map_err(RunError::from)?;
+            crate::context::render(&run.recorded.base_context, &base_text, first)
+                .map_err(RunError::from)?;
         }
         // One model under two templates loads its weights once.
         let same_weights = settings.aligned.model == settings.base.model;
@@ -242,7 +243,7 @@ impl Study {
             device: settings.runtime.device.to_string(),
             aligned_chat_template: template(&aligned.text),
             base_chat_template: template(&base.text),
-            settings: run.recorded(),
+            settings: run.recorded.clone(),
             data: match &settings.queries {
                 Queries::File(p) => Some(p.display().to_string()),
                 Queries::Single(_) => None,

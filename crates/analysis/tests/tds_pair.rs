@@ -10,6 +10,7 @@ use aligntds_analysis::metrics::Thresholds;
 use aligntds_analysis::run::{analyze_example, check_compatible};
 use aligntds_analysis::settings::{ResponseSource, RunSettings};
 use aligntds_engine::{LanguageModel, LoadOptions};
+use aligntds_formats::summary::RecordedSettings;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
@@ -42,13 +43,15 @@ fn tds_of_the_fixture_pair_matches_torch() {
     let (aligned, base) = (load("llama3"), load("mistral"));
     check_compatible(&aligned, &base).unwrap();
     let settings = RunSettings {
-        aligned_context: ctx(ContextKind::Chat),
-        base_context: ctx(ContextKind::Template),
-        response: ResponseSource::Dataset,
-        max_new_tokens: 0,
-        stops: vec![],
-        top_k: 5,
-        thresholds: Thresholds::default(),
+        recorded: RecordedSettings {
+            aligned_context: ctx(ContextKind::Chat),
+            base_context: ctx(ContextKind::Template),
+            response: ResponseSource::Dataset,
+            max_new_tokens: 0,
+            stops: vec![],
+            top_k: 5,
+            thresholds: Thresholds::default(),
+        },
         strict: false,
     };
     let as_ids = |v: &serde_json::Value| {
@@ -146,13 +149,15 @@ fn mismatched_vocabularies_are_refused() {
 fn dataset_answers_replace_unknown_end_markers_with_eos() {
     let qwen = load("qwen2");
     let settings = RunSettings {
-        aligned_context: ctx(ContextKind::Chat),
-        base_context: ctx(ContextKind::Plain),
-        response: ResponseSource::Dataset,
-        max_new_tokens: 0,
-        stops: vec![],
-        top_k: 3,
-        thresholds: Thresholds::default(),
+        recorded: RecordedSettings {
+            aligned_context: ctx(ContextKind::Chat),
+            base_context: ctx(ContextKind::Plain),
+            response: ResponseSource::Dataset,
+            max_new_tokens: 0,
+            stops: vec![],
+            top_k: 3,
+            thresholds: Thresholds::default(),
+        },
         strict: false,
     };
     let record = Record {
