@@ -11,10 +11,8 @@ use candle_nn::VarBuilder;
 use crate::config::{RawConfig, RopeScaling};
 use crate::error::{EngineError, Result};
 use crate::gguf::{fix_dense, map_tensor, reorder_qtensor_rows, unpermute_rows, GgufFile};
-use crate::model::{check_vocabulary, DTypeChoice, LoadOptions, ResolvedSource};
 use crate::models::decoder::{Decoder, QuantizedWeights};
-use crate::text_model::{Origin, TextModel};
-use crate::tokenizer::TextTokenizer;
+use crate::options::{DTypeChoice, LoadOptions};
 
 /// Bytes of memory the system can still give, from /proc/meminfo (Linux); None elsewhere.
 fn available_memory() -> Option<u64> {
@@ -69,37 +67,6 @@ const PROJECTIONS: &[&str] = &[
     "ffn_up.weight",
     "ffn_down.weight",
 ];
-
-/// The text side of a GGUF file: tokenizer and chat template from its metadata.
-pub fn load_text(path: &Path, chat_template: Option<&str>) -> Result<TextModel> {
-    let gguf = GgufFile::open(path)?;
-    gguf.spec()?;
-    let raw = RawConfig::from_value(path, gguf.hf_config()?);
-    let config = crate::models::parse_config(&raw)?;
-    let (inner, tokenizer_config) = crate::gguf_tokenizer::build(&gguf)?;
-    let tokenizer = TextTokenizer::from_tokenizer(inner, path, &tokenizer_config)?;
-    check_vocabulary(&tokenizer, &config, path)?;
-    let templates = crate::template::model_templates(&tokenizer_config, None)?;
-    let reference = path.display().to_string();
-    let chat_template = crate::template::select(chat_template, &templates, &reference)?;
-    let eos_token_ids = if config.eos_token_ids.is_empty() {
-        tokenizer.eos.iter().map(|t| t.id).collect()
-    } else {
-        config.eos_token_ids.clone()
-    };
-    Ok(TextModel {
-        reference,
-        source: ResolvedSource {
-            kind: "gguf",
-            commit: None,
-            files: vec![path.to_path_buf()],
-        },
-        tokenizer,
-        chat_template,
-        eos_token_ids,
-        origin: Origin::Gguf(path.to_path_buf()),
-    })
-}
 
 /// The decoder of a GGUF file, and how its weights were loaded (`--dtype`).
 pub fn load_weights(path: &Path, options: &LoadOptions) -> Result<(Decoder, String)> {

@@ -11,91 +11,11 @@ use crate::config::{ModelConfig, RawConfig};
 use crate::error::{EngineError, Result};
 use crate::generate::{GenerateOptions, Generation};
 use crate::models::decoder::Decoder;
+use crate::options::{DTypeChoice, LoadOptions};
 use crate::score::LogProbRows;
 use crate::source::CheckpointFiles;
+pub use crate::text_model::ResolvedSource;
 use crate::text_model::{Origin, TextModel};
-use crate::tokenizer::TextTokenizer;
-
-/// `--dtype`: a float type, GGUF weights kept quantized, or a choice made per model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DTypeChoice {
-    Float(DType),
-    /// Keep GGUF weights quantized (matrix products on the quantized blocks).
-    Quantized,
-    /// f32 when every model the command loads fits comfortably in memory, else bf16, else quantized.
-    Auto,
-}
-
-/// Options every model-loading command shares.
-#[derive(Debug, Clone)]
-pub struct LoadOptions {
-    pub dtype: DTypeChoice,
-    pub device: Device,
-    /// `--chat-template NAME|FILE`; `None` uses the model's own.
-    pub chat_template: Option<String>,
-    /// How many models of this size the command holds at once (for `auto`).
-    pub models_in_memory: usize,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            dtype: DTypeChoice::Float(DType::F32),
-            device: Device::Cpu,
-            chat_template: None,
-            models_in_memory: 1,
-        }
-    }
-}
-
-/// Parses `--dtype`.
-pub fn parse_dtype(text: &str) -> Result<DTypeChoice> {
-    match text {
-        "f32" => Ok(DTypeChoice::Float(DType::F32)),
-        "bf16" => Ok(DTypeChoice::Float(DType::BF16)),
-        "f16" => Ok(DTypeChoice::Float(DType::F16)),
-        "q" => Ok(DTypeChoice::Quantized),
-        "auto" => Ok(DTypeChoice::Auto),
-        other => Err(EngineError::option(
-            "dtype",
-            format!("unknown dtype `{other}`; use auto, f32, bf16, f16 or q"),
-        )),
-    }
-}
-
-/// Parses `--device cpu|cuda[:N]`.
-pub fn parse_device(text: &str) -> Result<Device> {
-    let ordinal = match text {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        _ => match text.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => n,
-            _ => {
-                return Err(EngineError::option(
-                    "device",
-                    format!("unknown device `{text}`; use cpu, cuda or cuda:N"),
-                ))
-            }
-        },
-    };
-    if !candle_core::utils::cuda_is_available() {
-        return Err(EngineError::option(
-            "device",
-            format!("`{text}` needs a build with CUDA support: rebuild with `cargo build --release --features cuda`"),
-        ));
-    }
-    Device::new_cuda(ordinal)
-        .map_err(|e| EngineError::option("device", format!("cannot open `{text}`: {e}")))
-}
-
-/// What a reference resolved to: `checkpoint`, `gguf` or `hub`, the Hub
-/// commit for a Hub id, and every file the model was loaded from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedSource {
-    pub kind: &'static str,
-    pub commit: Option<String>,
-    pub files: Vec<std::path::PathBuf>,
-}
 
 /// A model with its weights loaded: its text side and the decoder.
 pub struct LanguageModel {
@@ -192,25 +112,6 @@ impl LanguageModel {
         }
         crate::generate::generate(&self.decoder, &self.text.tokenizer, prompt, &options)
     }
-}
-
-pub(crate) fn check_vocabulary(
-    tokenizer: &TextTokenizer,
-    config: &ModelConfig,
-    config_path: &Path,
-) -> Result<()> {
-    let n = tokenizer.vocab_size();
-    if n > config.vocab_size {
-        return Err(EngineError::Tokenizer {
-            path: tokenizer.path().to_path_buf(),
-            message: format!(
-                "vocabulary of {n} tokens does not fit the model's embedding of {} rows (vocab_size in {}); is this the model's own tokenizer?",
-                config.vocab_size,
-                config_path.display()
-            ),
-        });
-    }
-    Ok(())
 }
 
 fn load_checkpoint_weights(

@@ -4,14 +4,23 @@
 //! distributions come from a server still tokenizes and renders locally (token
 //! ids are what travels).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{ModelConfig, RawConfig};
 use crate::error::{EngineError, Result};
-use crate::model::{check_vocabulary, ResolvedSource};
+use crate::gguf::GgufFile;
 use crate::source::{CheckpointFiles, ModelSource};
 use crate::template::{ChatMessage, ChatTemplate, TemplateTokens};
 use crate::tokenizer::TextTokenizer;
+
+/// What a reference resolved to: `checkpoint`, `gguf` or `hub`, the Hub
+/// commit for a Hub id, and every file the model was loaded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedSource {
+    pub kind: &'static str,
+    pub commit: Option<String>,
+    pub files: Vec<std::path::PathBuf>,
+}
 
 /// Where the weights that go with this text side are.
 #[derive(Debug, Clone)]
@@ -37,7 +46,7 @@ impl TextModel {
     /// `chat_template` (a shipped name or a Jinja file) replaces the model's own.
     pub fn load(reference: &str, chat_template: Option<&str>) -> Result<Self> {
         match ModelSource::parse(reference)? {
-            ModelSource::Gguf(path) => crate::gguf_model::load_text(&path, chat_template),
+            ModelSource::Gguf(path) => Self::from_gguf(&path, chat_template),
             ModelSource::Checkpoint(dir) => Self::from_checkpoint(
                 crate::source::local_checkpoint(reference, &dir)?,
                 chat_template,
@@ -81,6 +90,37 @@ impl TextModel {
         })
     }
 
+    /// The text side of a GGUF file: tokenizer and chat template from its metadata.
+    pub(crate) fn from_gguf(path: &Path, chat_template: Option<&str>) -> Result<Self> {
+        let gguf = GgufFile::open(path)?;
+        gguf.spec()?;
+        let raw = RawConfig::from_value(path, gguf.hf_config()?);
+        let config = crate::models::parse_config(&raw)?;
+        let (inner, tokenizer_config) = crate::gguf_tokenizer::build(&gguf)?;
+        let tokenizer = TextTokenizer::from_tokenizer(inner, path, &tokenizer_config)?;
+        check_vocabulary(&tokenizer, &config, path)?;
+        let templates = crate::template::model_templates(&tokenizer_config, None)?;
+        let reference = path.display().to_string();
+        let chat_template = crate::template::select(chat_template, &templates, &reference)?;
+        let eos_token_ids = if config.eos_token_ids.is_empty() {
+            tokenizer.eos.iter().map(|t| t.id).collect()
+        } else {
+            config.eos_token_ids.clone()
+        };
+        Ok(Self {
+            reference,
+            source: ResolvedSource {
+                kind: "gguf",
+                commit: None,
+                files: vec![path.to_path_buf()],
+            },
+            tokenizer,
+            chat_template,
+            eos_token_ids,
+            origin: Origin::Gguf(path.to_path_buf()),
+        })
+    }
+
     pub fn template_tokens(&self) -> TemplateTokens {
         let text = |t: &Option<crate::tokenizer::SpecialToken>| {
             t.as_ref().map(|t| t.text.clone()).unwrap_or_default()
@@ -120,4 +160,23 @@ fn eos_ids(
         return Ok(config.eos_token_ids.clone());
     }
     Ok(tokenizer.eos.iter().map(|t| t.id).collect())
+}
+
+pub(crate) fn check_vocabulary(
+    tokenizer: &TextTokenizer,
+    config: &ModelConfig,
+    config_path: &Path,
+) -> Result<()> {
+    let n = tokenizer.vocab_size();
+    if n > config.vocab_size {
+        return Err(EngineError::Tokenizer {
+            path: tokenizer.path().to_path_buf(),
+            message: format!(
+                "vocabulary of {n} tokens does not fit the model's embedding of {} rows (vocab_size in {}); is this the model's own tokenizer?",
+                config.vocab_size,
+                config_path.display()
+            ),
+        });
+    }
+    Ok(())
 }
