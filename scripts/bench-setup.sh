@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-bench
 .venv-bench/bin/pip install --quiet --upgrade pip
-.venv-bench/bin/pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu torch transformers gguf accelerate
+# PyPI only (other indexes are unreachable here); its torch runs on CPU.
+.venv-bench/bin/pip install --quiet torch transformers gguf accelerate
 CMAKE_ARGS="-DGGML_NATIVE=ON" .venv-bench/bin/pip install --quiet llama-cpp-python
 echo "peers installed in .venv-bench; run: bash scripts/bench.sh"
