@@ -77,17 +77,14 @@ pub struct Study {
     folder: RunFolder,
 }
 
-fn load_options(
-    settings: &StudySettings,
-    chat_template: Option<String>,
-    models: usize,
-) -> Result<LoadOptions, StudyError> {
+/// How the weights load; the chat templates belong to the text sides, loaded before.
+fn load_options(settings: &StudySettings, models: usize) -> Result<LoadOptions, StudyError> {
     let device = aligntds_engine::parse_device(&settings.runtime.device.to_string())
         .map_err(|e| SettingError::new(Field::Device, setting_message(e)))?;
     Ok(LoadOptions {
         dtype: settings.runtime.dtype,
         device,
-        chat_template,
+        chat_template: None,
         models_in_memory: models,
     })
 }
@@ -159,6 +156,9 @@ impl Study {
             }
         }
         let folder = RunFolder::lock(&settings.out)?;
+        // One model under two templates loads its weights once.
+        let same_weights = settings.aligned.model == settings.base.model;
+        let options = load_options(&settings, if same_weights { 1 } else { 2 })?;
         let started = Instant::now();
         // Text sides first: tokenizers and templates load without weights, so a
         // bad template, a top-k beyond the vocabulary or two vocabularies that
@@ -199,10 +199,7 @@ impl Study {
             crate::context::render(&run.recorded.base_context, &base_text, first)
                 .map_err(RunError::from)?;
         }
-        // One model under two templates loads its weights once.
-        let same_weights = settings.aligned.model == settings.base.model;
         let load_weights = |side: SideName, text: &Arc<TextModel>| {
-            let options = load_options(&settings, None, if same_weights { 1 } else { 2 })?;
             LanguageModel::from_text(text.clone(), &options)
                 .map(Arc::new)
                 .map_err(|source| StudyError::Load {
