@@ -113,7 +113,7 @@ fn generate_on_pool(
 
 /// When the decoded answer contains a stop string, the number of tokens to keep
 /// (those whose text ends before the stop string begins) and the string found.
-fn find_stop(
+pub fn find_stop(
     tokenizer: &TextTokenizer,
     tokens: &[u32],
     stops: &[String],

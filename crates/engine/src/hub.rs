@@ -21,6 +21,7 @@ pub(crate) fn fetch_checkpoint(
     reference: &str,
     id: &str,
     revision: Option<&str>,
+    want: crate::source::Weights,
 ) -> Result<CheckpointFiles> {
     let repo = match revision {
         Some(rev) => Repo::with_revision(id.to_string(), RepoType::Model, rev.to_string()),
@@ -71,6 +72,7 @@ pub(crate) fn fetch_checkpoint(
     };
     let config = get("config.json", true)?.unwrap_or_default();
     let weights = match get("model.safetensors.index.json", false)? {
+        _ if want == crate::source::Weights::Skipped => Vec::new(),
         Some(index) => {
             let mut files = Vec::new();
             for name in shard_paths(&index)? {

@@ -41,6 +41,12 @@ impl LanguageModel {
     /// Loads the weights that go with `text` (its chat template stays as loaded;
     /// `options.chat_template` is not consulted).
     pub fn from_text(text: Arc<TextModel>, options: &LoadOptions) -> Result<Self> {
+        if !text.has_weights() {
+            return Err(EngineError::ModelReference {
+                reference: text.reference.clone(),
+                message: "was loaded for its text side only (tokenizer and template); load it with TextModel::load to run it locally".into(),
+            });
+        }
         let (decoder, weights_dtype) = match &text.origin {
             Origin::Gguf(path) => crate::gguf_model::load_weights(path, options)?,
             Origin::Checkpoint(files) => load_checkpoint_weights(files, options)?,

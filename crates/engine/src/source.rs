@@ -99,9 +99,9 @@ impl ModelSource {
 /// Resolves a checkpoint reference (a folder or a Hub id) to its files.
 pub fn resolve(reference: &str) -> Result<CheckpointFiles> {
     match ModelSource::parse(reference)? {
-        ModelSource::Checkpoint(dir) => local_checkpoint(reference, &dir),
+        ModelSource::Checkpoint(dir) => local_checkpoint(reference, &dir, Weights::Required),
         ModelSource::Hub { id, revision } => {
-            crate::hub::fetch_checkpoint(reference, &id, revision.as_deref())
+            crate::hub::fetch_checkpoint(reference, &id, revision.as_deref(), Weights::Required)
         }
         ModelSource::Gguf(_) => Err(EngineError::ModelReference {
             reference: reference.into(),
@@ -155,7 +155,19 @@ pub fn parse_hub_id(reference: &str) -> Option<(&str, Option<&str>)> {
         .then_some((id, revision))
 }
 
-pub(crate) fn local_checkpoint(reference: &str, dir: &Path) -> Result<CheckpointFiles> {
+/// Whether a checkpoint's weights are part of what is loaded: a side scored
+/// by a server needs only the text files (tokenizer, config, template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    Required,
+    Skipped,
+}
+
+pub(crate) fn local_checkpoint(
+    reference: &str,
+    dir: &Path,
+    want: Weights,
+) -> Result<CheckpointFiles> {
     let required = |name: &str| -> Result<PathBuf> {
         let p = dir.join(name);
         if p.is_file() {
@@ -169,7 +181,9 @@ pub(crate) fn local_checkpoint(reference: &str, dir: &Path) -> Result<Checkpoint
     };
     let optional = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
     let config = required("config.json")?;
-    let weights = if let Some(index) = optional(WEIGHTS_INDEX) {
+    let weights = if want == Weights::Skipped {
+        Vec::new()
+    } else if let Some(index) = optional(WEIGHTS_INDEX) {
         shard_paths(&index)?
             .into_iter()
             .map(|name| dir.join(name))

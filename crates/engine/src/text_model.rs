@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{ModelConfig, RawConfig};
+use crate::config::RawConfig;
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
-use crate::source::{CheckpointFiles, ModelSource};
+use crate::source::{CheckpointFiles, ModelSource, Weights};
 use crate::template::{ChatMessage, ChatTemplate, TemplateTokens};
 use crate::tokenizer::TextTokenizer;
 
@@ -45,18 +45,39 @@ impl TextModel {
     /// Loads the text side of a checkpoint folder, a GGUF file or a Hub id;
     /// `chat_template` (a shipped name or a Jinja file) replaces the model's own.
     pub fn load(reference: &str, chat_template: Option<&str>) -> Result<Self> {
+        Self::load_with(reference, chat_template, Weights::Required)
+    }
+
+    /// The text side alone, for a model whose distributions come from a
+    /// server: a checkpoint folder (or Hub id) needs only config.json,
+    /// tokenizer.json and the tokenizer config, never its weights, and its
+    /// architecture need not be one the local engine runs.
+    pub fn load_text_only(reference: &str, chat_template: Option<&str>) -> Result<Self> {
+        Self::load_with(reference, chat_template, Weights::Skipped)
+    }
+
+    fn load_with(reference: &str, chat_template: Option<&str>, want: Weights) -> Result<Self> {
         match ModelSource::parse(reference)? {
             ModelSource::Gguf(path) => Self::from_gguf(&path, chat_template),
             ModelSource::Checkpoint(dir) => Self::from_checkpoint(
-                crate::source::local_checkpoint(reference, &dir)?,
+                crate::source::local_checkpoint(reference, &dir, want)?,
                 chat_template,
             ),
             ModelSource::Hub { id, revision } => {
-                let files = crate::hub::fetch_checkpoint(reference, &id, revision.as_deref())?;
+                let files =
+                    crate::hub::fetch_checkpoint(reference, &id, revision.as_deref(), want)?;
                 let mut text = Self::from_checkpoint(files, chat_template)?;
                 text.source.kind = "hub";
                 Ok(text)
             }
+        }
+    }
+
+    /// Whether the weights that go with this text side were located.
+    pub fn has_weights(&self) -> bool {
+        match &self.origin {
+            Origin::Checkpoint(files) => !files.weights.is_empty(),
+            Origin::Gguf(_) => true,
         }
     }
 
@@ -65,7 +86,7 @@ impl TextModel {
         chat_template: Option<&str>,
     ) -> Result<Self> {
         let raw = RawConfig::load(&files.config)?;
-        let config = crate::models::parse_config(&raw)?;
+        let config = text_config(&raw, !files.weights.is_empty())?;
         let tokenizer_config = match &files.tokenizer_config {
             Some(p) => crate::error::read_json(p)?,
             None => serde_json::Value::Null,
@@ -95,7 +116,11 @@ impl TextModel {
         let gguf = GgufFile::open(path)?;
         gguf.spec()?;
         let raw = RawConfig::from_value(path, gguf.hf_config()?);
-        let config = crate::models::parse_config(&raw)?;
+        let parsed = crate::models::parse_config(&raw)?;
+        let config = TextConfig {
+            vocab_size: parsed.vocab_size,
+            eos_token_ids: parsed.eos_token_ids,
+        };
         let (inner, tokenizer_config) = crate::gguf_tokenizer::build(&gguf)?;
         let tokenizer = TextTokenizer::from_tokenizer(inner, path, &tokenizer_config)?;
         check_vocabulary(&tokenizer, &config, path)?;
@@ -144,9 +169,47 @@ impl TextModel {
     }
 }
 
+/// What the text side needs of config.json: the vocabulary size and stop ids.
+pub(crate) struct TextConfig {
+    vocab_size: usize,
+    eos_token_ids: Vec<u32>,
+}
+
+/// The text side's view of a config: from the engine's own parse when the
+/// weights will be loaded (an unknown architecture fails here, early), else
+/// read directly so a server-side model of any architecture works.
+fn text_config(raw: &RawConfig, with_weights: bool) -> Result<TextConfig> {
+    match crate::models::parse_config(raw) {
+        Ok(c) => Ok(TextConfig {
+            vocab_size: c.vocab_size,
+            eos_token_ids: c.eos_token_ids,
+        }),
+        Err(e) if with_weights => Err(e),
+        Err(_) => {
+            // Multimodal checkpoints nest the language model's fields.
+            let nested = raw.get("text_config").cloned();
+            let text = nested.map_or_else(
+                || RawConfig::from_value(&raw.path, raw.value.clone()),
+                |v| RawConfig::from_value(&raw.path, v),
+            );
+            let vocab_size = text
+                .opt_usize("vocab_size")?
+                .map_or_else(|| raw.usize("vocab_size"), Ok)?;
+            let mut eos_token_ids = raw.token_ids("eos_token_id").unwrap_or_default();
+            if eos_token_ids.is_empty() {
+                eos_token_ids = text.token_ids("eos_token_id").unwrap_or_default();
+            }
+            Ok(TextConfig {
+                vocab_size,
+                eos_token_ids,
+            })
+        }
+    }
+}
+
 fn eos_ids(
     files: &CheckpointFiles,
-    config: &ModelConfig,
+    config: &TextConfig,
     tokenizer: &TextTokenizer,
 ) -> Result<Vec<u32>> {
     if let Some(path) = &files.generation_config {
@@ -164,7 +227,7 @@ fn eos_ids(
 
 pub(crate) fn check_vocabulary(
     tokenizer: &TextTokenizer,
-    config: &ModelConfig,
+    config: &TextConfig,
     config_path: &Path,
 ) -> Result<()> {
     let n = tokenizer.vocab_size();
