@@ -4,7 +4,7 @@
 //! prompt. A backend's scoring rows are full log-distributions (the local
 //! engine) or top-k views (inference servers); metrics accept either.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use aligntds_engine::{EngineError, GenerateOptions, Generation, LanguageModel, TextModel};
 
@@ -52,12 +52,22 @@ pub trait Scored {
 pub trait Backend: Send + Sync {
     /// How the manifest names what ran (e.g. `f32`, `q`): results depend on it.
     fn weights(&self) -> String;
-    /// The width of a full row; equal widths are needed to compare full rows.
-    fn logits_width(&self) -> usize;
+    /// The width of a full row (equal widths are needed to compare full
+    /// rows); None for a backend that gives top-k views.
+    fn logits_width(&self) -> Option<usize>;
     /// The most tokens one sequence (context + answer) may hold.
     fn context_length(&self) -> usize;
     /// Answer rows per chunk (memory bound) when paired with another side.
     fn chunk_rows(&self) -> usize;
+    /// Records worth having in flight at once (a server batches what it is
+    /// sent; the local engine uses every core on one).
+    fn concurrency(&self) -> usize {
+        1
+    }
+    /// Per-server request counts and rates, for progress.
+    fn server_stats(&self) -> Vec<crate::vllm::ServerStats> {
+        Vec::new()
+    }
     /// Runs the forward pass over `tokens` to score `tokens[answer_start..]`;
     /// a top-k backend keeps at least `top_k` tokens per position.
     fn prepare<'a>(
@@ -74,20 +84,32 @@ pub trait Backend: Send + Sync {
     ) -> Result<Generation, BackendError>;
 }
 
-/// The local candle engine: full rows.
+/// The local candle engine: full rows. One call at a time: each already uses
+/// every core, so records in flight for a remote side take turns here.
+/// (The turn is per call, not per scored sequence: both sides of a pair may
+/// be this one backend, under two templates.)
 pub struct LocalBackend {
     model: Arc<LanguageModel>,
+    turn: Mutex<()>,
 }
 
 impl LocalBackend {
     pub fn new(model: Arc<LanguageModel>) -> Self {
-        Self { model }
+        Self {
+            model,
+            turn: Mutex::new(()),
+        }
+    }
+
+    fn turn(&self) -> MutexGuard<'_, ()> {
+        self.turn.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 struct LocalScored<'a> {
     prepared: aligntds_engine::score::PreparedScoring<'a>,
     buffer: Vec<f32>,
+    backend: &'a LocalBackend,
 }
 
 impl Scored for LocalScored<'_> {
@@ -96,6 +118,7 @@ impl Scored for LocalScored<'_> {
     }
 
     fn rows(&mut self, first: usize, n: usize) -> Result<Rows<'_>, BackendError> {
+        let _turn = self.backend.turn();
         self.prepared.log_probs(first, n, &mut self.buffer)?;
         Ok(Rows::Full {
             width: self.prepared.width(),
@@ -109,8 +132,8 @@ impl Backend for LocalBackend {
         self.model.weights_dtype.clone()
     }
 
-    fn logits_width(&self) -> usize {
-        self.model.logits_width()
+    fn logits_width(&self) -> Option<usize> {
+        Some(self.model.logits_width())
     }
 
     fn context_length(&self) -> usize {
@@ -127,9 +150,11 @@ impl Backend for LocalBackend {
         answer_start: usize,
         _top_k: usize,
     ) -> Result<Box<dyn Scored + 'a>, BackendError> {
+        let _turn = self.turn();
         Ok(Box::new(LocalScored {
             prepared: self.model.prepare_scoring(tokens, answer_start)?,
             buffer: Vec::new(),
+            backend: self,
         }))
     }
 
@@ -138,6 +163,7 @@ impl Backend for LocalBackend {
         prompt: &[u32],
         options: &GenerateOptions,
     ) -> Result<Generation, BackendError> {
+        let _turn = self.turn();
         Ok(self.model.generate(prompt, options)?)
     }
 }

@@ -17,6 +17,7 @@ pub mod stats;
 pub mod study;
 pub mod summary;
 pub mod synthetic;
+pub mod vllm;
 
 pub use aligntds_formats as formats;
 pub use merge::merge;

@@ -13,6 +13,10 @@ pub use aligntds_formats::summary::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     Model(SideName),
+    /// A side's server URLs (and what the checks found there).
+    Server(SideName),
+    ServedName(SideName),
+    MaxInFlight,
     ChatTemplate(SideName),
     Context(SideName),
     Prefix(SideName),
@@ -55,6 +59,9 @@ impl Field {
         let side = |s: SideName, f: &str| format!("{}.{f}", s.as_str());
         match self {
             Field::Model(s) => side(s, "model"),
+            Field::Server(s) => side(s, "servers"),
+            Field::ServedName(s) => side(s, "served_name"),
+            Field::MaxInFlight => "servers.max_in_flight".into(),
             Field::ChatTemplate(s) => side(s, "chat_template"),
             Field::Context(s) => side(s, "context"),
             Field::Prefix(s) => side(s, "context.prefix"),
@@ -147,6 +154,18 @@ pub struct SideSettings {
     /// A shipped template name, a name the model lists, or a Jinja file.
     pub chat_template: Option<String>,
     pub context: Context,
+    /// vLLM servers (replicas of one model) that compute this side; empty:
+    /// the local engine. With servers, `model` gives only the tokenizer,
+    /// chat template and special tokens (its weights are never read).
+    pub servers: Vec<String>,
+    /// The model's name on the servers; needed only when they serve several.
+    pub served_name: Option<String>,
+}
+
+impl SideSettings {
+    pub fn is_remote(&self) -> bool {
+        !self.servers.is_empty()
+    }
 }
 
 /// How models load.
@@ -202,6 +221,8 @@ pub struct StudySettings {
     /// An unanalyzable record is an error instead of a skip.
     pub strict: bool,
     pub runtime: Runtime,
+    /// How remote sides talk to their servers.
+    pub server_options: crate::vllm::ServerOptions,
 }
 
 impl StudySettings {
@@ -212,6 +233,8 @@ impl StudySettings {
             model: model.to_string(),
             chat_template: None,
             context: Context::of(kind),
+            servers: Vec::new(),
+            served_name: None,
         };
         Self {
             aligned: side(aligned, ContextKind::Chat),
@@ -229,6 +252,7 @@ impl StudySettings {
             overwrite: false,
             strict: false,
             runtime: Runtime::default(),
+            server_options: Default::default(),
         }
     }
 
@@ -310,6 +334,27 @@ impl StudySettings {
                     "the `custom` context needs a template containing {query}",
                 ));
             }
+        }
+        for (name, side) in [
+            (SideName::Aligned, &self.aligned),
+            (SideName::Base, &self.base),
+        ] {
+            if side.served_name.is_some() && !side.is_remote() {
+                return Err(SettingError::new(
+                    Field::ServedName(name),
+                    "names a model on the side's servers, but the side has none (give its server URLs)",
+                ));
+            }
+            for url in &side.servers {
+                crate::vllm::normalize_url(url)
+                    .map_err(|m| SettingError::new(Field::Server(name), m))?;
+            }
+        }
+        if self.server_options.max_in_flight == 0 {
+            return Err(SettingError::new(
+                Field::MaxInFlight,
+                "must be at least 1 request per server",
+            ));
         }
         if let Queries::Single(q) = &self.queries {
             if q.trim().is_empty() {

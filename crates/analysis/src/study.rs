@@ -8,16 +8,17 @@ use std::time::Instant;
 
 use aligntds_engine::{EngineError, LanguageModel, LoadOptions, TextModel};
 use aligntds_formats::summary::{
-    FileIdentity, Manifest, ModelIdentity, RunIdentity, SideTimings, Summary, TemplateIdentity,
-    Timings,
+    FileIdentity, Manifest, ModelIdentity, RunIdentity, ServerIdentity, ServerUse, SideTimings,
+    Summary, TemplateIdentity, Timings,
 };
 use aligntds_formats::FormatError;
 
-use crate::backend::{LocalBackend, Side};
+use crate::backend::{Backend, LocalBackend, Side};
 use crate::dataset::{self, DatasetError, Record};
 use crate::run::{analyze_example, check_compatible, check_vocabularies, ExampleResult, RunError};
 use crate::run_folder::{fingerprint, sha256_file, FolderError, RunFolder, Stamp};
 use crate::settings::{Field, Queries, SettingError, SideName, StudySettings};
+use crate::vllm::{ConnectError, VllmBackend};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
@@ -38,6 +39,19 @@ pub enum StudyError {
     Folder(#[from] FolderError),
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A remote side's server failed a check with an HTTP error.
+    #[error(transparent)]
+    Server(ConnectError),
+}
+
+impl StudyError {
+    /// A failed server check; one that names a setting is a setting error.
+    fn from_connect(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Setting(s) => StudyError::Setting(s),
+            other => StudyError::Server(other),
+        }
+    }
 }
 
 /// What a study reports while it works.
@@ -157,28 +171,37 @@ impl Study {
         }
         let folder = RunFolder::lock(&settings.out)?;
         // One model under two templates loads its weights once.
-        let same_weights = settings.aligned.model == settings.base.model;
-        let options = load_options(&settings, if same_weights { 1 } else { 2 })?;
+        let (a, b) = (&settings.aligned, &settings.base);
+        let same_weights = !a.is_remote() && !b.is_remote() && a.model == b.model;
+        let local_models = [a, b].iter().filter(|s| !s.is_remote()).count();
+        let options = load_options(&settings, if same_weights { 1 } else { local_models })?;
         let started = Instant::now();
         // Text sides first: tokenizers and templates load without weights, so a
         // bad template, a top-k beyond the vocabulary or two vocabularies that
-        // differ fail before the slow part.
-        let same_text = settings.aligned.model == settings.base.model
-            && settings.aligned.chat_template == settings.base.chat_template;
+        // differ fail before the slow part. A remote side's text side never
+        // needs its weights.
+        let same_text = a.model == b.model
+            && a.chat_template == b.chat_template
+            && a.is_remote() == b.is_remote();
         let load_text = |side: SideName, s: &crate::settings::SideSettings| {
-            TextModel::load(&s.model, s.chat_template.as_deref())
-                .map(Arc::new)
-                .map_err(|source| StudyError::Load {
-                    side,
-                    reference: s.model.clone(),
-                    source,
-                })
+            let template = s.chat_template.as_deref();
+            if s.is_remote() {
+                TextModel::load_text_only(&s.model, template)
+            } else {
+                TextModel::load(&s.model, template)
+            }
+            .map(Arc::new)
+            .map_err(|source| StudyError::Load {
+                side,
+                reference: s.model.clone(),
+                source,
+            })
         };
-        let aligned_text = load_text(SideName::Aligned, &settings.aligned)?;
+        let aligned_text = load_text(SideName::Aligned, a)?;
         let base_text = if same_text {
             aligned_text.clone()
         } else {
-            load_text(SideName::Base, &settings.base)?
+            load_text(SideName::Base, b)?
         };
         let vocabulary = aligned_text.tokenizer.vocab_size();
         if settings.top_k > vocabulary {
@@ -193,12 +216,45 @@ impl Study {
         }
         check_vocabularies(&aligned_text, &base_text)?;
         let run = settings.run_settings();
+        let mut first_contexts = (None, None);
         if let Some(first) = records.first() {
-            crate::context::render(&run.recorded.aligned_context, &aligned_text, first)
-                .map_err(RunError::from)?;
-            crate::context::render(&run.recorded.base_context, &base_text, first)
-                .map_err(RunError::from)?;
+            first_contexts = (
+                Some(
+                    crate::context::render(&run.recorded.aligned_context, &aligned_text, first)
+                        .map_err(RunError::from)?,
+                ),
+                Some(
+                    crate::context::render(&run.recorded.base_context, &base_text, first)
+                        .map_err(RunError::from)?,
+                ),
+            );
         }
+        // Servers are checked before any local weights load: a wrong URL or
+        // name fails fast.
+        let connect = |side: SideName,
+                       s: &crate::settings::SideSettings,
+                       text: &Arc<TextModel>,
+                       prompt: &Option<String>| {
+            VllmBackend::connect(
+                side,
+                &s.servers,
+                s.served_name.as_deref(),
+                settings.server_options,
+                text.clone(),
+                Some(settings.top_k),
+                prompt.as_deref(),
+            )
+            .map(Arc::new)
+            .map_err(StudyError::from_connect)
+        };
+        let aligned_remote = a
+            .is_remote()
+            .then(|| connect(SideName::Aligned, a, &aligned_text, &first_contexts.0))
+            .transpose()?;
+        let base_remote = b
+            .is_remote()
+            .then(|| connect(SideName::Base, b, &base_text, &first_contexts.1))
+            .transpose()?;
         let load_weights = |side: SideName, text: &Arc<TextModel>| {
             LanguageModel::from_text(text.clone(), &options)
                 .map(Arc::new)
@@ -208,19 +264,29 @@ impl Study {
                     source,
                 })
         };
-        let aligned_model = load_weights(SideName::Aligned, &aligned_text)?;
-        let base_model = if same_weights {
-            aligned_model.clone()
-        } else {
-            load_weights(SideName::Base, &base_text)?
+        let aligned_backend: Arc<dyn Backend> = match &aligned_remote {
+            Some(r) => r.clone(),
+            None => Arc::new(LocalBackend::new(load_weights(
+                SideName::Aligned,
+                &aligned_text,
+            )?)),
+        };
+        let base_backend: Arc<dyn Backend> = match (&base_remote, same_weights) {
+            (Some(r), _) => r.clone(),
+            (None, true) => aligned_backend.clone(),
+            (None, false) => Arc::new(LocalBackend::new(load_weights(SideName::Base, &base_text)?)),
         };
         let load_seconds = started.elapsed().as_secs_f64();
-        let local = |text: Arc<TextModel>, model: Arc<LanguageModel>| {
-            Side::new(text, Arc::new(LocalBackend::new(model)))
-        };
-        let aligned = local(aligned_text, aligned_model);
-        let base = local(base_text, base_model);
+        let aligned = Side::new(aligned_text, aligned_backend);
+        let base = Side::new(base_text, base_backend);
         check_compatible(&aligned, &base)?;
+        let server_identity = |r: &Option<Arc<VllmBackend>>| {
+            r.as_ref().map(|r| ServerIdentity {
+                served_model: r.served().name.clone(),
+                max_model_len: r.served().max_model_len,
+                logprobs: r.logprobs(),
+            })
+        };
         let data_sha256 = match &settings.queries {
             Queries::File(p) => Some(sha256_file(p)?),
             Queries::Single(_) => None,
@@ -251,6 +317,8 @@ impl Study {
                 Queries::File(_) => None,
             },
             limit: settings.limit,
+            aligned_server: server_identity(&aligned_remote),
+            base_server: server_identity(&base_remote),
         };
         // The shard is not fingerprinted, so the shards of one analysis share a fingerprint.
         let fingerprint = fingerprint(&serde_json::to_value(&identity).unwrap_or_default());
@@ -276,6 +344,27 @@ impl Study {
 
     pub fn sides(&self) -> (&Side, &Side) {
         (&self.aligned, &self.base)
+    }
+
+    /// What each server of a remote side has done so far in this invocation.
+    pub fn server_uses(&self) -> Vec<ServerUse> {
+        let mut uses = Vec::new();
+        let same = Arc::ptr_eq(&self.aligned.backend, &self.base.backend);
+        for (side, s) in [("aligned", &self.aligned), ("base", &self.base)] {
+            if side == "base" && same {
+                break;
+            }
+            for stat in s.backend.server_stats() {
+                uses.push(ServerUse {
+                    side: side.to_string(),
+                    url: stat.url,
+                    requests: stat.requests,
+                    failed_requests: stat.failures,
+                    tokens: stat.tokens,
+                });
+            }
+        }
+        uses
     }
 
     /// Analyzes every record of the run (or shard) not yet done, then writes
@@ -318,22 +407,46 @@ impl Study {
         });
         let run = self.settings.run_settings();
         let run_started = Instant::now();
+        let pending: Vec<(usize, &Record)> = selected
+            .iter()
+            .filter(|(i, _)| !results.contains_key(i))
+            .copied()
+            .collect();
+        // Remote sides batch what they are sent: keep their servers full.
+        let workers = self
+            .aligned
+            .backend
+            .concurrency()
+            .max(self.base.backend.concurrency())
+            .min(pending.len())
+            .max(1);
         let mut done = resumed;
-        for (index, record) in &selected {
-            if results.contains_key(index) {
-                continue;
-            }
-            let result = analyze_example(&self.aligned, &self.base, record, &run)?;
-            self.folder.record(*index, &result)?;
+        let total = selected.len();
+        let mut finished = |index: usize,
+                            record: &Record,
+                            result: Result<ExampleResult, RunError>|
+         -> Result<(), StudyError> {
+            let result = result?;
+            // Journaled as soon as it is done, in whatever order records finish.
+            self.folder.record(index, &result)?;
             done += 1;
             progress(Progress::Example {
                 id: &record.id,
                 done,
-                total: selected.len(),
+                total,
                 tokens: result.positions.len(),
                 skipped: result.example.skipped.as_deref(),
             });
-            results.insert(*index, result);
+            results.insert(index, result);
+            Ok(())
+        };
+        let analyze = |record: &Record| analyze_example(&self.aligned, &self.base, record, &run);
+        if workers == 1 {
+            for (index, record) in &pending {
+                finished(*index, record, analyze(record))?;
+            }
+        } else {
+            in_parallel(workers, &pending, analyze, &mut finished)?;
         }
         progress(Progress::Writing);
         let results: Vec<ExampleResult> = results.into_values().collect();
@@ -350,6 +463,7 @@ impl Study {
             fingerprint: self.fingerprint.clone(),
             timings: Some(timings),
             merged_from: None,
+            servers: self.server_uses(),
         };
         let summary = crate::output::write_run(
             self.folder.dir(),
@@ -359,6 +473,53 @@ impl Study {
         )?;
         Ok(Outcome { summary, resumed })
     }
+}
+
+/// Analyzes `pending` on `workers` threads; results come back to the calling
+/// thread (which journals them) as each finishes. The first error stops new
+/// records from starting; records already running finish and are kept.
+fn in_parallel<'r>(
+    workers: usize,
+    pending: &[(usize, &'r Record)],
+    analyze: impl Fn(&Record) -> Result<ExampleResult, RunError> + Sync,
+    finished: &mut dyn FnMut(
+        usize,
+        &'r Record,
+        Result<ExampleResult, RunError>,
+    ) -> Result<(), StudyError>,
+) -> Result<(), StudyError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut first_error = None;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..workers {
+            let (tx, next, stop, analyze) = (tx.clone(), &next, &stop, &analyze);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(&(index, record)) = pending.get(next.fetch_add(1, Ordering::Relaxed))
+                    else {
+                        break;
+                    };
+                    if tx.send((index, record, analyze(record))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (index, record, result) in rx {
+            if first_error.is_some() {
+                continue;
+            }
+            if let Err(e) = finished(index, record, result) {
+                stop.store(true, Ordering::Relaxed);
+                first_error = Some(e);
+            }
+        }
+    });
+    first_error.map_or(Ok(()), Err)
 }
 
 fn timings(

@@ -187,6 +187,7 @@ pub fn write_synthetic_run(
         files: Vec::new(),
     };
     let manifest = Manifest {
+        servers: Vec::new(),
         identity: RunIdentity {
             tool: format!("aligntds {} (synthetic run)", env!("CARGO_PKG_VERSION")),
             aligned: side("aligned"),
@@ -209,6 +210,8 @@ pub fn write_synthetic_run(
             data_sha256: None,
             query: None,
             limit: None,
+            aligned_server: None,
+            base_server: None,
         },
         shard: None,
         fingerprint: "synthetic".into(),

@@ -56,6 +56,22 @@ pub struct RunIdentity {
     pub data_sha256: Option<String>,
     pub query: Option<String>,
     pub limit: Option<usize>,
+    /// What served a remote side (None: the local engine). Server URLs are
+    /// not part of it, so a run resumes on other replicas of the same model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aligned_server: Option<ServerIdentity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_server: Option<ServerIdentity>,
+}
+
+/// A side computed by vLLM servers: the served model and what its results depend on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerIdentity {
+    /// The model's name on the servers (/v1/models `id`).
+    pub served_model: String,
+    pub max_model_len: usize,
+    /// Log-probabilities requested per position (the top-k views' k).
+    pub logprobs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +87,21 @@ pub struct Manifest {
     /// The shard folders a merged run came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_from: Option<Vec<String>>,
+    /// The servers this invocation used, per side (not fingerprinted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerUse>,
+}
+
+/// One server of a remote side and what it did in the last invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerUse {
+    /// `aligned` or `base`.
+    pub side: String,
+    pub url: String,
+    pub requests: u64,
+    pub failed_requests: u64,
+    /// Prompt tokens scored plus tokens generated.
+    pub tokens: u64,
 }
 
 /// A model as fingerprinted: the reference, what kind of source it resolved
