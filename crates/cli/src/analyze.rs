@@ -9,7 +9,7 @@ use aligntds_analysis::settings::{
 };
 use aligntds_analysis::summary::render_text;
 use aligntds_analysis::{Progress, Study};
-use aligntds_formats::summary::Summary;
+use aligntds_formats::summary::{ServerUse, Summary};
 use anyhow::{Context as _, Result};
 
 use crate::args::{AnalyzeArgs, ContextArg, MergeArgs, ResponseArg, SummarizeArgs};
@@ -26,15 +26,28 @@ fn context_kind(arg: ContextArg) -> ContextKind {
     }
 }
 
-fn side(
-    name: SideName,
-    model: &str,
-    chat_template: &Option<String>,
-    kind: ContextArg,
-    args: &AnalyzeArgs,
-    prefix: &Option<std::path::PathBuf>,
-    template: &Option<String>,
-) -> Result<SideSettings, SettingError> {
+/// One side's settings from the flags of that side (`--aligned-*` or `--base-*`).
+fn side(name: SideName, args: &AnalyzeArgs) -> Result<SideSettings, SettingError> {
+    let (model, chat_template, kind, prefix, template, servers, served_name) = match name {
+        SideName::Aligned => (
+            &args.aligned,
+            &args.aligned_chat_template,
+            args.aligned_context,
+            &args.aligned_prefix,
+            &args.aligned_template,
+            &args.aligned_servers,
+            &args.aligned_served_name,
+        ),
+        SideName::Base => (
+            &args.base,
+            &args.base_chat_template,
+            args.base_context,
+            &args.base_prefix,
+            &args.base_template,
+            &args.base_servers,
+            &args.base_served_name,
+        ),
+    };
     let prefix = match prefix {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
             SettingError::new(
@@ -53,6 +66,8 @@ fn side(
             prefix,
             template: template.clone(),
         },
+        servers: servers.clone(),
+        served_name: served_name.clone(),
     })
 }
 
@@ -69,24 +84,8 @@ fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
         }
     };
     Ok(StudySettings {
-        aligned: side(
-            SideName::Aligned,
-            &args.aligned,
-            &args.aligned_chat_template,
-            args.aligned_context,
-            args,
-            &args.aligned_prefix,
-            &args.aligned_template,
-        )?,
-        base: side(
-            SideName::Base,
-            &args.base,
-            &args.base_chat_template,
-            args.base_context,
-            args,
-            &args.base_prefix,
-            &args.base_template,
-        )?,
+        aligned: side(SideName::Aligned, args)?,
+        base: side(SideName::Base, args)?,
         queries,
         out: args.out.clone(),
         response: match args.response {
@@ -111,6 +110,7 @@ fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
             device: crate::runtime::device(&args.runtime.device)
                 .map_err(|m| SettingError::new(Field::Device, m))?,
         },
+        server_options: crate::runtime::server_options(&args.server_tuning),
     })
 }
 
@@ -119,6 +119,8 @@ struct Bar {
     bar: Option<indicatif::ProgressBar>,
     started: std::time::Instant,
     tokens: usize,
+    /// Tokens each server had computed when the examples started (same order as `server_uses`).
+    server_start: Vec<u64>,
 }
 
 impl Bar {
@@ -133,10 +135,12 @@ impl Bar {
             }),
             started: std::time::Instant::now(),
             tokens: 0,
+            server_start: Vec::new(),
         }
     }
 
-    fn update(&mut self, progress: Progress<'_>) {
+    /// `servers`: the remote sides' servers now, so each one's rate can be shown.
+    fn update(&mut self, progress: Progress<'_>, servers: &[ServerUse]) {
         let Some(bar) = &self.bar else { return };
         match progress {
             Progress::Started { total, resumed } => {
@@ -150,6 +154,7 @@ impl Bar {
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
                 self.started = std::time::Instant::now();
+                self.server_start = servers.iter().map(|s| s.tokens).collect();
                 if resumed > 0 {
                     bar.println(format!(
                         "resuming: {resumed} of {total} examples already done"
@@ -166,7 +171,9 @@ impl Bar {
                 self.tokens += tokens;
                 let secs = self.started.elapsed().as_secs_f64().max(1e-9);
                 bar.set_position(done as u64);
-                bar.set_message(format!("{:.0} answer tokens/s", self.tokens as f64 / secs));
+                let mut message = format!("{:.0} answer tokens/s", self.tokens as f64 / secs);
+                message.push_str(&server_rates(servers, &self.server_start, secs));
+                bar.set_message(message);
                 if let Some(reason) = skipped {
                     bar.println(format!("skipped record {id}: {reason}"));
                 }
@@ -180,6 +187,27 @@ impl Bar {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Each server's rate since the examples started, e.g. ` | aligned gpu1:8000 812 tok/s, base gpu2:8000 640 tok/s (3 failed)`.
+fn server_rates(servers: &[ServerUse], start: &[u64], secs: f64) -> String {
+    if servers.is_empty() {
+        return String::new();
+    }
+    let rates: Vec<String> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let since = s.tokens.saturating_sub(start.get(i).copied().unwrap_or(0));
+            let host = s.url.strip_prefix("http://").unwrap_or(&s.url);
+            let failed = match s.failed_requests {
+                0 => String::new(),
+                n => format!(" ({n} failed)"),
+            };
+            format!("{} {host} {:.0} tok/s{failed}", s.side, since as f64 / secs)
+        })
+        .collect();
+    format!(" | {}", rates.join(", "))
 }
 
 pub fn analyze(args: AnalyzeArgs) -> Result<()> {
@@ -203,7 +231,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
                     );
                 }
             }
-            bar.update(p)
+            bar.update(p, &study.server_uses())
         })
         .map_err(|e| {
             bar.finish();

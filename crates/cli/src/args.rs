@@ -79,12 +79,40 @@ pub struct ModelOptions {
     pub chat_template: Option<String>,
 }
 
+/// A model run by vLLM servers instead of the local engine.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// A vLLM server running the model (repeatable: replicas of one model). MODEL then
+    /// gives only the tokenizer, chat template and special tokens; its weights are never read.
+    #[arg(long = "server", value_name = "URL")]
+    pub servers: Vec<String>,
+    /// The model's name on the server (default: the one model it serves).
+    #[arg(long, requires = "servers")]
+    pub served_name: Option<String>,
+}
+
+/// How remote sides talk to their servers.
+#[derive(Debug, Args, Clone)]
+pub struct ServerTuning {
+    /// Requests in flight per server; vLLM batches what is in flight.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_in_flight: usize,
+    /// Seconds one request to a server may take.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub request_timeout: u64,
+    /// Seconds a request keeps being retried while no server of its side answers.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub retry_window: u64,
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// A checkpoint directory or Hugging Face Hub id (owner/name[@revision]).
     pub model: String,
     #[command(flatten)]
     pub options: ModelOptions,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -113,6 +141,8 @@ pub struct GenerateArgs {
     pub logprobs: bool,
     #[command(flatten)]
     pub options: ModelOptions,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +153,20 @@ pub struct AnalyzeArgs {
     /// The base model; may be the same as --aligned (then only the contexts differ).
     #[arg(long)]
     pub base: String,
+    /// A vLLM server running the aligned model (repeatable: replicas). --aligned then gives
+    /// only the tokenizer, chat template and special tokens; its weights are never read.
+    #[arg(long = "aligned-server", value_name = "URL")]
+    pub aligned_servers: Vec<String>,
+    /// A vLLM server running the base model (repeatable: replicas).
+    #[arg(long = "base-server", value_name = "URL")]
+    pub base_servers: Vec<String>,
+    /// The aligned model's name on its servers (default: the one model they serve).
+    #[arg(long, value_name = "NAME")]
+    pub aligned_served_name: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub base_served_name: Option<String>,
+    #[command(flatten)]
+    pub server_tuning: ServerTuning,
     /// Queries: .json (AlignTDS/URIAL, AlpacaEval; a list or {"data"|"instances"|"records": [...]}),
     /// .jsonl/.ndjson, .parquet (Hugging Face datasets), .csv with a header, or .txt (one query per line).
     #[arg(long, required_unless_present = "query", conflicts_with = "query")]

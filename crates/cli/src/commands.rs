@@ -8,7 +8,15 @@ use aligntds_engine::{
 };
 use anyhow::{Context, Result};
 
-use crate::args::{BenchArgs, Command, GenerateArgs, InspectArgs, ModelOptions};
+use std::sync::Arc;
+
+use aligntds_analysis::backend::{Backend, LocalBackend};
+use aligntds_analysis::settings::SideName;
+use aligntds_analysis::vllm::{ConnectError, ServerOptions, VllmBackend};
+use aligntds_engine::TextModel;
+
+use crate::args::{BenchArgs, Command, GenerateArgs, InspectArgs, ModelOptions, ServerArgs};
+use crate::errors::Flags;
 use crate::runtime::{device, dtype, threads};
 
 pub fn run(command: Command) -> Result<()> {
@@ -58,9 +66,67 @@ fn load(model: &str, options: &ModelOptions) -> Result<LanguageModel> {
     LanguageModel::load(model, &load_options).map_err(|e| engine_error(e, Some(model)))
 }
 
+/// A model's text side and its checked servers (`--server`): nothing local runs.
+fn connect(
+    model: &str,
+    options: &ModelOptions,
+    server: &ServerArgs,
+) -> Result<(Arc<TextModel>, VllmBackend)> {
+    let text = TextModel::load_text_only(model, options.chat_template.as_deref())
+        .map(Arc::new)
+        .map_err(|e| engine_error(e, Some(model)))?;
+    let backend = VllmBackend::connect(
+        SideName::Aligned,
+        &server.servers,
+        server.served_name.as_deref(),
+        ServerOptions::default(),
+        text.clone(),
+        None,
+        None,
+    )
+    .map_err(|e| match e {
+        ConnectError::Setting(s) => anyhow::anyhow!(
+            "option `{}`: {}",
+            crate::errors::flag(s.field, Flags::Model),
+            s.message
+        ),
+        other => anyhow::Error::new(other),
+    })?;
+    Ok((text, backend))
+}
+
+fn describe_remote(text: &TextModel, backend: &VllmBackend) -> serde_json::Value {
+    let served = backend.served();
+    let tok = &text.tokenizer;
+    let special = |t: &Option<aligntds_engine::tokenizer::SpecialToken>| {
+        t.as_ref()
+            .map_or("none".to_string(), |t| format!("{} ({})", t.text, t.id))
+    };
+    serde_json::json!({
+        "model": text.reference,
+        "source": text.source.kind,
+        "servers": backend.urls(),
+        "served_model": served.name,
+        "server_model_path": served.root,
+        "max_model_len": served.max_model_len,
+        "max_logprobs": served.max_logprobs.map_or("unlimited".to_string(), |m| m.to_string()),
+        "vocabulary": tok.vocab_size(),
+        "bos": special(&tok.bos),
+        "adds_bos": tok.add_bos,
+        "eos": special(&tok.eos),
+        "stop_token_ids": text.eos_token_ids,
+        "chat_template": text.chat_template.as_ref().map_or("none (a base model?)".to_string(), |t| t.name.clone()),
+    })
+}
+
 fn inspect(args: InspectArgs) -> Result<()> {
-    let model = load(&args.model, &args.options)?;
-    let info = describe(&model, &args.options);
+    let info = if args.server.servers.is_empty() {
+        let model = load(&args.model, &args.options)?;
+        describe(&model, &args.options)
+    } else {
+        let (text, backend) = connect(&args.model, &args.options, &args.server)?;
+        describe_remote(&text, &backend)
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&info)?)?;
@@ -136,27 +202,34 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
 }
 
 fn generate(args: GenerateArgs) -> Result<()> {
-    let model = load(&args.model, &args.options)?;
+    // The text side is always local; the forward passes are local or remote.
+    let (text, backend): (Arc<TextModel>, Arc<dyn Backend>) = if args.server.servers.is_empty() {
+        let model = Arc::new(load(&args.model, &args.options)?);
+        (model.text.clone(), Arc::new(LocalBackend::new(model)))
+    } else {
+        let (text, backend) = connect(&args.model, &args.options, &args.server)?;
+        (text, Arc::new(backend))
+    };
     let prompt_text = match (&args.prompt, &args.chat) {
         (Some(p), _) => p.clone(),
-        (None, Some(q)) => model
-            .text
+        (None, Some(q)) => text
             .render_chat(&template::single_turn(q, args.system.as_deref()))
             .map_err(|e| engine_error(e, None))?,
         (None, None) => anyhow::bail!("give --prompt TEXT or --chat TEXT"),
     };
-    let prompt = model.text.tokenizer.encode(&prompt_text)?;
+    let prompt = text.tokenizer.encode(&prompt_text)?;
+    anyhow::ensure!(!prompt.is_empty(), "the prompt encodes to no tokens");
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         stop_strings: args.stops.clone(),
-        eos_token_ids: Vec::new(),
+        eos_token_ids: text.eos_token_ids.clone(),
     };
     let started = std::time::Instant::now();
-    let out = model.generate(&prompt, &options)?;
+    let out = backend.generate(&prompt, &options)?;
     let elapsed = started.elapsed().as_secs_f64();
     let mut stdout = std::io::stdout().lock();
     if args.logprobs {
-        let pieces = model.text.tokenizer.pieces(&out.tokens)?;
+        let pieces = text.tokenizer.pieces(&out.tokens)?;
         writeln!(
             stdout,
             "{:>5}  {:>7}  {:>10}  token",
@@ -172,11 +245,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
             writeln!(stdout, "{i:>5}  {id:>7}  {lp:>10.5}  {piece:?}")?;
         }
     } else {
-        writeln!(
-            stdout,
-            "{}",
-            model.text.tokenizer.decode(&out.tokens, true)?
-        )?;
+        writeln!(stdout, "{}", text.tokenizer.decode(&out.tokens, true)?)?;
     }
     let reason = match &out.stop_reason {
         StopReason::Eos => "end-of-sequence token".to_string(),
@@ -186,7 +255,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     };
     eprintln!(
         "weights {}; {} prompt tokens, {} generated in {elapsed:.2} s ({:.1} tokens/s); stopped at {reason}",
-        model.weights_dtype,
+        backend.weights(),
         prompt.len(),
         out.tokens.len(),
         out.tokens.len() as f64 / elapsed.max(1e-9)

@@ -10,6 +10,8 @@ use aligntds_engine::EngineError;
 pub enum Flags {
     Analyze,
     Merge,
+    /// inspect and generate: one model, `--server`.
+    Model,
 }
 
 fn side(s: SideName) -> &'static str {
@@ -19,7 +21,19 @@ fn side(s: SideName) -> &'static str {
 /// The flag that sets `field`.
 pub fn flag(field: Field, flags: Flags) -> String {
     match field {
-        Field::Model(s) => format!("--{}", side(s)),
+        Field::Model(s) => match flags {
+            Flags::Model => "MODEL".into(),
+            _ => format!("--{}", side(s)),
+        },
+        Field::Server(s) => match flags {
+            Flags::Analyze | Flags::Merge => format!("--{}-server", side(s)),
+            Flags::Model => "--server".into(),
+        },
+        Field::ServedName(s) => match flags {
+            Flags::Analyze | Flags::Merge => format!("--{}-served-name", side(s)),
+            Flags::Model => "--served-name".into(),
+        },
+        Field::MaxInFlight => "--max-in-flight".into(),
         Field::ChatTemplate(s) => format!("--{}-chat-template", side(s)),
         Field::Context(s) => format!("--{}-context", side(s)),
         Field::Prefix(s) => format!("--{}-prefix", side(s)),
@@ -39,7 +53,7 @@ pub fn flag(field: Field, flags: Flags) -> String {
         Field::Threads => "--threads".into(),
         Field::MergeInputs => match flags {
             Flags::Merge => "DIRS".into(),
-            Flags::Analyze => "--shard".into(),
+            Flags::Analyze | Flags::Model => "--shard".into(),
         },
     }
 }
