@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: starts two real vLLM servers for the remote-side tests
+# (scripts/vllm-servers.sh; installs vLLM's CPU build once, cached in
+# ~/.cache/aligntds), runs the whole test suite, stops the servers.
+# ALIGNTDS_ALLOW_MISSING=1 without servers skips the vLLM tests instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${ALIGNTDS_VLLM_URLS:-}" ] && [ "${ALIGNTDS_SKIP_VLLM:-}" != 1 ]; then
+  trap 'bash scripts/vllm-servers.sh stop' EXIT
+  bash scripts/vllm-servers.sh start 2
+  set -a; . target/vllm-servers.env; set +a
+fi
+cargo test --release --workspace --locked "$@"
