@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// Tokens to generate greedily (0 skips generation).
     #[arg(long, default_value_t = 128)]
     pub generate_tokens: usize,
+    /// Sequences generated together (each --generate-tokens long); 1 is one at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
     /// Measured runs per case (after one warm-up run); the best counts.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -205,6 +208,10 @@ pub struct AnalyzeArgs {
     pub response: ResponseArg,
     #[arg(long, default_value_t = 512)]
     pub max_new_tokens: usize,
+    /// Answers generated together by the local engine (default: as many as fit
+    /// the machine, at most 16; 1 is one at a time). The answers do not depend on it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Option<u64>,
     /// Stop generation before this string (repeatable).
     #[arg(long = "stop", value_name = "S")]
     pub stops: Vec<String>,

@@ -298,9 +298,21 @@ fn bench(args: BenchArgs) -> Result<()> {
         cases.push(("score", t));
     }
     if args.generate_tokens > 0 {
-        let t = aligntds_engine::bench::generate(&model, args.generate_tokens, args.repeats)
-            .context("generation benchmark")?;
-        cases.push(("generate", t));
+        let t = aligntds_engine::bench::generate(
+            &model,
+            args.generate_tokens,
+            args.batch as usize,
+            args.repeats,
+        )
+        .context("generation benchmark")?;
+        cases.push((
+            if args.batch > 1 {
+                "generate-batch"
+            } else {
+                "generate"
+            },
+            t,
+        ));
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -308,7 +320,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             .iter()
             .map(|(case, t)| serde_json::json!({"case": case, "tokens": t.tokens, "best_seconds": t.best_seconds, "tokens_per_second": t.tokens_per_second()}))
             .collect();
-        let report = serde_json::json!({"schema_version": 1, "model": model.text.reference, "dtype": model.weights_dtype, "threads": threads, "cases": rows});
+        let report = serde_json::json!({"schema_version": 1, "model": model.text.reference, "dtype": model.weights_dtype, "threads": threads, "batch": args.batch, "cases": rows});
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         for (case, t) in &cases {

@@ -70,19 +70,39 @@ pub fn score(model: &LanguageModel, tokens: usize, repeats: usize) -> Result<Thr
     })
 }
 
-/// Generates `tokens` tokens greedily after [`PROMPT`], never stopping early.
-pub fn generate(model: &LanguageModel, tokens: usize, repeats: usize) -> Result<Throughput> {
-    let prompt = model.text.tokenizer.encode(PROMPT)?;
+/// Generates `tokens` tokens greedily after [`PROMPT`], never stopping early;
+/// with `batch` above 1, that many sequences decoded together (prompts
+/// numbered "1. ", "2. ", ... before [`PROMPT`]), `tokens` each.
+pub fn generate(
+    model: &LanguageModel,
+    tokens: usize,
+    batch: usize,
+    repeats: usize,
+) -> Result<Throughput> {
     let options = GenerateOptions {
         max_new_tokens: tokens,
         stop_strings: vec![],
         eos_token_ids: vec![u32::MAX],
     };
     let mut produced = 0;
-    let best_seconds = best_of(repeats, || {
-        produced = model.generate(&prompt, &options)?.tokens.len();
-        Ok(())
-    })?;
+    let best_seconds = if batch <= 1 {
+        let prompt = model.text.tokenizer.encode(PROMPT)?;
+        best_of(repeats, || {
+            produced = model.generate(&prompt, &options)?.tokens.len();
+            Ok(())
+        })?
+    } else {
+        let prompts = (1..=batch)
+            .map(|i| model.text.tokenizer.encode(&format!("{i}. {PROMPT}")))
+            .collect::<Result<Vec<_>>>()?;
+        best_of(repeats, || {
+            produced = 0;
+            for generation in model.generate_batch(&prompts, &options, batch)? {
+                produced += generation?.tokens.len();
+            }
+            Ok(())
+        })?
+    };
     Ok(Throughput {
         tokens: produced,
         best_seconds,

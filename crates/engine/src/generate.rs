@@ -1,8 +1,9 @@
-//! Greedy generation with a key/value cache.
+//! Greedy generation with a key/value cache: options, results, stop rules.
+//! The decoding loop itself is batched (batch.rs).
 
-use crate::error::Result;
+use crate::batch::BatchGenerator;
+use crate::error::{EngineError, Result};
 use crate::models::decoder::Decoder;
-use crate::score::{argmax, log_softmax_in_place};
 use crate::tokenizer::TextTokenizer;
 
 #[derive(Debug, Clone)]
@@ -32,83 +33,18 @@ pub struct Generation {
     pub stop_reason: StopReason,
 }
 
-fn next_token(decoder: &Decoder, hidden_last: &candle_core::Tensor) -> Result<(u32, f32)> {
-    let mut row = decoder
-        .logits(hidden_last)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    log_softmax_in_place(&mut row);
-    let id = argmax(&row);
-    Ok((id as u32, row[id]))
-}
-
-/// Greedy decoding of `prompt` (token ids, at least one).
+/// Greedy decoding of `prompt` (token ids, at least one): a batch of one, so
+/// a sequence stops by exactly the rules it would in a batch.
 pub fn generate(
     decoder: &Decoder,
     tokenizer: &TextTokenizer,
     prompt: &[u32],
     options: &GenerateOptions,
 ) -> Result<Generation> {
-    // One token at a time, each step is hundreds of small parallel operations:
-    // running the loop on a pool thread lets it take part in them, instead of
-    // handing every one to the pool and sleeping until it returns.
-    rayon::scope(|_| generate_on_pool(decoder, tokenizer, prompt, options))
-}
-
-fn generate_on_pool(
-    decoder: &Decoder,
-    tokenizer: &TextTokenizer,
-    prompt: &[u32],
-    options: &GenerateOptions,
-) -> Result<Generation> {
-    let mut cache = decoder.new_cache();
-    let mut tokens = Vec::new();
-    let mut logprobs = Vec::new();
-    if options.max_new_tokens == 0 {
-        return Ok(Generation {
-            tokens,
-            logprobs,
-            stop_reason: StopReason::MaxNewTokens,
-        });
-    }
-    let hidden = decoder.hidden_states(prompt, Some(&mut cache))?;
-    let mut last = hidden.narrow(0, prompt.len() - 1, 1)?;
-    loop {
-        let (id, logprob) = next_token(decoder, &last)?;
-        tokens.push(id);
-        logprobs.push(logprob);
-        if options.eos_token_ids.contains(&id) {
-            return Ok(Generation {
-                tokens,
-                logprobs,
-                stop_reason: StopReason::Eos,
-            });
-        }
-        if let Some((keep, stop)) = find_stop(tokenizer, &tokens, &options.stop_strings)? {
-            tokens.truncate(keep);
-            logprobs.truncate(keep);
-            return Ok(Generation {
-                tokens,
-                logprobs,
-                stop_reason: StopReason::StopString(stop),
-            });
-        }
-        if tokens.len() >= options.max_new_tokens {
-            return Ok(Generation {
-                tokens,
-                logprobs,
-                stop_reason: StopReason::MaxNewTokens,
-            });
-        }
-        if cache.len() + 1 > decoder.config().max_position_embeddings {
-            return Ok(Generation {
-                tokens,
-                logprobs,
-                stop_reason: StopReason::ContextFull,
-            });
-        }
-        last = decoder.hidden_states(&[id], Some(&mut cache))?;
-    }
+    let generator = BatchGenerator::new(decoder, tokenizer, options.eos_token_ids.clone(), 1);
+    crate::batch::generate_all(generator, &[prompt.to_vec()], options)?
+        .pop()
+        .unwrap_or_else(|| Err(EngineError::Input("no generation".into())))
 }
 
 /// When the decoded answer contains a stop string, the number of tokens to keep

@@ -2,6 +2,7 @@
 //! tokenizes and renders chat templates as transformers does, and computes
 //! exact teacher-forced next-token log-distributions in one forward pass.
 
+pub mod batch;
 pub mod bench;
 pub mod config;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod template;
 pub mod text_model;
 pub mod tokenizer;
 
+pub use batch::{BatchGenerator, Finished};
 pub use candle_core::{DType, Device};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateOptions, Generation, StopReason};

@@ -17,6 +17,13 @@ use crate::source::CheckpointFiles;
 pub use crate::text_model::ResolvedSource;
 use crate::text_model::{Origin, TextModel};
 
+/// The largest default batch: past it a decode step on a CPU is compute-bound
+/// and more sequences only add cache.
+pub const DEFAULT_BATCH: usize = 16;
+
+/// Memory the default batch may spend on key/value caches.
+pub const BATCH_CACHE_BYTES: usize = 4 << 30;
+
 /// A model with its weights loaded: its text side and the decoder.
 pub struct LanguageModel {
     /// Tokenizer, chat template, stop tokens and source (shared with sides that only need text).
@@ -117,6 +124,39 @@ impl LanguageModel {
             options.eos_token_ids = self.text.eos_token_ids.clone();
         }
         crate::generate::generate(&self.decoder, &self.text.tokenizer, prompt, &options)
+    }
+
+    /// Greedy generation of many prompts, at most `batch` decoded together
+    /// (see [`crate::batch`]); results in the prompts' order, one per prompt.
+    pub fn generate_batch(
+        &self,
+        prompts: &[Vec<u32>],
+        options: &GenerateOptions,
+        batch: usize,
+    ) -> Result<Vec<Result<Generation>>> {
+        crate::batch::generate_all(self.batch_generator(batch), prompts, options)
+    }
+
+    /// A generator that decodes up to `capacity` sequences together, for callers
+    /// that feed it as requests arrive (join, then step until each finishes).
+    pub fn batch_generator(&self, capacity: usize) -> crate::batch::BatchGenerator<'_> {
+        crate::batch::BatchGenerator::new(
+            &self.decoder,
+            &self.text.tokenizer,
+            self.text.eos_token_ids.clone(),
+            capacity,
+        )
+    }
+
+    /// A batch size for this machine and model: enough sequences that a decode
+    /// step is a matrix product rather than a matrix-vector one, with their
+    /// key/value caches (at `tokens_per_sequence`) within [`BATCH_CACHE_BYTES`].
+    pub fn default_batch(&self, tokens_per_sequence: usize) -> usize {
+        let c = self.config();
+        let bytes_per_token =
+            2 * c.num_layers * c.num_kv_heads * c.head_dim * self.decoder.dtype().size_in_bytes();
+        let per_sequence = (bytes_per_token * tokens_per_sequence.max(1)).max(1);
+        (BATCH_CACHE_BYTES / per_sequence).clamp(1, DEFAULT_BATCH)
     }
 }
 

@@ -3,28 +3,13 @@
 
 mod common;
 
-use aligntds_engine::{DTypeChoice, GenerateOptions, LanguageModel, LoadOptions, StopReason};
+use aligntds_engine::{DTypeChoice, GenerateOptions, StopReason};
 use common::*;
 
 const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const GEMMA3: &str = "models/gemma-3-270m-q4_k_m.gguf";
 /// Many layers of f32 arithmetic in another order than transformers'.
 const REAL_TOLERANCE: f64 = 1e-3;
-
-fn real(file: &str, dtype: DTypeChoice) -> Option<LanguageModel> {
-    let path = require(
-        &repo_root().join(file),
-        "run `bash scripts/fetch-models.sh`",
-    )?;
-    let options = LoadOptions {
-        dtype,
-        ..Default::default()
-    };
-    Some(
-        LanguageModel::load(path.to_str().unwrap(), &options)
-            .unwrap_or_else(|e| panic!("{file}: {e}")),
-    )
-}
 
 fn golden(name: &str) -> serde_json::Value {
     read_json(&repo_root().join(format!("fixtures/real/{name}.json")))

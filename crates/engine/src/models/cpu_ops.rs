@@ -4,7 +4,7 @@
 //! one parallel pass that touches only visible keys) and the gated MLP
 //! activation. Other devices keep the generic ops.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::config::Activation;
@@ -77,50 +77,60 @@ impl CustomOp1 for CausalSoftmax {
     }
 }
 
-/// Attention of the newest position only (generation with a KV cache): q
-/// `[groups, rep, hd]` against all cached keys and values `[groups, s, hd]`,
-/// every key visible but those a sliding window `window` hides. Small enough
-/// that candle's two matrix products and a softmax cost more in setup than work.
-pub struct DecodeAttention {
-    pub window: Option<usize>,
-    pub scale: f32,
-}
-
-impl CustomOp3 for DecodeAttention {
-    fn name(&self) -> &'static str {
-        "decode-attention"
+/// Attention of the newest position only (generation with a KV cache), for
+/// several sequences at once: q `[n, groups, rep, hd]` (row b: sequence b's
+/// newest query) against sequence b's cached keys and values
+/// `[groups, capacity, hd]`, of which the first `len` rows are filled; every
+/// key visible but those a sliding window `window` hides. Returns
+/// `[n, groups * rep * hd]`. Small per sequence, so one parallel pass over
+/// (sequence, group) costs less than candle's two products and a softmax each.
+pub fn decode_attention(
+    q: &Tensor,
+    caches: &[(Tensor, Tensor, usize)],
+    window: Option<usize>,
+    scale: f32,
+) -> candle_core::Result<Tensor> {
+    let (n, groups, rep, hd) = q.dims4()?;
+    if caches.len() != n {
+        candle_core::bail!("decode attention: {n} queries but {} caches", caches.len());
     }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (
-            contiguous(s1, l1)?,
-            contiguous(s2, l2)?,
-            contiguous(s3, l3)?,
-        );
-        let (groups, rep, hd) = l1.shape().dims3()?;
-        let (_, s, _) = l2.shape().dims3()?;
-        let first = self.window.map_or(0, |w| s.saturating_sub(w));
-        let mut out = vec![0f32; groups * rep * hd];
-        let mut scores = vec![0f32; s];
-        for g in 0..groups {
+    let device = q.device().clone();
+    let q = q.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; n * groups * rep * hd];
+    // Each cache's storage, read in place: copying it out would cost what the kernel saves.
+    let guards: Vec<_> = caches
+        .iter()
+        .map(|(k, v, len)| (k.storage_and_layout(), v.storage_and_layout(), *len))
+        .collect();
+    let mut views = Vec::with_capacity(n);
+    for ((ks, kl), (vs, vl), len) in &guards {
+        let (candle_core::Storage::Cpu(k), candle_core::Storage::Cpu(v)) = (&**ks, &**vs) else {
+            candle_core::bail!("decode attention runs on the CPU");
+        };
+        let (k, v) = (contiguous(k, kl)?, contiguous(v, vl)?);
+        let capacity = kl.shape().dims3()?.1;
+        if *len > capacity || k.len() != groups * capacity * hd || v.len() != k.len() {
+            candle_core::bail!("decode attention: a cache does not match the queries");
+        }
+        views.push((k, v, capacity, *len));
+    }
+    out.par_chunks_mut(rep * hd)
+        .enumerate()
+        .for_each(|(task, out)| {
+            let (b, g) = (task / groups, task % groups);
+            let (k, v, capacity, s) = views[b];
             let (kg, vg) = (
-                &k[g * s * hd..(g + 1) * s * hd],
-                &v[g * s * hd..(g + 1) * s * hd],
+                &k[g * capacity * hd..(g * capacity + s) * hd],
+                &v[g * capacity * hd..(g * capacity + s) * hd],
             );
+            let first = window.map_or(0, |w| s.saturating_sub(w));
+            let mut scores = vec![0f32; s];
             for r in 0..rep {
-                let row = (g * rep + r) * hd;
+                let row = ((b * groups + g) * rep + r) * hd;
                 let qr = &q[row..row + hd];
                 for (j, sc) in scores.iter_mut().enumerate().skip(first) {
                     let kj = &kg[j * hd..(j + 1) * hd];
-                    *sc = qr.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * self.scale;
+                    *sc = qr.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
                 }
                 let visible = &mut scores[first..];
                 let max = crate::fastmath::max_f32(visible);
@@ -129,7 +139,7 @@ impl CustomOp3 for DecodeAttention {
                     *sc = exp_f32(*sc - max);
                     sum += *sc;
                 }
-                let o = &mut out[row..row + hd];
+                let o = &mut out[r * hd..(r + 1) * hd];
                 for (j, &p) in visible.iter().enumerate() {
                     let vj = &vg[(first + j) * hd..(first + j + 1) * hd];
                     for (oi, &vi) in o.iter_mut().zip(vj) {
@@ -139,9 +149,8 @@ impl CustomOp3 for DecodeAttention {
                 let inv = 1.0 / sum;
                 o.iter_mut().for_each(|x| *x *= inv);
             }
-        }
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
+        });
+    Tensor::from_vec(out, (n, groups * rep * hd), &device)
 }
 
 /// `act(gate) * up`, elementwise, in one parallel pass.

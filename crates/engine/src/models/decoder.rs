@@ -11,8 +11,10 @@ use candle_nn::{RmsNorm, VarBuilder};
 
 use crate::config::{Activation, LayerAttention, ModelConfig, NormPlacement, QkNorm};
 use crate::error::{EngineError, Result};
-use crate::models::cpu_ops::{CausalSoftmax, DecodeAttention, GatedActivation};
-use crate::models::quantized_linear::{QuantizedLinear, TokenEmbedding};
+use crate::models::cpu_ops::{CausalSoftmax, GatedActivation};
+use crate::models::kv_cache::LayerCache;
+pub use crate::models::kv_cache::{KvCache, Segment};
+use crate::models::quantized_linear::{dense_forward_many, QuantizedLinear, TokenEmbedding};
 use crate::rope;
 
 /// Upper bound on one attention score block, so long sequences never hold
@@ -38,7 +40,12 @@ enum Linear {
 impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::Dense(l) => l.forward(x),
+            Self::Dense(l) => match dense_forward_many(&[l], x) {
+                Some(ys) => ys?
+                    .pop()
+                    .ok_or_else(|| candle_core::Error::Msg("no projection output".into())),
+                None => l.forward(x),
+            },
             Self::Quantized { linear, .. } => linear.forward(x),
         }
     }
@@ -55,7 +62,19 @@ impl Linear {
                 Self::Dense(_) => None,
             })
             .collect();
-        if let Some(outs) = quantized.and_then(|q| QuantizedLinear::forward_many(&q, x)) {
+        let dense: Option<Vec<&candle_nn::Linear>> = linears
+            .iter()
+            .map(|l| match l {
+                Self::Dense(linear) => Some(linear),
+                Self::Quantized { .. } => None,
+            })
+            .collect();
+        let fast = match (quantized, dense) {
+            (Some(q), _) => QuantizedLinear::forward_many(&q, x),
+            (_, Some(d)) => dense_forward_many(&d, x),
+            _ => None,
+        };
+        if let Some(outs) = fast {
             let outs = outs?;
             if let Ok(array) = <[Tensor; N]>::try_from(outs) {
                 return Ok(array);
@@ -174,28 +193,118 @@ impl Attention {
         })
     }
 
-    /// `x`: `[T, hidden]` for positions `start..start + T`; returns `[T, hidden]`.
+    /// `x`: `[N, hidden]`, the rows of one or more sequences back to back
+    /// (`segments`, in order); returns `[N, hidden]`. Projections and norms run
+    /// on all rows at once (one pass over the weights for every sequence);
+    /// attention runs per sequence, against its own cache.
     fn forward(
         &self,
         x: &Tensor,
-        start: usize,
+        segments: &mut [AttnSegment<'_>],
         (cos, sin): (&Tensor, &Tensor),
         window: Option<usize>,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
         masks: &MaskCache,
     ) -> Result<Tensor> {
-        let t = x.dim(0)?;
+        let n = x.dim(0)?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let rep = nh / nkv;
         let [q, k, v] = Linear::forward_many([&self.q, &self.k, &self.v], x)?;
-        let q = q.reshape((1, t, nh, hd))?;
+        let q = q.reshape((1, n, nh, hd))?;
         let q = match &self.q_norm {
             Some(norm) => norm.forward(&q)?,
             None => q,
         };
         let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?;
-        // On the CPU in f32 the fused kernel applies scale, mask and softmax in one pass.
+        let k = k.reshape((1, n, nkv, hd))?;
+        let k = match &self.k_norm {
+            Some(norm) => norm.forward(&k)?,
+            None => k,
+        };
+        let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?;
+        // On the CPU in f32 the fused kernels apply scale, mask and softmax in one pass.
         let fused = x.device().is_cpu() && q.dtype() == DType::F32 && self.softcap.is_none();
+        let decoding = segments.iter().all(|s| s.len == 1 && s.cache.is_some());
+        let out = if fused && decoding {
+            self.decode(&q, &k, &v, segments, window)?
+        } else {
+            let mut outputs = Vec::with_capacity(segments.len());
+            let mut row = 0;
+            for segment in segments.iter_mut() {
+                let t = segment.len;
+                outputs.push(self.attend(
+                    &q.narrow(1, row, t)?,
+                    &k.narrow(1, row, t)?,
+                    &v.narrow(0, row, t)?,
+                    segment,
+                    window,
+                    masks,
+                    fused,
+                )?);
+                row += t;
+            }
+            if outputs.len() == 1 {
+                outputs.pop().unwrap_or_else(|| unreachable!())
+            } else {
+                Tensor::cat(&outputs, 0)?
+            }
+        };
+        Ok(self.o.forward(&out)?)
+    }
+
+    /// The newest position of every sequence (one row each) against its cache,
+    /// all sequences in one parallel kernel; returns `[N, heads * head_dim]`.
+    fn decode(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        segments: &mut [AttnSegment<'_>],
+        window: Option<usize>,
+    ) -> Result<Tensor> {
+        let (nkv, hd) = (self.num_kv_heads, self.head_dim);
+        let n = segments.len();
+        let k = k.reshape((n, nkv, hd))?;
+        let v = v.reshape((n, nkv, hd))?;
+        let mut caches = Vec::with_capacity(n);
+        for (b, segment) in segments.iter_mut().enumerate() {
+            let slot = segment.cache.as_deref_mut().ok_or_else(|| {
+                EngineError::Input("decoding needs every sequence's cache".into())
+            })?;
+            let kb = k.narrow(0, b, 1)?.transpose(0, 1)?.contiguous()?;
+            let vb = v.narrow(0, b, 1)?.transpose(0, 1)?.contiguous()?;
+            LayerCache::append(slot, segment.start, segment.reserve, &kb, &vb)?;
+            let cache = slot
+                .as_ref()
+                .ok_or_else(|| EngineError::Input("the key/value cache was not filled".into()))?;
+            caches.push((cache.k.clone(), cache.v.clone(), segment.start + 1));
+        }
+        let q = q
+            .reshape((n, nkv, self.num_heads / nkv, hd))?
+            .contiguous()?;
+        Ok(crate::models::cpu_ops::decode_attention(
+            &q,
+            &caches,
+            window,
+            self.scale as f32,
+        )?)
+    }
+
+    /// One sequence's attention: q `[1, t, heads, hd]` and k `[1, t, kv heads, hd]`
+    /// after rope, v `[t, kv heads * hd]`; returns `[t, heads * hd]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        segment: &mut AttnSegment<'_>,
+        window: Option<usize>,
+        masks: &MaskCache,
+        fused: bool,
+    ) -> Result<Tensor> {
+        let t = segment.len;
+        let start = segment.start;
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let rep = nh / nkv;
         // Group query heads by their shared kv head, rows ordered (position, head in group),
         // so grouped-query attention needs no repeated keys and a block of positions is a
         // contiguous block of rows.
@@ -204,37 +313,24 @@ impl Attention {
             .transpose(0, 1)?
             .contiguous()?;
         let q = if fused { q } else { (q * self.scale)? }.reshape((nkv, t * rep, hd))?;
-        let k = k.reshape((1, t, nkv, hd))?;
-        let k = match &self.k_norm {
-            Some(norm) => norm.forward(&k)?,
-            None => k,
-        };
-        let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?;
         let k = k.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
         let v = v.reshape((t, nkv, hd))?.transpose(0, 1)?.contiguous()?;
-        let (k, v, key_start) = match cache {
+        let (k, v, key_start) = match segment.cache.as_deref_mut() {
             Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
-                    None => (k, v),
-                };
-                *slot = Some((k.clone(), v.clone()));
-                (k, v, 0)
+                LayerCache::append(slot, start, segment.reserve, &k, &v)?;
+                let cache = slot.as_ref().ok_or_else(|| {
+                    EngineError::Input("the key/value cache was not filled".into())
+                })?;
+                let keys = start + t;
+                (
+                    cache.k.narrow(1, 0, keys)?.contiguous()?,
+                    cache.v.narrow(1, 0, keys)?.contiguous()?,
+                    0,
+                )
             }
             None => (k, v, start),
         };
         let s = k.dim(1)?;
-        if fused && t == 1 && start + 1 == key_start + s {
-            let out = q.apply_op3_no_bwd(
-                &k,
-                &v,
-                &DecodeAttention {
-                    window,
-                    scale: self.scale as f32,
-                },
-            )?;
-            return Ok(self.o.forward(&out.reshape((1, nh * hd))?)?);
-        }
         // Query blocks bound the score memory; causally, a block needs no key after its last query.
         let block = (ATTENTION_BLOCK_BYTES / (nh * s * 4).max(1)).clamp(1, t.min(QUERY_BLOCK));
         let mut outputs = Vec::with_capacity(t.div_ceil(block));
@@ -268,7 +364,7 @@ impl Attention {
                     s: keys,
                     window,
                 },
-                x.device(),
+                q.device(),
             )?;
             let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
             outputs.push(probs.to_dtype(v.dtype())?.matmul(&vb)?);
@@ -278,13 +374,21 @@ impl Attention {
         } else {
             Tensor::cat(&outputs, 1)?
         };
-        let out = out
+        Ok(out
             .reshape((nkv, t, rep, hd))?
             .transpose(0, 1)?
             .contiguous()?
-            .reshape((t, nh * hd))?;
-        Ok(self.o.forward(&out)?)
+            .reshape((t, nh * hd))?)
     }
+}
+
+/// One sequence's rows in an attention call: positions `start..start + len`,
+/// appended to its layer cache when it has one.
+struct AttnSegment<'c> {
+    start: usize,
+    len: usize,
+    reserve: usize,
+    cache: Option<&'c mut Option<LayerCache>>,
 }
 
 /// Which additive attention mask: `[bt * rep, s]` for queries at positions
@@ -391,22 +495,6 @@ fn apply(norm: &Option<RmsNorm>, x: Tensor) -> Result<Tensor> {
         Some(n) => n.forward(&x)?,
         None => x,
     })
-}
-
-/// Per-layer key/value cache for incremental decoding.
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-    len: usize,
-}
-
-impl KvCache {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 pub struct Decoder {
@@ -546,10 +634,15 @@ impl Decoder {
     }
 
     pub fn new_cache(&self) -> KvCache {
-        KvCache {
-            layers: vec![None; self.layers.len()],
-            len: 0,
-        }
+        self.new_cache_for(64)
+    }
+
+    /// A cache sized at first for `positions` (at most the context length).
+    pub fn new_cache_for(&self, positions: usize) -> KvCache {
+        KvCache::new(
+            self.layers.len(),
+            positions.min(self.config.max_position_embeddings),
+        )
     }
 
     /// Checks that `tokens`, placed after `start` earlier tokens, fit the
@@ -576,15 +669,51 @@ impl Decoder {
 
     /// Final-norm hidden states `[T, hidden]` for every position of `tokens`.
     /// With a cache, `tokens` continue the cached sequence and are appended to it.
-    pub fn hidden_states(&self, tokens: &[u32], mut cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let t = tokens.len();
-        if t == 0 {
+    pub fn hidden_states(&self, tokens: &[u32], cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.hidden_states_packed(
+            tokens,
+            &mut [Segment {
+                len: tokens.len(),
+                cache,
+            }],
+        )
+    }
+
+    /// Hidden states `[N, hidden]` of several sequences in one pass: `tokens`
+    /// holds each segment's tokens back to back, in order. Every sequence sees
+    /// only itself (and its cache); each row equals a pass over its sequence alone.
+    pub fn hidden_states_packed(&self, tokens: &[u32], segments: &mut [Segment]) -> Result<Tensor> {
+        let n = tokens.len();
+        if n == 0 || segments.iter().any(|s| s.len == 0) {
             return Err(EngineError::Input("empty token sequence".into()));
         }
-        let start = cache.as_ref().map_or(0, |c| c.len);
-        self.check_tokens(tokens, start)?;
+        if segments.iter().map(|s| s.len).sum::<usize>() != n {
+            return Err(EngineError::Input(
+                "the segments do not add up to the packed tokens".into(),
+            ));
+        }
+        let starts: Vec<usize> = segments
+            .iter()
+            .map(|s| s.cache.as_ref().map_or(0, |c| c.len))
+            .collect();
+        let mut row = 0;
+        for (segment, &start) in segments.iter().zip(&starts) {
+            self.check_tokens(&tokens[row..row + segment.len], start)?;
+            row += segment.len;
+        }
         let rope_tables = |inv: &[f32]| -> Result<(Tensor, Tensor)> {
-            let (c, s) = rope::cos_sin(inv, start, t, &self.device)?;
+            let mut cos = Vec::with_capacity(segments.len());
+            let mut sin = Vec::with_capacity(segments.len());
+            for (segment, &start) in segments.iter().zip(&starts) {
+                let (c, s) = rope::cos_sin(inv, start, segment.len, &self.device)?;
+                cos.push(c);
+                sin.push(s);
+            }
+            let (c, s) = if cos.len() == 1 {
+                (cos.remove(0), sin.remove(0))
+            } else {
+                (Tensor::cat(&cos, 0)?, Tensor::cat(&sin, 0)?)
+            };
             Ok((c.to_dtype(self.dtype)?, s.to_dtype(self.dtype)?))
         };
         let full = rope_tables(&self.inv_freq_full)?;
@@ -608,18 +737,32 @@ impl Decoder {
                 LayerAttention::Full => (None, &full),
                 LayerAttention::Sliding(w) => (Some(w), sliding.as_ref().unwrap_or(&full)),
             };
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let mut attention_segments: Vec<AttnSegment> = segments
+                .iter_mut()
+                .zip(&starts)
+                .map(|(s, &start)| AttnSegment {
+                    start,
+                    len: s.len,
+                    reserve: s.cache.as_ref().map_or(0, |c| c.reserve),
+                    cache: s.cache.as_deref_mut().map(|c| &mut c.layers[i]),
+                })
+                .collect();
             let h = layer.input_norm.forward(&x)?;
-            let h =
-                layer
-                    .attention
-                    .forward(&h, start, (&tables.0, &tables.1), window, slot, &masks)?;
+            let h = layer.attention.forward(
+                &h,
+                &mut attention_segments,
+                (&tables.0, &tables.1),
+                window,
+                &masks,
+            )?;
             x = (x + apply(&layer.attention_out_norm, h)?)?;
             let h = layer.mlp.forward(&layer.mlp_in_norm.forward(&x)?)?;
             x = (x + apply(&layer.mlp_out_norm, h)?)?;
         }
-        if let Some(c) = cache {
-            c.len += t;
+        for segment in segments.iter_mut() {
+            if let Some(c) = segment.cache.as_deref_mut() {
+                c.len += segment.len;
+            }
         }
         Ok(self.norm.forward(&x)?)
     }

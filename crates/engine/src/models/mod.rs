@@ -7,6 +7,7 @@
 mod cpu_ops;
 pub mod decoder;
 mod gemma3;
+mod kv_cache;
 mod llama;
 mod mistral;
 mod quantized_gemv;

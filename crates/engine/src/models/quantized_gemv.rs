@@ -1,5 +1,5 @@
-//! Matrix-vector products straight from GGUF blocks, for generation (a few
-//! rows at a time). Each block is dequantized in registers and multiplied with
+//! Matrix-vector products straight from GGUF blocks (or dense f32 rows), for
+//! generation (a few rows at a time: a batch of sequences' newest tokens). Each block is dequantized in registers and multiplied with
 //! the f32 activations, so no 8-bit rounding of the activations happens (the
 //! results match the dequantized weights' f32 product, as teacher forcing
 //! computes it) and the loops vectorise: candle's kernels for Q4_1 and Q5_0
@@ -21,6 +21,8 @@ pub fn block_bytes(dtype: GgmlDType) -> Option<usize> {
         GgmlDType::Q8_0 => Some(34),
         GgmlDType::Q4K => Some(144),
         GgmlDType::Q6K => Some(210),
+        // Dense f32 weights, 32 to a "block": the same loop serves decoding in f32.
+        GgmlDType::F32 => Some(4 * QK),
         _ => None,
     }
 }
@@ -150,6 +152,13 @@ fn unpack(dtype: GgmlDType, b: &[u8], q: &mut [f32; QK], h: &impl Fn(u16) -> f32
             }
             (half(b, 0), 0.0)
         }
+        GgmlDType::F32 => {
+            let bytes: &[u8; 4 * QK] = b[..4 * QK].try_into().unwrap_or(&[0; 4 * QK]);
+            for (o, c) in q.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            (1.0, 0.0)
+        }
         _ => {
             // Q8_0
             let qs: &[u8; 32] = b[2..34].try_into().unwrap_or(&[0; 32]);
@@ -161,37 +170,58 @@ fn unpack(dtype: GgmlDType, b: &[u8], q: &mut [f32; QK], h: &impl Fn(u16) -> f32
     }
 }
 
+/// Most activation rows one pass takes: each unpacked block is dotted with all
+/// of them, so a batch of generated tokens reads the weights once.
+pub const MAX_ROWS: usize = 16;
+
+/// Activation rows dotted together with one unpacked block (their
+/// accumulators stay in registers).
+const GROUP: usize = 4;
+
+/// `Σ_k w_k x[r][k]` for one weight row (its blocks in `row`) and each of the
+/// `N` activation rows `xs` (with their per-block sums). A block is unpacked
+/// once for all of them; each row's sum runs in the same order whatever `N`
+/// is, so a row's result does not depend on the rows batched with it.
 #[inline(always)]
-fn row_dot(
+fn row_dot<const N: usize>(
     dtype: GgmlDType,
     row: &[u8],
     bytes: usize,
-    x: &[f32],
-    xsums: &[f32],
+    xs: [&[f32]; N],
+    xsums: [&[f32]; N],
     h: &impl Fn(u16) -> f32,
-) -> f32 {
-    let mut acc = [0f32; 16];
+) -> [f32; N] {
+    let mut acc = [[0f32; 16]; N];
+    let mut mins = [0f32; N];
     let mut q = [0f32; QK];
-    let mut mins = 0f32;
-    if block_weights(dtype) > QK {
-        for (k, b) in row.chunks_exact(bytes).enumerate() {
-            for s in 0..8 {
-                let (scale, min) = unpack_k(dtype, b, s, &mut q, h);
-                let at = k * 8 + s;
-                let xb: &[f32; QK] = x[at * QK..(at + 1) * QK].try_into().unwrap_or(&[0.0; QK]);
-                mins += block_dot(&q, xb, scale, min, xsums[at], &mut acc);
+    // No closure here: a closure is not compiled with the caller's target features.
+    let k_quant = block_weights(dtype) > QK;
+    let subs = if k_quant { 8 } else { 1 };
+    for (kb, b) in row.chunks_exact(bytes).enumerate() {
+        for s in 0..subs {
+            let (scale, min) = if k_quant {
+                unpack_k(dtype, b, s, &mut q, h)
+            } else {
+                unpack(dtype, b, &mut q, h)
+            };
+            let at = kb * subs + s;
+            for r in 0..N {
+                let xb: &[f32; QK] = xs[r][at * QK..(at + 1) * QK]
+                    .try_into()
+                    .unwrap_or(&[0.0; QK]);
+                mins[r] += block_dot(&q, xb, scale, min, xsums[r][at], &mut acc[r]);
             }
         }
-        return acc.iter().sum::<f32>() + mins;
     }
-    for (k, b) in row.chunks_exact(bytes).enumerate() {
-        let (scale, min) = unpack(dtype, b, &mut q, h);
-        let xb: &[f32; QK] = x[k * QK..(k + 1) * QK].try_into().unwrap_or(&[0.0; QK]);
-        mins += block_dot(&q, xb, scale, min, xsums[k], &mut acc);
+    let mut out = [0f32; N];
+    for r in 0..N {
+        out[r] = acc[r].iter().sum::<f32>() + mins[r];
     }
-    acc.iter().sum::<f32>() + mins
+    out
 }
 
+/// Weight rows `rows` against the `m` activation rows `x` (`m * k`, with
+/// per-block sums `xsums`): `out` is `[rows, m]`.
 #[inline(always)]
 fn rows_kernel(
     dtype: GgmlDType,
@@ -203,8 +233,36 @@ fn rows_kernel(
     h: &impl Fn(u16) -> f32,
 ) {
     let bytes = block_bytes(dtype).unwrap_or(34);
-    for (o, row) in out.iter_mut().zip(rows.chunks_exact(bytes_per_row)) {
-        *o = row_dot(dtype, row, bytes, x, xsums, h);
+    let m = (out.len() / (rows.len() / bytes_per_row.max(1)).max(1)).max(1);
+    let k = x.len() / m;
+    let blocks = xsums.len() / m;
+    for (o, row) in out
+        .chunks_exact_mut(m)
+        .zip(rows.chunks_exact(bytes_per_row))
+    {
+        let mut r0 = 0;
+        while r0 < m {
+            let n = GROUP.min(m - r0);
+            macro_rules! group {
+                ($n:literal) => {{
+                    let mut xs: [&[f32]; $n] = [&[]; $n];
+                    let mut ss: [&[f32]; $n] = [&[]; $n];
+                    for i in 0..$n {
+                        let r = r0 + i;
+                        xs[i] = &x[r * k..(r + 1) * k];
+                        ss[i] = &xsums[r * blocks..(r + 1) * blocks];
+                    }
+                    o[r0..r0 + $n].copy_from_slice(&row_dot::<$n>(dtype, row, bytes, xs, ss, h));
+                }};
+            }
+            match n {
+                1 => group!(1),
+                2 => group!(2),
+                3 => group!(3),
+                _ => group!(4),
+            }
+            r0 += n;
+        }
     }
 }
 
@@ -273,21 +331,26 @@ pub struct GemvWeight<'a> {
 }
 
 /// `y[m, n] = x[m, k] · W^T` for each weight that shares the input `x` (the
-/// q/k/v or gate/up projections of a layer), all rows of all weights in one
-/// parallel pass. k must be a multiple of the types' blocks ([`block_weights`]).
+/// q/k/v or gate/up projections of a layer), all output rows of all weights in
+/// one parallel pass, each weight block read once for up to [`MAX_ROWS`]
+/// activation rows. k must be a multiple of the types' blocks ([`block_weights`]).
 pub fn gemv_many(weights: &[GemvWeight], k: usize, x: &[f32]) -> Vec<Vec<f32>> {
-    let m = x.len() / k;
-    let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
-    for (r, xr) in x.chunks_exact(k).enumerate() {
-        let xsums: Vec<f32> = xr.chunks_exact(QK).map(|c| c.iter().sum()).collect();
+    let m_all = x.len() / k.max(1);
+    let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m_all * w.n]).collect();
+    for r0 in (0..m_all).step_by(MAX_ROWS) {
+        let m = MAX_ROWS.min(m_all - r0);
+        let xs = &x[r0 * k..(r0 + m) * k];
+        let xsums: Vec<f32> = xs.chunks_exact(QK).map(|c| c.iter().sum()).collect();
+        // Each weight's products as [n, m] (output row major), so a task owns a
+        // contiguous piece; transposed into [m, n] below.
+        let mut transposed: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
         let mut tasks = Vec::new();
-        for (w, out) in weights.iter().zip(outs.iter_mut()) {
+        for (w, out) in weights.iter().zip(transposed.iter_mut()) {
             let bytes_per_row = w.data.len() / w.n.max(1);
             // Enough rows per task that thread hand-offs stay small next to the work.
             let rows_per_task = (16384 / bytes_per_row.max(1)).clamp(8, w.n.max(8));
-            let out_row = &mut out[r * w.n..(r + 1) * w.n];
-            for (o, d) in out_row
-                .chunks_mut(rows_per_task)
+            for (o, d) in out
+                .chunks_mut(rows_per_task * m)
                 .zip(w.data.chunks(rows_per_task * bytes_per_row))
             {
                 tasks.push((w.dtype, d, bytes_per_row, o));
@@ -295,7 +358,14 @@ pub fn gemv_many(weights: &[GemvWeight], k: usize, x: &[f32]) -> Vec<Vec<f32>> {
         }
         tasks
             .into_par_iter()
-            .for_each(|(dtype, d, bytes_per_row, o)| rows(dtype, d, bytes_per_row, xr, &xsums, o));
+            .for_each(|(dtype, d, bytes_per_row, o)| rows(dtype, d, bytes_per_row, xs, &xsums, o));
+        for ((w, out), t) in weights.iter().zip(outs.iter_mut()).zip(&transposed) {
+            for (j, column) in t.chunks_exact(m).enumerate() {
+                for (r, &v) in column.iter().enumerate() {
+                    out[(r0 + r) * w.n + j] = v;
+                }
+            }
+        }
     }
     outs
 }
@@ -322,8 +392,10 @@ mod tests {
         let w: Vec<f32> = (0..n * k)
             .map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * 0.3)
             .collect();
-        let x: Vec<f32> = (0..2 * k)
-            .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
+        // More rows than one pass takes, so the chunking is covered too.
+        let m = MAX_ROWS + 2;
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8 + (i / k) as f32 * 0.01)
             .collect();
         let dense = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
         for dtype in [
@@ -333,10 +405,11 @@ mod tests {
             GgmlDType::Q8_0,
             GgmlDType::Q4K,
             GgmlDType::Q6K,
+            GgmlDType::F32,
         ] {
             let q = QTensor::quantize(&dense, dtype).unwrap();
             let deq = q.dequantize(&Device::Cpu).unwrap();
-            let xs = Tensor::from_vec(x.clone(), (2, k), &Device::Cpu).unwrap();
+            let xs = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
             let want = xs
                 .matmul(&deq.t().unwrap())
                 .unwrap()
@@ -361,6 +434,18 @@ mod tests {
                     "{dtype:?}: {a} vs {b}"
                 );
             }
+            // A row's product does not depend on the rows batched with it.
+            for (r, batched) in got.chunks_exact(n).enumerate() {
+                let weight = GemvWeight {
+                    dtype,
+                    data: &data,
+                    n,
+                };
+                let alone = gemv_many(&[weight], k, &x[r * k..(r + 1) * k])
+                    .pop()
+                    .unwrap();
+                assert_eq!(batched, &alone[..], "{dtype:?}: row {r} batched vs alone");
+            }
             // The portable loop, as CPUs without AVX2/F16C run it.
             let xsums: Vec<f32> = x[..k].chunks_exact(QK).map(|c| c.iter().sum()).collect();
             let mut portable = vec![0f32; n];
@@ -373,7 +458,7 @@ mod tests {
                 &mut portable,
                 &half_bits,
             );
-            for (a, b) in portable.iter().zip(&want) {
+            for (a, b) in portable.iter().zip(&want[..n]) {
                 assert!(
                     (a - b).abs() < 1e-4 * b.abs().max(1.0),
                     "{dtype:?} portable: {a} vs {b}"

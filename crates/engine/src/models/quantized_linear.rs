@@ -17,7 +17,7 @@ use candle_core::{DType, Module, Tensor};
 use rayon::prelude::*;
 
 /// At or above this many input rows, dequantize-then-GEMM beats the vec-dot kernel.
-pub const DEQUANTIZE_MIN_ROWS: usize = 16;
+pub const DEQUANTIZE_MIN_ROWS: usize = super::quantized_gemv::MAX_ROWS + 1;
 
 /// Largest f32 tile of a dequantized weight; larger weights (a big vocabulary's
 /// output projection) go in several tiles of output rows.
@@ -131,18 +131,8 @@ impl QuantizedLinear {
                 })
                 .collect();
             let outs = super::quantized_gemv::gemv_many(&weights, in_dim, &xs);
-            linears
-                .iter()
-                .zip(outs)
-                .map(|(l, y)| {
-                    let shape = with_last_dim(x, y.len() / rows.max(1));
-                    let y = Tensor::from_vec(y, shape, x.device())?.to_dtype(x.dtype())?;
-                    match &l.bias {
-                        Some(b) => y.broadcast_add(b),
-                        None => Ok(y),
-                    }
-                })
-                .collect()
+            let biases = linears.iter().map(|l| l.bias.as_ref());
+            gemv_outputs(x, rows, outs, biases)
         })())
     }
 
@@ -172,6 +162,78 @@ impl QuantizedLinear {
             Tensor::cat(&chunks, 0)
         }
     }
+}
+
+/// The kernel's outputs as tensors shaped like `x` (`rows` rows), in `x`'s
+/// dtype, each with its projection's bias.
+fn gemv_outputs<'b>(
+    x: &Tensor,
+    rows: usize,
+    outs: Vec<Vec<f32>>,
+    biases: impl Iterator<Item = Option<&'b Tensor>>,
+) -> candle_core::Result<Vec<Tensor>> {
+    outs.into_iter()
+        .zip(biases)
+        .map(|(y, bias)| {
+            let shape = with_last_dim(x, y.len() / rows.max(1));
+            let y = Tensor::from_vec(y, shape, x.device())?.to_dtype(x.dtype())?;
+            match bias {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            }
+        })
+        .collect()
+}
+
+/// The products of dense f32 projections that share the input `x`, for a few
+/// rows (decoding), through the same kernel as the quantized ones: each weight
+/// row is read once for every row of `x`, and a row's result does not depend
+/// on the others. `None` where it does not apply (another dtype or device,
+/// many rows, a width the kernel's blocks do not divide), so the caller uses
+/// the GEMM.
+pub fn dense_forward_many(
+    linears: &[&candle_nn::Linear],
+    x: &Tensor,
+) -> Option<candle_core::Result<Vec<Tensor>>> {
+    use candle_core::{CpuStorage, Storage};
+    let first = linears.first()?;
+    let (_, in_dim) = first.weight().dims2().ok()?;
+    let rows = x.elem_count() / in_dim.max(1);
+    let block = super::quantized_gemv::block_weights(candle_core::quantized::GgmlDType::F32);
+    let usable = x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && rows < DEQUANTIZE_MIN_ROWS
+        && in_dim % block == 0
+        && linears.iter().all(|l| {
+            l.weight().dtype() == DType::F32
+                && l.weight().is_contiguous()
+                && l.weight().dims2().is_ok_and(|(_, k)| k == in_dim)
+        });
+    if !usable {
+        return None;
+    }
+    Some((|| {
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let guards: Vec<_> = linears
+            .iter()
+            .map(|l| l.weight().storage_and_layout())
+            .collect();
+        let mut weights = Vec::with_capacity(linears.len());
+        for ((storage, layout), l) in guards.iter().zip(linears) {
+            let Storage::Cpu(CpuStorage::F32(data)) = &**storage else {
+                candle_core::bail!("a dense f32 weight not in CPU f32 storage");
+            };
+            let n = l.weight().dims()[0];
+            let start = layout.start_offset();
+            weights.push(super::quantized_gemv::GemvWeight {
+                dtype: candle_core::quantized::GgmlDType::F32,
+                data: bytemuck::cast_slice(&data[start..start + n * in_dim]),
+                n,
+            });
+        }
+        let outs = super::quantized_gemv::gemv_many(&weights, in_dim, &xs);
+        gemv_outputs(x, rows, outs, linears.iter().map(|l| l.bias()))
+    })())
 }
 
 /// The token embedding: dense, or kept in its GGUF blocks with only the looked-up

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aligntds_engine::{LanguageModel, LoadOptions};
+use aligntds_engine::{DTypeChoice, LanguageModel, LoadOptions};
 use serde_json::Value;
 
 pub const FIXTURES: &[&str] = &["llama2", "llama3", "mistral", "qwen2", "gemma3"];
@@ -125,4 +125,20 @@ pub fn max_error_with(
         "every scored position is delivered once"
     );
     worst
+}
+
+/// One of the real models from PyPI (`models/`, scripts/fetch-models.sh) in `dtype`.
+pub fn real(file: &str, dtype: DTypeChoice) -> Option<LanguageModel> {
+    let path = require(
+        &repo_root().join(file),
+        "run `bash scripts/fetch-models.sh`",
+    )?;
+    let options = LoadOptions {
+        dtype,
+        ..Default::default()
+    };
+    Some(
+        LanguageModel::load(path.to_str().unwrap(), &options)
+            .unwrap_or_else(|e| panic!("{file}: {e}")),
+    )
 }

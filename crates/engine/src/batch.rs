@@ -1,0 +1,287 @@
+//! Batched greedy generation: many sequences decoded together, each with its
+//! own key/value cache and position. A decode step runs every active
+//! sequence's newest token through one packed forward pass, so the weights are
+//! read once per step for all of them instead of once per sequence. Sequences
+//! leave as they finish (per-sequence stop rules) and waiting ones join, their
+//! prompts prefilled together.
+
+use crate::error::{EngineError, Result};
+use crate::generate::{find_stop, GenerateOptions, Generation, StopReason};
+use crate::models::decoder::{Decoder, KvCache, Segment};
+use crate::score::{argmax, log_softmax_in_place};
+use crate::tokenizer::TextTokenizer;
+
+/// At most this many prompt tokens in one packed prefill (a longer prompt goes
+/// alone), so joining many long prompts keeps activations bounded.
+const PREFILL_TOKENS: usize = 4096;
+
+/// A sequence to generate: the caller's key, the prompt's token ids, options.
+pub type Request = (u64, Vec<u32>, GenerateOptions);
+
+/// A finished sequence: the caller's key and its answer (or why it failed).
+pub struct Finished {
+    pub key: u64,
+    pub result: Result<Generation>,
+}
+
+struct Sequence {
+    key: u64,
+    cache: KvCache,
+    tokens: Vec<u32>,
+    logprobs: Vec<f32>,
+    options: GenerateOptions,
+}
+
+/// Sequences being decoded together; see the module docs.
+pub struct BatchGenerator<'m> {
+    decoder: &'m Decoder,
+    tokenizer: &'m TextTokenizer,
+    default_eos: Vec<u32>,
+    capacity: usize,
+    active: Vec<Sequence>,
+}
+
+impl<'m> BatchGenerator<'m> {
+    pub(crate) fn new(
+        decoder: &'m Decoder,
+        tokenizer: &'m TextTokenizer,
+        default_eos: Vec<u32>,
+        capacity: usize,
+    ) -> Self {
+        Self {
+            decoder,
+            tokenizer,
+            default_eos,
+            capacity: capacity.max(1),
+            active: Vec::new(),
+        }
+    }
+
+    /// Sequences being decoded.
+    pub fn active(&self) -> usize {
+        self.active.len()
+    }
+
+    /// How many more sequences may join.
+    pub fn free(&self) -> usize {
+        self.capacity.saturating_sub(self.active.len())
+    }
+
+    /// Adds sequences (at most [`Self::free`] are taken; the rest are returned
+    /// untouched): prefills their prompts and takes each one's first token.
+    /// Returns the ones already finished, and those that did not fit.
+    pub fn join(&mut self, mut requests: Vec<Request>) -> Result<(Vec<Finished>, Vec<Request>)> {
+        let rest = requests.split_off(self.free().min(requests.len()));
+        let mut finished = Vec::new();
+        let mut ready = Vec::new();
+        for (key, prompt, mut options) in requests {
+            if options.eos_token_ids.is_empty() {
+                options.eos_token_ids = self.default_eos.clone();
+            }
+            let problem = if prompt.is_empty() {
+                Some(EngineError::Input("the prompt encodes to no tokens".into()))
+            } else {
+                self.decoder.check_tokens(&prompt, 0).err()
+            };
+            match problem {
+                Some(e) => finished.push(Finished {
+                    key,
+                    result: Err(e),
+                }),
+                None if options.max_new_tokens == 0 => finished.push(Finished {
+                    key,
+                    result: Ok(Generation {
+                        tokens: Vec::new(),
+                        logprobs: Vec::new(),
+                        stop_reason: StopReason::MaxNewTokens,
+                    }),
+                }),
+                None => ready.push((key, prompt, options)),
+            }
+        }
+        // Prompts packed into passes of at most PREFILL_TOKENS tokens.
+        while !ready.is_empty() {
+            let mut take = 1;
+            let mut tokens = ready[0].1.len();
+            while take < ready.len() && tokens + ready[take].1.len() <= PREFILL_TOKENS {
+                tokens += ready[take].1.len();
+                take += 1;
+            }
+            let group: Vec<_> = ready.drain(..take).collect();
+            let mut caches: Vec<KvCache> = group
+                .iter()
+                .map(|(_, p, o)| self.decoder.new_cache_for(p.len() + o.max_new_tokens))
+                .collect();
+            let packed: Vec<u32> = group
+                .iter()
+                .flat_map(|(_, p, _)| p.iter().copied())
+                .collect();
+            let lasts = {
+                let mut segments: Vec<Segment> = group
+                    .iter()
+                    .zip(caches.iter_mut())
+                    .map(|((_, p, _), cache)| Segment {
+                        len: p.len(),
+                        cache: Some(cache),
+                    })
+                    .collect();
+                let hidden = self.decoder.hidden_states_packed(&packed, &mut segments)?;
+                let mut rows = Vec::with_capacity(group.len());
+                let mut end = 0;
+                for (_, p, _) in &group {
+                    end += p.len();
+                    rows.push(hidden.narrow(0, end - 1, 1)?);
+                }
+                candle_core::Tensor::cat(&rows, 0)?
+            };
+            let next = self.next_tokens(&lasts)?;
+            for (((key, _, options), cache), (id, logprob)) in
+                group.into_iter().zip(caches).zip(next)
+            {
+                let mut sequence = Sequence {
+                    key,
+                    cache,
+                    tokens: Vec::new(),
+                    logprobs: Vec::new(),
+                    options,
+                };
+                match self.advance(&mut sequence, id, logprob) {
+                    Ok(None) => self.active.push(sequence),
+                    Ok(Some(reason)) => finished.push(done(sequence, reason)),
+                    Err(e) => finished.push(Finished {
+                        key: sequence.key,
+                        result: Err(e),
+                    }),
+                }
+            }
+        }
+        Ok((finished, rest))
+    }
+
+    /// One decode step for every active sequence; returns those that finished.
+    pub fn step(&mut self) -> Result<Vec<Finished>> {
+        if self.active.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last: Vec<u32> = self
+            .active
+            .iter()
+            .map(|s| s.tokens.last().copied().unwrap_or_default())
+            .collect();
+        let hidden = {
+            let mut segments: Vec<Segment> = self
+                .active
+                .iter_mut()
+                .map(|s| Segment {
+                    len: 1,
+                    cache: Some(&mut s.cache),
+                })
+                .collect();
+            self.decoder.hidden_states_packed(&last, &mut segments)?
+        };
+        let next = self.next_tokens(&hidden)?;
+        let mut finished = Vec::new();
+        let mut still = Vec::with_capacity(self.active.len());
+        for (mut sequence, (id, logprob)) in std::mem::take(&mut self.active).into_iter().zip(next)
+        {
+            match self.advance(&mut sequence, id, logprob) {
+                Ok(None) => still.push(sequence),
+                Ok(Some(reason)) => finished.push(done(sequence, reason)),
+                Err(e) => finished.push(Finished {
+                    key: sequence.key,
+                    result: Err(e),
+                }),
+            }
+        }
+        self.active = still;
+        Ok(finished)
+    }
+
+    /// The greedy token and its log-probability for each hidden row `[n, hidden]`.
+    fn next_tokens(&self, hidden: &candle_core::Tensor) -> Result<Vec<(u32, f32)>> {
+        let width = self.decoder.logits_width();
+        let logits = self
+            .decoder
+            .logits(hidden)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(logits
+            .chunks_exact(width)
+            .map(|row| {
+                let mut row = row.to_vec();
+                log_softmax_in_place(&mut row);
+                let id = argmax(&row);
+                (id as u32, row[id])
+            })
+            .collect())
+    }
+
+    /// Appends a generated token and applies the stop rules, in the order the
+    /// single-sequence loop always has: eos, stop strings, length, context.
+    fn advance(&self, s: &mut Sequence, id: u32, logprob: f32) -> Result<Option<StopReason>> {
+        s.tokens.push(id);
+        s.logprobs.push(logprob);
+        if s.options.eos_token_ids.contains(&id) {
+            return Ok(Some(StopReason::Eos));
+        }
+        if let Some((keep, stop)) = find_stop(self.tokenizer, &s.tokens, &s.options.stop_strings)? {
+            s.tokens.truncate(keep);
+            s.logprobs.truncate(keep);
+            return Ok(Some(StopReason::StopString(stop)));
+        }
+        if s.tokens.len() >= s.options.max_new_tokens {
+            return Ok(Some(StopReason::MaxNewTokens));
+        }
+        if s.cache.len() + 1 > self.decoder.config().max_position_embeddings {
+            return Ok(Some(StopReason::ContextFull));
+        }
+        Ok(None)
+    }
+}
+
+fn done(sequence: Sequence, stop_reason: StopReason) -> Finished {
+    Finished {
+        key: sequence.key,
+        result: Ok(Generation {
+            tokens: sequence.tokens,
+            logprobs: sequence.logprobs,
+            stop_reason,
+        }),
+    }
+}
+
+/// Generates every prompt with at most `batch` decoded together, waiting
+/// prompts joining as others finish; results in the prompts' order.
+pub(crate) fn generate_all(
+    mut generator: BatchGenerator<'_>,
+    prompts: &[Vec<u32>],
+    options: &GenerateOptions,
+) -> Result<Vec<Result<Generation>>> {
+    let mut results: Vec<Option<Result<Generation>>> = prompts.iter().map(|_| None).collect();
+    let mut waiting: Vec<Request> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as u64, p.clone(), options.clone()))
+        .collect();
+    // Decoding runs on a pool thread, so it takes part in the many small
+    // parallel operations of a step instead of sleeping until each returns.
+    rayon::scope(|_| -> Result<()> {
+        while !waiting.is_empty() || generator.active() > 0 {
+            if generator.free() > 0 && !waiting.is_empty() {
+                let (finished, rest) = generator.join(std::mem::take(&mut waiting))?;
+                waiting = rest;
+                for f in finished {
+                    results[f.key as usize] = Some(f.result);
+                }
+            }
+            for f in generator.step()? {
+                results[f.key as usize] = Some(f.result);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(EngineError::Input("a prompt was not generated".into()))))
+        .collect())
+}
