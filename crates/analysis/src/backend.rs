@@ -4,10 +4,13 @@
 //! prompt. A backend's scoring rows are full log-distributions (the local
 //! engine) or top-k views (inference servers); metrics accept either.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{FairMutex, FairMutexGuard, ReentrantMutex, ReentrantMutexGuard};
 
 use aligntds_engine::{EngineError, GenerateOptions, Generation, LanguageModel, TextModel};
 
+use crate::local_batch::GenerationService;
 use crate::metrics::TopKRow;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,24 +88,45 @@ pub trait Backend: Send + Sync {
 }
 
 /// The local candle engine: full rows. One call at a time: each already uses
-/// every core, so records in flight for a remote side take turns here.
-/// (The turn is per call, not per scored sequence: both sides of a pair may
-/// be this one backend, under two templates.)
+/// every core, so records in flight take turns here (a fair turn, so a decode
+/// loop cannot starve scoring). (The turn is per call, not per scored
+/// sequence: both sides of a pair may be this one backend, under two templates.)
+/// With a batch above 1, generation requests from records in flight are decoded
+/// together by one service thread, and the study keeps that many in flight;
+/// one record at a time scores (its chunk buffers are the big allocation, and
+/// scoring takes turns anyway), re-entrantly, as both sides may be this backend.
 pub struct LocalBackend {
     model: Arc<LanguageModel>,
-    turn: Mutex<()>,
+    turn: Arc<FairMutex<()>>,
+    scoring: ReentrantMutex<()>,
+    batch: usize,
+    service: OnceLock<GenerationService>,
 }
 
 impl LocalBackend {
+    /// One sequence generated at a time.
     pub fn new(model: Arc<LanguageModel>) -> Self {
+        Self::with_batch(model, 1)
+    }
+
+    /// Up to `batch` sequences generated together.
+    pub fn with_batch(model: Arc<LanguageModel>, batch: usize) -> Self {
         Self {
             model,
-            turn: Mutex::new(()),
+            turn: Arc::new(FairMutex::new(())),
+            scoring: ReentrantMutex::new(()),
+            batch: batch.max(1),
+            service: OnceLock::new(),
         }
     }
 
-    fn turn(&self) -> MutexGuard<'_, ()> {
-        self.turn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Sequences generated together.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    fn turn(&self) -> FairMutexGuard<'_, ()> {
+        self.turn.lock()
     }
 }
 
@@ -110,6 +134,8 @@ struct LocalScored<'a> {
     prepared: aligntds_engine::score::PreparedScoring<'a>,
     buffer: Vec<f32>,
     backend: &'a LocalBackend,
+    /// Last, so the buffers are freed before the next record may score.
+    _scoring: ReentrantMutexGuard<'a, ()>,
 }
 
 impl Scored for LocalScored<'_> {
@@ -144,17 +170,23 @@ impl Backend for LocalBackend {
         aligntds_engine::score::pair_chunk_rows(self.model.logits_width())
     }
 
+    fn concurrency(&self) -> usize {
+        self.batch
+    }
+
     fn prepare<'a>(
         &'a self,
         tokens: &[u32],
         answer_start: usize,
         _top_k: usize,
     ) -> Result<Box<dyn Scored + 'a>, BackendError> {
+        let scoring = self.scoring.lock();
         let _turn = self.turn();
         Ok(Box::new(LocalScored {
             prepared: self.model.prepare_scoring(tokens, answer_start)?,
             buffer: Vec::new(),
             backend: self,
+            _scoring: scoring,
         }))
     }
 
@@ -163,8 +195,14 @@ impl Backend for LocalBackend {
         prompt: &[u32],
         options: &GenerateOptions,
     ) -> Result<Generation, BackendError> {
-        let _turn = self.turn();
-        Ok(self.model.generate(prompt, options)?)
+        if self.batch == 1 {
+            let _turn = self.turn();
+            return Ok(self.model.generate(prompt, options)?);
+        }
+        let service = self.service.get_or_init(|| {
+            GenerationService::start(self.model.clone(), self.turn.clone(), self.batch)
+        });
+        Ok(service.generate(prompt, options)?)
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod context;
 pub mod dataset;
+mod local_batch;
 pub mod merge;
 pub mod metrics;
 pub mod output;

@@ -173,6 +173,11 @@ impl SideSettings {
 pub struct Runtime {
     pub dtype: aligntds_engine::DTypeChoice,
     pub device: DeviceChoice,
+    /// Answers the local engine generates together; None: chosen for the
+    /// machine and model ([`aligntds_engine::LanguageModel::default_batch`]).
+    /// Answers do not depend on it (except where two tokens tie within float
+    /// rounding), so it is not part of a run's identity.
+    pub batch: Option<usize>,
 }
 
 /// Where the local engine runs.
@@ -196,6 +201,7 @@ impl Default for Runtime {
         Self {
             dtype: aligntds_engine::DTypeChoice::Float(aligntds_engine::DType::F32),
             device: DeviceChoice::Cpu,
+            batch: None,
         }
     }
 }

@@ -264,12 +264,17 @@ impl Study {
                     source,
                 })
         };
+        // Only the aligned side generates; its batch sets how many records are in flight.
         let aligned_backend: Arc<dyn Backend> = match &aligned_remote {
             Some(r) => r.clone(),
-            None => Arc::new(LocalBackend::new(load_weights(
-                SideName::Aligned,
-                &aligned_text,
-            )?)),
+            None => {
+                let model = load_weights(SideName::Aligned, &aligned_text)?;
+                let batch = settings.runtime.batch.unwrap_or_else(|| {
+                    let tokens = settings.max_new_tokens + DEFAULT_PROMPT_TOKENS;
+                    model.default_batch(tokens.min(model.context_length()))
+                });
+                Arc::new(LocalBackend::with_batch(model, batch))
+            }
         };
         let base_backend: Arc<dyn Backend> = match (&base_remote, same_weights) {
             (Some(r), _) => r.clone(),
@@ -474,6 +479,9 @@ impl Study {
         Ok(Outcome { summary, resumed })
     }
 }
+
+/// Prompt tokens assumed per generated answer when the default batch is sized.
+const DEFAULT_PROMPT_TOKENS: usize = 1024;
 
 /// Analyzes `pending` on `workers` threads; results come back to the calling
 /// thread (which journals them) as each finishes. The first error stops new

@@ -109,6 +109,7 @@ fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
             dtype: crate::runtime::dtype(args.runtime.dtype),
             device: crate::runtime::device(&args.runtime.device)
                 .map_err(|m| SettingError::new(Field::Device, m))?,
+            batch: args.batch.map(|b| b as usize),
         },
         server_options: crate::runtime::server_options(&args.server_tuning),
     })

@@ -5,7 +5,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{aligntds, fixture, pair_args, stderr, stdout, strs};
+use common::{aligntds, fixture, pair_args, real_model, stderr, stdout, strs};
 
 /// Fails with exit code 2 and one `error:` line naming `needles`, never a panic.
 fn assert_fails(args: &[&str], needles: &[&str]) {
@@ -192,24 +192,6 @@ fn usage_errors_exit_with_code_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = aligntds(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
-}
-
-fn real_model(file: &str) -> Option<String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(file);
-    if p.exists() {
-        return Some(p.to_string_lossy().into_owned());
-    }
-    if std::env::var("ALIGNTDS_ALLOW_MISSING").is_ok_and(|v| v == "1")
-        && std::env::var("CI").map_or(true, |v| v != "true")
-    {
-        return None;
-    }
-    panic!(
-        "{} is missing: run `bash scripts/fetch-models.sh`",
-        p.display()
-    );
 }
 
 #[test]

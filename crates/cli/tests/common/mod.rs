@@ -55,3 +55,23 @@ pub fn pair_args(data: &str, out: &std::path::Path, extra: &[&str]) -> Vec<Strin
 pub fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
+
+/// A real model file in `models/` (scripts/fetch-models.sh); missing fails the
+/// test unless ALIGNTDS_ALLOW_MISSING=1 outside CI says to skip (None).
+pub fn real_model(file: &str) -> Option<String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(file);
+    if p.exists() {
+        return Some(p.to_string_lossy().into_owned());
+    }
+    if std::env::var("ALIGNTDS_ALLOW_MISSING").is_ok_and(|v| v == "1")
+        && std::env::var("CI").map_or(true, |v| v != "true")
+    {
+        return None;
+    }
+    panic!(
+        "{} is missing: run `bash scripts/fetch-models.sh`",
+        p.display()
+    );
+}
