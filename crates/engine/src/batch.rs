@@ -8,6 +8,7 @@
 use crate::error::{EngineError, Result};
 use crate::generate::{find_stop, GenerateOptions, Generation, StopReason};
 use crate::models::decoder::{Decoder, KvCache, Segment};
+use crate::prefix::PrefixCache;
 use crate::score::{argmax, log_softmax_in_place};
 use crate::tokenizer::TextTokenizer;
 
@@ -15,8 +16,16 @@ use crate::tokenizer::TextTokenizer;
 /// alone), so joining many long prompts keeps activations bounded.
 const PREFILL_TOKENS: usize = 4096;
 
-/// A sequence to generate: the caller's key, the prompt's token ids, options.
-pub type Request = (u64, Vec<u32>, GenerateOptions);
+/// A sequence to generate.
+pub struct Request {
+    /// The caller's name for it, given back in [`Finished`].
+    pub key: u64,
+    /// The prompt's token ids.
+    pub prompt: Vec<u32>,
+    pub options: GenerateOptions,
+    /// A cached prefix the prompt continues: only the rest is prefilled.
+    pub prefix: Option<std::sync::Arc<PrefixCache>>,
+}
 
 /// A finished sequence: the caller's key and its answer (or why it failed).
 pub struct Finished {
@@ -74,76 +83,83 @@ impl<'m> BatchGenerator<'m> {
         let rest = requests.split_off(self.free().min(requests.len()));
         let mut finished = Vec::new();
         let mut ready = Vec::new();
-        for (key, prompt, mut options) in requests {
-            if options.eos_token_ids.is_empty() {
-                options.eos_token_ids = self.default_eos.clone();
+        for mut r in requests {
+            if r.options.eos_token_ids.is_empty() {
+                r.options.eos_token_ids = self.default_eos.clone();
             }
-            let problem = if prompt.is_empty() {
+            let problem = if r.prompt.is_empty() {
                 Some(EngineError::Input("the prompt encodes to no tokens".into()))
             } else {
-                self.decoder.check_tokens(&prompt, 0).err()
+                self.decoder.check_tokens(&r.prompt, 0).err()
             };
             match problem {
                 Some(e) => finished.push(Finished {
-                    key,
+                    key: r.key,
                     result: Err(e),
                 }),
-                None if options.max_new_tokens == 0 => finished.push(Finished {
-                    key,
+                None if r.options.max_new_tokens == 0 => finished.push(Finished {
+                    key: r.key,
                     result: Ok(Generation {
                         tokens: Vec::new(),
                         logprobs: Vec::new(),
                         stop_reason: StopReason::MaxNewTokens,
                     }),
                 }),
-                None => ready.push((key, prompt, options)),
+                None => {
+                    // A prefix the prompt does not continue is not used.
+                    let reused = r.prefix.take().filter(|p| p.continued_by(&r.prompt));
+                    let cached = reused.as_ref().map_or(0, |p| p.len());
+                    let cache = match &reused {
+                        Some(p) => p.fork(r.prompt.len() - cached + r.options.max_new_tokens)?,
+                        None => self
+                            .decoder
+                            .new_cache_for(r.prompt.len() + r.options.max_new_tokens),
+                    };
+                    ready.push((r, cache, cached));
+                }
             }
         }
-        // Prompts packed into passes of at most PREFILL_TOKENS tokens.
+        // Prompts (past their cached prefixes) packed into passes of at most PREFILL_TOKENS.
         while !ready.is_empty() {
+            let run = |(r, _, cached): &(Request, KvCache, usize)| r.prompt.len() - cached;
             let mut take = 1;
-            let mut tokens = ready[0].1.len();
-            while take < ready.len() && tokens + ready[take].1.len() <= PREFILL_TOKENS {
-                tokens += ready[take].1.len();
+            let mut tokens = run(&ready[0]);
+            while take < ready.len() && tokens + run(&ready[take]) <= PREFILL_TOKENS {
+                tokens += run(&ready[take]);
                 take += 1;
             }
-            let group: Vec<_> = ready.drain(..take).collect();
-            let mut caches: Vec<KvCache> = group
-                .iter()
-                .map(|(_, p, o)| self.decoder.new_cache_for(p.len() + o.max_new_tokens))
-                .collect();
+            let mut group: Vec<_> = ready.drain(..take).collect();
             let packed: Vec<u32> = group
                 .iter()
-                .flat_map(|(_, p, _)| p.iter().copied())
+                .flat_map(|(r, _, cached)| r.prompt[*cached..].iter().copied())
                 .collect();
             let lasts = {
+                let lens: Vec<usize> = group.iter().map(run).collect();
                 let mut segments: Vec<Segment> = group
-                    .iter()
-                    .zip(caches.iter_mut())
-                    .map(|((_, p, _), cache)| Segment {
-                        len: p.len(),
+                    .iter_mut()
+                    .zip(&lens)
+                    .map(|((_, cache, _), &len)| Segment {
+                        len,
                         cache: Some(cache),
                     })
                     .collect();
                 let hidden = self.decoder.hidden_states_packed(&packed, &mut segments)?;
-                let mut rows = Vec::with_capacity(group.len());
+                let mut rows = Vec::with_capacity(lens.len());
                 let mut end = 0;
-                for (_, p, _) in &group {
-                    end += p.len();
+                for len in lens {
+                    end += len;
                     rows.push(hidden.narrow(0, end - 1, 1)?);
                 }
                 candle_core::Tensor::cat(&rows, 0)?
             };
             let next = self.next_tokens(&lasts)?;
-            for (((key, _, options), cache), (id, logprob)) in
-                group.into_iter().zip(caches).zip(next)
-            {
+            for ((r, cache, _), (id, logprob)) in group.into_iter().zip(next) {
                 let mut sequence = Sequence {
-                    key,
+                    key: r.key,
                     cache,
                     tokens: Vec::new(),
                     logprobs: Vec::new(),
-                    options,
+                    options: r.options,
                 };
                 match self.advance(&mut sequence, id, logprob) {
                     Ok(None) => self.active.push(sequence),
@@ -250,19 +266,19 @@ fn done(sequence: Sequence, stop_reason: StopReason) -> Finished {
     }
 }
 
-/// Generates every prompt with at most `batch` decoded together, waiting
-/// prompts joining as others finish; results in the prompts' order.
+/// Generates every request with at most `batch` decoded together, waiting
+/// ones joining as others finish; results in the requests' order (their keys
+/// must be 0..n).
 pub(crate) fn generate_all(
     mut generator: BatchGenerator<'_>,
-    prompts: &[Vec<u32>],
-    options: &GenerateOptions,
+    mut waiting: Vec<Request>,
 ) -> Result<Vec<Result<Generation>>> {
-    let mut results: Vec<Option<Result<Generation>>> = prompts.iter().map(|_| None).collect();
-    let mut waiting: Vec<Request> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i as u64, p.clone(), options.clone()))
-        .collect();
+    let mut results: Vec<Option<Result<Generation>>> = waiting.iter().map(|_| None).collect();
+    let mut keep = |f: Finished| {
+        if let Some(slot) = results.get_mut(f.key as usize) {
+            *slot = Some(f.result);
+        }
+    };
     // Decoding runs on a pool thread, so it takes part in the many small
     // parallel operations of a step instead of sleeping until each returns.
     rayon::scope(|_| -> Result<()> {
@@ -270,13 +286,9 @@ pub(crate) fn generate_all(
             if generator.free() > 0 && !waiting.is_empty() {
                 let (finished, rest) = generator.join(std::mem::take(&mut waiting))?;
                 waiting = rest;
-                for f in finished {
-                    results[f.key as usize] = Some(f.result);
-                }
+                finished.into_iter().for_each(&mut keep);
             }
-            for f in generator.step()? {
-                results[f.key as usize] = Some(f.result);
-            }
+            generator.step()?.into_iter().for_each(&mut keep);
         }
         Ok(())
     })?;
@@ -284,4 +296,22 @@ pub(crate) fn generate_all(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(EngineError::Input("a prompt was not generated".into()))))
         .collect())
+}
+
+/// Requests for `prompts` under the same options, keyed by their index.
+pub(crate) fn requests(
+    prompts: &[Vec<u32>],
+    options: &GenerateOptions,
+    prefix: Option<&std::sync::Arc<PrefixCache>>,
+) -> Vec<Request> {
+    prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Request {
+            key: i as u64,
+            prompt: p.clone(),
+            options: options.clone(),
+            prefix: prefix.cloned(),
+        })
+        .collect()
 }

@@ -33,16 +33,19 @@ pub struct Generation {
     pub stop_reason: StopReason,
 }
 
-/// Greedy decoding of `prompt` (token ids, at least one): a batch of one, so
-/// a sequence stops by exactly the rules it would in a batch.
+/// Greedy decoding of `prompt` (token ids, at least one; continuing `prefix`'s
+/// cache where it is given and the prompt continues it): a batch of one, so a
+/// sequence stops by exactly the rules it would in a batch.
 pub fn generate(
     decoder: &Decoder,
     tokenizer: &TextTokenizer,
     prompt: &[u32],
     options: &GenerateOptions,
+    prefix: Option<&std::sync::Arc<crate::prefix::PrefixCache>>,
 ) -> Result<Generation> {
     let generator = BatchGenerator::new(decoder, tokenizer, options.eos_token_ids.clone(), 1);
-    crate::batch::generate_all(generator, &[prompt.to_vec()], options)?
+    let requests = crate::batch::requests(&[prompt.to_vec()], options, prefix);
+    crate::batch::generate_all(generator, requests)?
         .pop()
         .unwrap_or_else(|| Err(EngineError::Input("no generation".into())))
 }

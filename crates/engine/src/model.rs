@@ -92,6 +92,26 @@ impl LanguageModel {
         crate::score::PreparedScoring::new(&self.decoder, tokens, answer_start)
     }
 
+    /// Runs a context prefix once, for sequences that continue it
+    /// ([`Self::prepare_scoring_after`], [`crate::batch::Request::prefix`]).
+    pub fn prefix_cache(&self, tokens: &[u32]) -> Result<crate::prefix::PrefixCache> {
+        if tokens.is_empty() {
+            return Err(EngineError::Input("an empty prefix".into()));
+        }
+        self.decoder.check_tokens(tokens, 0)?;
+        crate::prefix::PrefixCache::new(&self.decoder, tokens)
+    }
+
+    /// [`Self::prepare_scoring`] continuing `prefix` (which `tokens` start with).
+    pub fn prepare_scoring_after(
+        &self,
+        prefix: &crate::prefix::PrefixCache,
+        tokens: &[u32],
+        answer_start: usize,
+    ) -> Result<crate::score::PreparedScoring<'_>> {
+        crate::score::PreparedScoring::with_prefix(&self.decoder, prefix, tokens, answer_start)
+    }
+
     /// Scores `tokens[start..]` in one forward pass; see [`crate::score::score_sequence`].
     pub fn score<F>(&self, tokens: &[u32], start: usize, sink: F) -> Result<()>
     where
@@ -116,6 +136,15 @@ impl LanguageModel {
 
     /// Greedy generation; `options.eos_token_ids` empty means the model's own.
     pub fn generate(&self, prompt: &[u32], options: &GenerateOptions) -> Result<Generation> {
+        self.generate_with(prompt, options, None)
+    }
+
+    fn generate_with(
+        &self,
+        prompt: &[u32],
+        options: &GenerateOptions,
+        prefix: Option<&std::sync::Arc<crate::prefix::PrefixCache>>,
+    ) -> Result<Generation> {
         if prompt.is_empty() {
             return Err(EngineError::Input("the prompt encodes to no tokens".into()));
         }
@@ -123,7 +152,24 @@ impl LanguageModel {
         if options.eos_token_ids.is_empty() {
             options.eos_token_ids = self.text.eos_token_ids.clone();
         }
-        crate::generate::generate(&self.decoder, &self.text.tokenizer, prompt, &options)
+        crate::generate::generate(
+            &self.decoder,
+            &self.text.tokenizer,
+            prompt,
+            &options,
+            prefix,
+        )
+    }
+
+    /// [`Self::generate`] continuing `prefix`'s cache: only the prompt's tokens
+    /// after it are prefilled (the answer is the one from scratch).
+    pub fn generate_after(
+        &self,
+        prefix: &std::sync::Arc<crate::prefix::PrefixCache>,
+        prompt: &[u32],
+        options: &GenerateOptions,
+    ) -> Result<Generation> {
+        self.generate_with(prompt, options, Some(prefix))
     }
 
     /// Greedy generation of many prompts, at most `batch` decoded together
@@ -134,7 +180,8 @@ impl LanguageModel {
         options: &GenerateOptions,
         batch: usize,
     ) -> Result<Vec<Result<Generation>>> {
-        crate::batch::generate_all(self.batch_generator(batch), prompts, options)
+        let requests = crate::batch::requests(prompts, options, None);
+        crate::batch::generate_all(self.batch_generator(batch), requests)
     }
 
     /// A generator that decodes up to `capacity` sequences together, for callers

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use crate::error::{EngineError, Result};
 use crate::models::decoder::Decoder;
+use crate::prefix::PrefixCache;
 
 /// Bytes of log-probabilities held at once while scoring.
 pub const DEFAULT_CHUNK_BYTES: usize = 256 << 20;
@@ -140,7 +141,9 @@ pub struct PairTimings {
 /// `[positions x vocabulary]` never exists whole.
 pub struct PreparedScoring<'a> {
     decoder: &'a Decoder,
+    /// Hidden states of positions `offset..` (a cached prefix covers the rest).
     hidden: Option<candle_core::Tensor>,
+    offset: usize,
     answer_start: usize,
     answer_len: usize,
 }
@@ -148,23 +151,56 @@ pub struct PreparedScoring<'a> {
 impl<'a> PreparedScoring<'a> {
     /// Runs the forward pass over `tokens` for scoring `tokens[answer_start..]`.
     pub fn new(decoder: &'a Decoder, tokens: &[u32], answer_start: usize) -> Result<Self> {
+        Self::prepare(decoder, None, tokens, answer_start)
+    }
+
+    /// As [`Self::new`], continuing `prefix`'s cache: only the tokens after the
+    /// prefix run. The prefix must end before the answer's first predicting
+    /// position (`prefix.len() < answer_start`).
+    pub fn with_prefix(
+        decoder: &'a Decoder,
+        prefix: &PrefixCache,
+        tokens: &[u32],
+        answer_start: usize,
+    ) -> Result<Self> {
+        Self::prepare(decoder, Some(prefix), tokens, answer_start)
+    }
+
+    fn prepare(
+        decoder: &'a Decoder,
+        prefix: Option<&PrefixCache>,
+        tokens: &[u32],
+        answer_start: usize,
+    ) -> Result<Self> {
         if answer_start == 0 || answer_start > tokens.len() {
             return Err(EngineError::Input(format!(
                 "scoring must start at a position between 1 and the sequence length ({}), not {answer_start}",
                 tokens.len()
             )));
         }
+        let offset = prefix.map_or(0, |p| p.len());
+        if prefix.is_some_and(|p| !p.continued_by(tokens) || offset >= answer_start) {
+            return Err(EngineError::Input(format!(
+                "a sequence of {} tokens with its answer at {answer_start} does not continue the {offset}-token prefix before its answer",
+                tokens.len()
+            )));
+        }
         decoder.check_tokens(tokens, 0)?;
         let answer_len = tokens.len() - answer_start;
         // The last token's hidden state predicts nothing we score.
-        let hidden = if answer_len == 0 {
-            None
-        } else {
-            Some(decoder.hidden_states(&tokens[..tokens.len() - 1], None)?)
+        let hidden = match (answer_len, prefix) {
+            (0, _) => None,
+            (_, None) => Some(decoder.hidden_states(&tokens[..tokens.len() - 1], None)?),
+            (_, Some(p)) => {
+                let mut cache = p.fork(tokens.len() - offset)?;
+                let rest = &tokens[offset..tokens.len() - 1];
+                Some(decoder.hidden_states(rest, Some(&mut cache))?)
+            }
         };
         Ok(Self {
             decoder,
             hidden,
+            offset,
             answer_start,
             answer_len,
         })
@@ -193,7 +229,7 @@ impl<'a> PreparedScoring<'a> {
         log_probs_into(
             self.decoder,
             hidden,
-            self.answer_start + first - 1,
+            self.answer_start + first - 1 - self.offset,
             n,
             buffer,
         )
