@@ -8,10 +8,13 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{FairMutex, FairMutexGuard, ReentrantMutex, ReentrantMutexGuard};
 
-use aligntds_engine::{EngineError, GenerateOptions, Generation, LanguageModel, TextModel};
+use aligntds_engine::{
+    EngineError, GenerateOptions, Generation, LanguageModel, PrefixCache, TextModel,
+};
 
 use crate::local_batch::GenerationService;
 use crate::metrics::TopKRow;
+use crate::prefixes::Prefixes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -95,12 +98,15 @@ pub trait Backend: Send + Sync {
 /// together by one service thread, and the study keeps that many in flight;
 /// one record at a time scores (its chunk buffers are the big allocation, and
 /// scoring takes turns anyway), re-entrantly, as both sides may be this backend.
+/// Context prefixes shared by many records run once (see [`crate::prefixes`])
+/// unless [`LocalBackend::without_prefix_reuse`] says not to.
 pub struct LocalBackend {
     model: Arc<LanguageModel>,
     turn: Arc<FairMutex<()>>,
     scoring: ReentrantMutex<()>,
     batch: usize,
     service: OnceLock<GenerationService>,
+    prefixes: Option<std::sync::Mutex<Prefixes>>,
 }
 
 impl LocalBackend {
@@ -117,7 +123,30 @@ impl LocalBackend {
             scoring: ReentrantMutex::new(()),
             batch: batch.max(1),
             service: OnceLock::new(),
+            prefixes: Some(Default::default()),
         }
+    }
+
+    /// Every sequence runs from its first token (for comparison and debugging).
+    pub fn without_prefix_reuse(mut self) -> Self {
+        self.prefixes = None;
+        self
+    }
+
+    /// The cached prefix `context` continues, built now if it shares one
+    /// with a recent context (see [`crate::prefixes`]).
+    fn prefix_for(&self, context: &[u32]) -> Result<Option<Arc<PrefixCache>>, BackendError> {
+        let Some(prefixes) = &self.prefixes else {
+            return Ok(None);
+        };
+        if context.len() <= crate::prefixes::MIN_PREFIX_TOKENS {
+            return Ok(None);
+        }
+        let mut prefixes = prefixes.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(prefixes.lookup(context, |shared| {
+            let _turn = self.turn();
+            self.model.prefix_cache(shared)
+        })?)
     }
 
     /// Sequences generated together.
@@ -181,9 +210,17 @@ impl Backend for LocalBackend {
         _top_k: usize,
     ) -> Result<Box<dyn Scored + 'a>, BackendError> {
         let scoring = self.scoring.lock();
+        let prefix = match tokens.get(..answer_start) {
+            Some(context) => self.prefix_for(context)?,
+            None => None,
+        };
         let _turn = self.turn();
+        let prepared = match &prefix {
+            Some(p) => self.model.prepare_scoring_after(p, tokens, answer_start)?,
+            None => self.model.prepare_scoring(tokens, answer_start)?,
+        };
         Ok(Box::new(LocalScored {
-            prepared: self.model.prepare_scoring(tokens, answer_start)?,
+            prepared,
             buffer: Vec::new(),
             backend: self,
             _scoring: scoring,
@@ -195,14 +232,18 @@ impl Backend for LocalBackend {
         prompt: &[u32],
         options: &GenerateOptions,
     ) -> Result<Generation, BackendError> {
+        let prefix = self.prefix_for(prompt)?;
         if self.batch == 1 {
             let _turn = self.turn();
-            return Ok(self.model.generate(prompt, options)?);
+            return Ok(match &prefix {
+                Some(p) => self.model.generate_after(p, prompt, options)?,
+                None => self.model.generate(prompt, options)?,
+            });
         }
         let service = self.service.get_or_init(|| {
             GenerationService::start(self.model.clone(), self.turn.clone(), self.batch)
         });
-        Ok(service.generate(prompt, options)?)
+        Ok(service.generate(prompt, options, prefix)?)
     }
 }
 

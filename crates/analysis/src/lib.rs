@@ -10,6 +10,7 @@ mod local_batch;
 pub mod merge;
 pub mod metrics;
 pub mod output;
+pub mod prefixes;
 pub mod row_kernels;
 pub mod run;
 pub mod run_folder;

@@ -9,7 +9,10 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use aligntds_engine::{EngineError, Finished, GenerateOptions, Generation, LanguageModel};
+use aligntds_engine::batch::Request as Sequence;
+use aligntds_engine::{
+    EngineError, Finished, GenerateOptions, Generation, LanguageModel, PrefixCache,
+};
 use parking_lot::FairMutex;
 
 type Reply = Sender<Result<Generation, EngineError>>;
@@ -17,6 +20,7 @@ type Reply = Sender<Result<Generation, EngineError>>;
 struct Request {
     prompt: Vec<u32>,
     options: GenerateOptions,
+    prefix: Option<Arc<PrefixCache>>,
     reply: Reply,
 }
 
@@ -40,11 +44,13 @@ impl GenerationService {
         }
     }
 
-    /// Greedy generation from `prompt`, decoded alongside the other requests.
+    /// Greedy generation from `prompt` (continuing `prefix`'s cache where
+    /// given), decoded alongside the other requests.
     pub(crate) fn generate(
         &self,
         prompt: &[u32],
         options: &GenerateOptions,
+        prefix: Option<Arc<PrefixCache>>,
     ) -> Result<Generation, EngineError> {
         let (reply, answer) = channel();
         let sent = self
@@ -56,6 +62,7 @@ impl GenerationService {
                 tx.send(Request {
                     prompt: prompt.to_vec(),
                     options: options.clone(),
+                    prefix,
                     reply,
                 })
             });
@@ -83,11 +90,16 @@ impl Drop for GenerationService {
 fn serve(model: &LanguageModel, turn: &FairMutex<()>, batch: usize, rx: Receiver<Request>) {
     let mut generator = model.batch_generator(batch);
     let mut replies: HashMap<u64, Reply> = HashMap::new();
-    let mut waiting: Vec<(u64, Vec<u32>, GenerateOptions)> = Vec::new();
+    let mut waiting: Vec<Sequence> = Vec::new();
     let mut next_key = 0u64;
     let mut enqueue = |r: Request, waiting: &mut Vec<_>, replies: &mut HashMap<u64, Reply>| {
         replies.insert(next_key, r.reply);
-        waiting.push((next_key, r.prompt, r.options));
+        waiting.push(Sequence {
+            key: next_key,
+            prompt: r.prompt,
+            options: r.options,
+            prefix: r.prefix,
+        });
         next_key += 1;
     };
     loop {
@@ -126,7 +138,7 @@ fn serve(model: &LanguageModel, turn: &FairMutex<()>, batch: usize, rx: Receiver
                 // A failed pass loses the batch it ran: every sequence in it
                 // (and those that were joining) gets the error; waiting ones go on.
                 let message = e.to_string();
-                let waiting_keys: Vec<u64> = waiting.iter().map(|w| w.0).collect();
+                let waiting_keys: Vec<u64> = waiting.iter().map(|w| w.key).collect();
                 for (key, reply) in replies.iter() {
                     if !waiting_keys.contains(key) {
                         let _ = reply.send(Err(EngineError::Input(format!(

@@ -178,6 +178,10 @@ pub struct Runtime {
     /// Answers do not depend on it (except where two tokens tie within float
     /// rounding), so it is not part of a run's identity.
     pub batch: Option<usize>,
+    /// Run a context prefix shared by many records once per side and
+    /// continue its cache (scores equal from-scratch ones within float
+    /// rounding, 1e-5; not part of a run's identity either).
+    pub reuse_prefixes: bool,
 }
 
 /// Where the local engine runs.
@@ -202,6 +206,7 @@ impl Default for Runtime {
             dtype: aligntds_engine::DTypeChoice::Float(aligntds_engine::DType::F32),
             device: DeviceChoice::Cpu,
             batch: None,
+            reuse_prefixes: true,
         }
     }
 }

@@ -264,6 +264,10 @@ impl Study {
                     source,
                 })
         };
+        let local = |backend: LocalBackend| match settings.runtime.reuse_prefixes {
+            true => backend,
+            false => backend.without_prefix_reuse(),
+        };
         // Only the aligned side generates; its batch sets how many records are in flight.
         let aligned_backend: Arc<dyn Backend> = match &aligned_remote {
             Some(r) => r.clone(),
@@ -273,13 +277,16 @@ impl Study {
                     let tokens = settings.max_new_tokens + DEFAULT_PROMPT_TOKENS;
                     model.default_batch(tokens.min(model.context_length()))
                 });
-                Arc::new(LocalBackend::with_batch(model, batch))
+                Arc::new(local(LocalBackend::with_batch(model, batch)))
             }
         };
         let base_backend: Arc<dyn Backend> = match (&base_remote, same_weights) {
             (Some(r), _) => r.clone(),
             (None, true) => aligned_backend.clone(),
-            (None, false) => Arc::new(LocalBackend::new(load_weights(SideName::Base, &base_text)?)),
+            (None, false) => Arc::new(local(LocalBackend::new(load_weights(
+                SideName::Base,
+                &base_text,
+            )?))),
         };
         let load_seconds = started.elapsed().as_secs_f64();
         let aligned = Side::new(aligned_text, aligned_backend);

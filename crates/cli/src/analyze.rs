@@ -110,6 +110,7 @@ fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
             device: crate::runtime::device(&args.runtime.device)
                 .map_err(|m| SettingError::new(Field::Device, m))?,
             batch: args.batch.map(|b| b as usize),
+            reuse_prefixes: !args.no_prefix_reuse,
         },
         server_options: crate::runtime::server_options(&args.server_tuning),
     })

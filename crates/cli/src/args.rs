@@ -212,6 +212,11 @@ pub struct AnalyzeArgs {
     /// the machine, at most 16; 1 is one at a time). The answers do not depend on it.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: Option<u64>,
+    /// Run every sequence from its first token, instead of running a context
+    /// prefix shared by many records (a URIAL prefix, a long system prompt)
+    /// once per side and continuing its cache.
+    #[arg(long)]
+    pub no_prefix_reuse: bool,
     /// Stop generation before this string (repeatable).
     #[arg(long = "stop", value_name = "S")]
     pub stops: Vec<String>,

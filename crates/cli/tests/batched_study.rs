@@ -1,6 +1,8 @@
-//! `analyze --batch`: the real SmolLM2-135M-Instruct pair (chat template vs
-//! zero-shot template, weights kept quantized) gives the same study whether
-//! answers are generated one at a time or together.
+//! Throughput features that must not change a study: `analyze --batch` (the
+//! real SmolLM2-135M-Instruct pair, chat template vs zero-shot template, gives
+//! the same study whether answers are generated one at a time or together) and
+//! shared-prefix reuse (Gemma 3 270M under the URIAL prefix gives the study of
+//! `--no-prefix-reuse`, which runs every sequence from its first token).
 
 mod common;
 
@@ -10,8 +12,10 @@ use std::path::Path;
 use aligntds_formats::positions::PositionRecord;
 use common::{aligntds, real_model, stderr};
 
-fn analyze(model: &str, data: &Path, out: &Path, batch: &str) {
-    let args = [
+/// `analyze` of the model against itself (its two contexts), weights kept
+/// quantized, up to 24 new tokens.
+fn analyze(model: &str, data: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
         "analyze",
         "--aligned",
         model,
@@ -24,13 +28,12 @@ fn analyze(model: &str, data: &Path, out: &Path, batch: &str) {
         "--dtype",
         "q",
         "--max-new-tokens",
-        "40",
-        "--batch",
-        batch,
+        "24",
         "--quiet",
     ];
+    args.extend_from_slice(extra);
     let run = aligntds(&args);
-    assert!(run.status.success(), "--batch {batch}: {}", stderr(&run));
+    assert!(run.status.success(), "{extra:?}: {}", stderr(&run));
 }
 
 fn study(dir: &Path) -> BTreeMap<String, (Vec<u32>, String, Vec<PositionRecord>)> {
@@ -66,8 +69,8 @@ fn a_batched_study_equals_the_one_at_a_time_study() {
     )
     .unwrap();
     let (single, batched) = (tmp.path().join("single"), tmp.path().join("batched"));
-    analyze(&model, &data, &single, "1");
-    analyze(&model, &data, &batched, "3");
+    analyze(&model, &data, &single, &["--batch", "1"]);
+    analyze(&model, &data, &batched, &["--batch", "3"]);
     let (single, batched) = (study(&single), study(&batched));
     assert_eq!(single.len(), 7);
     let mut same = 0;
@@ -87,4 +90,67 @@ fn a_batched_study_equals_the_one_at_a_time_study() {
         single.len()
     );
     assert!(same >= 6, "only {same} of 7 answers identical");
+}
+
+#[test]
+fn a_reused_urial_prefix_gives_the_from_scratch_study() {
+    let Some(model) = real_model("gemma-3-270m-q4_k_m.gguf") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("q.txt");
+    std::fs::write(
+        &data,
+        "What is the capital of France?\nWrite a haiku about autumn.\nHow do I boil an egg?\nName a famous painter.\n",
+    )
+    .unwrap();
+    let (scratch, reused) = (tmp.path().join("scratch"), tmp.path().join("reused"));
+    let urial = ["--aligned-context", "urial"];
+    analyze(
+        &model,
+        &data,
+        &scratch,
+        &[&urial[..], &["--no-prefix-reuse"]].concat(),
+    );
+    analyze(&model, &data, &reused, &urial);
+    let (scratch, reused) = (study(&scratch), study(&reused));
+    assert_eq!(scratch.len(), 4);
+    let mut worst = [0f64; 3];
+    for (id, (answer, stop, rows)) in &scratch {
+        let (r_answer, r_stop, r_rows) = &reused[id];
+        assert_eq!(
+            (answer, stop),
+            (r_answer, r_stop),
+            "{id}: the answer changed"
+        );
+        assert_eq!(rows.len(), r_rows.len(), "{id}");
+        for (a, b) in rows.iter().zip(r_rows) {
+            assert_eq!(
+                (a.token_id, a.aligned_rank, a.base_rank, a.category),
+                (b.token_id, b.aligned_rank, b.base_rank, b.category),
+                "{id} position {}",
+                a.position
+            );
+            for (w, (x, y)) in worst.iter_mut().zip([
+                (a.aligned_logprob as f64, b.aligned_logprob as f64),
+                (a.base_logprob as f64, b.base_logprob as f64),
+                (
+                    a.kl_aligned_base.unwrap_or(0.0),
+                    b.kl_aligned_base.unwrap_or(0.0),
+                ),
+            ]) {
+                // f32 rounding of the attention's other blocking: relative to the value.
+                *w = w.max((x - y).abs() / x.abs().max(1.0));
+            }
+        }
+    }
+    eprintln!(
+        "URIAL prefix reused: log-probabilities within {:.2e} (aligned) and {:.2e} (base), KL within {:.2e} of from scratch (relative, at least 1)",
+        worst[0], worst[1], worst[2]
+    );
+    // The scores within 1e-5; KL sums 262,144 terms of them.
+    assert!(
+        worst[0] <= 1e-5 && worst[1] <= 1e-5 && worst[2] <= 1e-4,
+        "{worst:?}"
+    );
 }
