@@ -633,10 +633,6 @@ impl Decoder {
         n
     }
 
-    pub fn new_cache(&self) -> KvCache {
-        self.new_cache_for(64)
-    }
-
     /// A cache sized at first for `positions` (at most the context length).
     pub fn new_cache_for(&self, positions: usize) -> KvCache {
         KvCache::new(
