@@ -491,8 +491,11 @@ impl Study {
 const DEFAULT_PROMPT_TOKENS: usize = 1024;
 
 /// Analyzes `pending` on `workers` threads; results come back to the calling
-/// thread (which journals them) as each finishes. The first error stops new
-/// records from starting; records already running finish and are kept.
+/// thread (which journals them) as each finishes. An error stops new records
+/// from starting; records already running finish and are kept. The error
+/// returned is that of the earliest failing record in input order, as a run
+/// one record at a time would report: records are handed out in order, so
+/// every record before a failing one has started and is waited for.
 fn in_parallel<'r>(
     workers: usize,
     pending: &[(usize, &'r Record)],
@@ -506,7 +509,7 @@ fn in_parallel<'r>(
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let mut first_error = None;
+    let mut first_error: Option<(usize, StudyError)> = None;
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..workers {
@@ -525,16 +528,15 @@ fn in_parallel<'r>(
         }
         drop(tx);
         for (index, record, result) in rx {
-            if first_error.is_some() {
-                continue;
-            }
             if let Err(e) = finished(index, record, result) {
                 stop.store(true, Ordering::Relaxed);
-                first_error = Some(e);
+                if first_error.as_ref().is_none_or(|(first, _)| index < *first) {
+                    first_error = Some((index, e));
+                }
             }
         }
     });
-    first_error.map_or(Ok(()), Err)
+    first_error.map_or(Ok(()), |(_, e)| Err(e))
 }
 
 fn timings(
