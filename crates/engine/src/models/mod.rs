@@ -6,6 +6,7 @@
 
 mod cpu_ops;
 pub mod decoder;
+mod dense_gemv;
 mod gemma3;
 mod kv_cache;
 mod llama;

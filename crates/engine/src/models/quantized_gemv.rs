@@ -289,6 +289,120 @@ macro_rules! rows_with_features {
     };
 }
 
+/// Weight rows dequantized per tile before the blocked f32 kernel runs on them.
+const TILE_ROWS: usize = 4;
+
+/// Fewer activation rows than this go through the block loop: with one or two
+/// the product is bound by reading the weights, and the tile's store and
+/// reload cost more than the blocked products save.
+const TILED_MIN_ROWS: usize = 1;
+
+/// Dequantizes weight rows (`rows`, `[t, bytes_per_row]`) into `tile`
+/// (`[t, k]` f32) as candle's dequantize computes them (`q * scale + min`),
+/// so the product below is the one teacher forcing takes on dequantized weights.
+#[inline(always)]
+fn dequantize_rows(
+    dtype: GgmlDType,
+    rows: &[u8],
+    bytes_per_row: usize,
+    tile: &mut [f32],
+    h: &impl Fn(u16) -> f32,
+) {
+    // One copy of the loop per type, the type a constant in it, so the block
+    // unpacking is not a branch per block and vectorises.
+    macro_rules! by_type {
+        ($($t:ident),*) => {
+            match dtype {
+                $(GgmlDType::$t => dequantize_rows_of(GgmlDType::$t, rows, bytes_per_row, tile, h),)*
+                _ => dequantize_rows_of(dtype, rows, bytes_per_row, tile, h),
+            }
+        };
+    }
+    by_type!(Q4_0, Q4_1, Q5_0, Q8_0, Q4K, Q6K)
+}
+
+#[inline(always)]
+fn dequantize_rows_of(
+    dtype: GgmlDType,
+    rows: &[u8],
+    bytes_per_row: usize,
+    tile: &mut [f32],
+    h: &impl Fn(u16) -> f32,
+) {
+    let bytes = block_bytes(dtype).unwrap_or(34);
+    let k_quant = block_weights(dtype) > QK;
+    let subs = if k_quant { 8 } else { 1 };
+    let k = tile.len() / (rows.len() / bytes_per_row.max(1)).max(1);
+    let mut q = [0f32; QK];
+    for (row, t) in rows
+        .chunks_exact(bytes_per_row)
+        .zip(tile.chunks_exact_mut(k))
+    {
+        for (kb, b) in row.chunks_exact(bytes).enumerate() {
+            for s in 0..subs {
+                let (scale, min) = if k_quant {
+                    unpack_k(dtype, b, s, &mut q, h)
+                } else {
+                    unpack(dtype, b, &mut q, h)
+                };
+                let at = (kb * subs + s) * QK;
+                let Some(o) = t.get_mut(at..at + QK) else {
+                    return;
+                };
+                let Ok(o) = <&mut [f32; QK]>::try_from(o) else {
+                    return;
+                };
+                for i in 0..QK {
+                    o[i] = q[i] * scale + min;
+                }
+            }
+        }
+    }
+}
+
+/// Quantized rows on AVX-512: each tile of [`TILE_ROWS`] weight rows is
+/// dequantized once into f32 (in cache) and multiplied with all the activation
+/// rows by the register-blocked kernel, instead of unpacking every block once
+/// per group of activation rows and spending a scale multiply per product.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+fn rows_avx512_tiled(
+    dtype: GgmlDType,
+    rows: &[u8],
+    bytes_per_row: usize,
+    x: &[f32],
+    out: &mut [f32],
+) -> bool {
+    let h = |bits: u16| {
+        use std::arch::x86_64::{_mm_cvtph_ps, _mm_cvtsi32_si128, _mm_cvtss_f32};
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    };
+    let Some(bytes) = block_bytes(dtype) else {
+        return false;
+    };
+    let k = bytes_per_row / bytes * block_weights(dtype);
+    let n = rows.len() / bytes_per_row.max(1);
+    if k == 0 || n == 0 || !x.len().is_multiple_of(k) || out.len() != n * (x.len() / k) {
+        return false;
+    }
+    let m = x.len() / k;
+    if m < TILED_MIN_ROWS {
+        return false;
+    }
+    let mut tile = vec![0f32; TILE_ROWS.min(n) * k];
+    for (w, o) in rows
+        .chunks(TILE_ROWS * bytes_per_row)
+        .zip(out.chunks_mut(TILE_ROWS * m))
+    {
+        let t = &mut tile[..w.len() / bytes_per_row * k];
+        dequantize_rows(dtype, w, bytes_per_row, t, &h);
+        if !super::dense_gemv::rows(t, k, x, o) {
+            return false;
+        }
+    }
+    true
+}
+
 rows_with_features!(rows_avx512, "avx512f,avx512bw,avx512vl,avx2,fma,f16c");
 rows_with_features!(rows_avx2, "avx2,fma,f16c");
 
@@ -302,6 +416,26 @@ fn rows(
     xsums: &[f32],
     out: &mut [f32],
 ) {
+    if dtype == GgmlDType::F32 {
+        if let Ok(w) = bytemuck::try_cast_slice::<u8, f32>(rows) {
+            if super::dense_gemv::rows(w, bytes_per_row / 4, x, out) {
+                return;
+            }
+        }
+    } else {
+        #[cfg(target_arch = "x86_64")]
+        if super::dense_gemv::available()
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: every feature the function enables was detected on this CPU just above.
+            #[allow(unsafe_code)]
+            if unsafe { rows_avx512_tiled(dtype, rows, bytes_per_row, x, out) } {
+                return;
+            }
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
