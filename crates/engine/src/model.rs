@@ -19,7 +19,7 @@ use crate::text_model::{Origin, TextModel};
 
 /// The largest default batch: past it a decode step on a CPU is compute-bound
 /// and more sequences only add cache.
-pub const DEFAULT_BATCH: usize = 16;
+pub const DEFAULT_BATCH: usize = 32;
 
 /// Memory the default batch may spend on key/value caches.
 pub const BATCH_CACHE_BYTES: usize = 4 << 30;

@@ -14,7 +14,9 @@ use crate::error::{EngineError, Result};
 use crate::models::cpu_ops::{CausalSoftmax, GatedActivation};
 use crate::models::kv_cache::LayerCache;
 pub use crate::models::kv_cache::{KvCache, Segment};
-use crate::models::quantized_linear::{dense_forward_many, QuantizedLinear, TokenEmbedding};
+use crate::models::quantized_linear::{
+    dense_forward_many, QuantizedLinear, TokenEmbedding, DECODE_ROWS, PASS_ROWS,
+};
 use crate::rope;
 
 /// Upper bound on one attention score block, so long sequences never hold
@@ -38,15 +40,16 @@ enum Linear {
 }
 
 impl Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// `x · Wᵀ`; up to `max_rows` rows through the decode kernels.
+    fn forward(&self, x: &Tensor, max_rows: usize) -> candle_core::Result<Tensor> {
         match self {
-            Self::Dense(l) => match dense_forward_many(&[l], x) {
+            Self::Dense(l) => match dense_forward_many(&[l], x, max_rows) {
                 Some(ys) => ys?
                     .pop()
                     .ok_or_else(|| candle_core::Error::Msg("no projection output".into())),
                 None => l.forward(x),
             },
-            Self::Quantized { linear, .. } => linear.forward(x),
+            Self::Quantized { linear, .. } => linear.forward(x, max_rows),
         }
     }
 
@@ -54,6 +57,7 @@ impl Linear {
     fn forward_many<const N: usize>(
         linears: [&Linear; N],
         x: &Tensor,
+        max_rows: usize,
     ) -> candle_core::Result<[Tensor; N]> {
         let quantized: Option<Vec<&QuantizedLinear>> = linears
             .iter()
@@ -70,8 +74,8 @@ impl Linear {
             })
             .collect();
         let fast = match (quantized, dense) {
-            (Some(q), _) => QuantizedLinear::forward_many(&q, x),
-            (_, Some(d)) => dense_forward_many(&d, x),
+            (Some(q), _) => QuantizedLinear::forward_many(&q, x, max_rows),
+            (_, Some(d)) => dense_forward_many(&d, x, max_rows),
             _ => None,
         };
         if let Some(outs) = fast {
@@ -82,7 +86,7 @@ impl Linear {
         }
         let mut outs = Vec::with_capacity(N);
         for l in linears {
-            outs.push(l.forward(x)?);
+            outs.push(l.forward(x, max_rows)?);
         }
         <[Tensor; N]>::try_from(outs)
             .map_err(|_| candle_core::Error::Msg("projection count mismatch".into()))
@@ -204,10 +208,11 @@ impl Attention {
         (cos, sin): (&Tensor, &Tensor),
         window: Option<usize>,
         masks: &MaskCache,
+        max_rows: usize,
     ) -> Result<Tensor> {
         let n = x.dim(0)?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let [q, k, v] = Linear::forward_many([&self.q, &self.k, &self.v], x)?;
+        let [q, k, v] = Linear::forward_many([&self.q, &self.k, &self.v], x, max_rows)?;
         let q = q.reshape((1, n, nh, hd))?;
         let q = match &self.q_norm {
             Some(norm) => norm.forward(&q)?,
@@ -247,7 +252,7 @@ impl Attention {
                 Tensor::cat(&outputs, 0)?
             }
         };
-        Ok(self.o.forward(&out)?)
+        Ok(self.o.forward(&out, max_rows)?)
     }
 
     /// The newest position of every sequence (one row each) against its cache,
@@ -464,17 +469,17 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let [gate, up] = Linear::forward_many([&self.gate, &self.up], x)?;
+    fn forward(&self, x: &Tensor, max_rows: usize) -> Result<Tensor> {
+        let [gate, up] = Linear::forward_many([&self.gate, &self.up], x, max_rows)?;
         if gate.device().is_cpu() && gate.dtype() == DType::F32 {
             let hidden = gate.apply_op2_no_bwd(&up, &GatedActivation(self.activation))?;
-            return Ok(self.down.forward(&hidden)?);
+            return Ok(self.down.forward(&hidden, max_rows)?);
         }
         let gate = match self.activation {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
             Activation::GeluTanh => gate.gelu()?,
         };
-        Ok(self.down.forward(&(gate * up)?)?)
+        Ok(self.down.forward(&(gate * up)?, max_rows)?)
     }
 }
 
@@ -728,6 +733,13 @@ impl Decoder {
             let scale = Tensor::new(scale as f32, &self.device)?.to_dtype(self.dtype)?;
             x = x.broadcast_mul(&scale)?;
         }
+        // A decode step (one new token per cached sequence) may take more rows
+        // through the decode kernels than other passes (see PASS_ROWS).
+        let max_rows = if segments.iter().all(|s| s.len == 1 && s.cache.is_some()) {
+            DECODE_ROWS
+        } else {
+            PASS_ROWS
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             let (window, tables) = match layer.kind {
                 LayerAttention::Full => (None, &full),
@@ -750,9 +762,12 @@ impl Decoder {
                 (&tables.0, &tables.1),
                 window,
                 &masks,
+                max_rows,
             )?;
             x = (x + apply(&layer.attention_out_norm, h)?)?;
-            let h = layer.mlp.forward(&layer.mlp_in_norm.forward(&x)?)?;
+            let h = layer
+                .mlp
+                .forward(&layer.mlp_in_norm.forward(&x)?, max_rows)?;
             x = (x + apply(&layer.mlp_out_norm, h)?)?;
         }
         for segment in segments.iter_mut() {
@@ -765,7 +780,12 @@ impl Decoder {
 
     /// Logits `[n, width]` in f32 for hidden-state rows `[n, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
+        // Rows here are positions of one answer chunk or a decode step's
+        // sequences, the same for a record with or without a reused prefix.
+        let logits = self
+            .lm_head
+            .forward(hidden, DECODE_ROWS)?
+            .to_dtype(DType::F32)?;
         Ok(match self.config.switches.final_logit_softcapping {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,

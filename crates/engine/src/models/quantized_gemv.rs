@@ -172,7 +172,7 @@ fn unpack(dtype: GgmlDType, b: &[u8], q: &mut [f32; QK], h: &impl Fn(u16) -> f32
 
 /// Most activation rows one pass takes: each unpacked block is dotted with all
 /// of them, so a batch of generated tokens reads the weights once.
-pub const MAX_ROWS: usize = 16;
+pub const MAX_ROWS: usize = 32;
 
 /// Activation rows dotted together with one unpacked block (their
 /// accumulators stay in registers).

@@ -16,8 +16,16 @@ use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{DType, Module, Tensor};
 use rayon::prelude::*;
 
-/// At or above this many input rows, dequantize-then-GEMM beats the vec-dot kernel.
-pub const DEQUANTIZE_MIN_ROWS: usize = super::quantized_gemv::MAX_ROWS + 1;
+/// Most input rows a decode step (every sequence's newest token) sends through
+/// the block kernels of quantized_gemv; more go to dequantized tiles and GEMM.
+pub const DECODE_ROWS: usize = super::quantized_gemv::MAX_ROWS;
+
+/// The same limit for every other pass (prefill, scoring). Lower, so a
+/// record's scores do not depend on whether a shared prefix was reused: the
+/// suffix after a cached prefix and the whole sequence then take the same
+/// GEMM unless the suffix is very short (the parity the prefix-reuse tests hold
+/// to 1e-5).
+pub const PASS_ROWS: usize = 16;
 
 /// Largest f32 tile of a dequantized weight; larger weights (a big vocabulary's
 /// output projection) go in several tiles of output rows.
@@ -55,8 +63,9 @@ impl QuantizedLinear {
         self.bias.as_ref()
     }
 
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if let Some(ys) = Self::forward_many(&[self], x) {
+    /// `x · Wᵀ`; up to `max_rows` rows through the block kernels.
+    pub fn forward(&self, x: &Tensor, max_rows: usize) -> candle_core::Result<Tensor> {
+        if let Some(ys) = Self::forward_many(&[self], x, max_rows) {
             return ys?
                 .pop()
                 .ok_or_else(|| candle_core::Error::Msg("no projection output".into()));
@@ -64,7 +73,7 @@ impl QuantizedLinear {
         let (out_dim, in_dim) = self.weight.shape().dims2()?;
         let rows = x.elem_count() / in_dim.max(1);
         let xf = x.to_dtype(DType::F32)?;
-        let y = if rows >= DEQUANTIZE_MIN_ROWS && x.device().is_cpu() {
+        let y = if rows > max_rows && x.device().is_cpu() {
             let out_shape = with_last_dim(x, out_dim);
             let x2 = xf.reshape((rows, in_dim))?;
             let tile_rows = (TILE_BYTES / (4 * in_dim)).clamp(1, out_dim);
@@ -101,12 +110,13 @@ impl QuantizedLinear {
     pub fn forward_many(
         linears: &[&QuantizedLinear],
         x: &Tensor,
+        max_rows: usize,
     ) -> Option<candle_core::Result<Vec<Tensor>>> {
         let first = linears.first()?;
         let (_, in_dim) = first.weight.shape().dims2().ok()?;
         let rows = x.elem_count() / in_dim.max(1);
         let usable = x.device().is_cpu()
-            && rows < DEQUANTIZE_MIN_ROWS
+            && rows <= max_rows.min(DECODE_ROWS)
             && linears.iter().all(|l| {
                 super::quantized_gemv::block_bytes(l.weight.dtype()).is_some()
                     && in_dim % super::quantized_gemv::block_weights(l.weight.dtype()) == 0
@@ -194,6 +204,7 @@ fn gemv_outputs<'b>(
 pub fn dense_forward_many(
     linears: &[&candle_nn::Linear],
     x: &Tensor,
+    max_rows: usize,
 ) -> Option<candle_core::Result<Vec<Tensor>>> {
     use candle_core::{CpuStorage, Storage};
     let first = linears.first()?;
@@ -202,7 +213,7 @@ pub fn dense_forward_many(
     let block = super::quantized_gemv::block_weights(candle_core::quantized::GgmlDType::F32);
     let usable = x.device().is_cpu()
         && x.dtype() == DType::F32
-        && rows < DEQUANTIZE_MIN_ROWS
+        && rows <= max_rows.min(DECODE_ROWS)
         && in_dim % block == 0
         && linears.iter().all(|l| {
             l.weight().dtype() == DType::F32
