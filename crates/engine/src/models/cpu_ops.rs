@@ -114,6 +114,12 @@ pub fn decode_attention(
         }
         views.push((k, v, capacity, *len));
     }
+    let shape = DecodeShape {
+        rep,
+        hd,
+        window,
+        scale,
+    };
     out.par_chunks_mut(rep * hd)
         .enumerate()
         .for_each(|(task, out)| {
@@ -123,34 +129,105 @@ pub fn decode_attention(
                 &k[g * capacity * hd..(g * capacity + s) * hd],
                 &v[g * capacity * hd..(g * capacity + s) * hd],
             );
-            let first = window.map_or(0, |w| s.saturating_sub(w));
-            let mut scores = vec![0f32; s];
-            for r in 0..rep {
-                let row = ((b * groups + g) * rep + r) * hd;
-                let qr = &q[row..row + hd];
-                for (j, sc) in scores.iter_mut().enumerate().skip(first) {
-                    let kj = &kg[j * hd..(j + 1) * hd];
-                    *sc = qr.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
-                }
-                let visible = &mut scores[first..];
-                let max = crate::fastmath::max_f32(visible);
-                let mut sum = 0f32;
-                for sc in visible.iter_mut() {
-                    *sc = exp_f32(*sc - max);
-                    sum += *sc;
-                }
-                let o = &mut out[r * hd..(r + 1) * hd];
-                for (j, &p) in visible.iter().enumerate() {
-                    let vj = &vg[(first + j) * hd..(first + j + 1) * hd];
-                    for (oi, &vi) in o.iter_mut().zip(vj) {
-                        *oi += p * vi;
-                    }
-                }
-                let inv = 1.0 / sum;
-                o.iter_mut().for_each(|x| *x *= inv);
-            }
+            let row = (b * groups + g) * rep * hd;
+            decode_group(&shape, &q[row..row + rep * hd], kg, vg, out);
         });
     Tensor::from_vec(out, (n, groups * rep * hd), &device)
+}
+
+/// What every (sequence, kv group) task of [`decode_attention`] shares.
+struct DecodeShape {
+    rep: usize,
+    hd: usize,
+    window: Option<usize>,
+    scale: f32,
+}
+
+/// Lanes of the query-key dot products: partial sums the compiler keeps in
+/// vector registers (a plain left-to-right sum is scalar by the rules of
+/// floating point), reduced in a fixed order.
+const DOT_LANES: usize = 16;
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; DOT_LANES];
+    let (ac, bc) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..DOT_LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// One (sequence, kv group)'s `rep` query rows `q` against its keys `kg` and
+/// values `vg` (`[len, hd]` each), into `out` (`[rep, hd]`).
+#[inline(always)]
+fn decode_group_kernel(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], out: &mut [f32]) {
+    let hd = shape.hd;
+    let s = kg.len() / hd.max(1);
+    let first = shape.window.map_or(0, |w| s.saturating_sub(w));
+    let mut scores = vec![0f32; s];
+    for r in 0..shape.rep {
+        let qr = &q[r * hd..(r + 1) * hd];
+        for (j, sc) in scores.iter_mut().enumerate().skip(first) {
+            *sc = dot(qr, &kg[j * hd..(j + 1) * hd]) * shape.scale;
+        }
+        let visible = &mut scores[first..];
+        let max = crate::fastmath::max_f32(visible);
+        let mut sum = 0f32;
+        for sc in visible.iter_mut() {
+            *sc = exp_f32(*sc - max);
+            sum += *sc;
+        }
+        let o = &mut out[r * hd..(r + 1) * hd];
+        for (j, &p) in visible.iter().enumerate() {
+            let vj = &vg[(first + j) * hd..(first + j + 1) * hd];
+            for (oi, &vi) in o.iter_mut().zip(vj) {
+                *oi += p * vi;
+            }
+        }
+        let inv = 1.0 / sum;
+        o.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn decode_group_avx512(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], out: &mut [f32]) {
+    decode_group_kernel(shape, q, kg, vg, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn decode_group_avx2(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], out: &mut [f32]) {
+    decode_group_kernel(shape, q, kg, vg, out)
+}
+
+/// [`decode_group_kernel`] compiled for the widest vectors this CPU has.
+#[allow(unsafe_code)]
+fn decode_group(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: every feature the function enables was detected on this CPU just above.
+            return unsafe { decode_group_avx512(shape, q, kg, vg, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { decode_group_avx2(shape, q, kg, vg, out) };
+        }
+    }
+    decode_group_kernel(shape, q, kg, vg, out)
 }
 
 /// `act(gate) * up`, elementwise, in one parallel pass.
@@ -203,6 +280,24 @@ impl CustomOp2 for GatedActivation {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
+
+    #[test]
+    fn lane_dot_products_match_f64_sums_with_and_without_a_tail() {
+        for len in [16, 64, 80, 256, 7] {
+            let a: Vec<f32> = (0..len)
+                .map(|i| ((i * 37) % 11) as f32 * 0.3 - 1.4)
+                .collect();
+            let b: Vec<f32> = (0..len)
+                .map(|i| ((i * 13) % 7) as f32 * 0.2 - 0.6)
+                .collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let got = dot(&a, &b) as f64;
+            assert!(
+                (got - want).abs() < 1e-5 * want.abs().max(1.0),
+                "{len}: {got} vs {want}"
+            );
+        }
+    }
 
     #[test]
     fn causal_softmax_matches_mask_then_softmax() {
