@@ -209,7 +209,7 @@ pub struct AnalyzeArgs {
     #[arg(long, default_value_t = 512)]
     pub max_new_tokens: usize,
     /// Answers generated together by the local engine (default: as many as fit
-    /// the machine, at most 16; 1 is one at a time). The answers do not depend on it.
+    /// the machine, at most 32; 1 is one at a time). Up to 32 the answers do not depend on it.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: Option<u64>,
     /// Run every sequence from its first token, instead of running a context
