@@ -62,72 +62,19 @@ impl CustomOp1 for CausalSoftmax {
                 if lo == hi {
                     return;
                 }
-                let out = &mut out[lo..hi];
-                out.copy_from_slice(&row[lo..hi]);
-                softmax_row(out, self.scale);
+                let (row, out) = (&row[lo..hi], &mut out[lo..hi]);
+                let max = crate::fastmath::max_f32(row) * self.scale;
+                let mut sum = 0f32;
+                for (o, &x) in out.iter_mut().zip(row) {
+                    let e = exp_f32(x * self.scale - max);
+                    *o = e;
+                    sum += e;
+                }
+                let inv = 1.0 / sum;
+                out.iter_mut().for_each(|o| *o *= inv);
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
-}
-
-/// `v = exp(v * scale - shift)` for each value, returning their sum, taken
-/// in 16 partial lanes reduced in a fixed order so the loop vectorises.
-#[inline(always)]
-fn exp_shifted_sum(values: &mut [f32], scale: f32, shift: f32) -> f32 {
-    let mut lanes = [0f32; DOT_LANES];
-    let mut chunks = values.chunks_exact_mut(DOT_LANES);
-    for c in &mut chunks {
-        for l in 0..DOT_LANES {
-            c[l] = exp_f32(c[l] * scale - shift);
-            lanes[l] += c[l];
-        }
-    }
-    let mut tail = 0f32;
-    for v in chunks.into_remainder() {
-        *v = exp_f32(*v * scale - shift);
-        tail += *v;
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// Softmax of `scale * row`, in place (`scale` > 0).
-#[inline(always)]
-fn softmax_row_kernel(row: &mut [f32], scale: f32) {
-    let max = crate::fastmath::max_f32(row) * scale;
-    let inv = 1.0 / exp_shifted_sum(row, scale, max);
-    row.iter_mut().for_each(|o| *o *= inv);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn softmax_row_avx512(row: &mut [f32], scale: f32) {
-    softmax_row_kernel(row, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_row_avx2(row: &mut [f32], scale: f32) {
-    softmax_row_kernel(row, scale)
-}
-
-/// [`softmax_row_kernel`] compiled for the widest vectors this CPU has.
-#[allow(unsafe_code)]
-fn softmax_row(row: &mut [f32], scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: every feature the function enables was detected on this CPU just above.
-            return unsafe { softmax_row_avx512(row, scale) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { softmax_row_avx2(row, scale) };
-        }
-    }
-    softmax_row_kernel(row, scale)
 }
 
 /// Attention of the newest position only (generation with a KV cache), for
@@ -234,7 +181,11 @@ fn decode_group_kernel(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], o
         }
         let visible = &mut scores[first..];
         let max = crate::fastmath::max_f32(visible);
-        let sum = exp_shifted_sum(visible, 1.0, max);
+        let mut sum = 0f32;
+        for sc in visible.iter_mut() {
+            *sc = exp_f32(*sc - max);
+            sum += *sc;
+        }
         let o = &mut out[r * hd..(r + 1) * hd];
         for (j, &p) in visible.iter().enumerate() {
             let vj = &vg[(first + j) * hd..(first + j + 1) * hd];
