@@ -292,11 +292,6 @@ macro_rules! rows_with_features {
 /// Weight rows dequantized per tile before the blocked f32 kernel runs on them.
 const TILE_ROWS: usize = 4;
 
-/// Fewer activation rows than this go through the block loop: with one or two
-/// the product is bound by reading the weights, and the tile's store and
-/// reload cost more than the blocked products save.
-const TILED_MIN_ROWS: usize = 1;
-
 /// Dequantizes weight rows (`rows`, `[t, bytes_per_row]`) into `tile`
 /// (`[t, k]` f32) as candle's dequantize computes them (`q * scale + min`),
 /// so the product below is the one teacher forcing takes on dequantized weights.
@@ -386,9 +381,6 @@ fn rows_avx512_tiled(
         return false;
     }
     let m = x.len() / k;
-    if m < TILED_MIN_ROWS {
-        return false;
-    }
     let mut tile = vec![0f32; TILE_ROWS.min(n) * k];
     for (w, o) in rows
         .chunks(TILE_ROWS * bytes_per_row)
