@@ -34,7 +34,13 @@ fn terms(la: f32, lb: f32) -> [f32; 5] {
     ]
 }
 
-pub fn divergences(a: &[f32], b: &[f32]) -> Divergences {
+aligntds_engine::widest!(
+    /// The fused divergence pass, compiled for the widest vectors this CPU has.
+    pub fn divergences(a: &[f32], b: &[f32]) -> Divergences = divergences_kernel
+);
+
+#[inline(always)]
+fn divergences_kernel(a: &[f32], b: &[f32]) -> Divergences {
     let mut acc = [[0f64; LANES]; 5];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());

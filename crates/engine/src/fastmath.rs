@@ -53,6 +53,7 @@ pub fn ln_f32(x: f32) -> f32 {
 }
 
 /// The largest value of a row (NEG_INFINITY for an empty row).
+#[inline(always)]
 pub fn max_f32(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = row.chunks_exact(LANES);
@@ -68,6 +69,7 @@ pub fn max_f32(row: &[f32]) -> f32 {
 }
 
 /// Sum of e^(x - shift) over a row, accumulated in f64.
+#[inline(always)]
 pub fn sum_exp(row: &[f32], shift: f32) -> f64 {
     let mut lanes = [0f64; LANES];
     let chunks = row.chunks_exact(LANES);
@@ -80,9 +82,14 @@ pub fn sum_exp(row: &[f32], shift: f32) -> f64 {
     lanes.iter().sum::<f64>() + rest.iter().map(|&x| exp_f32(x - shift) as f64).sum::<f64>()
 }
 
-/// Writes the log-softmax of `logits` into `out` (same length): the max is
-/// subtracted before exponentiating and the normaliser summed in f64.
-pub fn log_softmax_into(logits: &[f32], out: &mut [f32]) {
+crate::widest!(
+    /// Writes the log-softmax of `logits` into `out` (same length): the max is
+    /// subtracted before exponentiating and the normaliser summed in f64.
+    pub fn log_softmax_into(logits: &[f32], out: &mut [f32]) = log_softmax_kernel
+);
+
+#[inline(always)]
+fn log_softmax_kernel(logits: &[f32], out: &mut [f32]) {
     let max = max_f32(logits);
     if !max.is_finite() {
         out.copy_from_slice(logits);

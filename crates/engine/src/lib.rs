@@ -18,6 +18,7 @@ pub mod options;
 pub mod prefix;
 pub mod rope;
 pub mod score;
+pub mod simd;
 pub mod source;
 pub mod template;
 pub mod text_model;

@@ -62,20 +62,30 @@ impl CustomOp1 for CausalSoftmax {
                 if lo == hi {
                     return;
                 }
-                let (row, out) = (&row[lo..hi], &mut out[lo..hi]);
-                let max = crate::fastmath::max_f32(row) * self.scale;
-                let mut sum = 0f32;
-                for (o, &x) in out.iter_mut().zip(row) {
-                    let e = exp_f32(x * self.scale - max);
-                    *o = e;
-                    sum += e;
-                }
-                let inv = 1.0 / sum;
-                out.iter_mut().for_each(|o| *o *= inv);
+                softmax_row(&row[lo..hi], &mut out[lo..hi], self.scale);
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
 }
+
+/// The softmax of `scale * row` into `out`: the exponentials in one
+/// vectorisable pass, then their sum in order, so a row's probabilities do not
+/// depend on the vector width.
+#[inline(always)]
+fn softmax_row_kernel(row: &[f32], out: &mut [f32], scale: f32) {
+    let max = crate::fastmath::max_f32(row) * scale;
+    for (o, &x) in out.iter_mut().zip(row) {
+        *o = exp_f32(x * scale - max);
+    }
+    let mut sum = 0f32;
+    for &e in out.iter() {
+        sum += e;
+    }
+    let inv = 1.0 / sum;
+    out.iter_mut().for_each(|o| *o *= inv);
+}
+
+crate::widest!(fn softmax_row(row: &[f32], out: &mut [f32], scale: f32) = softmax_row_kernel);
 
 /// Attention of the newest position only (generation with a KV cache), for
 /// several sequences at once: q `[n, groups, rep, hd]` (row b: sequence b's
@@ -181,10 +191,12 @@ fn decode_group_kernel(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], o
         }
         let visible = &mut scores[first..];
         let max = crate::fastmath::max_f32(visible);
-        let mut sum = 0f32;
         for sc in visible.iter_mut() {
             *sc = exp_f32(*sc - max);
-            sum += *sc;
+        }
+        let mut sum = 0f32;
+        for &e in visible.iter() {
+            sum += e;
         }
         let o = &mut out[r * hd..(r + 1) * hd];
         for (j, &p) in visible.iter().enumerate() {
@@ -198,37 +210,10 @@ fn decode_group_kernel(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], o
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn decode_group_avx512(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], out: &mut [f32]) {
-    decode_group_kernel(shape, q, kg, vg, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn decode_group_avx2(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], out: &mut [f32]) {
-    decode_group_kernel(shape, q, kg, vg, out)
-}
-
-/// [`decode_group_kernel`] compiled for the widest vectors this CPU has.
-#[allow(unsafe_code)]
-fn decode_group(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: every feature the function enables was detected on this CPU just above.
-            return unsafe { decode_group_avx512(shape, q, kg, vg, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { decode_group_avx2(shape, q, kg, vg, out) };
-        }
-    }
-    decode_group_kernel(shape, q, kg, vg, out)
-}
+crate::widest!(
+    /// [`decode_group_kernel`] compiled for the widest vectors this CPU has.
+    fn decode_group(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], out: &mut [f32]) = decode_group_kernel
+);
 
 /// `act(gate) * up`, elementwise, in one parallel pass.
 pub struct GatedActivation(pub Activation);
@@ -245,6 +230,15 @@ fn activate(activation: Activation, x: f32) -> f32 {
         }
     }
 }
+
+#[inline(always)]
+fn gate_kernel(act: Activation, out: &mut [f32], g: &[f32], u: &[f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+        *o = activate(act, g) * u;
+    }
+}
+
+crate::widest!(fn gated(act: Activation, out: &mut [f32], g: &[f32], u: &[f32]) = gate_kernel);
 
 impl CustomOp2 for GatedActivation {
     fn name(&self) -> &'static str {
@@ -267,11 +261,7 @@ impl CustomOp2 for GatedActivation {
         let act = self.0;
         dst.par_chunks_mut(CHUNK)
             .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-            .for_each(|(out, (g, u))| {
-                for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
-                    *o = activate(act, g) * u;
-                }
-            });
+            .for_each(|(out, (g, u))| gated(act, out, g, u));
         Ok((CpuStorage::F32(dst), l1.shape().clone()))
     }
 }
