@@ -13,6 +13,7 @@ use aligntds_engine::{
 };
 
 use crate::local_batch::GenerationService;
+use crate::local_scoring::PackedScoring;
 use crate::metrics::TopKRow;
 use crate::prefixes::Prefixes;
 
@@ -96,14 +97,17 @@ pub trait Backend: Send + Sync {
 /// sequence: both sides of a pair may be this one backend, under two templates.)
 /// With a batch above 1, generation requests from records in flight are decoded
 /// together by one service thread, and the study keeps that many in flight;
-/// one record at a time scores (its chunk buffers are the big allocation, and
-/// scoring takes turns anyway), re-entrantly, as both sides may be this backend.
+/// their scoring passes are packed together (see [`crate::local_scoring`]);
+/// one record at a time computes its log-distributions (its chunk buffers are
+/// the big allocation, and that work takes turns anyway), re-entrantly, as both
+/// sides may be this backend.
 /// Context prefixes shared by many records run once (see [`crate::prefixes`])
 /// unless [`LocalBackend::without_prefix_reuse`] says not to.
 pub struct LocalBackend {
     model: Arc<LanguageModel>,
     turn: Arc<FairMutex<()>>,
     scoring: ReentrantMutex<()>,
+    packing: PackedScoring,
     batch: usize,
     service: OnceLock<GenerationService>,
     prefixes: Option<std::sync::Mutex<Prefixes>>,
@@ -121,6 +125,7 @@ impl LocalBackend {
             model,
             turn: Arc::new(FairMutex::new(())),
             scoring: ReentrantMutex::new(()),
+            packing: PackedScoring::default(),
             batch: batch.max(1),
             service: OnceLock::new(),
             prefixes: Some(Default::default()),
@@ -163,8 +168,9 @@ struct LocalScored<'a> {
     prepared: aligntds_engine::score::PreparedScoring<'a>,
     buffer: Vec<f32>,
     backend: &'a LocalBackend,
-    /// Last, so the buffers are freed before the next record may score.
-    _scoring: ReentrantMutexGuard<'a, ()>,
+    /// Taken at the first rows; last, so the buffers are freed before the
+    /// next record may compute its rows.
+    scoring: Option<ReentrantMutexGuard<'a, ()>>,
 }
 
 impl Scored for LocalScored<'_> {
@@ -173,6 +179,9 @@ impl Scored for LocalScored<'_> {
     }
 
     fn rows(&mut self, first: usize, n: usize) -> Result<Rows<'_>, BackendError> {
+        if self.scoring.is_none() {
+            self.scoring = Some(self.backend.scoring.lock());
+        }
         let _turn = self.backend.turn();
         self.prepared.log_probs(first, n, &mut self.buffer)?;
         Ok(Rows::Full {
@@ -209,21 +218,18 @@ impl Backend for LocalBackend {
         answer_start: usize,
         _top_k: usize,
     ) -> Result<Box<dyn Scored + 'a>, BackendError> {
-        let scoring = self.scoring.lock();
         let prefix = match tokens.get(..answer_start) {
             Some(context) => self.prefix_for(context)?,
             None => None,
         };
-        let _turn = self.turn();
-        let prepared = match &prefix {
-            Some(p) => self.model.prepare_scoring_after(p, tokens, answer_start)?,
-            None => self.model.prepare_scoring(tokens, answer_start)?,
-        };
+        let state = self
+            .packing
+            .prepare(&self.model, &self.turn, tokens, answer_start, prefix)?;
         Ok(Box::new(LocalScored {
-            prepared,
+            prepared: self.model.resume_scoring(state),
             buffer: Vec::new(),
             backend: self,
-            _scoring: scoring,
+            scoring: None,
         }))
     }
 

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod context;
 pub mod dataset;
 mod local_batch;
+mod local_scoring;
 pub mod merge;
 pub mod metrics;
 pub mod output;

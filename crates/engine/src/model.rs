@@ -92,6 +92,23 @@ impl LanguageModel {
         crate::score::PreparedScoring::new(&self.decoder, tokens, answer_start)
     }
 
+    /// The forward passes of several sequences, packed into few passes; see
+    /// [`crate::score::prepare_packed`]. One result per request, in order.
+    pub fn prepare_scoring_packed(
+        &self,
+        requests: &[crate::score::ScoreRequest<'_>],
+    ) -> Vec<Result<crate::score::ScoredHidden>> {
+        crate::score::prepare_packed(&self.decoder, requests)
+    }
+
+    /// The log-distributions of a sequence whose forward pass has run.
+    pub fn resume_scoring(
+        &self,
+        state: crate::score::ScoredHidden,
+    ) -> crate::score::PreparedScoring<'_> {
+        crate::score::PreparedScoring::resume(&self.decoder, state)
+    }
+
     /// Runs a context prefix once, for sequences that continue it
     /// ([`Self::prepare_scoring_after`], [`crate::batch::Request::prefix`]).
     pub fn prefix_cache(&self, tokens: &[u32]) -> Result<crate::prefix::PrefixCache> {

@@ -5,7 +5,8 @@
 use rayon::prelude::*;
 
 use crate::error::{EngineError, Result};
-use crate::models::decoder::Decoder;
+use crate::models::decoder::{Decoder, Segment};
+use crate::models::PASS_ROWS;
 use crate::prefix::PrefixCache;
 
 /// Bytes of log-probabilities held at once while scoring.
@@ -141,11 +142,188 @@ pub struct PairTimings {
 /// `[positions x vocabulary]` never exists whole.
 pub struct PreparedScoring<'a> {
     decoder: &'a Decoder,
+    state: ScoredHidden,
+}
+
+/// A sequence's hidden states after its forward pass, owned (it borrows no
+/// model, so it may pass between threads): [`PreparedScoring::resume`] turns
+/// it back into log-distributions.
+pub struct ScoredHidden {
     /// Hidden states of positions `offset..` (a cached prefix covers the rest).
     hidden: Option<candle_core::Tensor>,
     offset: usize,
     answer_start: usize,
     answer_len: usize,
+}
+
+/// One sequence for [`prepare_packed`]: its tokens, where its answer starts,
+/// and the cached prefix it continues, if any.
+pub struct ScoreRequest<'r> {
+    pub tokens: &'r [u32],
+    pub answer_start: usize,
+    pub prefix: Option<&'r PrefixCache>,
+}
+
+/// Most tokens (cached and new) the sequences of one packed pass hold.
+pub const PACKED_PASS_TOKENS: usize = 4096;
+
+/// The checks of a scoring request; returns the prefix length and the answer length.
+fn check_request(decoder: &Decoder, r: &ScoreRequest<'_>) -> Result<(usize, usize)> {
+    let (tokens, answer_start) = (r.tokens, r.answer_start);
+    if answer_start == 0 || answer_start > tokens.len() {
+        return Err(EngineError::Input(format!(
+            "scoring must start at a position between 1 and the sequence length ({}), not {answer_start}",
+            tokens.len()
+        )));
+    }
+    let offset = r.prefix.map_or(0, |p| p.len());
+    if r.prefix
+        .is_some_and(|p| !p.continued_by(tokens) || offset >= answer_start)
+    {
+        return Err(EngineError::Input(format!(
+            "a sequence of {} tokens with its answer at {answer_start} does not continue the {offset}-token prefix before its answer",
+            tokens.len()
+        )));
+    }
+    decoder.check_tokens(tokens, 0)?;
+    Ok((offset, tokens.len() - answer_start))
+}
+
+/// Runs the forward passes of several sequences, packing them into passes of
+/// at most [`PACKED_PASS_TOKENS`] tokens (each sequence attends only to itself
+/// and its prefix), so short records still give the projections many rows.
+/// Every sequence's hidden states equal, bit for bit, those of a pass over it
+/// alone: rows of a GEMM do not depend on the rows beside them, and a sequence
+/// short enough that alone it would take the small-pass kernels (at most
+/// `PASS_ROWS` new rows) runs alone. One result per request, in order.
+pub fn prepare_packed(
+    decoder: &Decoder,
+    requests: &[ScoreRequest<'_>],
+) -> Vec<Result<ScoredHidden>> {
+    let mut results: Vec<Option<Result<ScoredHidden>>> = requests.iter().map(|_| None).collect();
+    // (request, prefix length, rows run): the tokens after the prefix, less the last.
+    let mut packable: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        match check_request(decoder, r) {
+            Err(e) => results[i] = Some(Err(e)),
+            Ok((offset, answer_len)) => {
+                let run = r.tokens.len() - 1 - offset;
+                if answer_len == 0 || run <= PASS_ROWS {
+                    results[i] = Some(run_alone(decoder, r, offset, answer_len));
+                } else {
+                    packable.push((i, offset, run));
+                }
+            }
+        }
+    }
+    let mut rest = packable.as_slice();
+    while !rest.is_empty() {
+        let mut take = 1;
+        let mut held = rest[0].1 + rest[0].2;
+        while take < rest.len() && held + rest[take].1 + rest[take].2 <= PACKED_PASS_TOKENS {
+            held += rest[take].1 + rest[take].2;
+            take += 1;
+        }
+        let (group, after) = rest.split_at(take);
+        rest = after;
+        if let [(i, offset, _)] = group {
+            let r = &requests[*i];
+            results[*i] = Some(run_alone(
+                decoder,
+                r,
+                *offset,
+                r.tokens.len() - r.answer_start,
+            ));
+            continue;
+        }
+        match run_packed(decoder, requests, group) {
+            Ok(states) => {
+                for (&(i, ..), state) in group.iter().zip(states) {
+                    results[i] = Some(Ok(state));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for &(i, ..) in group {
+                    results[i] = Some(Err(EngineError::Input(format!(
+                        "a packed scoring pass failed: {message}"
+                    ))));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| Err(EngineError::Input("a scoring request was not run".into())))
+        })
+        .collect()
+}
+
+/// One checked sequence's forward pass on its own.
+fn run_alone(
+    decoder: &Decoder,
+    r: &ScoreRequest<'_>,
+    offset: usize,
+    answer_len: usize,
+) -> Result<ScoredHidden> {
+    let tokens = r.tokens;
+    // The last token's hidden state predicts nothing we score.
+    let hidden = match (answer_len, r.prefix) {
+        (0, _) => None,
+        (_, None) => Some(decoder.hidden_states(&tokens[..tokens.len() - 1], None)?),
+        (_, Some(p)) => {
+            let mut cache = p.fork(tokens.len() - offset)?;
+            let rest = &tokens[offset..tokens.len() - 1];
+            Some(decoder.hidden_states(rest, Some(&mut cache))?)
+        }
+    };
+    Ok(ScoredHidden {
+        hidden,
+        offset,
+        answer_start: r.answer_start,
+        answer_len,
+    })
+}
+
+/// Checked sequences `(request, prefix length, rows)` in one packed pass.
+fn run_packed(
+    decoder: &Decoder,
+    requests: &[ScoreRequest<'_>],
+    group: &[(usize, usize, usize)],
+) -> Result<Vec<ScoredHidden>> {
+    let mut caches = Vec::with_capacity(group.len());
+    let mut packed = Vec::new();
+    for &(i, offset, run) in group {
+        let r = &requests[i];
+        caches.push(match r.prefix {
+            Some(p) => Some(p.fork(run)?),
+            None => None,
+        });
+        packed.extend_from_slice(&r.tokens[offset..offset + run]);
+    }
+    let mut segments: Vec<Segment> = group
+        .iter()
+        .zip(caches.iter_mut())
+        .map(|(&(_, _, run), cache)| Segment {
+            len: run,
+            cache: cache.as_mut(),
+        })
+        .collect();
+    let hidden = decoder.hidden_states_packed(&packed, &mut segments)?;
+    let mut row = 0;
+    let mut states = Vec::with_capacity(group.len());
+    for &(i, offset, run) in group {
+        let r = &requests[i];
+        states.push(ScoredHidden {
+            hidden: Some(hidden.narrow(0, row, run)?),
+            offset,
+            answer_start: r.answer_start,
+            answer_len: r.tokens.len() - r.answer_start,
+        });
+        row += run;
+    }
+    Ok(states)
 }
 
 impl<'a> PreparedScoring<'a> {
@@ -166,48 +344,29 @@ impl<'a> PreparedScoring<'a> {
         Self::prepare(decoder, Some(prefix), tokens, answer_start)
     }
 
+    /// The log-distributions of a sequence whose forward pass has run.
+    pub fn resume(decoder: &'a Decoder, state: ScoredHidden) -> Self {
+        Self { decoder, state }
+    }
+
     fn prepare(
         decoder: &'a Decoder,
         prefix: Option<&PrefixCache>,
         tokens: &[u32],
         answer_start: usize,
     ) -> Result<Self> {
-        if answer_start == 0 || answer_start > tokens.len() {
-            return Err(EngineError::Input(format!(
-                "scoring must start at a position between 1 and the sequence length ({}), not {answer_start}",
-                tokens.len()
-            )));
-        }
-        let offset = prefix.map_or(0, |p| p.len());
-        if prefix.is_some_and(|p| !p.continued_by(tokens) || offset >= answer_start) {
-            return Err(EngineError::Input(format!(
-                "a sequence of {} tokens with its answer at {answer_start} does not continue the {offset}-token prefix before its answer",
-                tokens.len()
-            )));
-        }
-        decoder.check_tokens(tokens, 0)?;
-        let answer_len = tokens.len() - answer_start;
-        // The last token's hidden state predicts nothing we score.
-        let hidden = match (answer_len, prefix) {
-            (0, _) => None,
-            (_, None) => Some(decoder.hidden_states(&tokens[..tokens.len() - 1], None)?),
-            (_, Some(p)) => {
-                let mut cache = p.fork(tokens.len() - offset)?;
-                let rest = &tokens[offset..tokens.len() - 1];
-                Some(decoder.hidden_states(rest, Some(&mut cache))?)
-            }
-        };
-        Ok(Self {
-            decoder,
-            hidden,
-            offset,
+        let request = ScoreRequest {
+            tokens,
             answer_start,
-            answer_len,
-        })
+            prefix,
+        };
+        let (offset, answer_len) = check_request(decoder, &request)?;
+        let state = run_alone(decoder, &request, offset, answer_len)?;
+        Ok(Self { decoder, state })
     }
 
     pub fn answer_len(&self) -> usize {
-        self.answer_len
+        self.state.answer_len
     }
 
     pub fn width(&self) -> usize {
@@ -216,20 +375,21 @@ impl<'a> PreparedScoring<'a> {
 
     /// Log-distributions of answer tokens `first..first + n` (row-major into `buffer`).
     pub fn log_probs(&self, first: usize, n: usize, buffer: &mut Vec<f32>) -> Result<()> {
-        let Some(hidden) = &self.hidden else {
+        let s = &self.state;
+        let Some(hidden) = &s.hidden else {
             return Err(EngineError::Input("the answer is empty".into()));
         };
-        if first + n > self.answer_len {
+        if first + n > s.answer_len {
             return Err(EngineError::Input(format!(
                 "answer positions {first}..{} are past the answer's {} tokens",
                 first + n,
-                self.answer_len
+                s.answer_len
             )));
         }
         log_probs_into(
             self.decoder,
             hidden,
-            self.answer_start + first - 1 - self.offset,
+            s.answer_start + first - 1 - s.offset,
             n,
             buffer,
         )

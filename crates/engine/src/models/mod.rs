@@ -13,6 +13,7 @@ mod llama;
 mod mistral;
 mod quantized_gemv;
 mod quantized_linear;
+pub(crate) use quantized_linear::PASS_ROWS;
 mod qwen2;
 
 use crate::config::{ModelConfig, RawConfig};
