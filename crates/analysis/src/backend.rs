@@ -83,6 +83,18 @@ pub trait Backend: Send + Sync {
         answer_start: usize,
         top_k: usize,
     ) -> Result<Box<dyn Scored + 'a>, BackendError>;
+    /// Scoring for an answer this backend generated (`generation`, from
+    /// `tokens[..answer_start]`; the answer `tokens[answer_start..]` begins its
+    /// tokens) from what the generation computed, with no second forward pass.
+    /// None where nothing was kept (then [`Self::prepare`] scores it).
+    fn prepare_generated<'a>(
+        &'a self,
+        _tokens: &[u32],
+        _answer_start: usize,
+        _generation: &Generation,
+    ) -> Result<Option<Box<dyn Scored + 'a>>, BackendError> {
+        Ok(None)
+    }
     /// Greedy generation from `prompt` (eos ids empty: the model's own).
     fn generate(
         &self,
@@ -108,6 +120,9 @@ pub struct LocalBackend {
     turn: Arc<FairMutex<()>>,
     scoring: ReentrantMutex<()>,
     packing: PackedScoring,
+    /// Chunk buffers of finished records, reused: a fresh one of a few hundred
+    /// MB costs its page faults and zeroing again for every record.
+    buffers: std::sync::Mutex<Vec<Vec<f32>>>,
     batch: usize,
     service: OnceLock<GenerationService>,
     prefixes: Option<std::sync::Mutex<Prefixes>>,
@@ -126,6 +141,7 @@ impl LocalBackend {
             turn: Arc::new(FairMutex::new(())),
             scoring: ReentrantMutex::new(()),
             packing: PackedScoring::default(),
+            buffers: Default::default(),
             batch: batch.max(1),
             service: OnceLock::new(),
             prefixes: Some(Default::default()),
@@ -168,9 +184,26 @@ struct LocalScored<'a> {
     prepared: aligntds_engine::score::PreparedScoring<'a>,
     buffer: Vec<f32>,
     backend: &'a LocalBackend,
-    /// Taken at the first rows; last, so the buffers are freed before the
+    /// Taken at the first rows; last, so the buffer is given back before the
     /// next record may compute its rows.
     scoring: Option<ReentrantMutexGuard<'a, ()>>,
+}
+
+impl Drop for LocalScored<'_> {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.buffer);
+        if buffer.capacity() > 0 {
+            let mut pool = self
+                .backend
+                .buffers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // Both sides of the record in flight hold one each: keep that many.
+            if pool.len() < 2 {
+                pool.push(buffer);
+            }
+        }
+    }
 }
 
 impl Scored for LocalScored<'_> {
@@ -181,6 +214,12 @@ impl Scored for LocalScored<'_> {
     fn rows(&mut self, first: usize, n: usize) -> Result<Rows<'_>, BackendError> {
         if self.scoring.is_none() {
             self.scoring = Some(self.backend.scoring.lock());
+            let mut pool = self
+                .backend
+                .buffers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            self.buffer = pool.pop().unwrap_or_default();
         }
         let _turn = self.backend.turn();
         self.prepared.log_probs(first, n, &mut self.buffer)?;
@@ -231,6 +270,36 @@ impl Backend for LocalBackend {
             backend: self,
             scoring: None,
         }))
+    }
+
+    fn prepare_generated<'a>(
+        &'a self,
+        tokens: &[u32],
+        answer_start: usize,
+        generation: &Generation,
+    ) -> Result<Option<Box<dyn Scored + 'a>>, BackendError> {
+        let answer = tokens.get(answer_start..).unwrap_or_default();
+        let width = self.model.config().hidden_size;
+        // In bf16 or f16 a batched step's states depend on the batch: there
+        // a teacher-forced pass keeps the scores independent of it.
+        if answer_start == 0
+            || !self.model.decode_rows_independent()
+            || !generation.tokens.starts_with(answer)
+            || generation.hidden_states.len() < answer.len() * width
+        {
+            return Ok(None);
+        }
+        let prepared = self.model.scoring_from_generation(
+            answer_start,
+            answer.len(),
+            &generation.hidden_states,
+        )?;
+        Ok(Some(Box::new(LocalScored {
+            prepared,
+            buffer: Vec::new(),
+            backend: self,
+            scoring: None,
+        })))
     }
 
     fn generate(

@@ -1,7 +1,7 @@
 //! One record of a study: the aligned side's answer (from the data set or
 //! generated), then one paired pass scoring it under both sides.
 
-use aligntds_engine::{GenerateOptions, StopReason, TextModel};
+use aligntds_engine::{GenerateOptions, Generation, StopReason, TextModel};
 use aligntds_formats::examples::ExampleLine;
 use aligntds_formats::positions::{PositionRecord, TopToken};
 use rayon::prelude::*;
@@ -133,11 +133,13 @@ fn trim_closing_fence(
     Ok(())
 }
 
+/// The aligned side's answer, why it stopped, and the generation (whose
+/// computed states may score the answer).
 fn generate_answer(
     aligned: &Side,
     prompt: &[u32],
     settings: &RunSettings,
-) -> Result<(Vec<u32>, String), RunError> {
+) -> Result<(Vec<u32>, String, Generation), RunError> {
     let mut stops = settings.recorded.stops.clone();
     stops.extend(
         crate::context::default_stops(settings.recorded.aligned_context.kind)
@@ -150,8 +152,8 @@ fn generate_answer(
         eos_token_ids: aligned.text.eos_token_ids.clone(),
     };
     let out = aligned.backend.generate(prompt, &options)?;
-    let mut ids = out.tokens;
-    let reason = match out.stop_reason {
+    let mut ids = out.tokens.clone();
+    let reason = match &out.stop_reason {
         StopReason::Eos => "eos".to_string(),
         StopReason::StopString(s) => {
             trim_closing_fence(&aligned.text.tokenizer, &mut ids)?;
@@ -160,7 +162,7 @@ fn generate_answer(
         StopReason::MaxNewTokens => "max_new_tokens".to_string(),
         StopReason::ContextFull => "context_full".to_string(),
     };
-    Ok((ids, reason))
+    Ok((ids, reason, out))
 }
 
 /// Why a record cannot be analyzed, if it cannot: checked before any scoring.
@@ -204,6 +206,7 @@ pub fn analyze_example(
     let aligned_prompt = aligned.text.tokenizer.encode(&aligned_context)?;
     let base_prompt = base.text.tokenizer.encode(&base_context)?;
     let mut generation_seconds = 0.0;
+    let mut generation = None;
     let from_dataset = match settings.recorded.response {
         ResponseSource::Generate => None,
         _ => dataset_answer(aligned, record)?,
@@ -223,8 +226,9 @@ pub fn analyze_example(
             }
             (None, _) => {
                 let clock = std::time::Instant::now();
-                let (ids, reason) = generate_answer(aligned, &aligned_prompt, settings)?;
+                let (ids, reason, out) = generate_answer(aligned, &aligned_prompt, settings)?;
                 generation_seconds = clock.elapsed().as_secs_f64();
+                generation = Some(out);
                 (ids, "generate".to_string(), reason, false)
             }
         };
@@ -293,6 +297,7 @@ pub fn analyze_example(
         base,
         (&a_tokens, aligned_prompt.len()),
         (&b_tokens, base_prompt.len()),
+        generation.as_ref(),
         top_k,
         |first, rows_a, rows_b| {
             let metrics = pair_metrics(&rows_a, &rows_b, &answer_ids[first..], top_k, thresholds);
@@ -420,18 +425,28 @@ fn pair_metrics(
 }
 
 /// Scores the same answer under both sides in lockstep, a chunk of positions
-/// at a time; returns each side's seconds (forward pass and rows).
+/// at a time; returns each side's seconds (forward pass and rows). An answer
+/// side `a` generated is scored from its generation where the backend kept
+/// what that computed.
 fn score_pair(
     a: &Side,
     b: &Side,
     (a_tokens, a_start): (&[u32], usize),
     (b_tokens, b_start): (&[u32], usize),
+    a_generation: Option<&Generation>,
     top_k: usize,
     mut sink: impl FnMut(usize, Rows<'_>, Rows<'_>) -> Result<(), RunError>,
 ) -> Result<(f64, f64), RunError> {
     let (mut a_seconds, mut b_seconds) = (0.0, 0.0);
     let clock = std::time::Instant::now();
-    let mut scored_a = a.backend.prepare(a_tokens, a_start, top_k)?;
+    let from_generation = match a_generation {
+        Some(g) => a.backend.prepare_generated(a_tokens, a_start, g)?,
+        None => None,
+    };
+    let mut scored_a = match from_generation {
+        Some(scored) => scored,
+        None => a.backend.prepare(a_tokens, a_start, top_k)?,
+    };
     a_seconds += clock.elapsed().as_secs_f64();
     let clock = std::time::Instant::now();
     let mut scored_b = b.backend.prepare(b_tokens, b_start, top_k)?;

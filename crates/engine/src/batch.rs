@@ -8,8 +8,9 @@
 use crate::error::{EngineError, Result};
 use crate::generate::{find_stop, GenerateOptions, Generation, StopReason};
 use crate::models::decoder::{Decoder, KvCache, Segment};
+use crate::models::PASS_ROWS;
 use crate::prefix::PrefixCache;
-use crate::score::{argmax, log_softmax_in_place};
+use crate::score::argmax;
 use crate::tokenizer::TextTokenizer;
 
 /// At most this many prompt tokens in one packed prefill (a longer prompt goes
@@ -38,6 +39,8 @@ struct Sequence {
     cache: KvCache,
     tokens: Vec<u32>,
     logprobs: Vec<f32>,
+    /// The hidden state behind each token (see [`Generation::hidden_states`]).
+    hidden: Vec<f32>,
     options: GenerateOptions,
 }
 
@@ -103,6 +106,7 @@ impl<'m> BatchGenerator<'m> {
                         tokens: Vec::new(),
                         logprobs: Vec::new(),
                         stop_reason: StopReason::MaxNewTokens,
+                        hidden_states: Vec::new(),
                     }),
                 }),
                 None => {
@@ -122,9 +126,17 @@ impl<'m> BatchGenerator<'m> {
         // Prompts (past their cached prefixes) packed into passes of at most PREFILL_TOKENS.
         while !ready.is_empty() {
             let run = |(r, _, cached): &(Request, KvCache, usize)| r.prompt.len() - cached;
+            // A prompt short enough for the small-pass kernels is prefilled
+            // alone, as it would be without company: a prompt's states then
+            // never depend on the prompts beside it (rows of a GEMM do not).
+            let packs = |r: &(Request, KvCache, usize)| run(r) > PASS_ROWS;
             let mut take = 1;
             let mut tokens = run(&ready[0]);
-            while take < ready.len() && tokens + run(&ready[take]) <= PREFILL_TOKENS {
+            while take < ready.len()
+                && packs(&ready[0])
+                && packs(&ready[take])
+                && tokens + run(&ready[take]) <= PREFILL_TOKENS
+            {
                 tokens += run(&ready[take]);
                 take += 1;
             }
@@ -153,15 +165,17 @@ impl<'m> BatchGenerator<'m> {
                 candle_core::Tensor::cat(&rows, 0)?
             };
             let next = self.next_tokens(&lasts)?;
-            for ((r, cache, _), (id, logprob)) in group.into_iter().zip(next) {
+            let rows = hidden_rows(&lasts)?;
+            for (((r, cache, _), (id, logprob)), row) in group.into_iter().zip(next).zip(rows) {
                 let mut sequence = Sequence {
                     key: r.key,
                     cache,
                     tokens: Vec::new(),
                     logprobs: Vec::new(),
+                    hidden: Vec::new(),
                     options: r.options,
                 };
-                match self.advance(&mut sequence, id, logprob) {
+                match self.advance(&mut sequence, id, logprob, row) {
                     Ok(None) => self.active.push(sequence),
                     Ok(Some(reason)) => finished.push(done(sequence, reason)),
                     Err(e) => finished.push(Finished {
@@ -196,11 +210,12 @@ impl<'m> BatchGenerator<'m> {
             self.decoder.hidden_states_packed(&last, &mut segments)?
         };
         let next = self.next_tokens(&hidden)?;
+        let rows = hidden_rows(&hidden)?;
         let mut finished = Vec::new();
         let mut still = Vec::with_capacity(self.active.len());
-        for (mut sequence, (id, logprob)) in std::mem::take(&mut self.active).into_iter().zip(next)
-        {
-            match self.advance(&mut sequence, id, logprob) {
+        let active = std::mem::take(&mut self.active);
+        for ((mut sequence, (id, logprob)), row) in active.into_iter().zip(next).zip(rows) {
+            match self.advance(&mut sequence, id, logprob, row) {
                 Ok(None) => still.push(sequence),
                 Ok(Some(reason)) => finished.push(done(sequence, reason)),
                 Err(e) => finished.push(Finished {
@@ -223,9 +238,9 @@ impl<'m> BatchGenerator<'m> {
             .to_vec1::<f32>()?;
         Ok(logits
             .chunks_exact(width)
-            .map(|row| {
-                let mut row = row.to_vec();
-                log_softmax_in_place(&mut row);
+            .map(|logits| {
+                let mut row = vec![0f32; logits.len()];
+                crate::fastmath::log_softmax_into(logits, &mut row);
                 let id = argmax(&row);
                 (id as u32, row[id])
             })
@@ -234,15 +249,24 @@ impl<'m> BatchGenerator<'m> {
 
     /// Appends a generated token and applies the stop rules, in the order the
     /// single-sequence loop always has: eos, stop strings, length, context.
-    fn advance(&self, s: &mut Sequence, id: u32, logprob: f32) -> Result<Option<StopReason>> {
+    fn advance(
+        &self,
+        s: &mut Sequence,
+        id: u32,
+        logprob: f32,
+        hidden: Vec<f32>,
+    ) -> Result<Option<StopReason>> {
+        let width = hidden.len();
         s.tokens.push(id);
         s.logprobs.push(logprob);
+        s.hidden.extend(hidden);
         if s.options.eos_token_ids.contains(&id) {
             return Ok(Some(StopReason::Eos));
         }
         if let Some((keep, stop)) = find_stop(self.tokenizer, &s.tokens, &s.options.stop_strings)? {
             s.tokens.truncate(keep);
             s.logprobs.truncate(keep);
+            s.hidden.truncate(keep * width);
             return Ok(Some(StopReason::StopString(stop)));
         }
         if s.tokens.len() >= s.options.max_new_tokens {
@@ -262,8 +286,14 @@ fn done(sequence: Sequence, stop_reason: StopReason) -> Finished {
             tokens: sequence.tokens,
             logprobs: sequence.logprobs,
             stop_reason,
+            hidden_states: sequence.hidden,
         }),
     }
+}
+
+/// The rows of hidden states `[n, hidden]` in f32, one vector each.
+fn hidden_rows(hidden: &candle_core::Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(hidden.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
 }
 
 /// Generates every request with at most `batch` decoded together, waiting

@@ -31,6 +31,12 @@ pub struct Generation {
     /// Each answer token's log-probability under the model.
     pub logprobs: Vec<f32>,
     pub stop_reason: StopReason,
+    /// The final-norm hidden state that predicted each answer token, row-major
+    /// `[tokens, hidden size]` in f32 (exact for every dtype the engine runs):
+    /// the answer's scores without another forward pass
+    /// ([`crate::LanguageModel::scoring_from_generation`]). Empty where the
+    /// generator keeps none (an inference server).
+    pub hidden_states: Vec<f32>,
 }
 
 /// Greedy decoding of `prompt` (token ids, at least one; continuing `prefix`'s

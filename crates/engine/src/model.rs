@@ -101,6 +101,28 @@ impl LanguageModel {
         crate::score::prepare_packed(&self.decoder, requests)
     }
 
+    /// Scoring for an answer this model generated (its first `answer_len`
+    /// tokens after a prompt of `answer_start` tokens) from the hidden states
+    /// the generation computed ([`crate::Generation::hidden_states`]).
+    pub fn scoring_from_generation(
+        &self,
+        answer_start: usize,
+        answer_len: usize,
+        hidden_states: &[f32],
+    ) -> Result<crate::score::PreparedScoring<'_>> {
+        let state =
+            crate::score::from_generation(&self.decoder, answer_start, answer_len, hidden_states)?;
+        Ok(crate::score::PreparedScoring::resume(&self.decoder, state))
+    }
+
+    /// Whether a decode step computes each sequence's states as it would
+    /// decoding that sequence alone (f32 and quantized weights on the CPU,
+    /// whose decode kernels take row by row), so scores taken from a batched
+    /// generation's states do not depend on the batch. Not in bf16 or f16.
+    pub fn decode_rows_independent(&self) -> bool {
+        self.decoder.device().is_cpu() && self.decoder.dtype() == DType::F32
+    }
+
     /// The log-distributions of a sequence whose forward pass has run.
     pub fn resume_scoring(
         &self,

@@ -326,6 +326,41 @@ fn run_packed(
     Ok(states)
 }
 
+/// The scoring state of an answer the model generated itself: the hidden
+/// states its generation computed (`hidden_states`, row-major f32, at least
+/// one row per answer token) stand in for a forward pass.
+pub fn from_generation(
+    decoder: &Decoder,
+    answer_start: usize,
+    answer_len: usize,
+    hidden_states: &[f32],
+) -> Result<ScoredHidden> {
+    let width = decoder.config().hidden_size;
+    if answer_start == 0 || hidden_states.len() < answer_len * width {
+        return Err(EngineError::Input(format!(
+            "{} hidden values do not cover an answer of {answer_len} tokens at position {answer_start}",
+            hidden_states.len()
+        )));
+    }
+    let hidden = (answer_len > 0)
+        .then(|| {
+            candle_core::Tensor::from_slice(
+                &hidden_states[..answer_len * width],
+                (answer_len, width),
+                decoder.device(),
+            )?
+            .to_dtype(decoder.dtype())
+        })
+        .transpose()?;
+    // Row i predicts answer token i: as a pass whose first row is the one before the answer.
+    Ok(ScoredHidden {
+        hidden,
+        offset: answer_start - 1,
+        answer_start,
+        answer_len,
+    })
+}
+
 impl<'a> PreparedScoring<'a> {
     /// Runs the forward pass over `tokens` for scoring `tokens[answer_start..]`.
     pub fn new(decoder: &'a Decoder, tokens: &[u32], answer_start: usize) -> Result<Self> {

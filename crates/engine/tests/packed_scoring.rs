@@ -109,7 +109,11 @@ fn packed_scoring_equals_scoring_each_sequence_alone_on_the_fixtures() {
 
 #[test]
 fn packed_scoring_equals_scoring_each_sequence_alone_on_smollm2() {
-    for dtype in [DTypeChoice::Float(DType::F32), DTypeChoice::Quantized] {
+    for dtype in [
+        DTypeChoice::Float(DType::F32),
+        DTypeChoice::Quantized,
+        DTypeChoice::Float(DType::BF16),
+    ] {
         if let Some(model) = real(SMOLLM2, dtype) {
             check(&model, &format!("SmolLM2 {dtype:?}"));
         }

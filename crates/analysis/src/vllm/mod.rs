@@ -303,6 +303,7 @@ impl Backend for VllmBackend {
                 tokens: Vec::new(),
                 logprobs: Vec::new(),
                 stop_reason: reason,
+                hidden_states: Vec::new(),
             })
         };
         if options.max_new_tokens == 0 {
@@ -316,6 +317,7 @@ impl Backend for VllmBackend {
                     tokens,
                     logprobs,
                     stop_reason: StopReason::ContextFull,
+                    hidden_states: Vec::new(),
                 });
             }
             let sequence: Vec<u32> = prompt.iter().chain(&tokens).copied().collect();
@@ -358,6 +360,7 @@ impl Backend for VllmBackend {
                     tokens,
                     logprobs,
                     stop_reason: reason,
+                    hidden_states: Vec::new(),
                 });
             }
         }
