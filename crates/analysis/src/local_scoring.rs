@@ -29,6 +29,9 @@ struct Queue {
     done: HashMap<u64, Result<ScoredHidden, EngineError>>,
     /// Whether a record is running a pass for the queue now.
     running: bool,
+    /// Passes run, and sequences they held (for tests).
+    passes: usize,
+    sequences: usize,
 }
 
 #[derive(Default)]
@@ -101,7 +104,11 @@ impl PackedScoring {
                     .zip(results)
                     .collect::<Vec<_>>()
             };
-            self.lock().done.extend(results);
+            let mut queue_now = self.lock();
+            queue_now.passes += 1;
+            queue_now.sequences += results.len();
+            queue_now.done.extend(results);
+            drop(queue_now);
             drop(running);
             queue = self.lock();
         }
@@ -122,5 +129,68 @@ impl PackedScoring {
             .max(1)
             .min(queue.waiting.len());
         queue.waiting.drain(..take).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> LanguageModel {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/qwen2");
+        LanguageModel::load(dir.to_str().unwrap(), &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn records_scoring_at_once_share_passes_and_get_their_own_rows() {
+        let model = fixture();
+        let (turn, packing) = (FairMutex::new(()), PackedScoring::default());
+        let sequences: Vec<Vec<u32>> = (0..8u32)
+            .map(|i| {
+                (0..40 + 7 * i)
+                    .map(|t| (t * 31 + i * 17) % 200 + 3)
+                    .collect()
+            })
+            .collect();
+        // The turn held until every record has queued, as a decode step would.
+        let held = turn.lock();
+        let states = std::thread::scope(|scope| {
+            let handles: Vec<_> = sequences
+                .iter()
+                .map(|tokens| {
+                    let (model, turn, packing) = (&model, &turn, &packing);
+                    scope.spawn(move || packing.prepare(model, turn, tokens, 20, None).unwrap())
+                })
+                .collect();
+            while packing.lock().waiting.len() < sequences.len() {
+                std::thread::yield_now();
+            }
+            drop(held);
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        let queue = packing.lock();
+        assert_eq!(queue.sequences, sequences.len());
+        assert!(queue.passes < sequences.len(), "{} passes", queue.passes);
+        drop(queue);
+        for (tokens, state) in sequences.iter().zip(states) {
+            let n = tokens.len() - 20;
+            let (mut packed, mut alone) = (Vec::new(), Vec::new());
+            model
+                .resume_scoring(state)
+                .log_probs(0, n, &mut packed)
+                .unwrap();
+            model
+                .prepare_scoring(tokens, 20)
+                .unwrap()
+                .log_probs(0, n, &mut alone)
+                .unwrap();
+            assert!(packed
+                .iter()
+                .zip(&alone)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
     }
 }
