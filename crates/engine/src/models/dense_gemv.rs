@@ -29,12 +29,21 @@ mod avx512 {
         w: [*const f32; J],
         x: [*const f32; R],
         k: usize,
+        next: Option<*const f32>,
         out: &mut [[f32; R]; J],
     ) {
         let mut acc = [[_mm512_setzero_ps(); R]; J];
         let mut wv = [_mm512_setzero_ps(); J];
         let mut at = 0;
         while at < k {
+            // The next weight rows, one cache line per row and step: loaded
+            // from memory while these are multiplied (they are contiguous, so
+            // `BLOCK` lines per step cover them in one pass over k).
+            if let Some(next) = next {
+                for j in 0..BLOCK {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(j * k + at) as *const i8);
+                }
+            }
             for j in 0..J {
                 wv[j] = _mm512_loadu_ps(w[j].add(at));
             }
@@ -81,7 +90,11 @@ mod avx512 {
                             *p = xp.add((r0 + i) * k);
                         }
                         let mut sums = [[0f32; $r]; $j];
-                        block::<$j, $r>(ws, xs, k, &mut sums);
+                        // Only on the first pass over these weight rows, and
+                        // only rows this call owns.
+                        let next = (r0 == 0 && j0 + 2 * BLOCK <= rows)
+                            .then(|| wp.wrapping_add((j0 + BLOCK) * k));
+                        block::<$j, $r>(ws, xs, k, next, &mut sums);
                         for (i, s) in sums.iter().enumerate() {
                             let at = (j0 + i) * m + r0;
                             out[at..at + $r].copy_from_slice(s);
