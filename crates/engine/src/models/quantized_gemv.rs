@@ -476,7 +476,11 @@ pub fn gemv_many(weights: &[GemvWeight], k: usize, x: &[f32]) -> Vec<Vec<f32>> {
             // Enough rows per task that thread hand-offs stay small next to the work.
             // Dense f32 rows take more per task, so the kernel's prefetch of
             // the next rows covers most of them (a multiple of its 4-row block).
-            let task_bytes = if w.dtype == GgmlDType::F32 { 65536 } else { 16384 };
+            let task_bytes = if w.dtype == GgmlDType::F32 {
+                65536
+            } else {
+                16384
+            };
             let rows_per_task = (task_bytes / bytes_per_row.max(1)).clamp(8, w.n.max(8)) / 4 * 4;
             for (o, d) in out
                 .chunks_mut(rows_per_task * m)
