@@ -14,6 +14,7 @@ use crate::error::{EngineError, Result};
 use crate::models::cpu_ops::{CausalSoftmax, GatedActivation};
 use crate::models::kv_cache::LayerCache;
 pub use crate::models::kv_cache::{KvCache, Segment};
+use crate::models::packed_gemm::{self, PackedWeight};
 use crate::models::quantized_linear::{
     dense_forward_many, QuantizedLinear, TokenEmbedding, DECODE_ROWS, PASS_ROWS,
 };
@@ -29,9 +30,15 @@ const QUERY_BLOCK: usize = 256;
 /// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
 pub type QuantizedWeights = HashMap<String, Arc<QTensor>>;
 
-/// A projection: dense weights, or quantized ones.
+/// A projection: dense weights, packed f32 ones (CPU with AVX-512), or quantized ones.
 enum Linear {
     Dense(candle_nn::Linear),
+    /// `counted`: false for an output projection tied to the (already counted) embedding.
+    Packed {
+        weight: Arc<PackedWeight>,
+        bias: Option<Tensor>,
+        counted: bool,
+    },
     /// `counted`: false for an output projection tied to the (already counted) embedding.
     Quantized {
         linear: QuantizedLinear,
@@ -50,6 +57,7 @@ impl Linear {
                 None => l.forward(x),
             },
             Self::Quantized { linear, .. } => linear.forward(x, max_rows),
+            Self::Packed { .. } => Self::forward_many([self], x, max_rows).map(|[y]| y),
         }
     }
 
@@ -63,19 +71,27 @@ impl Linear {
             .iter()
             .map(|l| match l {
                 Self::Quantized { linear, .. } => Some(linear),
-                Self::Dense(_) => None,
+                _ => None,
             })
             .collect();
         let dense: Option<Vec<&candle_nn::Linear>> = linears
             .iter()
             .map(|l| match l {
                 Self::Dense(linear) => Some(linear),
-                Self::Quantized { .. } => None,
+                _ => None,
             })
             .collect();
-        let fast = match (quantized, dense) {
-            (Some(q), _) => QuantizedLinear::forward_many(&q, x, max_rows),
-            (_, Some(d)) => dense_forward_many(&d, x, max_rows),
+        let packed: Option<Vec<(&PackedWeight, Option<&Tensor>)>> = linears
+            .iter()
+            .map(|l| match l {
+                Self::Packed { weight, bias, .. } => Some((&**weight, bias.as_ref())),
+                _ => None,
+            })
+            .collect();
+        let fast = match (quantized, dense, packed) {
+            (Some(q), _, _) => QuantizedLinear::forward_many(&q, x, max_rows),
+            (_, Some(d), _) => dense_forward_many(&d, x, max_rows),
+            (_, _, Some(p)) => Some(packed_forward_many(&p, x)),
             _ => None,
         };
         if let Some(outs) = fast {
@@ -99,8 +115,57 @@ impl Linear {
                 usize::from(*counted) * linear.weight_elems()
                     + linear.bias().map_or(0, |b| b.elem_count())
             }
+            Self::Packed {
+                weight,
+                bias,
+                counted,
+            } => {
+                usize::from(*counted) * weight.n() * weight.k()
+                    + bias.as_ref().map_or(0, |b| b.elem_count())
+            }
         }
     }
+}
+
+/// Packed projections of one input, in one parallel pass (see packed_gemm):
+/// the same kernel for any number of rows, so a row's result never depends
+/// on the rows beside it.
+fn packed_forward_many(
+    linears: &[(&PackedWeight, Option<&Tensor>)],
+    x: &Tensor,
+) -> candle_core::Result<Vec<Tensor>> {
+    let weights: Vec<&PackedWeight> = linears.iter().map(|(w, _)| *w).collect();
+    let k = weights.first().map_or(1, |w| w.k());
+    let rows = x.elem_count() / k.max(1);
+    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let outs = packed_gemm::matmul_many(&weights, &xs, rows);
+    outs.into_iter()
+        .zip(linears)
+        .map(|(y, (w, bias))| {
+            let mut shape = x.dims().to_vec();
+            if let Some(last) = shape.last_mut() {
+                *last = w.n();
+            }
+            let y = Tensor::from_vec(y, shape, x.device())?.to_dtype(x.dtype())?;
+            match bias {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            }
+        })
+        .collect()
+}
+
+/// Whether dense weights loaded this way are packed for the packed kernel:
+/// f32 on a CPU that runs it.
+fn packs(vb: &VarBuilder) -> bool {
+    vb.device().is_cpu() && vb.dtype() == DType::F32 && PackedWeight::available()
+}
+
+/// A weight `[n, k]` from its tensor, packed.
+fn pack(weight: &Tensor) -> Result<Arc<PackedWeight>> {
+    let (n, k) = weight.dims2()?;
+    let values = weight.flatten_all()?.to_vec1::<f32>()?;
+    Ok(Arc::new(PackedWeight::pack(&values, n, k)))
 }
 
 struct Weights<'a> {
@@ -137,12 +202,15 @@ fn linear(w: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) ->
             counted: true,
         });
     }
-    Ok(Linear::Dense(candle_nn::linear_b(
-        in_dim,
-        out_dim,
-        bias,
-        w.vb.pp(name),
-    )?))
+    let dense = candle_nn::linear_b(in_dim, out_dim, bias, w.vb.pp(name))?;
+    if packs(&w.vb) {
+        return Ok(Linear::Packed {
+            weight: pack(dense.weight())?,
+            bias: dense.bias().cloned(),
+            counted: true,
+        });
+    }
+    Ok(Linear::Dense(dense))
 }
 
 /// RMSNorm; Gemma's scales by (1 + weight), folded into the weight here.
@@ -527,7 +595,7 @@ impl Decoder {
             quantized,
         };
         let model = root.pp("model");
-        let embed = match quantized.and_then(|q| q.get("model.embed_tokens.weight")) {
+        let mut embed = match quantized.and_then(|q| q.get("model.embed_tokens.weight")) {
             Some(q) => TokenEmbedding::Quantized(q.clone()),
             None => TokenEmbedding::Dense(candle_nn::embedding(
                 cfg.vocab_size,
@@ -535,6 +603,13 @@ impl Decoder {
                 model.vb.pp("embed_tokens"),
             )?),
         };
+        // A tied output projection is packed once and the embedding looks its
+        // rows up there, so the weights are held once.
+        if let TokenEmbedding::Dense(e) = &embed {
+            if cfg.tie_word_embeddings && packs(&vb) {
+                embed = TokenEmbedding::Packed(pack(e.embeddings())?);
+            }
+        }
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for (i, kind) in cfg.layers.iter().enumerate() {
             let lvb = model.pp(format!("layers.{i}"));
@@ -569,6 +644,11 @@ impl Decoder {
                 TokenEmbedding::Dense(e) => {
                     Linear::Dense(candle_nn::Linear::new(e.embeddings().clone(), None))
                 }
+                TokenEmbedding::Packed(weight) => Linear::Packed {
+                    weight: weight.clone(),
+                    bias: None,
+                    counted: false,
+                },
                 TokenEmbedding::Quantized(_) => {
                     return Err(EngineError::Input(
                         "a quantized embedding needs its quantized tensor".into(),

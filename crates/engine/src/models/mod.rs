@@ -11,6 +11,7 @@ mod gemma3;
 mod kv_cache;
 mod llama;
 mod mistral;
+mod packed_gemm;
 mod quantized_gemv;
 mod quantized_linear;
 pub(crate) use quantized_linear::PASS_ROWS;

@@ -252,6 +252,8 @@ pub fn dense_forward_many(
 pub enum TokenEmbedding {
     Dense(candle_nn::Embedding),
     Quantized(Arc<QTensor>),
+    /// Tied to a packed output projection: rows are read from its panels.
+    Packed(Arc<super::packed_gemm::PackedWeight>),
 }
 
 impl TokenEmbedding {
@@ -259,6 +261,7 @@ impl TokenEmbedding {
         match self {
             Self::Dense(e) => e.embeddings().elem_count(),
             Self::Quantized(q) => q.shape().elem_count(),
+            Self::Packed(w) => w.n() * w.k(),
         }
     }
 
@@ -284,6 +287,17 @@ impl TokenEmbedding {
                 }
                 let storage = QStorage::from_data(Cow::Owned(picked), device, q.dtype())?;
                 QTensor::new(storage, (ids.len(), hidden))?.dequantize(device)
+            }
+            Self::Packed(w) => {
+                let mut rows = Vec::with_capacity(ids.len() * w.k());
+                for &id in ids {
+                    let id = id as usize;
+                    if id >= w.n() {
+                        candle_core::bail!("token id {id} outside the embedding's {} rows", w.n());
+                    }
+                    rows.extend(w.row(id));
+                }
+                Tensor::from_vec(rows, (ids.len(), w.k()), device)
             }
         }
     }

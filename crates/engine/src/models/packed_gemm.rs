@@ -1,0 +1,305 @@
+//! Dense f32 projections with their weights packed once, at load, into column
+//! panels: one kernel for every number of rows, from one generated token to a
+//! whole scored answer.
+//!
+//! Why: candle's GEMM re-packs the weight on every call (about 7 % of f32
+//! scoring), and decoding went through a second kernel whose dot products
+//! end in horizontal sums. Here each output `(r, c)` is one chain of fused
+//! multiply-adds over `k` in order, in one lane: its value does not depend on
+//! how many rows share the pass, which rows they are, or how the work is split
+//! between threads. A decode step, a packed scoring pass and a suffix after a
+//! reused prefix all compute a row's projections to the same bits.
+//!
+//! Layout: panel `p` holds output columns `p * NR .. p * NR + NR` as `[k][NR]`
+//! (the last panel padded with zero columns), so the kernel reads a panel
+//! front to back while broadcasting one activation per row and step.
+
+use rayon::prelude::*;
+
+/// Output columns per panel: two AVX-512 vectors.
+const NR: usize = 32;
+/// Activation rows per register block: 2 x 12 accumulators, two weight
+/// vectors and a broadcast within AVX-512's 32 registers.
+const MR: usize = 12;
+
+/// A weight `[n, k]` (output rows of `k` inputs) in column panels.
+pub struct PackedWeight {
+    n: usize,
+    k: usize,
+    panels: Vec<f32>,
+}
+
+impl PackedWeight {
+    /// Whether this CPU runs the packed kernel (AVX-512F); elsewhere
+    /// projections keep candle's layout and GEMM.
+    pub fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Packs the row-major weight `w` (`n` rows of `k`).
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(
+            w.len(),
+            n * k,
+            "weight of {} values is not {n} x {k}",
+            w.len()
+        );
+        let count = n.div_ceil(NR);
+        let mut panels = vec![0f32; count * k * NR];
+        panels
+            .par_chunks_mut(k * NR)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let cols = NR.min(n - p * NR);
+                for c in 0..cols {
+                    let row = &w[(p * NR + c) * k..(p * NR + c + 1) * k];
+                    for (i, &v) in row.iter().enumerate() {
+                        panel[i * NR + c] = v;
+                    }
+                }
+            });
+        Self { n, k, panels }
+    }
+
+    /// Output rows.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Inputs per row.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Weight row `j` (`k` values), as a token embedding looks it up.
+    pub fn row(&self, j: usize) -> Vec<f32> {
+        let (p, c) = (j / NR, j % NR);
+        let panel = &self.panels[p * self.k * NR..(p + 1) * self.k * NR];
+        (0..self.k).map(|i| panel[i * NR + c]).collect()
+    }
+
+    /// `x · Wᵀ` for `m` rows of `x` (`[m, k]`): `[m, n]`.
+    #[cfg(test)]
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let mut outs = matmul_many(&[self], x, m);
+        outs.pop().unwrap_or_default()
+    }
+}
+
+/// A raw output pointer shared by the tasks of one product; each task writes
+/// its own panel's columns only.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: tasks write disjoint column ranges of buffers that outlive the
+// parallel loop (see `matmul_many`).
+#[allow(unsafe_code)]
+unsafe impl Send for Out {}
+#[allow(unsafe_code)]
+unsafe impl Sync for Out {}
+
+/// The products of several weights that share the input `x` (`[m, k]`), in one
+/// parallel pass over all their panels: `[m, n]` for each weight, in order.
+#[allow(unsafe_code)]
+pub fn matmul_many(weights: &[&PackedWeight], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+    let Some(k) = weights.first().map(|w| w.k) else {
+        return Vec::new();
+    };
+    assert!(
+        weights.iter().all(|w| w.k == k) && x.len() == m * k,
+        "products of a shared input need one width"
+    );
+    let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
+    let ptrs: Vec<Out> = outs.iter_mut().map(|o| Out(o.as_mut_ptr())).collect();
+    let tasks: Vec<(usize, usize)> = weights
+        .iter()
+        .enumerate()
+        .flat_map(|(i, w)| (0..w.n.div_ceil(NR)).map(move |p| (i, p)))
+        .collect();
+    // Panels per task: enough work (about 2^18 multiply-adds) that handing a
+    // task to a thread costs little next to it, as in a one-row decode step.
+    let per_task = (1usize << 18).div_ceil(m.max(1) * k.max(1) * NR);
+    tasks
+        .into_par_iter()
+        .with_min_len(per_task)
+        .for_each(|(i, p)| {
+            let w = weights[i];
+            let cols = NR.min(w.n - p * NR);
+            let panel = &w.panels[p * k * NR..(p + 1) * k * NR];
+            // SAFETY: the buffer holds `m * w.n` values and this task writes
+            // columns `p * NR .. p * NR + cols` of each row, which no other task
+            // writes; `outs` lives until every task has finished.
+            unsafe { panel_product(x, m, k, panel, ptrs[i].0.add(p * NR), w.n, cols) };
+        });
+    outs
+}
+
+/// One panel against every row of `x`: row `r`'s `cols` outputs go to
+/// `out + r * ld`.
+///
+/// # Safety
+/// `out + r * ld + c` must be writable for every `r < m`, `c < cols`.
+#[allow(unsafe_code)]
+unsafe fn panel_product(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    panel: &[f32],
+    out: *mut f32,
+    ld: usize,
+    cols: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if PackedWeight::available() {
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = MR.min(m - r0);
+            let xs = x[r0 * k..].as_ptr();
+            let o = out.add(r0 * ld);
+            macro_rules! run {
+                ($($r:literal)*) => {
+                    match rows {
+                        $($r => avx512::block::<$r>(xs, k, panel.as_ptr(), o, ld, cols),)*
+                        _ => avx512::block::<MR>(xs, k, panel.as_ptr(), o, ld, cols),
+                    }
+                };
+            }
+            run!(1 2 3 4 5 6 7 8 9 10 11);
+            r0 += rows;
+        }
+        return;
+    }
+    // Portable loop (weights are only packed where the kernel runs, so this
+    // serves tests on other CPUs): the same one-chain-per-output order.
+    for r in 0..m {
+        let xr = &x[r * k..(r + 1) * k];
+        for c in 0..cols {
+            let mut acc = 0f32;
+            for (i, &xv) in xr.iter().enumerate() {
+                acc = xv.mul_add(panel[i * NR + c], acc);
+            }
+            *out.add(r * ld + c) = acc;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::NR;
+
+    /// `R` rows of `x` (row stride `k`) against one panel (`[k][NR]`): `cols`
+    /// outputs per row to `out + r * ld`. Each output is one fused
+    /// multiply-add chain over `k` in order.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `x` must hold `R` rows of `k` values, the
+    /// panel `k * NR` values, and `out + r * ld + c` be writable for `c < cols`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block<const R: usize>(
+        x: *const f32,
+        k: usize,
+        panel: *const f32,
+        out: *mut f32,
+        ld: usize,
+        cols: usize,
+    ) {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        for i in 0..k {
+            let w0 = _mm512_loadu_ps(panel.add(i * NR));
+            let w1 = _mm512_loadu_ps(panel.add(i * NR + 16));
+            for r in 0..R {
+                let xv = _mm512_set1_ps(*x.add(r * k + i));
+                lo[r] = _mm512_fmadd_ps(xv, w0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(xv, w1, hi[r]);
+            }
+        }
+        let mask_lo: __mmask16 = if cols >= 16 {
+            0xffff
+        } else {
+            (1u16 << cols) - 1
+        };
+        let mask_hi: __mmask16 = if cols >= NR {
+            0xffff
+        } else if cols > 16 {
+            (1u16 << (cols - 16)) - 1
+        } else {
+            0
+        };
+        for r in 0..R {
+            let o = out.add(r * ld);
+            _mm512_mask_storeu_ps(o, mask_lo, lo[r]);
+            _mm512_mask_storeu_ps(o.add(16), mask_hi, hi[r]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weight(n: usize, k: usize) -> Vec<f32> {
+        (0..n * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    fn input(m: usize, k: usize) -> Vec<f32> {
+        (0..m * k)
+            .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
+            .collect()
+    }
+
+    #[test]
+    fn products_match_f64_sums_for_ragged_shapes() {
+        for (n, k, m) in [(7, 5, 1), (33, 64, 13), (70, 96, 25), (32, 3, 12)] {
+            let (w, x) = (weight(n, k), input(m, k));
+            let packed = PackedWeight::pack(&w, n, k);
+            let out = packed.matmul(&x, m);
+            for r in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|i| w[j * k + i] as f64 * x[r * k + i] as f64)
+                        .sum();
+                    let got = out[r * n + j] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                        "{n}x{k}, m {m}: ({r}, {j}) {got} vs {want}"
+                    );
+                }
+            }
+            for j in 0..n {
+                assert_eq!(packed.row(j), w[j * k..(j + 1) * k], "row {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_whatever_rows_share_its_pass() {
+        let (n, k, m) = (70, 96, 29);
+        let (w, x) = (weight(n, k), input(m, k));
+        let packed = PackedWeight::pack(&w, n, k);
+        let all = packed.matmul(&x, m);
+        for r in 0..m {
+            let alone = packed.matmul(&x[r * k..(r + 1) * k], 1);
+            assert_eq!(alone, all[r * n..(r + 1) * n], "row {r} alone");
+        }
+        // A suffix of the rows, as after a reused prefix.
+        let tail = packed.matmul(&x[5 * k..], m - 5);
+        assert_eq!(tail, all[5 * n..]);
+        // Two weights in one pass equal each alone.
+        let other = PackedWeight::pack(&weight(40, k)[..], 40, k);
+        let both = matmul_many(&[&packed, &other], &x, m);
+        assert_eq!(both[0], all);
+        assert_eq!(both[1], other.matmul(&x, m));
+    }
+}
