@@ -88,6 +88,23 @@ crate::widest!(
     pub fn log_softmax_into(logits: &[f32], out: &mut [f32]) = log_softmax_kernel
 );
 
+crate::widest!(
+    /// [`log_softmax_into`] in place: the same arithmetic, so the same values.
+    pub fn log_softmax_in_place(row: &mut [f32]) = log_softmax_in_place_kernel
+);
+
+#[inline(always)]
+fn log_softmax_in_place_kernel(row: &mut [f32]) {
+    let max = max_f32(row);
+    if !max.is_finite() {
+        return;
+    }
+    let log_sum = sum_exp(row, max).ln() as f32;
+    for x in row.iter_mut() {
+        *x = (*x - max) - log_sum;
+    }
+}
+
 #[inline(always)]
 fn log_softmax_kernel(logits: &[f32], out: &mut [f32]) {
     let max = max_f32(logits);

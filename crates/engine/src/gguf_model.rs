@@ -1,17 +1,21 @@
 //! Loading a language model from one GGUF file.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::quantized::GgmlDType;
-use candle_core::DType;
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
 use crate::config::{RawConfig, RopeScaling};
 use crate::error::{EngineError, Result};
-use crate::gguf::{fix_dense, map_tensor, reorder_qtensor_rows, unpermute_rows, GgufFile};
-use crate::models::decoder::{Decoder, QuantizedWeights};
+use crate::gguf::{
+    fix_dense, map_tensor, reorder_qtensor_rows, unpermute_rows, GgufFile, TensorMapping,
+};
+use crate::models::decoder::{Decoder, QuantizedWeights, RowSource};
 use crate::options::{DTypeChoice, LoadOptions};
 
 /// Bytes of memory the system can still give, from /proc/meminfo (Linux); None elsewhere.
@@ -107,16 +111,130 @@ pub fn load_weights(path: &Path, options: &LoadOptions) -> Result<(Decoder, Stri
             };
             quantized.insert(mapping.hf_name, Arc::new(q));
         } else {
-            let t = fix_dense(q.dequantize(device)?, &mapping)?;
-            dense.insert(mapping.hf_name, t.to_dtype(dtype)?);
+            dense.insert(mapping.hf_name.clone(), (q, mapping));
         }
     }
-    let vb = VarBuilder::from_tensors(dense, dtype, device);
-    let decoder = Decoder::load(config, vb, keep_quantized.then_some(&quantized)).map_err(|e| {
-        EngineError::Weights {
-            path: path.to_path_buf(),
-            message: format!("{e} (is this a complete model file?)"),
-        }
-    })?;
+    let dense = Arc::new(Dequantizing(dense));
+    let vb = VarBuilder::from_backend(Box::new(Shared(dense.clone())), dtype, device.clone());
+    let rows = (dtype == DType::F32).then_some(&*dense as &dyn RowSource);
+    let decoder =
+        Decoder::load(config, vb, keep_quantized.then_some(&quantized), rows).map_err(|e| {
+            EngineError::Weights {
+                path: path.to_path_buf(),
+                message: format!("{e} (is this a complete model file?)"),
+            }
+        })?;
     Ok((decoder, described))
+}
+
+/// GGUF tensors the decoder takes dense, dequantized only when it asks for
+/// each: the decoder packs its projections as it loads them, and holding every
+/// dequantized tensor until the end of loading as well doubled the peak (a
+/// 262,144-token embedding is 671 MB in f32).
+struct Dequantizing(HashMap<String, (QTensor, TensorMapping)>);
+
+impl Dequantizing {
+    fn tensor(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        let (q, mapping) = self.0.get(name).ok_or_else(|| {
+            candle_core::Error::CannotFindTensor {
+                path: name.to_string(),
+            }
+            .bt()
+        })?;
+        fix_dense(q.dequantize(device)?, mapping)
+            .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?
+            .to_dtype(dtype)
+    }
+}
+
+impl RowSource for Dequantizing {
+    fn rows(&self, name: &str, r0: usize, rows: usize) -> Option<candle_core::Result<Vec<f32>>> {
+        let (q, mapping) = self.0.get(name)?;
+        // Reordered or offset tensors go through the whole-tensor path.
+        if mapping.unpermute_heads.is_some() || mapping.minus_one {
+            return None;
+        }
+        Some((|| {
+            let (n, k) = q.shape().dims2()?;
+            if rows == 0 {
+                return Ok(Vec::new());
+            }
+            if r0 + rows > n {
+                candle_core::bail!("{name}: rows {r0}..{} of {n}", r0 + rows);
+            }
+            let data = q.data()?;
+            let row_bytes = data.len() / n;
+            let bytes = &data[r0 * row_bytes..(r0 + rows) * row_bytes];
+            let device = q.device();
+            let storage = QStorage::from_data(Cow::Borrowed(bytes), &device, q.dtype())?;
+            QTensor::new(storage, (rows, k))?
+                .dequantize(&device)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        })())
+    }
+}
+
+/// The one [`Dequantizing`] both the variable builder and the row source read.
+struct Shared(Arc<Dequantizing>);
+
+impl SimpleBackend for Shared {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0.get(shape, name, init, dtype, device)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0.get_unchecked(name, dtype, device)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains_tensor(name)
+    }
+}
+
+impl SimpleBackend for Dequantizing {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let tensor = self.tensor(name, dtype, device)?;
+        if tensor.shape() != &shape {
+            return Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: shape,
+                got: tensor.shape().clone(),
+            }
+            .bt());
+        }
+        Ok(tensor)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.tensor(name, dtype, device)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
 }

@@ -264,7 +264,7 @@ fn load_checkpoint_weights(
         .first()
         .map(|p| p.as_path())
         .unwrap_or(Path::new(&files.reference));
-    let decoder = Decoder::load(config, vb, None).map_err(|e| EngineError::Weights {
+    let decoder = Decoder::load(config, vb, None, None).map_err(|e| EngineError::Weights {
         path: weights_place.to_path_buf(),
         message: format!("{e} (does config.json match these weights?)"),
     })?;

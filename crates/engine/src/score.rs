@@ -46,14 +46,7 @@ impl LogProbRows<'_> {
 /// Replaces logits by log-probabilities: the max is subtracted before
 /// exponentiating and the sum is accumulated in f64.
 pub fn log_softmax_in_place(row: &mut [f32]) {
-    let max = crate::fastmath::max_f32(row);
-    if !max.is_finite() {
-        return;
-    }
-    let log_sum = crate::fastmath::sum_exp(row, max).ln() as f32;
-    for x in row.iter_mut() {
-        *x = (*x - max) - log_sum;
-    }
+    crate::fastmath::log_softmax_in_place(row)
 }
 
 /// Scores `tokens[start..]`: for each position t in `start..tokens.len()`, the
@@ -110,7 +103,15 @@ fn log_probs_into(
     buffer: &mut Vec<f32>,
 ) -> Result<()> {
     let width = decoder.logits_width();
-    let logits = decoder.logits(&hidden.narrow(0, first, n)?)?.contiguous()?;
+    let rows = hidden.narrow(0, first, n)?;
+    if decoder.logits_into(&rows, buffer)? {
+        // The logits were written where their log-probabilities go.
+        buffer
+            .par_chunks_mut(width)
+            .for_each(crate::fastmath::log_softmax_in_place);
+        return Ok(());
+    }
+    let logits = decoder.logits(&rows)?.contiguous()?;
     buffer.resize(n * width, 0.0);
     let (storage, layout) = logits.storage_and_layout();
     if let (candle_core::Storage::Cpu(cpu), Some((start, end))) =

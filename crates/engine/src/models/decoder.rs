@@ -161,16 +161,39 @@ fn packs(vb: &VarBuilder) -> bool {
     vb.device().is_cpu() && vb.dtype() == DType::F32 && PackedWeight::available()
 }
 
-/// A weight `[n, k]` from its tensor, packed.
+/// A weight `[n, k]` from its tensor, packed straight from the tensor's
+/// storage (a copy first would add a third full-size buffer while loading a
+/// large vocabulary's embedding).
 fn pack(weight: &Tensor) -> Result<Arc<PackedWeight>> {
+    use candle_core::{CpuStorage, Storage};
     let (n, k) = weight.dims2()?;
-    let values = weight.flatten_all()?.to_vec1::<f32>()?;
-    Ok(Arc::new(PackedWeight::pack(&values, n, k)))
+    let weight = weight.contiguous()?;
+    let (storage, layout) = weight.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+        return Err(
+            candle_core::Error::Msg("a packed weight must be f32 on the CPU".into()).into(),
+        );
+    };
+    let start = layout.start_offset();
+    Ok(Arc::new(PackedWeight::pack(
+        &data[start..start + n * k],
+        n,
+        k,
+    )))
+}
+
+/// Row blocks of a weight, read without materialising the whole tensor:
+/// packing a 262,144-row embedding from a full dense copy would hold it twice.
+pub trait RowSource {
+    /// Rows `r0 .. r0 + rows` of the f32 weight `name`, row-major; `None`
+    /// where this source cannot give them (the loader then reads the tensor).
+    fn rows(&self, name: &str, r0: usize, rows: usize) -> Option<candle_core::Result<Vec<f32>>>;
 }
 
 struct Weights<'a> {
     vb: VarBuilder<'a>,
     quantized: Option<&'a QuantizedWeights>,
+    rows: Option<&'a dyn RowSource>,
 }
 
 impl Weights<'_> {
@@ -178,7 +201,26 @@ impl Weights<'_> {
         Weights {
             vb: self.vb.pp(name),
             quantized: self.quantized,
+            rows: self.rows,
         }
+    }
+
+    /// The weight `name` (`[n, k]`) packed, from row blocks where the source
+    /// gives them, else from the whole tensor.
+    fn packed(&self, name: &str, n: usize, k: usize) -> Result<Arc<PackedWeight>> {
+        let full = format!("{}.{name}", self.vb.prefix());
+        let full = full.trim_start_matches('.');
+        if let Some(source) = self.rows {
+            if let Some(first) = source.rows(full, 0, 0) {
+                first?;
+                return Ok(Arc::new(PackedWeight::pack_rows(n, k, |r0, rows| {
+                    source.rows(full, r0, rows).unwrap_or_else(|| {
+                        Err(candle_core::Error::Msg(format!("{full}: rows gone")))
+                    })
+                })?));
+            }
+        }
+        pack(&self.vb.get((n, k), name)?)
     }
 }
 
@@ -202,15 +244,20 @@ fn linear(w: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) ->
             counted: true,
         });
     }
-    let dense = candle_nn::linear_b(in_dim, out_dim, bias, w.vb.pp(name))?;
     if packs(&w.vb) {
+        let vb = w.pp(name);
         return Ok(Linear::Packed {
-            weight: pack(dense.weight())?,
-            bias: dense.bias().cloned(),
+            weight: vb.packed("weight", out_dim, in_dim)?,
+            bias: bias.then(|| vb.vb.get(out_dim, "bias")).transpose()?,
             counted: true,
         });
     }
-    Ok(Linear::Dense(dense))
+    Ok(Linear::Dense(candle_nn::linear_b(
+        in_dim,
+        out_dim,
+        bias,
+        w.vb.pp(name),
+    )?))
 }
 
 /// RMSNorm; Gemma's scales by (1 + weight), folded into the weight here.
@@ -588,28 +635,30 @@ impl Decoder {
         config: ModelConfig,
         vb: VarBuilder,
         quantized: Option<&QuantizedWeights>,
+        rows: Option<&dyn RowSource>,
     ) -> Result<Self> {
         let cfg = &config;
         let root = Weights {
             vb: vb.clone(),
             quantized,
+            rows,
         };
         let model = root.pp("model");
-        let mut embed = match quantized.and_then(|q| q.get("model.embed_tokens.weight")) {
+        // A tied output projection is packed once and the embedding looks its
+        // rows up there, so the weights are held once.
+        let embed = match quantized.and_then(|q| q.get("model.embed_tokens.weight")) {
             Some(q) => TokenEmbedding::Quantized(q.clone()),
+            None if cfg.tie_word_embeddings && packs(&vb) => TokenEmbedding::Packed(
+                model
+                    .pp("embed_tokens")
+                    .packed("weight", cfg.vocab_size, cfg.hidden_size)?,
+            ),
             None => TokenEmbedding::Dense(candle_nn::embedding(
                 cfg.vocab_size,
                 cfg.hidden_size,
                 model.vb.pp("embed_tokens"),
             )?),
         };
-        // A tied output projection is packed once and the embedding looks its
-        // rows up there, so the weights are held once.
-        if let TokenEmbedding::Dense(e) = &embed {
-            if cfg.tie_word_embeddings && packs(&vb) {
-                embed = TokenEmbedding::Packed(pack(e.embeddings())?);
-            }
-        }
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for (i, kind) in cfg.layers.iter().enumerate() {
             let lvb = model.pp(format!("layers.{i}"));
@@ -856,6 +905,37 @@ impl Decoder {
             }
         }
         Ok(self.norm.forward(&x)?)
+    }
+
+    /// Logits `[n, width]` for hidden-state rows `[n, hidden]` written into
+    /// `out` (its memory reused: no fresh buffer per scoring chunk), the same
+    /// values as [`Self::logits`]. False, with `out` untouched, where the
+    /// output projection is neither packed nor quantized (many rows, on the
+    /// CPU), or the logits are soft-capped.
+    pub fn logits_into(&self, hidden: &Tensor, out: &mut Vec<f32>) -> Result<bool> {
+        if self.config.switches.final_logit_softcapping.is_some() {
+            return Ok(false);
+        }
+        let rows = hidden.dim(0)?;
+        match &self.lm_head {
+            Linear::Packed {
+                weight, bias: None, ..
+            } => {
+                let x = hidden
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                weight.matmul_into(&x, rows, out);
+            }
+            // The path `forward` takes for these rows (see QuantizedLinear::forward).
+            Linear::Quantized { linear, .. }
+                if linear.bias().is_none() && rows > DECODE_ROWS && hidden.device().is_cpu() =>
+            {
+                linear.tiles_into(&hidden.to_dtype(DType::F32)?, out)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Logits `[n, width]` in f32 for hidden-state rows `[n, hidden]`.

@@ -81,17 +81,8 @@ impl QuantizedLinear {
                 let w = self.dequantize_rows(0, out_dim)?;
                 x2.matmul(&w.t()?)?.reshape(out_shape)?
             } else {
-                // Each tile's columns go straight into the output: no list of parts
-                // and no concatenation doubling a large vocabulary's logits.
-                let mut y = vec![0f32; rows * out_dim];
-                for r0 in (0..out_dim).step_by(tile_rows) {
-                    let n = tile_rows.min(out_dim - r0);
-                    let w = self.dequantize_rows(r0, n)?;
-                    let part = x2.matmul(&w.t()?)?.flatten_all()?.to_vec1::<f32>()?;
-                    for (dst, src) in y.chunks_exact_mut(out_dim).zip(part.chunks_exact(n)) {
-                        dst[r0..r0 + n].copy_from_slice(src);
-                    }
-                }
+                let mut y = Vec::new();
+                self.tiles_into(&x2, &mut y)?;
                 Tensor::from_vec(y, out_shape, x.device())?
             }
         } else {
@@ -102,6 +93,27 @@ impl QuantizedLinear {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
+    }
+
+    /// `x · Wᵀ` for f32 rows `x` (`[rows, in]`, no bias) into `out`, reusing its
+    /// memory, one dequantized tile of output rows at a time. Each tile's
+    /// columns go straight into the output: no list of parts and no
+    /// concatenation doubling a large vocabulary's logits.
+    pub fn tiles_into(&self, x: &Tensor, out: &mut Vec<f32>) -> candle_core::Result<()> {
+        let (out_dim, in_dim) = self.weight.shape().dims2()?;
+        let rows = x.dim(0)?;
+        let tile_rows = (TILE_BYTES / (4 * in_dim)).clamp(1, out_dim);
+        out.clear();
+        out.resize(rows * out_dim, 0.0);
+        for r0 in (0..out_dim).step_by(tile_rows) {
+            let n = tile_rows.min(out_dim - r0);
+            let w = self.dequantize_rows(r0, n)?;
+            let part = x.matmul(&w.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+            for (dst, src) in out.chunks_exact_mut(out_dim).zip(part.chunks_exact(n)) {
+                dst[r0..r0 + n].copy_from_slice(src);
+            }
+        }
+        Ok(())
     }
 
     /// The products of several projections that share the input `x`, in one
