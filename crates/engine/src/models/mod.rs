@@ -12,6 +12,7 @@ mod kv_cache;
 mod llama;
 mod mistral;
 mod packed_gemm;
+mod projections;
 mod quantized_gemv;
 mod quantized_linear;
 pub(crate) use quantized_linear::PASS_ROWS;

@@ -1,0 +1,265 @@
+//! The decoder's projections and how their weights load: dense (candle's
+//! layout and GEMM), packed f32 panels (see packed_gemm), or kept quantized
+//! (see quantized_linear), each by Hugging Face name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Module, Tensor};
+use candle_nn::{RmsNorm, VarBuilder};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::models::packed_gemm::{self, PackedWeight};
+use crate::models::quantized_linear::{dense_forward_many, QuantizedLinear};
+
+/// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
+pub type QuantizedWeights = HashMap<String, Arc<QTensor>>;
+
+/// A projection: dense weights, packed f32 ones (CPU with AVX-512), or quantized ones.
+pub(super) enum Linear {
+    Dense(candle_nn::Linear),
+    /// `counted`: false for an output projection tied to the (already counted) embedding.
+    Packed {
+        weight: Arc<PackedWeight>,
+        bias: Option<Tensor>,
+        counted: bool,
+    },
+    /// `counted`: false for an output projection tied to the (already counted) embedding.
+    Quantized {
+        linear: QuantizedLinear,
+        counted: bool,
+    },
+}
+
+impl Linear {
+    /// `x · Wᵀ`; up to `max_rows` rows through the decode kernels.
+    pub(super) fn forward(&self, x: &Tensor, max_rows: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Dense(l) => match dense_forward_many(&[l], x, max_rows) {
+                Some(ys) => ys?
+                    .pop()
+                    .ok_or_else(|| candle_core::Error::Msg("no projection output".into())),
+                None => l.forward(x),
+            },
+            Self::Quantized { linear, .. } => linear.forward(x, max_rows),
+            Self::Packed { .. } => Self::forward_many([self], x, max_rows).map(|[y]| y),
+        }
+    }
+
+    /// Several projections of the same input: quantized ones in one pass where possible.
+    pub(super) fn forward_many<const N: usize>(
+        linears: [&Linear; N],
+        x: &Tensor,
+        max_rows: usize,
+    ) -> candle_core::Result<[Tensor; N]> {
+        let quantized: Option<Vec<&QuantizedLinear>> = linears
+            .iter()
+            .map(|l| match l {
+                Self::Quantized { linear, .. } => Some(linear),
+                _ => None,
+            })
+            .collect();
+        let dense: Option<Vec<&candle_nn::Linear>> = linears
+            .iter()
+            .map(|l| match l {
+                Self::Dense(linear) => Some(linear),
+                _ => None,
+            })
+            .collect();
+        let packed: Option<Vec<(&PackedWeight, Option<&Tensor>)>> = linears
+            .iter()
+            .map(|l| match l {
+                Self::Packed { weight, bias, .. } => Some((&**weight, bias.as_ref())),
+                _ => None,
+            })
+            .collect();
+        let fast = match (quantized, dense, packed) {
+            (Some(q), _, _) => QuantizedLinear::forward_many(&q, x, max_rows),
+            (_, Some(d), _) => dense_forward_many(&d, x, max_rows),
+            (_, _, Some(p)) => Some(packed_forward_many(&p, x)),
+            _ => None,
+        };
+        if let Some(outs) = fast {
+            let outs = outs?;
+            if let Ok(array) = <[Tensor; N]>::try_from(outs) {
+                return Ok(array);
+            }
+        }
+        let mut outs = Vec::with_capacity(N);
+        for l in linears {
+            outs.push(l.forward(x, max_rows)?);
+        }
+        <[Tensor; N]>::try_from(outs)
+            .map_err(|_| candle_core::Error::Msg("projection count mismatch".into()))
+    }
+
+    pub(super) fn parameter_count(&self) -> usize {
+        match self {
+            Self::Dense(l) => l.weight().elem_count() + l.bias().map_or(0, |b| b.elem_count()),
+            Self::Quantized { linear, counted } => {
+                usize::from(*counted) * linear.weight_elems()
+                    + linear.bias().map_or(0, |b| b.elem_count())
+            }
+            Self::Packed {
+                weight,
+                bias,
+                counted,
+            } => {
+                usize::from(*counted) * weight.n() * weight.k()
+                    + bias.as_ref().map_or(0, |b| b.elem_count())
+            }
+        }
+    }
+}
+
+/// Packed projections of one input, in one parallel pass (see packed_gemm):
+/// the same kernel for any number of rows, so a row's result never depends
+/// on the rows beside it.
+fn packed_forward_many(
+    linears: &[(&PackedWeight, Option<&Tensor>)],
+    x: &Tensor,
+) -> candle_core::Result<Vec<Tensor>> {
+    let weights: Vec<&PackedWeight> = linears.iter().map(|(w, _)| *w).collect();
+    let k = weights.first().map_or(1, |w| w.k());
+    let rows = x.elem_count() / k.max(1);
+    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let outs = packed_gemm::matmul_many(&weights, &xs, rows);
+    outs.into_iter()
+        .zip(linears)
+        .map(|(y, (w, bias))| {
+            let mut shape = x.dims().to_vec();
+            if let Some(last) = shape.last_mut() {
+                *last = w.n();
+            }
+            let y = Tensor::from_vec(y, shape, x.device())?.to_dtype(x.dtype())?;
+            match bias {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            }
+        })
+        .collect()
+}
+
+/// Whether dense weights loaded this way are packed for the packed kernel:
+/// f32 on a CPU that runs it.
+pub(super) fn packs(vb: &VarBuilder) -> bool {
+    vb.device().is_cpu() && vb.dtype() == DType::F32 && PackedWeight::available()
+}
+
+/// A weight `[n, k]` from its tensor, packed straight from the tensor's
+/// storage (a copy first would add a third full-size buffer while loading a
+/// large vocabulary's embedding).
+fn pack(weight: &Tensor) -> Result<Arc<PackedWeight>> {
+    use candle_core::{CpuStorage, Storage};
+    let (n, k) = weight.dims2()?;
+    let weight = weight.contiguous()?;
+    let (storage, layout) = weight.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+        return Err(
+            candle_core::Error::Msg("a packed weight must be f32 on the CPU".into()).into(),
+        );
+    };
+    let start = layout.start_offset();
+    Ok(Arc::new(PackedWeight::pack(
+        &data[start..start + n * k],
+        n,
+        k,
+    )))
+}
+
+/// Row blocks of a weight, read without materialising the whole tensor:
+/// packing a 262,144-row embedding from a full dense copy would hold it twice.
+pub trait RowSource {
+    /// Rows `r0 .. r0 + rows` of the f32 weight `name`, row-major; `None`
+    /// where this source cannot give them (the loader then reads the tensor).
+    fn rows(&self, name: &str, r0: usize, rows: usize) -> Option<candle_core::Result<Vec<f32>>>;
+}
+
+pub(super) struct Weights<'a> {
+    pub(super) vb: VarBuilder<'a>,
+    pub(super) quantized: Option<&'a QuantizedWeights>,
+    pub(super) rows: Option<&'a dyn RowSource>,
+}
+
+impl Weights<'_> {
+    pub(super) fn pp(&self, name: impl ToString) -> Self {
+        Weights {
+            vb: self.vb.pp(name),
+            quantized: self.quantized,
+            rows: self.rows,
+        }
+    }
+
+    /// The weight `name` (`[n, k]`) packed, from row blocks where the source
+    /// gives them, else from the whole tensor.
+    pub(super) fn packed(&self, name: &str, n: usize, k: usize) -> Result<Arc<PackedWeight>> {
+        let full = format!("{}.{name}", self.vb.prefix());
+        let full = full.trim_start_matches('.');
+        if let Some(source) = self.rows {
+            if let Some(first) = source.rows(full, 0, 0) {
+                first?;
+                return Ok(Arc::new(PackedWeight::pack_rows(n, k, |r0, rows| {
+                    source.rows(full, r0, rows).unwrap_or_else(|| {
+                        Err(candle_core::Error::Msg(format!("{full}: rows gone")))
+                    })
+                })?));
+            }
+        }
+        pack(&self.vb.get((n, k), name)?)
+    }
+}
+
+pub(super) fn linear(
+    w: &Weights,
+    name: &str,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+) -> Result<Linear> {
+    let full = format!("{}.{name}.weight", w.vb.prefix());
+    if let Some(q) = w.quantized.and_then(|q| q.get(&full)) {
+        let dims = q.shape().dims();
+        if dims != [out_dim, in_dim] {
+            return Err(candle_core::Error::Msg(format!(
+                "shape mismatch for {full}: expected [{out_dim}, {in_dim}], got {dims:?}"
+            ))
+            .into());
+        }
+        let bias = if bias {
+            Some(w.vb.pp(name).get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        return Ok(Linear::Quantized {
+            linear: QuantizedLinear::new(q.clone(), bias)?,
+            counted: true,
+        });
+    }
+    if packs(&w.vb) {
+        let vb = w.pp(name);
+        return Ok(Linear::Packed {
+            weight: vb.packed("weight", out_dim, in_dim)?,
+            bias: bias.then(|| vb.vb.get(out_dim, "bias")).transpose()?,
+            counted: true,
+        });
+    }
+    Ok(Linear::Dense(candle_nn::linear_b(
+        in_dim,
+        out_dim,
+        bias,
+        w.vb.pp(name),
+    )?))
+}
+
+/// RMSNorm; Gemma's scales by (1 + weight), folded into the weight here.
+pub(super) fn rms_norm(w: &Weights, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
+    let weight = w.vb.pp(name).get(size, "weight")?;
+    let weight = if cfg.switches.norm_weight_offset {
+        (weight + 1.0)?
+    } else {
+        weight
+    };
+    Ok(RmsNorm::new(weight, cfg.rms_norm_eps))
+}
