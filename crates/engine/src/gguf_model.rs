@@ -183,37 +183,11 @@ impl SimpleBackend for Shared {
         &self,
         shape: Shape,
         name: &str,
-        init: candle_nn::Init,
-        dtype: DType,
-        device: &Device,
-    ) -> candle_core::Result<Tensor> {
-        self.0.get(shape, name, init, dtype, device)
-    }
-
-    fn get_unchecked(
-        &self,
-        name: &str,
-        dtype: DType,
-        device: &Device,
-    ) -> candle_core::Result<Tensor> {
-        self.0.get_unchecked(name, dtype, device)
-    }
-
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.0.contains_tensor(name)
-    }
-}
-
-impl SimpleBackend for Dequantizing {
-    fn get(
-        &self,
-        shape: Shape,
-        name: &str,
         _: candle_nn::Init,
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        let tensor = self.tensor(name, dtype, device)?;
+        let tensor = self.0.tensor(name, dtype, device)?;
         if tensor.shape() != &shape {
             return Err(candle_core::Error::UnexpectedShape {
                 msg: format!("shape mismatch for {name}"),
@@ -231,10 +205,10 @@ impl SimpleBackend for Dequantizing {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        self.tensor(name, dtype, device)
+        self.0.tensor(name, dtype, device)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.0.contains_key(name)
+        self.0 .0.contains_key(name)
     }
 }
