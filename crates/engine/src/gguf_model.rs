@@ -148,30 +148,35 @@ impl Dequantizing {
 }
 
 impl RowSource for Dequantizing {
-    fn rows(&self, name: &str, r0: usize, rows: usize) -> Option<candle_core::Result<Vec<f32>>> {
+    fn shape(&self, name: &str) -> Option<(usize, usize)> {
         let (q, mapping) = self.0.get(name)?;
         // Reordered or offset tensors go through the whole-tensor path.
         if mapping.unpermute_heads.is_some() || mapping.minus_one {
             return None;
         }
-        Some((|| {
-            let (n, k) = q.shape().dims2()?;
-            if rows == 0 {
-                return Ok(Vec::new());
+        q.shape().dims2().ok()
+    }
+
+    fn rows(&self, name: &str, r0: usize, rows: usize) -> candle_core::Result<Vec<f32>> {
+        let (q, _) = self.0.get(name).ok_or_else(|| {
+            candle_core::Error::CannotFindTensor {
+                path: name.to_string(),
             }
-            if r0 + rows > n {
-                candle_core::bail!("{name}: rows {r0}..{} of {n}", r0 + rows);
-            }
-            let data = q.data()?;
-            let row_bytes = data.len() / n;
-            let bytes = &data[r0 * row_bytes..(r0 + rows) * row_bytes];
-            let device = q.device();
-            let storage = QStorage::from_data(Cow::Borrowed(bytes), &device, q.dtype())?;
-            QTensor::new(storage, (rows, k))?
-                .dequantize(&device)?
-                .flatten_all()?
-                .to_vec1::<f32>()
-        })())
+            .bt()
+        })?;
+        let (n, k) = q.shape().dims2()?;
+        if r0 + rows > n {
+            candle_core::bail!("{name}: rows {r0}..{} of {n}", r0 + rows);
+        }
+        let data = q.data()?;
+        let row_bytes = data.len() / n;
+        let bytes = &data[r0 * row_bytes..(r0 + rows) * row_bytes];
+        let device = q.device();
+        let storage = QStorage::from_data(Cow::Borrowed(bytes), &device, q.dtype())?;
+        QTensor::new(storage, (rows, k))?
+            .dequantize(&device)?
+            .flatten_all()?
+            .to_vec1::<f32>()
     }
 }
 

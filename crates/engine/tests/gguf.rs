@@ -155,3 +155,36 @@ fn unknown_tokenizer_model_is_reported() {
     let err = err_of(&path);
     assert!(err.contains("rwkv") && err.contains("gpt2, llama"), "{err}");
 }
+
+#[test]
+fn a_projection_of_the_wrong_shape_is_reported_not_a_panic() {
+    // Packed f32 projections read GGUF tensors in row blocks; a tensor whose
+    // dimensions disagree with the config must be an error naming it.
+    let (_tmp, path) = temp_copy("llama3");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let name = b"blk.0.ffn_down.weight";
+    let at = find(&bytes, name) + name.len();
+    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 2);
+    // Swap the two dimensions: the same bytes, a transposed shape.
+    let (d0, d1) = (at + 4, at + 12);
+    let first: [u8; 8] = bytes[d0..d0 + 8].try_into().unwrap();
+    let second: [u8; 8] = bytes[d1..d1 + 8].try_into().unwrap();
+    assert_ne!(first, second, "the fixture's down projection is not square");
+    bytes[d0..d0 + 8].copy_from_slice(&second);
+    bytes[d1..d1 + 8].copy_from_slice(&first);
+    std::fs::write(&path, &bytes).unwrap();
+    for dtype in [
+        DTypeChoice::Float(aligntds_engine::DType::F32),
+        DTypeChoice::Auto,
+    ] {
+        let err = load_gguf(&path, dtype)
+            .err()
+            .expect("loading must fail")
+            .to_string();
+        assert!(
+            err.contains("llama3.gguf")
+                && err.contains("shape mismatch for model.layers.0.mlp.down_proj.weight"),
+            "{err}"
+        );
+    }
+}

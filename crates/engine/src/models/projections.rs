@@ -172,9 +172,13 @@ fn pack(weight: &Tensor) -> Result<Arc<PackedWeight>> {
 /// Row blocks of a weight, read without materialising the whole tensor:
 /// packing a 262,144-row embedding from a full dense copy would hold it twice.
 pub trait RowSource {
-    /// Rows `r0 .. r0 + rows` of the f32 weight `name`, row-major; `None`
-    /// where this source cannot give them (the loader then reads the tensor).
-    fn rows(&self, name: &str, r0: usize, rows: usize) -> Option<candle_core::Result<Vec<f32>>>;
+    /// The shape `[rows, columns]` of the weight `name`, or `None` where this
+    /// source cannot give its rows (the loader then reads the whole tensor).
+    fn shape(&self, name: &str) -> Option<(usize, usize)>;
+
+    /// Rows `r0 .. r0 + rows` of the f32 weight `name`, row-major: `rows`
+    /// times the shape's columns values.
+    fn rows(&self, name: &str, r0: usize, rows: usize) -> candle_core::Result<Vec<f32>>;
 }
 
 pub(super) struct Weights<'a> {
@@ -198,12 +202,17 @@ impl Weights<'_> {
         let full = format!("{}.{name}", self.vb.prefix());
         let full = full.trim_start_matches('.');
         if let Some(source) = self.rows {
-            if let Some(first) = source.rows(full, 0, 0) {
-                first?;
+            if let Some(shape) = source.shape(full) {
+                if shape != (n, k) {
+                    return Err(candle_core::Error::UnexpectedShape {
+                        msg: format!("shape mismatch for {full}"),
+                        expected: (n, k).into(),
+                        got: shape.into(),
+                    }
+                    .into());
+                }
                 return Ok(Arc::new(PackedWeight::pack_rows(n, k, |r0, rows| {
-                    source.rows(full, r0, rows).unwrap_or_else(|| {
-                        Err(candle_core::Error::Msg(format!("{full}: rows gone")))
-                    })
+                    source.rows(full, r0, rows)
                 })?));
             }
         }
