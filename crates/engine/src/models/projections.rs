@@ -12,7 +12,7 @@ use candle_nn::{RmsNorm, VarBuilder};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::models::packed_gemm::{self, PackedWeight};
-use crate::models::quantized_linear::{dense_forward_many, QuantizedLinear};
+use crate::models::quantized_linear::{dense_forward_many, gemv_outputs, QuantizedLinear};
 
 /// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
 pub type QuantizedWeights = HashMap<String, Arc<QTensor>>;
@@ -126,20 +126,7 @@ fn packed_forward_many(
     let rows = x.elem_count() / k.max(1);
     let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     let outs = packed_gemm::matmul_many(&weights, &xs, rows);
-    outs.into_iter()
-        .zip(linears)
-        .map(|(y, (w, bias))| {
-            let mut shape = x.dims().to_vec();
-            if let Some(last) = shape.last_mut() {
-                *last = w.n();
-            }
-            let y = Tensor::from_vec(y, shape, x.device())?.to_dtype(x.dtype())?;
-            match bias {
-                Some(b) => y.broadcast_add(b),
-                None => Ok(y),
-            }
-        })
-        .collect()
+    gemv_outputs(x, rows, outs, linears.iter().map(|(_, bias)| *bias))
 }
 
 /// Whether dense weights loaded this way are packed for the packed kernel:

@@ -188,7 +188,7 @@ impl QuantizedLinear {
 
 /// The kernel's outputs as tensors shaped like `x` (`rows` rows), in `x`'s
 /// dtype, each with its projection's bias.
-fn gemv_outputs<'b>(
+pub(super) fn gemv_outputs<'b>(
     x: &Tensor,
     rows: usize,
     outs: Vec<Vec<f32>>,
