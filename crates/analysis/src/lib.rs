@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod context;
 pub mod dataset;
+pub mod live;
 mod local_batch;
 mod local_scoring;
 pub mod merge;

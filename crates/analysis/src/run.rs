@@ -117,7 +117,7 @@ fn dataset_answer(aligned: &Side, record: &Record) -> Result<Option<(Vec<u32>, b
 /// Drops a closing ``` fence (and the whitespace around it) at the end of a
 /// generated answer, as whole tokens: a token that also holds text before the
 /// fence is kept.
-fn trim_closing_fence(
+pub(crate) fn trim_closing_fence(
     tok: &aligntds_engine::tokenizer::TextTokenizer,
     ids: &mut Vec<u32>,
 ) -> Result<(), RunError> {

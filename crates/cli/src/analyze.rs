@@ -12,7 +12,7 @@ use aligntds_analysis::{Progress, Study};
 use aligntds_formats::summary::{ServerUse, Summary};
 use anyhow::{Context as _, Result};
 
-use crate::args::{AnalyzeArgs, ContextArg, MergeArgs, ResponseArg, SummarizeArgs};
+use crate::args::{AnalyzeArgs, ContextArg, MergeArgs, PairArgs, ResponseArg, SummarizeArgs};
 use crate::errors::{study_error, Flags};
 
 fn context_kind(arg: ContextArg) -> ContextKind {
@@ -27,7 +27,7 @@ fn context_kind(arg: ContextArg) -> ContextKind {
 }
 
 /// One side's settings from the flags of that side (`--aligned-*` or `--base-*`).
-fn side(name: SideName, args: &AnalyzeArgs) -> Result<SideSettings, SettingError> {
+pub(crate) fn side(name: SideName, args: &PairArgs) -> Result<SideSettings, SettingError> {
     let (model, chat_template, kind, prefix, template, servers, served_name) = match name {
         SideName::Aligned => (
             &args.aligned,
@@ -84,8 +84,8 @@ fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
         }
     };
     Ok(StudySettings {
-        aligned: side(SideName::Aligned, args)?,
-        base: side(SideName::Base, args)?,
+        aligned: side(SideName::Aligned, &args.pair)?,
+        base: side(SideName::Base, &args.pair)?,
         queries,
         out: args.out.clone(),
         response: match args.response {
@@ -94,11 +94,11 @@ fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
             ResponseArg::Generate => ResponseSource::Generate,
         },
         max_new_tokens: args.max_new_tokens,
-        stops: args.stops.clone(),
-        top_k: args.top_k,
+        stops: args.pair.stops.clone(),
+        top_k: args.pair.top_k,
         thresholds: Thresholds {
-            unshifted_max: args.unshifted_max,
-            marginal_max: args.marginal_max,
+            unshifted_max: args.pair.unshifted_max,
+            marginal_max: args.pair.marginal_max,
         },
         limit: args.limit,
         shard: args.shard.as_deref().map(Shard::parse).transpose()?,
@@ -106,13 +106,13 @@ fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
         overwrite: args.overwrite,
         strict: args.strict,
         runtime: Runtime {
-            dtype: crate::runtime::dtype(args.runtime.dtype),
-            device: crate::runtime::device(&args.runtime.device)
+            dtype: crate::runtime::dtype(args.pair.runtime.dtype),
+            device: crate::runtime::device(&args.pair.runtime.device)
                 .map_err(|m| SettingError::new(Field::Device, m))?,
             batch: args.batch.map(|b| b as usize),
             reuse_prefixes: !args.no_prefix_reuse,
         },
-        server_options: crate::runtime::server_options(&args.server_tuning),
+        server_options: crate::runtime::server_options(&args.pair.server_tuning),
     })
 }
 
@@ -214,7 +214,7 @@ fn server_rates(servers: &[ServerUse], start: &[u64], secs: f64) -> String {
 
 pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     let flags = Flags::Analyze;
-    crate::runtime::threads(args.runtime.threads)?;
+    crate::runtime::threads(args.pair.runtime.threads)?;
     let settings = settings(&args).map_err(|e| study_error(e.into(), flags))?;
     let mut bar = Bar::new(args.quiet);
     let study = Study::prepare(settings).map_err(|e| {

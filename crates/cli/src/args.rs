@@ -30,6 +30,9 @@ pub enum Command {
     Merge(MergeArgs),
     /// Render one or more runs as a self-contained report (index.html, report.md, SVG figures).
     Report(ReportArgs),
+    /// The live demo: a web page and JSON + SSE API that stream an aligned answer coloured by shift,
+    /// and let either model continue from any token.
+    Serve(Box<ServeArgs>),
     /// Measure scoring and generation speed on this machine (scripts/bench.sh adds the peers).
     Bench(BenchArgs),
 }
@@ -148,8 +151,9 @@ pub struct GenerateArgs {
     pub server: ServerArgs,
 }
 
+/// The two sides of a pair and what is scored: shared by `analyze` and `serve`.
 #[derive(Debug, Args)]
-pub struct AnalyzeArgs {
+pub struct PairArgs {
     /// The aligned model (checkpoint directory, .gguf file or Hub id).
     #[arg(long)]
     pub aligned: String,
@@ -170,16 +174,6 @@ pub struct AnalyzeArgs {
     pub base_served_name: Option<String>,
     #[command(flatten)]
     pub server_tuning: ServerTuning,
-    /// Queries: .json (AlignTDS/URIAL, AlpacaEval; a list or {"data"|"instances"|"records": [...]}),
-    /// .jsonl/.ndjson, .parquet (Hugging Face datasets), .csv with a header, or .txt (one query per line).
-    #[arg(long, required_unless_present = "query", conflicts_with = "query")]
-    pub data: Option<std::path::PathBuf>,
-    /// A single query instead of --data.
-    #[arg(long)]
-    pub query: Option<String>,
-    /// Output directory.
-    #[arg(long)]
-    pub out: std::path::PathBuf,
     /// Prompt format of the aligned side.
     #[arg(long, value_enum, default_value_t = ContextArg::Chat)]
     pub aligned_context: ContextArg,
@@ -203,6 +197,34 @@ pub struct AnalyzeArgs {
     pub aligned_template: Option<String>,
     #[arg(long)]
     pub base_template: Option<String>,
+    /// Stop generation before this string (repeatable).
+    #[arg(long = "stop", value_name = "S")]
+    pub stops: Vec<String>,
+    /// Top tokens stored per side and position.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1)]
+    pub unshifted_max: u32,
+    #[arg(long, default_value_t = 3)]
+    pub marginal_max: u32,
+    #[command(flatten)]
+    pub runtime: RuntimeOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+    /// Queries: .json (AlignTDS/URIAL, AlpacaEval; a list or {"data"|"instances"|"records": [...]}),
+    /// .jsonl/.ndjson, .parquet (Hugging Face datasets), .csv with a header, or .txt (one query per line).
+    #[arg(long, required_unless_present = "query", conflicts_with = "query")]
+    pub data: Option<std::path::PathBuf>,
+    /// A single query instead of --data.
+    #[arg(long)]
+    pub query: Option<String>,
+    /// Output directory.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
     /// Where answers come from: auto (the data set's where present, else generated), dataset, generate.
     #[arg(long, value_enum, default_value_t = ResponseArg::Auto)]
     pub response: ResponseArg,
@@ -217,16 +239,6 @@ pub struct AnalyzeArgs {
     /// once per side and continuing its cache.
     #[arg(long)]
     pub no_prefix_reuse: bool,
-    /// Stop generation before this string (repeatable).
-    #[arg(long = "stop", value_name = "S")]
-    pub stops: Vec<String>,
-    /// Top tokens stored per side and position.
-    #[arg(long, default_value_t = 10)]
-    pub top_k: usize,
-    #[arg(long, default_value_t = 1)]
-    pub unshifted_max: u32,
-    #[arg(long, default_value_t = 3)]
-    pub marginal_max: u32,
     /// Only the first N records.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -246,8 +258,38 @@ pub struct AnalyzeArgs {
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
     #[command(flatten)]
-    pub runtime: RuntimeOptions,
+    pub pair: PairArgs,
+    /// Run folders to browse from the same server (repeatable), with the report's pages.
+    #[arg(long = "runs", value_name = "DIR")]
+    pub runs: Vec<std::path::PathBuf>,
+    /// Where "save as run" writes run folders.
+    #[arg(long, default_value = "runs/live", value_name = "DIR")]
+    pub save_dir: std::path::PathBuf,
+    /// Address to listen on. Anything but loopback lets anyone who reaches it use the models.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// New tokens when a request names none.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// The most new tokens a request may ask for (more: 413).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_new_tokens_cap: usize,
+    /// The most bytes a query (or system message) may hold (more: 413).
+    #[arg(long, default_value_t = 8192, value_name = "BYTES")]
+    pub max_query_bytes: usize,
+    /// Requests that may wait while one answer generates (more: 429).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub queue: usize,
+    /// Seconds one request may generate before it stops.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub time_limit: u64,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Summarize(args) => crate::analyze::summarize(args),
         Command::Merge(args) => crate::analyze::merge(args),
         Command::Report(args) => report(args),
+        Command::Serve(args) => crate::serve::serve(*args),
         Command::Bench(args) => bench(args),
     }
 }

@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod errors;
 mod runtime;
+mod serve;
 
 use std::process::ExitCode;
 

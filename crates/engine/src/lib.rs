@@ -20,6 +20,7 @@ pub mod rope;
 pub mod score;
 pub mod simd;
 pub mod source;
+pub mod stepper;
 pub mod template;
 pub mod text_model;
 pub mod tokenizer;
@@ -33,6 +34,7 @@ pub use models::Architecture;
 pub use options::{parse_device, parse_dtype, DTypeChoice, LoadOptions};
 pub use prefix::PrefixCache;
 pub use score::{log_softmax_in_place, LogProbRows};
+pub use stepper::Stepper;
 pub use template::{ChatMessage, ChatTemplate};
 pub use text_model::TextModel;
 

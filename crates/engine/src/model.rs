@@ -223,6 +223,13 @@ impl LanguageModel {
         crate::batch::generate_all(self.batch_generator(batch), requests)
     }
 
+    /// A sequence fed a few tokens at a time with its own cache (room
+    /// reserved for `reserve` tokens), giving the log-distribution after each
+    /// feed; see [`crate::stepper`].
+    pub fn stepper(&self, reserve: usize) -> crate::stepper::Stepper<'_> {
+        crate::stepper::Stepper::new(&self.decoder, reserve)
+    }
+
     /// A generator that decodes up to `capacity` sequences together, for callers
     /// that feed it as requests arrive (join, then step until each finishes).
     pub fn batch_generator(&self, capacity: usize) -> crate::batch::BatchGenerator<'_> {

@@ -197,28 +197,44 @@ impl TextTokenizer {
     /// `decode(ids)`. A token that ends inside a multi-byte character gets an
     /// empty piece and the character goes to the token that completes it.
     pub fn pieces(&self, ids: &[u32]) -> Result<Vec<String>> {
-        // Each step decodes a short window (from one token before the last
-        // complete one), never the whole prefix, so this stays linear in the
-        // answer's length. The window's first token is decoded alike in both
-        // texts, so a decoder that strips a leading space cannot shift the share.
-        let mut pieces = Vec::with_capacity(ids.len());
-        let (mut prefix_offset, mut read_offset) = (0usize, 0usize);
-        for k in 1..=ids.len() {
-            let previous = self.decode(&ids[prefix_offset..read_offset], false)?;
-            let text = self.decode(&ids[prefix_offset..k], false)?;
-            if text.starts_with(&previous) && !text.ends_with('\u{FFFD}') {
-                pieces.push(text[previous.len()..].to_string());
-            } else if text.ends_with('\u{FFFD}') && k < ids.len() {
-                // Inside a multi-byte character: the next complete decode carries it.
-                pieces.push(String::new());
-                continue;
-            } else {
-                // The decoder rewrote earlier text (e.g. a stripped leading space); fall back to the raw piece.
-                pieces.push(self.inner.id_to_token(ids[k - 1]).unwrap_or_default());
-            }
-            prefix_offset = read_offset;
-            read_offset = k;
-        }
-        Ok(pieces)
+        let mut cursor = PieceCursor::default();
+        (1..=ids.len())
+            .map(|k| cursor.next(self, &ids[..k], k == ids.len()))
+            .collect()
+    }
+}
+
+/// The state of [`TextTokenizer::pieces`] between tokens, so a stream of
+/// tokens gets its pieces one at a time: each step decodes a short window
+/// (from one token before the last complete one), never the whole prefix, so
+/// this stays linear in the answer's length. The window's first token is
+/// decoded alike in both texts, so a decoder that strips a leading space
+/// cannot shift the share.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PieceCursor {
+    prefix_offset: usize,
+    read_offset: usize,
+}
+
+impl PieceCursor {
+    /// The share of `ids`' last token, given the shares of the ones before
+    /// were taken from this cursor. `last`: no token follows, so a token
+    /// ending inside a character gets its raw piece instead of an empty one.
+    pub fn next(&mut self, tok: &TextTokenizer, ids: &[u32], last: bool) -> Result<String> {
+        let k = ids.len();
+        let previous = tok.decode(&ids[self.prefix_offset..self.read_offset], false)?;
+        let text = tok.decode(&ids[self.prefix_offset..k], false)?;
+        let piece = if text.starts_with(&previous) && !text.ends_with('\u{FFFD}') {
+            text[previous.len()..].to_string()
+        } else if text.ends_with('\u{FFFD}') && !last {
+            // Inside a multi-byte character: the next complete decode carries it.
+            return Ok(String::new());
+        } else {
+            // The decoder rewrote earlier text (e.g. a stripped leading space); fall back to the raw piece.
+            tok.inner.id_to_token(ids[k - 1]).unwrap_or_default()
+        };
+        self.prefix_offset = self.read_offset;
+        self.read_offset = k;
+        Ok(piece)
     }
 }

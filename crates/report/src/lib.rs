@@ -65,7 +65,8 @@ impl Run {
     }
 }
 
-const STYLE: &str = include_str!("../assets/report.css");
+/// The report's stylesheet (category colours and cues), shared by the live page.
+pub const STYLE: &str = include_str!("../assets/report.css");
 const SCRIPT: &str = include_str!("../assets/report.js");
 
 /// Writes `bytes` to `path` through a temporary name, so no reader sees half a file.

@@ -1,0 +1,630 @@
+//! The study one answer at a time, as it is written: one side chooses each
+//! answer token (greedily, or from a given prefix) and both sides give their
+//! next-token distributions at that position, each from its own key/value
+//! cache fed one token per step ([`aligntds_engine::Stepper`]), so the time
+//! per token stays flat along the answer. Every position is reported as soon
+//! as both sides have it, with the metrics `analyze` computes; the finished
+//! answer is an [`ExampleResult`] that [`save_run`] writes as a run folder.
+//! `aligntds serve` streams this to its live page.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aligntds_engine::score::argmax;
+use aligntds_engine::tokenizer::PieceCursor;
+use aligntds_engine::{EngineError, LanguageModel, LoadOptions, TextModel};
+use aligntds_formats::examples::ExampleLine;
+use aligntds_formats::positions::{PositionRecord, TopToken};
+use aligntds_formats::summary::{
+    Category, Context, ContextKind, Manifest, RecordedSettings, ResponseSource, RunIdentity,
+    Thresholds,
+};
+
+use crate::context::{default_stops, render};
+use crate::dataset::Record;
+use crate::metrics::compare;
+use crate::run::{check_vocabularies, record_of, ExampleResult, RunError};
+use crate::settings::{Field, Runtime, SettingError, SideName, SideSettings};
+use crate::study::{model_identity, StudyError};
+
+/// Which side chooses the answer tokens after the given prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chooser {
+    Aligned,
+    Base,
+}
+
+impl Chooser {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Chooser::Aligned => "aligned",
+            Chooser::Base => "base",
+        }
+    }
+}
+
+/// One live request: a query, its options, and optionally an answer prefix to
+/// keep (its last token replaced by `replace`) before `with` continues.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveRequest {
+    pub query: String,
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
+    #[serde(default)]
+    pub aligned_context: Option<ContextKind>,
+    #[serde(default)]
+    pub base_context: Option<ContextKind>,
+    #[serde(default)]
+    pub prefix_ids: Vec<u32>,
+    #[serde(default)]
+    pub with: Option<Chooser>,
+    #[serde(default)]
+    pub replace: Option<u32>,
+}
+
+/// What a live pair allows one request.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LiveLimits {
+    pub max_query_bytes: usize,
+    /// The most new tokens a request may ask for.
+    pub max_new_tokens: usize,
+    /// New tokens when a request names none.
+    pub default_new_tokens: usize,
+    /// Seconds one request may run before it stops (stop reason `time_limit`).
+    pub time_limit_seconds: f64,
+}
+
+impl Default for LiveLimits {
+    fn default() -> Self {
+        Self {
+            max_query_bytes: 8192,
+            max_new_tokens: 1024,
+            default_new_tokens: 256,
+            time_limit_seconds: 300.0,
+        }
+    }
+}
+
+/// A request refused before any model work, by the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// A field's value is not allowed (HTTP 400).
+    #[error("`{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// Over a size limit (HTTP 413).
+    #[error("`{field}`: {message}")]
+    TooLarge {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl From<EngineError> for LiveError {
+    fn from(e: EngineError) -> Self {
+        LiveError::Run(RunError::Engine(e))
+    }
+}
+
+/// Settings of a live pair: the two sides, how they load, what is scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSettings {
+    pub aligned: SideSettings,
+    pub base: SideSettings,
+    pub runtime: Runtime,
+    pub top_k: usize,
+    pub thresholds: Thresholds,
+    /// Stop strings added to each context's own.
+    pub stops: Vec<String>,
+    pub limits: LiveLimits,
+}
+
+/// One loaded side.
+pub struct LiveSide {
+    pub text: Arc<TextModel>,
+    pub model: Arc<LanguageModel>,
+}
+
+/// A loaded pair, ready to stream answers.
+pub struct LivePair {
+    pub aligned: LiveSide,
+    pub base: LiveSide,
+    pub settings: LiveSettings,
+    identity: RunIdentity,
+}
+
+/// One streamed position: the row `analyze` writes to positions.parquet, and
+/// who chose the token.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveToken {
+    #[serde(flatten)]
+    pub record: PositionRecord,
+    /// `aligned` or `base` (generated), `prefix` (given) or `replace` (swapped in).
+    pub chosen_by: &'static str,
+    /// The category of the token's rank under the aligned side: for a token
+    /// the base side chose (whose base rank is 1 by construction), where the
+    /// aligned model would have put it.
+    pub aligned_category: Category,
+}
+
+/// A finished live answer.
+pub struct LiveOutcome {
+    /// The answer as `analyze` would record it (positions kept: up to a stop string).
+    pub result: ExampleResult,
+    /// Who chose each kept position (see [`LiveToken::chosen_by`]).
+    pub chosen_by: Vec<&'static str>,
+    /// `eos`, `stop string "…"`, `max_new_tokens`, `context_full`, `cancelled` or `time_limit`.
+    pub stop_reason: String,
+    /// Positions streamed, including any dropped at a stop string.
+    pub streamed: usize,
+    pub seconds: f64,
+}
+
+impl LivePair {
+    /// Loads both sides (a model shared by both loads once). Sides on servers
+    /// are refused: the live view needs each side's own cache.
+    pub fn load(settings: LiveSettings) -> Result<Self, StudyError> {
+        for (name, side) in [
+            (SideName::Aligned, &settings.aligned),
+            (SideName::Base, &settings.base),
+        ] {
+            if side.is_remote() {
+                return Err(SettingError::new(
+                    Field::Server(name),
+                    "the live view runs both sides on the local engine (each keeps its own cache, one token per step); drop the server and give the model",
+                )
+                .into());
+            }
+            if matches!(side.context.kind, ContextKind::Input) {
+                return Err(SettingError::new(
+                    Field::Context(name),
+                    "the `input` context needs a data set's pre-rendered input; a live query has none",
+                )
+                .into());
+            }
+        }
+        if settings.top_k == 0 || settings.top_k > crate::settings::MAX_TOP_K {
+            return Err(SettingError::new(Field::TopK, "must be 1 to 1000").into());
+        }
+        let (a, b) = (&settings.aligned, &settings.base);
+        let load_text = |side: SideName, s: &SideSettings| {
+            TextModel::load(&s.model, s.chat_template.as_deref())
+                .map(Arc::new)
+                .map_err(|source| StudyError::Load {
+                    side,
+                    reference: s.model.clone(),
+                    source,
+                })
+        };
+        let aligned_text = load_text(SideName::Aligned, a)?;
+        let base_text = if a.model == b.model && a.chat_template == b.chat_template {
+            aligned_text.clone()
+        } else {
+            load_text(SideName::Base, b)?
+        };
+        check_vocabularies(&aligned_text, &base_text)?;
+        let device = aligntds_engine::parse_device(&settings.runtime.device.to_string())
+            .map_err(|e| SettingError::new(Field::Device, e.to_string()))?;
+        let options = LoadOptions {
+            dtype: settings.runtime.dtype,
+            device,
+            chat_template: None,
+            models_in_memory: if a.model == b.model { 1 } else { 2 },
+        };
+        let weights = |side: SideName, text: &Arc<TextModel>| {
+            LanguageModel::from_text(text.clone(), &options)
+                .map(Arc::new)
+                .map_err(|source| StudyError::Load {
+                    side,
+                    reference: text.reference.clone(),
+                    source,
+                })
+        };
+        let aligned_model = weights(SideName::Aligned, &aligned_text)?;
+        let base_model = if a.model == b.model {
+            aligned_model.clone()
+        } else {
+            weights(SideName::Base, &base_text)?
+        };
+        if aligned_model.logits_width() != base_model.logits_width() {
+            return Err(RunError::Incompatible(format!(
+                "logits widths differ: aligned {}, base {}",
+                aligned_model.logits_width(),
+                base_model.logits_width()
+            ))
+            .into());
+        }
+        let template = |m: &TextModel| {
+            m.chat_template
+                .as_ref()
+                .map(|t| aligntds_formats::summary::TemplateIdentity {
+                    name: t.name.clone(),
+                    sha256: crate::run_folder::fingerprint(&serde_json::json!(t.source)),
+                })
+        };
+        let identity = RunIdentity {
+            tool: format!("aligntds {} (serve)", env!("CARGO_PKG_VERSION")),
+            aligned: model_identity(&aligned_text)?,
+            base: model_identity(&base_text)?,
+            aligned_weights: aligned_model.weights_dtype.clone(),
+            base_weights: base_model.weights_dtype.clone(),
+            device: settings.runtime.device.to_string(),
+            aligned_chat_template: template(&aligned_text),
+            base_chat_template: template(&base_text),
+            settings: recorded(&settings, &settings.aligned.context, &settings.base.context, 0),
+            data: None,
+            data_sha256: None,
+            query: None,
+            limit: None,
+            aligned_server: None,
+            base_server: None,
+        };
+        Ok(Self {
+            aligned: LiveSide {
+                text: aligned_text,
+                model: aligned_model,
+            },
+            base: LiveSide {
+                text: base_text,
+                model: base_model,
+            },
+            settings,
+            identity,
+        })
+    }
+
+    /// Checks a request against the limits and the vocabulary, naming the field.
+    pub fn check(&self, request: &LiveRequest) -> Result<(), LiveError> {
+        let limits = &self.settings.limits;
+        let invalid = |field, message: String| Err(LiveError::Invalid { field, message });
+        if request.query.trim().is_empty() {
+            return invalid("query", "is empty; type a query".into());
+        }
+        if request.query.len() > limits.max_query_bytes {
+            return Err(LiveError::TooLarge {
+                field: "query",
+                message: format!(
+                    "is {} bytes; this server takes at most {}",
+                    request.query.len(),
+                    limits.max_query_bytes
+                ),
+            });
+        }
+        if let Some(system) = &request.system {
+            if system.len() > limits.max_query_bytes {
+                return Err(LiveError::TooLarge {
+                    field: "system",
+                    message: format!(
+                        "is {} bytes; this server takes at most {}",
+                        system.len(),
+                        limits.max_query_bytes
+                    ),
+                });
+            }
+        }
+        match request.max_new_tokens {
+            Some(0) => return invalid("max_new_tokens", "must be at least 1".into()),
+            Some(n) if n > limits.max_new_tokens => {
+                return Err(LiveError::TooLarge {
+                    field: "max_new_tokens",
+                    message: format!(
+                        "{n} is over this server's cap of {}",
+                        limits.max_new_tokens
+                    ),
+                })
+            }
+            _ => {}
+        }
+        for (field, kind) in [
+            ("aligned_context", request.aligned_context),
+            ("base_context", request.base_context),
+        ] {
+            if matches!(kind, Some(ContextKind::Input | ContextKind::Custom)) {
+                return invalid(
+                    field,
+                    "takes chat, template, plain or urial here (input and custom need settings a query does not carry)".into(),
+                );
+            }
+        }
+        let cap = self.aligned.model.context_length();
+        if request.prefix_ids.len() > cap {
+            return Err(LiveError::TooLarge {
+                field: "prefix_ids",
+                message: format!(
+                    "holds {} tokens; the model's context is {cap}",
+                    request.prefix_ids.len()
+                ),
+            });
+        }
+        let vocabulary = self.aligned.model.logits_width() as u32;
+        if let Some(bad) = request
+            .prefix_ids
+            .iter()
+            .chain(&request.replace)
+            .find(|&&id| id >= vocabulary)
+        {
+            return invalid(
+                if request.replace == Some(*bad) {
+                    "replace"
+                } else {
+                    "prefix_ids"
+                },
+                format!("token id {bad} is outside the vocabulary of {vocabulary} tokens"),
+            );
+        }
+        if request.replace.is_some() && request.prefix_ids.is_empty() {
+            return invalid(
+                "replace",
+                "replaces the last kept token, but prefix_ids is empty".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The contexts a request's sides see.
+    fn contexts(&self, request: &LiveRequest) -> (Context, Context) {
+        let side = |kind: Option<ContextKind>, own: &Context| {
+            let mut context = match kind {
+                Some(k) if k != own.kind => Context::of(k),
+                _ => own.clone(),
+            };
+            if request.system.is_some() {
+                context.system = request.system.clone();
+            }
+            context
+        };
+        (
+            side(request.aligned_context, &self.settings.aligned.context),
+            side(request.base_context, &self.settings.base.context),
+        )
+    }
+
+    /// Streams one answer: `sink` gets each position as soon as both sides
+    /// have it; `cancelled` is asked after every position (a client that
+    /// left). The request must have passed [`Self::check`].
+    pub fn stream(
+        &self,
+        request: &LiveRequest,
+        cancelled: &dyn Fn() -> bool,
+        sink: &mut dyn FnMut(&LiveToken),
+    ) -> Result<LiveOutcome, LiveError> {
+        self.check(request)?;
+        let started = Instant::now();
+        let time_limit = Duration::from_secs_f64(self.settings.limits.time_limit_seconds.max(0.0));
+        let (aligned_context, base_context) = self.contexts(request);
+        let record = Record {
+            id: "live".into(),
+            query: request.query.clone(),
+            input: None,
+            output: None,
+            output_ids: None,
+        };
+        let a_text = render(&aligned_context, &self.aligned.text, &record).map_err(RunError::from)?;
+        let b_text = render(&base_context, &self.base.text, &record).map_err(RunError::from)?;
+        let a_prompt = self.aligned.text.tokenizer.encode(&a_text)?;
+        let b_prompt = self.base.text.tokenizer.encode(&b_text)?;
+        for (side, prompt) in [("aligned", &a_prompt), ("base", &b_prompt)] {
+            if prompt.is_empty() {
+                return Err(LiveError::Invalid {
+                    field: "query",
+                    message: format!("the {side} context encodes to no tokens"),
+                });
+            }
+        }
+        let chooser = request.with.unwrap_or(Chooser::Aligned);
+        let mut given = request.prefix_ids.clone();
+        if let (Some(id), Some(last)) = (request.replace, given.last_mut()) {
+            *last = id;
+        }
+        let new_tokens = request
+            .max_new_tokens
+            .unwrap_or(self.settings.limits.default_new_tokens);
+        let (chooser_side, chooser_context) = match chooser {
+            Chooser::Aligned => (&self.aligned, &aligned_context),
+            Chooser::Base => (&self.base, &base_context),
+        };
+        let mut stops = self.settings.stops.clone();
+        stops.extend(default_stops(chooser_context.kind).iter().map(|s| s.to_string()));
+        let eos = chooser_side.text.eos_token_ids.clone();
+        let reserve = given.len() + new_tokens;
+        let mut a = self.aligned.model.stepper(a_prompt.len() + reserve);
+        let mut b = self.base.model.stepper(b_prompt.len() + reserve);
+        let (mut a_row, mut b_row) = (Vec::new(), Vec::new());
+        a.feed(&a_prompt, &mut a_row)?;
+        b.feed(&b_prompt, &mut b_row)?;
+        let tok = &self.aligned.text.tokenizer;
+        let (top_k, thresholds) = (self.settings.top_k, self.settings.thresholds);
+        let mut cursor = PieceCursor::default();
+        let mut answer: Vec<u32> = Vec::new();
+        let mut positions: Vec<PositionRecord> = Vec::new();
+        let mut chosen: Vec<&'static str> = Vec::new();
+        let mut generated = 0usize;
+        let stop_reason = loop {
+            let t = answer.len();
+            let (token, by) = if t < given.len() {
+                let replaced = request.replace.is_some() && t + 1 == given.len();
+                (given[t], if replaced { "replace" } else { "prefix" })
+            } else {
+                let row = match chooser {
+                    Chooser::Aligned => &a_row,
+                    Chooser::Base => &b_row,
+                };
+                generated += 1;
+                (argmax(row) as u32, chooser.as_str())
+            };
+            answer.push(token);
+            let m = compare(&a_row, &b_row, token, top_k, thresholds);
+            let aligned_category = Category::of(m.aligned_rank, thresholds);
+            let decode = |ids: &[u32], logprobs: &[f32]| -> Vec<TopToken> {
+                ids.iter()
+                    .zip(logprobs)
+                    .map(|(&id, &logprob)| TopToken {
+                        id,
+                        text: tok.decode(&[id], false).unwrap_or_default(),
+                        logprob,
+                    })
+                    .collect()
+            };
+            let text = tok.decode(&[token], false)?;
+            let piece = tok.inner().id_to_token(token).unwrap_or_default();
+            let share = cursor.next(tok, &answer, false)?;
+            let (aligned_top, base_top) = (
+                decode(&m.aligned_top_ids, &m.aligned_top_logprobs),
+                decode(&m.base_top_ids, &m.base_top_logprobs),
+            );
+            let live = LiveToken {
+                record: record_of(t, token, [&text, &piece, &share], aligned_top, base_top, m),
+                chosen_by: by,
+                aligned_category,
+            };
+            sink(&live);
+            positions.push(live.record);
+            chosen.push(by);
+            if t >= given.len() {
+                if eos.contains(&token) {
+                    break "eos".to_string();
+                }
+                let fresh = &answer[given.len()..];
+                if let Some((keep, stop)) = aligntds_engine::generate::find_stop(
+                    &chooser_side.text.tokenizer,
+                    fresh,
+                    &stops,
+                )? {
+                    // As analyze does: the stop's token goes, then a closing fence.
+                    answer.truncate(given.len() + keep);
+                    let mut kept = answer[given.len()..].to_vec();
+                    if !kept.is_empty() {
+                        crate::run::trim_closing_fence(&chooser_side.text.tokenizer, &mut kept)?;
+                    }
+                    answer.truncate(given.len() + kept.len());
+                    break format!("stop string {stop:?}");
+                }
+                if generated >= new_tokens {
+                    break "max_new_tokens".to_string();
+                }
+            }
+            if cancelled() {
+                break "cancelled".to_string();
+            }
+            if started.elapsed() > time_limit {
+                break "time_limit".to_string();
+            }
+            if !a.fits(1) || !b.fits(1) {
+                break "context_full".to_string();
+            }
+            a.feed(&[token], &mut a_row)?;
+            b.feed(&[token], &mut b_row)?;
+        };
+        let streamed = positions.len();
+        positions.truncate(answer.len());
+        chosen.truncate(answer.len());
+        // The kept answer's shares as analyze computes them (the last token's
+        // share may differ from the streamed one where it ends inside a character).
+        let shares = tok.pieces(&answer)?;
+        for (p, share) in positions.iter_mut().zip(shares) {
+            p.text = share;
+        }
+        let count = |c: Category| positions.iter().filter(|p| p.category == c).count() as u32;
+        let example = ExampleLine {
+            id: "live".into(),
+            query: request.query.clone(),
+            aligned_context: a_text,
+            base_context: b_text,
+            answer: tok.decode(&answer, false)?,
+            answer_ids: answer,
+            source: "generate".into(),
+            stop_reason: stop_reason.clone(),
+            eos_replaced: false,
+            generation_seconds: started.elapsed().as_secs_f64(),
+            aligned_scoring_seconds: 0.0,
+            base_scoring_seconds: 0.0,
+            unshifted: count(Category::Unshifted),
+            marginal: count(Category::Marginal),
+            shifted: count(Category::Shifted),
+            skipped: None,
+            skip_detail: None,
+            schema_version: aligntds_formats::SCHEMA_VERSION,
+        };
+        Ok(LiveOutcome {
+            result: ExampleResult { example, positions },
+            chosen_by: chosen,
+            stop_reason,
+            streamed,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Writes finished live answers as a run folder in `analyze`'s formats
+    /// (`aligntds report` opens it). `dir` must be new or empty.
+    pub fn save_run(
+        &self,
+        dir: &std::path::Path,
+        results: &[ExampleResult],
+        contexts: (&Context, &Context),
+        max_new_tokens: usize,
+    ) -> Result<aligntds_formats::summary::Summary, StudyError> {
+        if dir.exists()
+            && std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(SettingError::new(
+                Field::Out,
+                format!("{} exists and is not empty; choose a new name", dir.display()),
+            )
+            .into());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| crate::run_folder::FolderError::File {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let folder = crate::run_folder::RunFolder::lock(dir)?;
+        let mut identity = self.identity.clone();
+        identity.settings = recorded(&self.settings, contexts.0, contexts.1, max_new_tokens);
+        let fingerprint =
+            crate::run_folder::fingerprint(&serde_json::to_value(&identity).unwrap_or_default());
+        let manifest = Manifest {
+            identity,
+            shard: None,
+            fingerprint,
+            timings: None,
+            merged_from: None,
+            servers: Vec::new(),
+        };
+        Ok(crate::output::write_run(folder.dir(), results, manifest, 200)?)
+    }
+
+    /// The contexts a request's sides see (for saving its answers).
+    pub fn request_contexts(&self, request: &LiveRequest) -> (Context, Context) {
+        self.contexts(request)
+    }
+}
+
+fn recorded(
+    settings: &LiveSettings,
+    aligned: &Context,
+    base: &Context,
+    max_new_tokens: usize,
+) -> RecordedSettings {
+    RecordedSettings {
+        aligned_context: aligned.clone(),
+        base_context: base.clone(),
+        response: ResponseSource::Generate,
+        max_new_tokens: if max_new_tokens == 0 {
+            settings.limits.default_new_tokens
+        } else {
+            max_new_tokens
+        },
+        stops: settings.stops.clone(),
+        top_k: settings.top_k,
+        thresholds: settings.thresholds,
+    }
+}

@@ -1,0 +1,99 @@
+//! `aligntds serve`: arguments -> typed settings -> the serve library. Binds
+//! first (the page answers 503 while the models load), then loads the pair.
+
+use std::sync::Arc;
+
+use aligntds_analysis::live::{LiveLimits, LiveSettings};
+use aligntds_analysis::settings::{Field, Runtime, SettingError, SideName, Thresholds};
+use aligntds_serve::{AppState, ServeError, ServeSettings};
+use anyhow::{Context as _, Result};
+
+use crate::args::ServeArgs;
+use crate::errors::{study_error, Flags};
+
+fn settings(args: &ServeArgs) -> Result<ServeSettings, SettingError> {
+    let pair = &args.pair;
+    if args.max_new_tokens == 0 || args.max_new_tokens > args.max_new_tokens_cap {
+        return Err(SettingError::new(
+            Field::MaxNewTokens,
+            format!(
+                "must be 1 to the cap (--max-new-tokens-cap {})",
+                args.max_new_tokens_cap
+            ),
+        ));
+    }
+    Ok(ServeSettings {
+        live: LiveSettings {
+            aligned: crate::analyze::side(SideName::Aligned, pair)?,
+            base: crate::analyze::side(SideName::Base, pair)?,
+            runtime: Runtime {
+                dtype: crate::runtime::dtype(pair.runtime.dtype),
+                device: crate::runtime::device(&pair.runtime.device)
+                    .map_err(|m| SettingError::new(Field::Device, m))?,
+                batch: None,
+                reuse_prefixes: false,
+            },
+            top_k: pair.top_k,
+            thresholds: Thresholds {
+                unshifted_max: pair.unshifted_max,
+                marginal_max: pair.marginal_max,
+            },
+            stops: pair.stops.clone(),
+            limits: LiveLimits {
+                max_query_bytes: args.max_query_bytes,
+                max_new_tokens: args.max_new_tokens_cap,
+                default_new_tokens: args.max_new_tokens,
+                time_limit_seconds: args.time_limit as f64,
+            },
+        },
+        runs: args.runs.clone(),
+        save_dir: args.save_dir.clone(),
+        queue: args.queue,
+    })
+}
+
+fn serve_error(e: ServeError) -> anyhow::Error {
+    match e {
+        ServeError::Study(e) => study_error(e, Flags::Analyze),
+        ServeError::Report(e) => anyhow::anyhow!("option `--runs`: {e}"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    crate::runtime::threads(args.pair.runtime.threads)?;
+    let settings = settings(&args).map_err(|e| study_error(e.into(), Flags::Analyze))?;
+    let state = AppState::new(settings).map_err(serve_error)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the server's runtime")?;
+    let address = format!("{}:{}", args.host, args.port);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(&address))
+        .with_context(|| format!("option `--host`/`--port`: cannot listen on {address}"))?;
+    let bound = listener.local_addr()?;
+    if !bound.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {bound}: anyone who can reach this address can use the models (there is no login)"
+        );
+    }
+    let server = runtime.spawn(aligntds_serve::serve(listener, state.clone()));
+    eprintln!("aligntds serve: loading the models; the page answers meanwhile");
+    println!("http://{bound}/");
+    let loaded = {
+        let state: Arc<AppState> = state.clone();
+        std::thread::spawn(move || state.load()).join()
+    };
+    match loaded {
+        Ok(Ok(())) => eprintln!("models loaded; serving on http://{bound}/ (Ctrl-C stops)"),
+        Ok(Err(e)) => return Err(serve_error(e)),
+        Err(_) => anyhow::bail!("loading the models panicked"),
+    }
+    runtime
+        .block_on(server)
+        .context("the server stopped")?
+        .context("the server failed")?;
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! aligntds-serve: the live TDS demo. A web app and a JSON + server-sent
+//! events API over one loaded base/aligned pair ([`aligntds_analysis::live`]):
+//! a query's aligned answer streams in token by token, each token scored by
+//! both sides as it comes; any prefix can be continued by either side; the
+//! runs given at start are browsable with the report's pages. See
+//! docs/serve.md for the API.
+//!
+//! One generation runs at a time (both models are busy with it); requests
+//! wait in a bounded queue and the rest are refused with 429. A client that
+//! disconnects cancels its generation at once.
+
+mod api;
+mod site;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aligntds_analysis::live::{LivePair, LiveSettings};
+
+pub use api::router;
+
+/// Everything `aligntds serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub live: LiveSettings,
+    /// Run folders browsable under /runs/.
+    pub runs: Vec<PathBuf>,
+    /// Where "save as run" writes run folders.
+    pub save_dir: PathBuf,
+    /// Requests that may wait while one generates; more get 429.
+    pub queue: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Report(#[from] aligntds_report::ReportError),
+    #[error(transparent)]
+    Study(#[from] aligntds_analysis::StudyError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The server's shared state: the pair (once loaded), the generation queue,
+/// the browsable runs and the answers kept for "save as run".
+pub struct AppState {
+    settings: ServeSettings,
+    pair: OnceLock<Result<Arc<LivePair>, String>>,
+    loaded: (Mutex<bool>, std::sync::Condvar),
+    worker: worker::Worker,
+    site: site::Site,
+    sessions: Mutex<worker::Sessions>,
+}
+
+impl AppState {
+    /// Builds the run pages (a bad run folder fails here, before any model
+    /// loads) and starts the generation worker; the pair is not loaded yet
+    /// (the API answers 503 until [`Self::load`] finishes).
+    pub fn new(settings: ServeSettings) -> Result<Arc<Self>, ServeError> {
+        let site = site::Site::build(&settings.runs)?;
+        let (worker, jobs) = worker::Worker::new(settings.queue);
+        let state = Arc::new(Self {
+            settings,
+            pair: OnceLock::new(),
+            loaded: (Mutex::new(false), std::sync::Condvar::new()),
+            worker,
+            site,
+            sessions: Mutex::new(worker::Sessions::default()),
+        });
+        worker::spawn(state.clone(), jobs);
+        Ok(state)
+    }
+
+    /// Loads the pair (slow: the weights); the API serves from then on.
+    pub fn load(&self) -> Result<(), ServeError> {
+        let result = LivePair::load(self.settings.live.clone());
+        let outcome = match &result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = self
+            .pair
+            .set(result.map(Arc::new).map_err(|e| e.to_string()));
+        let (done, ready) = &self.loaded;
+        *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        ready.notify_all();
+        outcome.map_err(ServeError::Io)
+    }
+
+    /// Loads an already built pair (for embedding and tests).
+    pub fn with_pair(settings: ServeSettings, pair: LivePair) -> Result<Arc<Self>, ServeError> {
+        let state = Self::new(settings)?;
+        let _ = state.pair.set(Ok(Arc::new(pair)));
+        *state.loaded.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        Ok(state)
+    }
+
+    /// The pair, once loaded.
+    pub(crate) fn pair(&self) -> Option<Result<&Arc<LivePair>, &str>> {
+        self.pair.get().map(|r| r.as_ref().map_err(|e| e.as_str()))
+    }
+
+    pub fn settings(&self) -> &ServeSettings {
+        &self.settings
+    }
+}
+
+/// Serves `state` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
