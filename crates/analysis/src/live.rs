@@ -259,7 +259,12 @@ impl LivePair {
             device: settings.runtime.device.to_string(),
             aligned_chat_template: template(&aligned_text),
             base_chat_template: template(&base_text),
-            settings: recorded(&settings, &settings.aligned.context, &settings.base.context, 0),
+            settings: recorded(
+                &settings,
+                &settings.aligned.context,
+                &settings.base.context,
+                0,
+            ),
             data: None,
             data_sha256: None,
             query: None,
@@ -315,10 +320,7 @@ impl LivePair {
             Some(n) if n > limits.max_new_tokens => {
                 return Err(LiveError::TooLarge {
                     field: "max_new_tokens",
-                    message: format!(
-                        "{n} is over this server's cap of {}",
-                        limits.max_new_tokens
-                    ),
+                    message: format!("{n} is over this server's cap of {}", limits.max_new_tokens),
                 })
             }
             _ => {}
@@ -407,7 +409,8 @@ impl LivePair {
             output: None,
             output_ids: None,
         };
-        let a_text = render(&aligned_context, &self.aligned.text, &record).map_err(RunError::from)?;
+        let a_text =
+            render(&aligned_context, &self.aligned.text, &record).map_err(RunError::from)?;
         let b_text = render(&base_context, &self.base.text, &record).map_err(RunError::from)?;
         let a_prompt = self.aligned.text.tokenizer.encode(&a_text)?;
         let b_prompt = self.base.text.tokenizer.encode(&b_text)?;
@@ -432,7 +435,11 @@ impl LivePair {
             Chooser::Base => (&self.base, &base_context),
         };
         let mut stops = self.settings.stops.clone();
-        stops.extend(default_stops(chooser_context.kind).iter().map(|s| s.to_string()));
+        stops.extend(
+            default_stops(chooser_context.kind)
+                .iter()
+                .map(|s| s.to_string()),
+        );
         let eos = chooser_side.text.eos_token_ids.clone();
         let reserve = given.len() + new_tokens;
         let mut a = self.aligned.model.stepper(a_prompt.len() + reserve);
@@ -578,7 +585,10 @@ impl LivePair {
         {
             return Err(SettingError::new(
                 Field::Out,
-                format!("{} exists and is not empty; choose a new name", dir.display()),
+                format!(
+                    "{} exists and is not empty; choose a new name",
+                    dir.display()
+                ),
             )
             .into());
         }
@@ -599,7 +609,12 @@ impl LivePair {
             merged_from: None,
             servers: Vec::new(),
         };
-        Ok(crate::output::write_run(folder.dir(), results, manifest, 200)?)
+        Ok(crate::output::write_run(
+            folder.dir(),
+            results,
+            manifest,
+            200,
+        )?)
     }
 
     /// The contexts a request's sides see (for saving its answers).

@@ -60,7 +60,11 @@ impl<'m> Stepper<'m> {
             }],
         )?;
         let last = hidden.narrow(0, tokens.len() - 1, 1)?;
-        let logits = self.decoder.logits(&last)?.flatten_all()?.to_vec1::<f32>()?;
+        let logits = self
+            .decoder
+            .logits(&last)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         row.resize(logits.len(), 0.0);
         crate::fastmath::log_softmax_into(&logits, row);
         self.tokens.extend_from_slice(tokens);

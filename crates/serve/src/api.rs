@@ -37,7 +37,10 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(|| async { page(LIVE_HTML, "text/html; charset=utf-8") }))
+        .route(
+            "/",
+            get(|| async { page(LIVE_HTML, "text/html; charset=utf-8") }),
+        )
         .route(
             "/assets/live.js",
             get(|| async { page(LIVE_JS, "text/javascript; charset=utf-8") }),
@@ -55,7 +58,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/continue", post(continue_))
         .route("/api/save", post(save))
         .route("/runs", get(|| async { Redirect::permanent("/runs/") }))
-        .route("/runs/", get(|State(s): State<Arc<AppState>>| async move { run_file(&s, "") }))
+        .route(
+            "/runs/",
+            get(|State(s): State<Arc<AppState>>| async move { run_file(&s, "") }),
+        )
         .route("/runs/{*path}", get(run_page))
         .fallback(|| async { error(StatusCode::NOT_FOUND, None, "no such page or endpoint") })
         .with_state(state)
@@ -106,7 +112,10 @@ fn run_file(state: &AppState, path: &str) -> Response {
     match state.site.get(path) {
         Some(bytes) => secure(
             (
-                [(header::CONTENT_TYPE, content_type(if path.is_empty() { "index.html" } else { path }))],
+                [(
+                    header::CONTENT_TYPE,
+                    content_type(if path.is_empty() { "index.html" } else { path }),
+                )],
                 bytes.to_vec(),
             )
                 .into_response(),
@@ -116,7 +125,11 @@ fn run_file(state: &AppState, path: &str) -> Response {
             None,
             "no runs are served: start `aligntds serve` with --runs DIR",
         ),
-        None => error(StatusCode::NOT_FOUND, None, "no such file in the served runs"),
+        None => error(
+            StatusCode::NOT_FOUND,
+            None,
+            "no such file in the served runs",
+        ),
     }
 }
 
@@ -186,9 +199,11 @@ async fn body<T: DeserializeOwned>(request: Request) -> Result<T, Response> {
 
 fn live_error(e: LiveError) -> Response {
     match e {
-        LiveError::Invalid { field, message } => {
-            error(StatusCode::BAD_REQUEST, Some(field), &format!("{field} {message}"))
-        }
+        LiveError::Invalid { field, message } => error(
+            StatusCode::BAD_REQUEST,
+            Some(field),
+            &format!("{field} {message}"),
+        ),
         LiveError::TooLarge { field, message } => error(
             StatusCode::PAYLOAD_TOO_LARGE,
             Some(field),

@@ -44,7 +44,11 @@ impl Site {
     }
 }
 
-fn collect(root: &Path, dir: &Path, files: &mut HashMap<String, Vec<u8>>) -> Result<(), ServeError> {
+fn collect(
+    root: &Path,
+    dir: &Path,
+    files: &mut HashMap<String, Vec<u8>>,
+) -> Result<(), ServeError> {
     let io = |e: std::io::Error| ServeError::Io(format!("{}: {e}", dir.display()));
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();

@@ -1,0 +1,377 @@
+//! The live view against the study: an answer streamed one token per step
+//! (each side from its own cache) carries what `analyze` computes for the same
+//! query with a teacher-forced pass, within 1e-4 at every position; a branch
+//! continues exactly as `generate` does from the same prefix, and its scores
+//! equal a teacher-forced analysis of the branch's answer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aligntds_analysis::backend::Side;
+use aligntds_analysis::context::{default_stops, render};
+use aligntds_analysis::dataset::Record;
+use aligntds_analysis::live::{Chooser, LiveError, LivePair, LiveRequest, LiveSettings};
+use aligntds_analysis::run::{analyze_example, ExampleResult};
+use aligntds_analysis::settings::{
+    ContextKind, Queries, ResponseSource, SideSettings, StudySettings,
+};
+use aligntds_engine::{GenerateOptions, LanguageModel, LoadOptions};
+use aligntds_formats::positions::PositionRecord;
+
+const TOLERANCE: f64 = 1e-4;
+const QUERY: &str = "Name three colours of the sea.";
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// llama3 (aligned, plain context) and mistral (base, the study's template): one vocabulary.
+fn study_settings(max_new_tokens: usize) -> StudySettings {
+    let mut s = StudySettings::new(
+        &fixture("llama3"),
+        &fixture("mistral"),
+        Queries::Single(QUERY.into()),
+        "unused",
+    );
+    s.aligned.context.kind = ContextKind::Plain;
+    s.max_new_tokens = max_new_tokens;
+    s.response = ResponseSource::Generate;
+    s
+}
+
+fn live_settings(study: &StudySettings) -> LiveSettings {
+    LiveSettings {
+        aligned: study.aligned.clone(),
+        base: study.base.clone(),
+        runtime: study.runtime,
+        top_k: study.top_k,
+        thresholds: study.thresholds,
+        stops: Vec::new(),
+        limits: Default::default(),
+    }
+}
+
+fn side(s: &SideSettings) -> (Side, Arc<LanguageModel>) {
+    let model = Arc::new(LanguageModel::load(&s.model, &LoadOptions::default()).unwrap());
+    (Side::local(model.clone()), model)
+}
+
+fn record(answer: Option<Vec<u32>>) -> Record {
+    Record {
+        id: "0".into(),
+        query: QUERY.into(),
+        input: None,
+        output: None,
+        output_ids: answer,
+    }
+}
+
+fn assert_close(live: &[PositionRecord], study: &[PositionRecord], what: &str) {
+    assert_eq!(live.len(), study.len(), "{what}: positions");
+    for (l, s) in live.iter().zip(study) {
+        let at = format!("{what}, position {}", s.position);
+        assert_eq!(l.token_id, s.token_id, "{at}");
+        assert_eq!(l.text, s.text, "{at}");
+        for (name, a, b) in [
+            (
+                "aligned_logprob",
+                l.aligned_logprob as f64,
+                s.aligned_logprob as f64,
+            ),
+            ("base_logprob", l.base_logprob as f64, s.base_logprob as f64),
+            (
+                "kl_aligned_base",
+                l.kl_aligned_base.unwrap(),
+                s.kl_aligned_base.unwrap(),
+            ),
+            (
+                "kl_base_aligned",
+                l.kl_base_aligned.unwrap(),
+                s.kl_base_aligned.unwrap(),
+            ),
+            ("js", l.js.unwrap(), s.js.unwrap()),
+            (
+                "base_entropy",
+                l.base_entropy.unwrap(),
+                s.base_entropy.unwrap(),
+            ),
+        ] {
+            assert!((a - b).abs() <= TOLERANCE, "{at}: {name} {a} vs {b}");
+        }
+        assert_eq!(
+            (l.aligned_rank, l.base_rank),
+            (s.aligned_rank, s.base_rank),
+            "{at}"
+        );
+        assert_eq!(l.category, s.category, "{at}");
+        let ids = |t: &[aligntds_formats::positions::TopToken]| {
+            t.iter().map(|x| x.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&l.base_top), ids(&s.base_top), "{at}: base top-k");
+    }
+}
+
+#[test]
+fn a_streamed_answer_equals_analyze_on_the_same_query() {
+    let study = study_settings(40);
+    let pair = LivePair::load(live_settings(&study)).unwrap();
+    let mut streamed = Vec::new();
+    let request = LiveRequest {
+        query: QUERY.into(),
+        max_new_tokens: Some(40),
+        ..Default::default()
+    };
+    let outcome = pair
+        .stream(&request, &|| false, &mut |t| streamed.push(t.clone()))
+        .unwrap();
+    let (a, _) = side(&study.aligned);
+    let (b, _) = side(&study.base);
+    let reference: ExampleResult =
+        analyze_example(&a, &b, &record(None), &study.run_settings()).unwrap();
+    assert!(reference.positions.len() >= 10, "a real answer to compare");
+    assert_eq!(
+        outcome.result.example.answer_ids,
+        reference.example.answer_ids
+    );
+    assert_eq!(outcome.stop_reason, reference.example.stop_reason);
+    assert_eq!(outcome.result.example.answer, reference.example.answer);
+    assert_eq!(
+        outcome.result.example.base_context,
+        reference.example.base_context
+    );
+    assert_close(&outcome.result.positions, &reference.positions, "answer");
+    // Each token went out as soon as both sides had it, with the same numbers.
+    assert_eq!(streamed.len(), outcome.streamed);
+    for (s, p) in streamed.iter().zip(&outcome.result.positions) {
+        assert_eq!(s.record.aligned_logprob, p.aligned_logprob);
+        assert_eq!(s.chosen_by, "aligned");
+    }
+    assert_eq!(
+        (outcome.result.example.unshifted
+            + outcome.result.example.marginal
+            + outcome.result.example.shifted) as usize,
+        reference.positions.len()
+    );
+}
+
+#[test]
+fn branches_continue_as_generate_does_and_score_as_analyze_does() {
+    let study = study_settings(30);
+    let pair = LivePair::load(live_settings(&study)).unwrap();
+    let main = pair
+        .stream(
+            &LiveRequest {
+                query: QUERY.into(),
+                max_new_tokens: Some(30),
+                ..Default::default()
+            },
+            &|| false,
+            &mut |_| {},
+        )
+        .unwrap();
+    let answer = main.result.example.answer_ids.clone();
+    assert!(answer.len() > 8);
+    let (a, a_model) = side(&study.aligned);
+    let (b, b_model) = side(&study.base);
+    let dataset = {
+        let mut s = study.run_settings();
+        s.recorded.response = ResponseSource::Dataset;
+        s
+    };
+    let rec = record(None);
+    let prompt = |side: &Side, kind: ContextKind| {
+        let context = aligntds_formats::summary::Context::of(kind);
+        side.text
+            .tokenizer
+            .encode(&render(&context, &side.text, &rec).unwrap())
+            .unwrap()
+    };
+    for (with, replace) in [
+        (Chooser::Base, None),
+        (Chooser::Aligned, Some(17u32)),
+        (Chooser::Base, Some(29)),
+    ] {
+        let keep = 5;
+        let request = LiveRequest {
+            query: QUERY.into(),
+            max_new_tokens: Some(12),
+            prefix_ids: answer[..keep].to_vec(),
+            with: Some(with),
+            replace,
+            ..Default::default()
+        };
+        let branch = pair.stream(&request, &|| false, &mut |_| {}).unwrap();
+        let mut given = answer[..keep].to_vec();
+        if let Some(r) = replace {
+            given[keep - 1] = r;
+        }
+        let what = format!("{with:?} after {keep} tokens, replace {replace:?}");
+        let ids = &branch.result.example.answer_ids;
+        assert_eq!(&ids[..keep], &given[..], "{what}");
+        // The continuing side's own greedy answer from the same prefix.
+        let (model, kind, text) = match with {
+            Chooser::Base => (&b_model, ContextKind::Template, &b.text),
+            Chooser::Aligned => (&a_model, ContextKind::Plain, &a.text),
+        };
+        let mut full_prompt = prompt(if with == Chooser::Base { &b } else { &a }, kind);
+        full_prompt.extend(&given);
+        let generated = model
+            .generate(
+                &full_prompt,
+                &GenerateOptions {
+                    max_new_tokens: 12,
+                    stop_strings: default_stops(kind).iter().map(|s| s.to_string()).collect(),
+                    eos_token_ids: text.eos_token_ids.clone(),
+                },
+            )
+            .unwrap();
+        let continued = &ids[keep..];
+        eprintln!(
+            "{what}: {} continued tokens, stop {}",
+            continued.len(),
+            branch.stop_reason
+        );
+        // Equal, except that a stop string's closing fence is trimmed as analyze trims it.
+        match generated.stop_reason {
+            aligntds_engine::StopReason::StopString(_) => assert!(
+                generated.tokens.starts_with(continued),
+                "{what}: live {continued:?} vs generate {:?}",
+                generated.tokens
+            ),
+            _ => assert_eq!(continued, &generated.tokens[..], "{what}"),
+        }
+        let by: Vec<&str> = branch.chosen_by.clone();
+        assert_eq!(
+            by[keep - 1],
+            if replace.is_some() {
+                "replace"
+            } else {
+                "prefix"
+            }
+        );
+        assert!(
+            by[keep..].iter().all(|b| *b == with.as_str()),
+            "{what}: {by:?}"
+        );
+        // Scores equal a teacher-forced analysis of the branch's answer.
+        let reference = analyze_example(&a, &b, &record(Some(ids.clone())), &dataset).unwrap();
+        assert_close(&branch.result.positions, &reference.positions, &what);
+    }
+}
+
+#[test]
+fn requests_outside_the_limits_are_refused_by_field_and_a_cancel_stops_at_once() {
+    let study = study_settings(8);
+    let mut settings = live_settings(&study);
+    settings.limits.max_query_bytes = 64;
+    settings.limits.max_new_tokens = 16;
+    let pair = LivePair::load(settings).unwrap();
+    let refused = |r: LiveRequest| match pair.check(&r) {
+        Err(LiveError::Invalid { field, .. }) => ("invalid", field),
+        Err(LiveError::TooLarge { field, .. }) => ("too large", field),
+        other => panic!("{r:?}: {other:?}"),
+    };
+    let q = |query: &str| LiveRequest {
+        query: query.into(),
+        ..Default::default()
+    };
+    assert_eq!(refused(q("  ")), ("invalid", "query"));
+    assert_eq!(refused(q(&"x".repeat(65))), ("too large", "query"));
+    assert_eq!(
+        refused(LiveRequest {
+            max_new_tokens: Some(17),
+            ..q("hi")
+        }),
+        ("too large", "max_new_tokens")
+    );
+    assert_eq!(
+        refused(LiveRequest {
+            max_new_tokens: Some(0),
+            ..q("hi")
+        }),
+        ("invalid", "max_new_tokens")
+    );
+    assert_eq!(
+        refused(LiveRequest {
+            replace: Some(3),
+            ..q("hi")
+        }),
+        ("invalid", "replace")
+    );
+    assert_eq!(
+        refused(LiveRequest {
+            prefix_ids: vec![1, 1 << 30],
+            ..q("hi")
+        }),
+        ("invalid", "prefix_ids")
+    );
+    assert_eq!(
+        refused(LiveRequest {
+            aligned_context: Some(ContextKind::Input),
+            ..q("hi")
+        }),
+        ("invalid", "aligned_context")
+    );
+    // A client that leaves after three tokens stops the generation there.
+    let calls = std::cell::Cell::new(0);
+    let outcome = pair
+        .stream(
+            &LiveRequest {
+                max_new_tokens: Some(16),
+                ..q("hi there")
+            },
+            &|| {
+                calls.set(calls.get() + 1);
+                calls.get() >= 3
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(outcome.stop_reason, "cancelled");
+    assert_eq!(outcome.result.positions.len(), 3);
+}
+
+#[test]
+fn a_saved_session_is_a_run_the_report_reads() {
+    let study = study_settings(10);
+    let pair = LivePair::load(live_settings(&study)).unwrap();
+    let request = LiveRequest {
+        query: QUERY.into(),
+        max_new_tokens: Some(10),
+        ..Default::default()
+    };
+    let outcome = pair.stream(&request, &|| false, &mut |_| {}).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("saved");
+    let contexts = pair.request_contexts(&request);
+    let summary = pair
+        .save_run(
+            &dir,
+            &[outcome.result.clone()],
+            (&contexts.0, &contexts.1),
+            10,
+        )
+        .unwrap();
+    assert_eq!(summary.aggregates.examples, 1);
+    assert_eq!(
+        summary.aggregates.positions as usize,
+        outcome.result.positions.len()
+    );
+    let read = aligntds_formats::summary::Summary::read(&dir).unwrap();
+    assert_eq!(
+        read.manifest.identity.settings.aligned_context.kind,
+        ContextKind::Plain
+    );
+    assert!(dir.join("positions.parquet").is_file() && dir.join("examples.jsonl").is_file());
+    // A second save to the same place is refused, naming it.
+    let again = pair
+        .save_run(&dir, &[outcome.result], (&contexts.0, &contexts.1), 10)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(again.contains("not empty"), "{again}");
+}
