@@ -292,13 +292,6 @@ fn start(state: &Arc<AppState>, request: LiveRequest) -> Response {
                 RETRY_QUEUE,
             )
         }
-        Err(Refused::Stopped) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "the generation thread has stopped",
-            )
-        }
     }
     let guard = CancelOnDrop(cancel);
     let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {

@@ -59,7 +59,7 @@ impl AppState {
     /// (the API answers 503 until [`Self::load`] finishes).
     pub fn new(settings: ServeSettings) -> Result<Arc<Self>, ServeError> {
         let site = site::Site::build(&settings.runs)?;
-        let (worker, jobs) = worker::Worker::new(settings.queue);
+        let worker = worker::Worker::new(settings.queue);
         let state = Arc::new(Self {
             settings,
             pair: OnceLock::new(),
@@ -68,7 +68,7 @@ impl AppState {
             site,
             sessions: Mutex::new(worker::Sessions::default()),
         });
-        worker::spawn(state.clone(), jobs);
+        worker::spawn(state.clone());
         Ok(state)
     }
 

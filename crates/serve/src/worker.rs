@@ -3,8 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use aligntds_analysis::live::{LiveOutcome, LiveRequest};
 use aligntds_analysis::run::ExampleResult;
@@ -27,36 +26,76 @@ pub(crate) struct Job {
     pub cancel: Arc<AtomicBool>,
 }
 
+/// The jobs waiting for the generation thread, bounded.
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Job>,
+    /// Whether the thread is generating now.
+    running: bool,
+}
+
 pub(crate) struct Worker {
-    jobs: SyncSender<Job>,
+    queue: Mutex<Queue>,
+    arrived: Condvar,
+    /// Jobs that may wait while one runs.
+    capacity: usize,
     next_session: AtomicU64,
 }
 
 /// Why a job was not queued.
 pub(crate) enum Refused {
     Full,
-    Stopped,
 }
 
 impl Worker {
-    pub fn new(queue: usize) -> (Self, Receiver<Job>) {
-        // A rendezvous channel (queue 0) takes a job only while the worker
-        // waits: one running, none waiting.
-        let (jobs, rx) = sync_channel(queue);
-        (
-            Self {
-                jobs,
-                next_session: AtomicU64::new(1),
-            },
-            rx,
-        )
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            queue: Mutex::default(),
+            arrived: Condvar::new(),
+            capacity,
+            next_session: AtomicU64::new(1),
+        }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a job: taken at once when the thread is idle, else it waits
+    /// if fewer than `capacity` jobs wait already. Jobs whose clients left
+    /// while waiting give up their places.
     pub fn submit(&self, job: Job) -> Result<(), Refused> {
-        self.jobs.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => Refused::Full,
-            TrySendError::Disconnected(_) => Refused::Stopped,
-        })
+        let mut queue = self.lock();
+        queue.waiting.retain(|j| !j.abandoned());
+        let idle = !queue.running && queue.waiting.is_empty();
+        if !idle && queue.waiting.len() >= self.capacity {
+            return Err(Refused::Full);
+        }
+        queue.waiting.push_back(job);
+        self.arrived.notify_one();
+        Ok(())
+    }
+
+    /// The next job to run (blocks until one arrives), marking the thread busy.
+    fn take(&self) -> Job {
+        let mut queue = self.lock();
+        queue.running = false;
+        loop {
+            while let Some(job) = queue.waiting.pop_front() {
+                // A client that left while queued costs nothing.
+                if !job.abandoned() {
+                    queue.running = true;
+                    return job;
+                }
+            }
+            queue = self.arrived.wait(queue).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Job {
+    fn abandoned(&self) -> bool {
+        self.events.is_closed() || self.cancel.load(Ordering::Relaxed)
     }
 }
 
@@ -90,17 +129,12 @@ impl Sessions {
     }
 }
 
-pub(crate) fn spawn(state: Arc<AppState>, jobs: Receiver<Job>) {
+pub(crate) fn spawn(state: Arc<AppState>) {
     std::thread::Builder::new()
         .name("aligntds-live".into())
-        .spawn(move || {
-            while let Ok(job) = jobs.recv() {
-                // A client that left while queued costs nothing.
-                if job.events.is_closed() || job.cancel.load(Ordering::Relaxed) {
-                    continue;
-                }
-                run(&state, job);
-            }
+        .spawn(move || loop {
+            let job = state.worker.take();
+            run(&state, job);
         })
         .expect("cannot start the generation thread");
 }
