@@ -375,3 +375,45 @@ fn a_saved_session_is_a_run_the_report_reads() {
         .to_string();
     assert!(again.contains("not empty"), "{again}");
 }
+
+/// The real SmolLM2-135M-Instruct (chat vs the study's template, f32): the
+/// same equality over a real answer, where a shared prefix and a real
+/// vocabulary of 49,152 tokens are at work.
+#[test]
+fn a_real_models_streamed_answer_equals_analyze() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        let allow = std::env::var("ALIGNTDS_ALLOW_MISSING").is_ok_and(|v| v == "1")
+            && std::env::var("CI").map_or(true, |v| v != "true");
+        assert!(
+            allow,
+            "{} is missing: run bash scripts/fetch-models.sh",
+            path.display()
+        );
+        return;
+    }
+    let model = path.to_string_lossy().into_owned();
+    let mut study = StudySettings::new(&model, &model, Queries::Single(QUERY.into()), "unused");
+    study.max_new_tokens = 48;
+    study.response = ResponseSource::Generate;
+    let pair = LivePair::load(live_settings(&study)).unwrap();
+    let request = LiveRequest {
+        query: QUERY.into(),
+        max_new_tokens: Some(48),
+        ..Default::default()
+    };
+    let outcome = pair.stream(&request, &|| false, &mut |_| {}).unwrap();
+    let side = Side::local(pair.aligned.model.clone());
+    let reference = analyze_example(&side, &side, &record(None), &study.run_settings()).unwrap();
+    assert!(reference.positions.len() >= 20);
+    assert_eq!(
+        outcome.result.example.answer_ids,
+        reference.example.answer_ids
+    );
+    assert_close(
+        &outcome.result.positions,
+        &reference.positions,
+        "SmolLM2 answer",
+    );
+}

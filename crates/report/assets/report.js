@@ -163,10 +163,34 @@
       tops.appendChild(topTable('Aligned@t', p[11], p[12], p[0]));
       tops.appendChild(topTable('Base@t', p[13], p[14], p[0]));
       panel.appendChild(tops);
+      var live = liveLink(i);
+      if (live) panel.appendChild(live);
       panel.appendChild(el('h4', null, 'End of the aligned prefix'));
       panel.appendChild(prefixEnd('ctx-aligned', i));
       panel.appendChild(el('h4', null, 'End of the base prefix'));
       panel.appendChild(prefixEnd('ctx-base', i));
+    }
+    // Served by `aligntds serve` (under /runs/): a link that opens this query
+    // in the live view with the answer kept up to this token, to continue
+    // from there with either model.
+    function liveLink(i) {
+      if (!/^https?:$/.test(location.protocol) || location.pathname.indexOf('/runs/') !== 0) return null;
+      var kind = function (id) {
+        var k = document.getElementById(id).getAttribute('data-kind');
+        return ['chat', 'template', 'plain', 'urial'].indexOf(k) >= 0 ? k : '';
+      };
+      var state = new URLSearchParams();
+      state.set('q', document.querySelector('pre.query').textContent);
+      if (kind('ctx-aligned')) state.set('ac', kind('ctx-aligned'));
+      if (kind('ctx-base')) state.set('bc', kind('ctx-base'));
+      state.set('start', JSON.stringify({ p: data.pos.slice(0, i + 1).map(function (p) { return p[0]; }), w: 'aligned' }));
+      state.set('t', String(i));
+      var a = el('a', 'live-link', 'Open in the live view from this token');
+      a.id = 'open-live';
+      a.href = '/#' + state.toString();
+      var p = el('p');
+      p.appendChild(a);
+      return p;
     }
     function select(i, focus) {
       if (!tokens.length) return;

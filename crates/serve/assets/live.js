@@ -48,6 +48,7 @@
     ['q', 'sys', 'n', 'ac', 'bc'].forEach(function (k) { if (state[k]) p.set(k, state[k]); });
     if (state.start) p.set('start', JSON.stringify(state.start));
     if (state.branches.length) p.set('b', JSON.stringify(state.branches));
+    if (state.t) p.set('t', state.t);
     history.replaceState(null, '', '#' + p.toString());
   }
   function loadState() {
@@ -58,7 +59,7 @@
     state = {
       q: p.get('q') || '', sys: p.get('sys') || '', n: p.get('n') || '',
       ac: p.get('ac') || '', bc: p.get('bc') || '',
-      start: parse('start', null), branches: parse('b', [])
+      start: parse('start', null), branches: parse('b', []), t: p.get('t')
     };
     if (!Array.isArray(state.branches)) state.branches = [];
     query.value = state.q; system.value = state.sys; maxNew.value = state.n;
@@ -124,6 +125,8 @@
       (100 * r.shifted).toFixed(1) + ' % unshifted / marginal / shifted; mean KL ' + num(done.mean_kl) +
       '; ' + (done.seconds > 0 ? (done.tokens / done.seconds).toFixed(1) : '–') + ' tokens/s';
     s.box.setAttribute('data-done', '1');
+    // Opened at a token (from a run page): select it once its answer is here.
+    if (s.index === 0 && state.t && selected.s < 0) select(0, +state.t, false);
     saveButton.disabled = !streams.some(function (x) { return x.session !== null; });
   }
   function fail(s, message) {
