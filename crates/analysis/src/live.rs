@@ -168,10 +168,10 @@ pub struct LiveOutcome {
     pub seconds: f64,
 }
 
-impl LivePair {
-    /// Loads both sides (a model shared by both loads once). Sides on servers
-    /// are refused: the live view needs each side's own cache.
-    pub fn load(settings: LiveSettings) -> Result<Self, StudyError> {
+impl LiveSettings {
+    /// Refuses what the live view cannot do, before any model loads.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let settings = self;
         for (name, side) in [
             (SideName::Aligned, &settings.aligned),
             (SideName::Base, &settings.base),
@@ -181,19 +181,52 @@ impl LivePair {
                     Field::Server(name),
                     "the live view runs both sides on the local engine (each keeps its own cache, one token per step); drop the server and give the model",
                 )
-                .into());
+                );
             }
             if matches!(side.context.kind, ContextKind::Input) {
                 return Err(SettingError::new(
                     Field::Context(name),
                     "the `input` context needs a data set's pre-rendered input; a live query has none",
                 )
-                .into());
+                );
+            }
+        }
+        for (name, side) in [
+            (SideName::Aligned, &settings.aligned),
+            (SideName::Base, &settings.base),
+        ] {
+            let c = &side.context;
+            if c.kind == ContextKind::Custom
+                && !c.template.as_deref().is_some_and(|t| t.contains("{query}"))
+            {
+                return Err(SettingError::new(
+                    Field::Template(name),
+                    "the `custom` context needs a template containing {query}",
+                ));
             }
         }
         if settings.top_k == 0 || settings.top_k > crate::settings::MAX_TOP_K {
-            return Err(SettingError::new(Field::TopK, "must be 1 to 1000").into());
+            return Err(SettingError::new(Field::TopK, "must be 1 to 1000"));
         }
+        let limits = &settings.limits;
+        if limits.default_new_tokens == 0 || limits.default_new_tokens > limits.max_new_tokens {
+            return Err(SettingError::new(
+                Field::MaxNewTokens,
+                format!(
+                    "{} must be 1 to the cap of {} new tokens per request",
+                    limits.default_new_tokens, limits.max_new_tokens
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LivePair {
+    /// Loads both sides (a model shared by both loads once). Sides on servers
+    /// are refused: the live view needs each side's own cache.
+    pub fn load(settings: LiveSettings) -> Result<Self, StudyError> {
+        settings.validate()?;
         let (a, b) = (&settings.aligned, &settings.base);
         let load_text = |side: SideName, s: &SideSettings| {
             TextModel::load(&s.model, s.chat_template.as_deref())

@@ -351,7 +351,7 @@ fn a_saved_session_is_a_run_the_report_reads() {
     let summary = pair
         .save_run(
             &dir,
-            &[outcome.result.clone()],
+            std::slice::from_ref(&outcome.result),
             (&contexts.0, &contexts.1),
             10,
         )

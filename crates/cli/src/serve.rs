@@ -13,15 +13,6 @@ use crate::errors::{study_error, Flags};
 
 fn settings(args: &ServeArgs) -> Result<ServeSettings, SettingError> {
     let pair = &args.pair;
-    if args.max_new_tokens == 0 || args.max_new_tokens > args.max_new_tokens_cap {
-        return Err(SettingError::new(
-            Field::MaxNewTokens,
-            format!(
-                "must be 1 to the cap (--max-new-tokens-cap {})",
-                args.max_new_tokens_cap
-            ),
-        ));
-    }
     Ok(ServeSettings {
         live: LiveSettings {
             aligned: crate::analyze::side(SideName::Aligned, pair)?,

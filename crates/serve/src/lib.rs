@@ -58,6 +58,10 @@ impl AppState {
     /// loads) and starts the generation worker; the pair is not loaded yet
     /// (the API answers 503 until [`Self::load`] finishes).
     pub fn new(settings: ServeSettings) -> Result<Arc<Self>, ServeError> {
+        settings
+            .live
+            .validate()
+            .map_err(|e| ServeError::Study(e.into()))?;
         let site = site::Site::build(&settings.runs)?;
         let worker = worker::Worker::new(settings.queue);
         let state = Arc::new(Self {
@@ -74,18 +78,15 @@ impl AppState {
 
     /// Loads the pair (slow: the weights); the API serves from then on.
     pub fn load(&self) -> Result<(), ServeError> {
-        let result = LivePair::load(self.settings.live.clone());
-        let outcome = match &result {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
+        let (kept, outcome) = match LivePair::load(self.settings.live.clone()) {
+            Ok(pair) => (Ok(Arc::new(pair)), Ok(())),
+            Err(e) => (Err(e.to_string()), Err(ServeError::Study(e))),
         };
-        let _ = self
-            .pair
-            .set(result.map(Arc::new).map_err(|e| e.to_string()));
+        let _ = self.pair.set(kept);
         let (done, ready) = &self.loaded;
         *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
         ready.notify_all();
-        outcome.map_err(ServeError::Io)
+        outcome
     }
 
     /// Loads an already built pair (for embedding and tests).

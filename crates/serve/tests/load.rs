@@ -27,7 +27,11 @@ struct Sample {
 }
 
 /// One streamed request: when its first token arrived, how many came.
-async fn one(addr: std::net::SocketAddr, query: String, new_tokens: usize) -> (Sample, Vec<Duration>) {
+async fn one(
+    addr: std::net::SocketAddr,
+    query: String,
+    new_tokens: usize,
+) -> (Sample, Vec<Duration>) {
     let started = Instant::now();
     let body = json!({"query": query, "max_new_tokens": new_tokens}).to_string();
     let mut response = send(addr, "POST", "/api/analyze", body.into_bytes()).await;
@@ -83,7 +87,10 @@ async fn tens_of_clients_stream_through_the_queue_with_memory_flat() {
     }
     let wall = wall.elapsed().as_secs_f64();
     let tokens: usize = samples.iter().map(|s| s.tokens).sum();
-    let ttft: Vec<f64> = samples.iter().map(|s| s.first_token.as_secs_f64()).collect();
+    let ttft: Vec<f64> = samples
+        .iter()
+        .map(|s| s.first_token.as_secs_f64())
+        .collect();
     let per_request: Vec<f64> = samples
         .iter()
         .map(|s| s.tokens as f64 / s.total.as_secs_f64())
@@ -93,7 +100,10 @@ async fn tens_of_clients_stream_through_the_queue_with_memory_flat() {
     let (_, arrivals) = one(addr, "Write a long story about the sea.".into(), 256).await;
     let gap = |w: &[Duration]| (w[w.len() - 1] - w[0]).as_secs_f64() / (w.len() - 1) as f64;
     let n = arrivals.len();
-    let (early, late) = (gap(&arrivals[1..33.min(n)]), gap(&arrivals[n.saturating_sub(32)..]));
+    let (early, late) = (
+        gap(&arrivals[1..33.min(n)]),
+        gap(&arrivals[n.saturating_sub(32)..]),
+    );
 
     let mb = |b: u64| b as f64 / 1e6;
     let report = json!({
@@ -113,5 +123,9 @@ async fn tens_of_clients_stream_through_the_queue_with_memory_flat() {
     assert!(samples.iter().all(|s| s.tokens > 0));
     // Memory flat: after the first loaded round, later rounds add at most a few tens of MB.
     let growth = rss[ROUNDS].saturating_sub(rss[1]);
-    assert!(growth < 48 << 20, "resident memory grew {:.1} MB over rounds: {rss:?}", mb(growth));
+    assert!(
+        growth < 48 << 20,
+        "resident memory grew {:.1} MB over rounds: {rss:?}",
+        mb(growth)
+    );
 }
