@@ -269,6 +269,7 @@ fn requests_outside_the_limits_are_refused_by_field_and_a_cancel_stops_at_once()
     let mut settings = live_settings(&study);
     settings.limits.max_query_bytes = 64;
     settings.limits.max_new_tokens = 16;
+    settings.limits.default_new_tokens = 8;
     let pair = LivePair::load(settings).unwrap();
     let refused = |r: LiveRequest| match pair.check(&r) {
         Err(LiveError::Invalid { field, .. }) => ("invalid", field),
@@ -333,6 +334,24 @@ fn requests_outside_the_limits_are_refused_by_field_and_a_cancel_stops_at_once()
         .unwrap();
     assert_eq!(outcome.stop_reason, "cancelled");
     assert_eq!(outcome.result.positions.len(), 3);
+    // Past the per-request time limit, an answer stops after the token in hand.
+    let mut settings = live_settings(&study);
+    settings.limits.time_limit_seconds = 0.0;
+    let pair = LivePair::load(settings).unwrap();
+    let outcome = pair
+        .stream(
+            &LiveRequest {
+                max_new_tokens: Some(16),
+                ..q("hi there")
+            },
+            &|| false,
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(
+        (outcome.stop_reason.as_str(), outcome.result.positions.len()),
+        ("time_limit", 1)
+    );
 }
 
 #[test]

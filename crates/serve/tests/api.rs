@@ -145,6 +145,7 @@ async fn refusals_carry_their_status_and_field() {
     let mut live = fixture_settings();
     live.limits.max_query_bytes = 100;
     live.limits.max_new_tokens = 50;
+    live.limits.default_new_tokens = 8;
     let (addr, _) = serve_loaded(serve_settings(live, tmp.path(), 2)).await;
     let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
         ("/api/analyze", b"{not json".to_vec(), 400, None),
@@ -431,6 +432,7 @@ async fn thousands_of_random_and_malformed_bodies_never_panic_the_server() {
     let tmp = tempfile::tempdir().unwrap();
     let mut live = fixture_settings();
     live.limits.max_new_tokens = 4;
+    live.limits.default_new_tokens = 4;
     let (addr, _) = serve_loaded(serve_settings(live, tmp.path(), 1)).await;
     // A small deterministic generator (xorshift), so a failure reproduces.
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
