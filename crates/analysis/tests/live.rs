@@ -52,6 +52,7 @@ fn live_settings(study: &StudySettings) -> LiveSettings {
         thresholds: study.thresholds,
         stops: Vec::new(),
         limits: Default::default(),
+        server_options: Default::default(),
     }
 }
 
@@ -423,7 +424,9 @@ fn a_real_models_streamed_answer_equals_analyze() {
         ..Default::default()
     };
     let outcome = pair.stream(&request, &|| false, &mut |_| {}).unwrap();
-    let side = Side::local(pair.aligned.model.clone());
+    let side = Side::local(Arc::new(
+        LanguageModel::load(&model, &LoadOptions::default()).unwrap(),
+    ));
     let reference = analyze_example(&side, &side, &record(None), &study.run_settings()).unwrap();
     assert!(reference.positions.len() >= 20);
     assert_eq!(
@@ -435,4 +438,89 @@ fn a_real_models_streamed_answer_equals_analyze() {
         &reference.positions,
         "SmolLM2 answer",
     );
+}
+
+/// A side on a real vLLM server (scripts/test.sh starts them) streams what the
+/// local engine does on the same f32 weights: the same tokens, log-probabilities
+/// within 2e-4 and the same ranks and categories, whichever side is remote,
+/// also when the remote side chooses (a base branch).
+#[test]
+fn a_side_on_vllm_servers_streams_what_the_local_engine_does() {
+    let Some(url) = std::env::var("ALIGNTDS_VLLM_URLS")
+        .ok()
+        .and_then(|u| u.split(',').next().map(str::to_string))
+        .filter(|u| !u.is_empty())
+    else {
+        let allow = std::env::var("ALIGNTDS_ALLOW_MISSING").is_ok_and(|v| v == "1");
+        assert!(allow, "the vLLM tests need servers: run `bash scripts/test.sh` (ALIGNTDS_ALLOW_MISSING=1 skips them)");
+        eprintln!("SKIPPED: no vLLM servers");
+        return;
+    };
+    let checkpoint = std::env::var("ALIGNTDS_VLLM_CHECKPOINT").expect("ALIGNTDS_VLLM_CHECKPOINT");
+    let mut study = StudySettings::new(
+        &checkpoint,
+        &checkpoint,
+        Queries::Single(QUERY.into()),
+        "unused",
+    );
+    study.max_new_tokens = 24;
+    let local = LivePair::load(live_settings(&study)).unwrap();
+    let remote = |aligned: bool, base: bool| {
+        let mut s = live_settings(&study);
+        if aligned {
+            s.aligned.servers = vec![url.clone()];
+        }
+        if base {
+            s.base.servers = vec![url.clone()];
+        }
+        LivePair::load(s).unwrap()
+    };
+    let compare = |live: &[PositionRecord], reference: &[PositionRecord], what: &str| {
+        assert_eq!(live.len(), reference.len(), "{what}");
+        for (l, r) in live.iter().zip(reference) {
+            let at = format!("{what}, position {}", r.position);
+            assert_eq!(l.token_id, r.token_id, "{at}");
+            assert!(
+                (l.aligned_logprob - r.aligned_logprob).abs() <= 2e-4,
+                "{at}"
+            );
+            assert!((l.base_logprob - r.base_logprob).abs() <= 2e-4, "{at}");
+            if r.base_rank <= 100 {
+                assert_eq!(l.base_rank, r.base_rank, "{at}");
+            }
+            assert_eq!(l.category, r.category, "{at}");
+        }
+    };
+    let request = LiveRequest {
+        query: QUERY.into(),
+        max_new_tokens: Some(24),
+        ..Default::default()
+    };
+    let reference = local.stream(&request, &|| false, &mut |_| {}).unwrap();
+    let ids = reference.result.example.answer_ids.clone();
+    for (aligned, base) in [(false, true), (true, false)] {
+        let pair = remote(aligned, base);
+        let what = format!("aligned remote {aligned}, base remote {base}");
+        let got = pair.stream(&request, &|| false, &mut |_| {}).unwrap();
+        assert_eq!(got.result.example.answer_ids, ids, "{what}");
+        compare(&got.result.positions, &reference.result.positions, &what);
+        assert!(got.result.positions.iter().all(|p| !p.full_vocabulary));
+    }
+    // The remote base model continues from the third token, as the local one does.
+    let branch = LiveRequest {
+        prefix_ids: ids[..3].to_vec(),
+        with: Some(Chooser::Base),
+        max_new_tokens: Some(12),
+        ..request
+    };
+    let local_branch = local.stream(&branch, &|| false, &mut |_| {}).unwrap();
+    let remote_branch = remote(false, true)
+        .stream(&branch, &|| false, &mut |_| {})
+        .unwrap();
+    compare(
+        &remote_branch.result.positions,
+        &local_branch.result.positions,
+        "base branch",
+    );
+    assert_eq!(remote_branch.stop_reason, local_branch.stop_reason);
 }

@@ -30,6 +30,7 @@ fn settings(args: &ServeArgs) -> Result<ServeSettings, SettingError> {
                 marginal_max: pair.marginal_max,
             },
             stops: pair.stops.clone(),
+            server_options: crate::runtime::server_options(&pair.server_tuning),
             limits: LiveLimits {
                 max_query_bytes: args.max_query_bytes,
                 max_new_tokens: args.max_new_tokens_cap,

@@ -148,7 +148,7 @@ fn bad_serve_options_fail_naming_the_flag() {
     let llama3 = fixture("llama3");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            vec!["--aligned-server", "http://127.0.0.1:9/v1"],
+            vec!["--aligned-server", "ftp://nowhere"],
             "--aligned-server",
         ),
         (vec!["--max-new-tokens", "2000"], "--max-new-tokens"),

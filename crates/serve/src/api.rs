@@ -140,14 +140,16 @@ async fn run_page(State(state): State<Arc<AppState>>, Path(path): Path<String>) 
 async fn info(State(state): State<Arc<AppState>>) -> Response {
     let settings = &state.settings.live;
     let side = |s: &aligntds_analysis::settings::SideSettings,
-                model: Option<&aligntds_engine::LanguageModel>| {
+                live: Option<&aligntds_analysis::live::LiveSide>| {
+        let model = live.and_then(|l| l.model());
         serde_json::json!({
             "model": s.model,
+            "servers": s.servers,
             "context": s.context.kind.as_str(),
-            "chat_template": model.and_then(|m| m.text.chat_template.as_ref().map(|t| t.name.clone())),
-            "weights": model.map(|m| m.weights_dtype.clone()),
+            "chat_template": live.and_then(|l| l.text.chat_template.as_ref().map(|t| t.name.clone())),
+            "weights": live.map(|l| l.weights()),
             "architecture": model.map(|m| format!("{:?}", m.config().architecture)),
-            "context_length": model.map(|m| m.context_length()),
+            "context_length": live.map(|l| l.context_length()),
         })
     };
     let pair = state.pair();
@@ -158,8 +160,8 @@ async fn info(State(state): State<Arc<AppState>>) -> Response {
     let body = serde_json::json!({
         "ready": loaded.is_some(),
         "load_error": match pair { Some(Err(e)) => Some(e), _ => None },
-        "aligned": side(&settings.aligned, loaded.map(|p| p.aligned.model.as_ref())),
-        "base": side(&settings.base, loaded.map(|p| p.base.model.as_ref())),
+        "aligned": side(&settings.aligned, loaded.map(|p| &p.aligned)),
+        "base": side(&settings.base, loaded.map(|p| &p.base)),
         "device": settings.runtime.device.to_string(),
         "top_k": settings.top_k,
         "thresholds": settings.thresholds,

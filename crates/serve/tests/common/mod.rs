@@ -76,6 +76,7 @@ pub fn live_settings(aligned: &str, aligned_kind: ContextKind, base: &str) -> Li
         thresholds: Thresholds::default(),
         stops: Vec::new(),
         limits: Default::default(),
+        server_options: Default::default(),
     }
 }
 

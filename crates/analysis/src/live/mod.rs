@@ -3,14 +3,15 @@
 //! next-token distributions at that position, each from its own key/value
 //! cache fed one token per step ([`aligntds_engine::Stepper`]), so the time
 //! per token stays flat along the answer. Every position is reported as soon
-//! as both sides have it, with the metrics `analyze` computes; the finished
+//! as both sides have it, with the metrics `analyze` computes (a side on vLLM
+//! servers gives each position's row through the backend seam instead; see
+//! [`side`]); the finished
 //! answer is an [`ExampleResult`] that [`save_run`] writes as a run folder.
 //! `aligntds serve` streams this to its live page.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aligntds_engine::score::argmax;
 use aligntds_engine::tokenizer::PieceCursor;
 use aligntds_engine::{EngineError, LanguageModel, LoadOptions, TextModel};
 use aligntds_formats::examples::ExampleLine;
@@ -20,9 +21,12 @@ use aligntds_formats::summary::{
     Thresholds,
 };
 
+mod side;
+
+pub use side::{LiveSide, SideEngine};
+
 use crate::context::{default_stops, render};
 use crate::dataset::Record;
-use crate::metrics::compare;
 use crate::run::{check_vocabularies, record_of, ExampleResult, RunError};
 use crate::settings::{Field, Runtime, SettingError, SideName, SideSettings};
 use crate::study::{model_identity, StudyError};
@@ -125,12 +129,8 @@ pub struct LiveSettings {
     /// Stop strings added to each context's own.
     pub stops: Vec<String>,
     pub limits: LiveLimits,
-}
-
-/// One loaded side.
-pub struct LiveSide {
-    pub text: Arc<TextModel>,
-    pub model: Arc<LanguageModel>,
+    /// How sides on vLLM servers are reached.
+    pub server_options: crate::vllm::ServerOptions,
 }
 
 /// A loaded pair, ready to stream answers.
@@ -176,12 +176,15 @@ impl LiveSettings {
             (SideName::Aligned, &settings.aligned),
             (SideName::Base, &settings.base),
         ] {
-            if side.is_remote() {
+            if side.served_name.is_some() && !side.is_remote() {
                 return Err(SettingError::new(
-                    Field::Server(name),
-                    "the live view runs both sides on the local engine (each keeps its own cache, one token per step); drop the server and give the model",
-                )
-                );
+                    Field::ServedName(name),
+                    "names a model on the side's servers, but the side has none (give its server URLs)",
+                ));
+            }
+            for url in &side.servers {
+                crate::vllm::normalize_url(url)
+                    .map_err(|m| SettingError::new(Field::Server(name), m))?;
             }
             if matches!(side.context.kind, ContextKind::Input) {
                 return Err(SettingError::new(
@@ -223,34 +226,78 @@ impl LiveSettings {
 }
 
 impl LivePair {
-    /// Loads both sides (a model shared by both loads once). Sides on servers
-    /// are refused: the live view needs each side's own cache.
+    /// Loads both sides (a model shared by both loads once); servers are
+    /// checked before any local weights load.
     pub fn load(settings: LiveSettings) -> Result<Self, StudyError> {
         settings.validate()?;
         let (a, b) = (&settings.aligned, &settings.base);
+        // A remote side's text side never needs its weights.
         let load_text = |side: SideName, s: &SideSettings| {
-            TextModel::load(&s.model, s.chat_template.as_deref())
-                .map(Arc::new)
-                .map_err(|source| StudyError::Load {
-                    side,
-                    reference: s.model.clone(),
-                    source,
-                })
+            let template = s.chat_template.as_deref();
+            if s.is_remote() {
+                TextModel::load_text_only(&s.model, template)
+            } else {
+                TextModel::load(&s.model, template)
+            }
+            .map(Arc::new)
+            .map_err(|source| StudyError::Load {
+                side,
+                reference: s.model.clone(),
+                source,
+            })
         };
+        let same_text = a.model == b.model
+            && a.chat_template == b.chat_template
+            && a.is_remote() == b.is_remote();
         let aligned_text = load_text(SideName::Aligned, a)?;
-        let base_text = if a.model == b.model && a.chat_template == b.chat_template {
+        let base_text = if same_text {
             aligned_text.clone()
         } else {
             load_text(SideName::Base, b)?
         };
         check_vocabularies(&aligned_text, &base_text)?;
+        // Servers are checked before any local weights load.
+        let connect = |side: SideName, s: &SideSettings, text: &Arc<TextModel>| {
+            let probe = Record {
+                id: "probe".into(),
+                query: "Hello?".into(),
+                input: None,
+                output: None,
+                output_ids: None,
+            };
+            let prompt = render(&s.context, text, &probe).ok();
+            crate::vllm::VllmBackend::connect(
+                side,
+                &s.servers,
+                s.served_name.as_deref(),
+                settings.server_options,
+                text.clone(),
+                Some(settings.top_k),
+                prompt.as_deref(),
+            )
+            .map(|b| SideEngine::Remote(Arc::new(b)))
+            .map_err(|e| match e {
+                crate::vllm::ConnectError::Setting(s) => StudyError::Setting(s),
+                other => StudyError::Server(other),
+            })
+        };
+        let aligned_remote = a
+            .is_remote()
+            .then(|| connect(SideName::Aligned, a, &aligned_text))
+            .transpose()?;
+        let base_remote = b
+            .is_remote()
+            .then(|| connect(SideName::Base, b, &base_text))
+            .transpose()?;
+        let same_weights = !a.is_remote() && !b.is_remote() && a.model == b.model;
+        let local_models = [a, b].iter().filter(|s| !s.is_remote()).count();
         let device = aligntds_engine::parse_device(&settings.runtime.device.to_string())
             .map_err(|e| SettingError::new(Field::Device, e.to_string()))?;
         let options = LoadOptions {
             dtype: settings.runtime.dtype,
             device,
             chat_template: None,
-            models_in_memory: if a.model == b.model { 1 } else { 2 },
+            models_in_memory: if same_weights { 1 } else { local_models.max(1) },
         };
         let weights = |side: SideName, text: &Arc<TextModel>| {
             LanguageModel::from_text(text.clone(), &options)
@@ -261,19 +308,32 @@ impl LivePair {
                     source,
                 })
         };
-        let aligned_model = weights(SideName::Aligned, &aligned_text)?;
-        let base_model = if a.model == b.model {
-            aligned_model.clone()
-        } else {
-            weights(SideName::Base, &base_text)?
+        let aligned_engine = match aligned_remote {
+            Some(engine) => engine,
+            None => SideEngine::Local(weights(SideName::Aligned, &aligned_text)?),
         };
-        if aligned_model.logits_width() != base_model.logits_width() {
-            return Err(RunError::Incompatible(format!(
-                "logits widths differ: aligned {}, base {}",
-                aligned_model.logits_width(),
-                base_model.logits_width()
-            ))
-            .into());
+        let base_engine = match (base_remote, &aligned_engine) {
+            (Some(engine), _) => engine,
+            (None, SideEngine::Local(m)) if same_weights => SideEngine::Local(m.clone()),
+            (None, _) => SideEngine::Local(weights(SideName::Base, &base_text)?),
+        };
+        let aligned = LiveSide {
+            text: aligned_text,
+            engine: aligned_engine,
+        };
+        let base = LiveSide {
+            text: base_text,
+            engine: base_engine,
+        };
+        if let (Some(ma), Some(mb)) = (aligned.model(), base.model()) {
+            if ma.logits_width() != mb.logits_width() {
+                return Err(RunError::Incompatible(format!(
+                    "logits widths differ: aligned {}, base {}",
+                    ma.logits_width(),
+                    mb.logits_width()
+                ))
+                .into());
+            }
         }
         let template = |m: &TextModel| {
             m.chat_template
@@ -285,13 +345,13 @@ impl LivePair {
         };
         let identity = RunIdentity {
             tool: format!("aligntds {} (serve)", env!("CARGO_PKG_VERSION")),
-            aligned: model_identity(&aligned_text)?,
-            base: model_identity(&base_text)?,
-            aligned_weights: aligned_model.weights_dtype.clone(),
-            base_weights: base_model.weights_dtype.clone(),
+            aligned: model_identity(&aligned.text)?,
+            base: model_identity(&base.text)?,
+            aligned_weights: aligned.weights(),
+            base_weights: base.weights(),
             device: settings.runtime.device.to_string(),
-            aligned_chat_template: template(&aligned_text),
-            base_chat_template: template(&base_text),
+            aligned_chat_template: template(&aligned.text),
+            base_chat_template: template(&base.text),
             settings: recorded(
                 &settings,
                 &settings.aligned.context,
@@ -306,14 +366,8 @@ impl LivePair {
             base_server: None,
         };
         Ok(Self {
-            aligned: LiveSide {
-                text: aligned_text,
-                model: aligned_model,
-            },
-            base: LiveSide {
-                text: base_text,
-                model: base_model,
-            },
+            aligned,
+            base,
             settings,
             identity,
         })
@@ -369,7 +423,10 @@ impl LivePair {
                 );
             }
         }
-        let cap = self.aligned.model.context_length();
+        let cap = self
+            .aligned
+            .context_length()
+            .min(self.base.context_length());
         if request.prefix_ids.len() > cap {
             return Err(LiveError::TooLarge {
                 field: "prefix_ids",
@@ -379,7 +436,7 @@ impl LivePair {
                 ),
             });
         }
-        let vocabulary = self.aligned.model.logits_width() as u32;
+        let vocabulary = self.aligned.vocabulary().min(self.base.vocabulary()) as u32;
         if let Some(bad) = request
             .prefix_ids
             .iter()
@@ -475,13 +532,10 @@ impl LivePair {
         );
         let eos = chooser_side.text.eos_token_ids.clone();
         let reserve = given.len() + new_tokens;
-        let mut a = self.aligned.model.stepper(a_prompt.len() + reserve);
-        let mut b = self.base.model.stepper(b_prompt.len() + reserve);
-        let (mut a_row, mut b_row) = (Vec::new(), Vec::new());
-        a.feed(&a_prompt, &mut a_row)?;
-        b.feed(&b_prompt, &mut b_row)?;
-        let tok = &self.aligned.text.tokenizer;
         let (top_k, thresholds) = (self.settings.top_k, self.settings.thresholds);
+        let mut a = self.aligned.start(&a_prompt, reserve, top_k)?;
+        let mut b = self.base.start(&b_prompt, reserve, top_k)?;
+        let tok = &self.aligned.text.tokenizer;
         let mut cursor = PieceCursor::default();
         let mut answer: Vec<u32> = Vec::new();
         let mut positions: Vec<PositionRecord> = Vec::new();
@@ -493,15 +547,15 @@ impl LivePair {
                 let replaced = request.replace.is_some() && t + 1 == given.len();
                 (given[t], if replaced { "replace" } else { "prefix" })
             } else {
-                let row = match chooser {
-                    Chooser::Aligned => &a_row,
-                    Chooser::Base => &b_row,
-                };
                 generated += 1;
-                (argmax(row) as u32, chooser.as_str())
+                let picked = match chooser {
+                    Chooser::Aligned => a.choose()?,
+                    Chooser::Base => b.choose()?,
+                };
+                (picked, chooser.as_str())
             };
             answer.push(token);
-            let m = compare(&a_row, &b_row, token, top_k, thresholds);
+            let m = side::metrics(a.view(token)?, b.view(token)?, token, top_k, thresholds);
             let aligned_category = Category::of(m.aligned_rank, thresholds);
             let decode = |ids: &[u32], logprobs: &[f32]| -> Vec<TopToken> {
                 ids.iter()
@@ -557,11 +611,11 @@ impl LivePair {
             if started.elapsed() > time_limit {
                 break "time_limit".to_string();
             }
-            if !a.fits(1) || !b.fits(1) {
+            if !a.fits_one() || !b.fits_one() {
                 break "context_full".to_string();
             }
-            a.feed(&[token], &mut a_row)?;
-            b.feed(&[token], &mut b_row)?;
+            a.push(token)?;
+            b.push(token)?;
         };
         let streamed = positions.len();
         positions.truncate(answer.len());
