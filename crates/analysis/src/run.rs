@@ -301,16 +301,7 @@ pub fn analyze_example(
         top_k,
         |first, rows_a, rows_b| {
             let metrics = pair_metrics(&rows_a, &rows_b, &answer_ids[first..], top_k, thresholds);
-            let decode = |ids: &[u32], logprobs: &[f32]| -> Vec<TopToken> {
-                ids.iter()
-                    .zip(logprobs)
-                    .map(|(&id, &logprob)| TopToken {
-                        id,
-                        text: tok.decode(&[id], false).unwrap_or_default(),
-                        logprob,
-                    })
-                    .collect()
-            };
+            let decode = |ids: &[u32], logprobs: &[f32]| top_tokens(tok, ids, logprobs);
             let batch: Vec<PositionRecord> = metrics
                 .into_par_iter()
                 .enumerate()
@@ -337,6 +328,22 @@ pub fn analyze_example(
     example.aligned_scoring_seconds = a_seconds;
     example.base_scoring_seconds = b_seconds;
     Ok(ExampleResult { example, positions })
+}
+
+/// Top tokens with their text, for positions.parquet.
+pub(crate) fn top_tokens(
+    tok: &aligntds_engine::tokenizer::TextTokenizer,
+    ids: &[u32],
+    logprobs: &[f32],
+) -> Vec<TopToken> {
+    ids.iter()
+        .zip(logprobs)
+        .map(|(&id, &logprob)| TopToken {
+            id,
+            text: tok.decode(&[id], false).unwrap_or_default(),
+            logprob,
+        })
+        .collect()
 }
 
 pub(crate) fn record_of(

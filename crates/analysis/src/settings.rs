@@ -332,35 +332,7 @@ impl StudySettings {
                 "must be at least 1",
             ));
         }
-        for (name, side) in [
-            (SideName::Aligned, &self.aligned),
-            (SideName::Base, &self.base),
-        ] {
-            let c = &side.context;
-            if c.kind == ContextKind::Custom
-                && !c.template.as_deref().is_some_and(|t| t.contains("{query}"))
-            {
-                return Err(SettingError::new(
-                    Field::Template(name),
-                    "the `custom` context needs a template containing {query}",
-                ));
-            }
-        }
-        for (name, side) in [
-            (SideName::Aligned, &self.aligned),
-            (SideName::Base, &self.base),
-        ] {
-            if side.served_name.is_some() && !side.is_remote() {
-                return Err(SettingError::new(
-                    Field::ServedName(name),
-                    "names a model on the side's servers, but the side has none (give its server URLs)",
-                ));
-            }
-            for url in &side.servers {
-                crate::vllm::normalize_url(url)
-                    .map_err(|m| SettingError::new(Field::Server(name), m))?;
-            }
-        }
+        check_sides(&self.aligned, &self.base)?;
         if self.server_options.max_in_flight == 0 {
             return Err(SettingError::new(
                 Field::MaxInFlight,
@@ -374,6 +346,33 @@ impl StudySettings {
         }
         Ok(())
     }
+}
+
+/// Checks both sides' own settings: a `custom` context has its `{query}`, a
+/// served name comes with servers, every server URL is an http:// URL.
+pub(crate) fn check_sides(aligned: &SideSettings, base: &SideSettings) -> Result<(), SettingError> {
+    for (name, side) in [(SideName::Aligned, aligned), (SideName::Base, base)] {
+        let c = &side.context;
+        if c.kind == ContextKind::Custom
+            && !c.template.as_deref().is_some_and(|t| t.contains("{query}"))
+        {
+            return Err(SettingError::new(
+                Field::Template(name),
+                "the `custom` context needs a template containing {query}",
+            ));
+        }
+        if side.served_name.is_some() && !side.is_remote() {
+            return Err(SettingError::new(
+                Field::ServedName(name),
+                "names a model on the side's servers, but the side has none (give its server URLs)",
+            ));
+        }
+        for url in &side.servers {
+            crate::vllm::normalize_url(url)
+                .map_err(|m| SettingError::new(Field::Server(name), m))?;
+        }
+    }
+    Ok(())
 }
 
 /// More top tokens than this per side and position make positions.parquet

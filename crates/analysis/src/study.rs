@@ -143,6 +143,38 @@ pub fn model_identity(model: &TextModel) -> Result<ModelIdentity, FolderError> {
     })
 }
 
+/// Both sides' text models (tokenizer, template, special tokens), one load
+/// where both sides name the same model and template; a remote side's never
+/// reads its weights.
+pub(crate) fn load_text_sides(
+    a: &crate::settings::SideSettings,
+    b: &crate::settings::SideSettings,
+) -> Result<(Arc<TextModel>, Arc<TextModel>), StudyError> {
+    let load_text = |side: SideName, s: &crate::settings::SideSettings| {
+        let template = s.chat_template.as_deref();
+        if s.is_remote() {
+            TextModel::load_text_only(&s.model, template)
+        } else {
+            TextModel::load(&s.model, template)
+        }
+        .map(Arc::new)
+        .map_err(|source| StudyError::Load {
+            side,
+            reference: s.model.clone(),
+            source,
+        })
+    };
+    let same_text =
+        a.model == b.model && a.chat_template == b.chat_template && a.is_remote() == b.is_remote();
+    let aligned = load_text(SideName::Aligned, a)?;
+    let base = if same_text {
+        aligned.clone()
+    } else {
+        load_text(SideName::Base, b)?
+    };
+    Ok((aligned, base))
+}
+
 impl Study {
     /// Checks the settings and the data (before any model loads), locks the
     /// output folder, loads both text sides (tokenizers, templates) and renders
@@ -180,29 +212,7 @@ impl Study {
         // bad template, a top-k beyond the vocabulary or two vocabularies that
         // differ fail before the slow part. A remote side's text side never
         // needs its weights.
-        let same_text = a.model == b.model
-            && a.chat_template == b.chat_template
-            && a.is_remote() == b.is_remote();
-        let load_text = |side: SideName, s: &crate::settings::SideSettings| {
-            let template = s.chat_template.as_deref();
-            if s.is_remote() {
-                TextModel::load_text_only(&s.model, template)
-            } else {
-                TextModel::load(&s.model, template)
-            }
-            .map(Arc::new)
-            .map_err(|source| StudyError::Load {
-                side,
-                reference: s.model.clone(),
-                source,
-            })
-        };
-        let aligned_text = load_text(SideName::Aligned, a)?;
-        let base_text = if same_text {
-            aligned_text.clone()
-        } else {
-            load_text(SideName::Base, b)?
-        };
+        let (aligned_text, base_text) = load_text_sides(a, b)?;
         let vocabulary = aligned_text.tokenizer.vocab_size();
         if settings.top_k > vocabulary {
             return Err(SettingError::new(

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use aligntds_engine::tokenizer::PieceCursor;
 use aligntds_engine::{LanguageModel, LoadOptions, TextModel};
 use aligntds_formats::examples::ExampleLine;
-use aligntds_formats::positions::{PositionRecord, TopToken};
+use aligntds_formats::positions::PositionRecord;
 use aligntds_formats::summary::{
     Category, Context, ContextKind, Manifest, RecordedSettings, ResponseSource, RunIdentity,
 };
@@ -73,30 +73,7 @@ impl LivePair {
     pub fn load(settings: LiveSettings) -> Result<Self, StudyError> {
         settings.validate()?;
         let (a, b) = (&settings.aligned, &settings.base);
-        // A remote side's text side never needs its weights.
-        let load_text = |side: SideName, s: &SideSettings| {
-            let template = s.chat_template.as_deref();
-            if s.is_remote() {
-                TextModel::load_text_only(&s.model, template)
-            } else {
-                TextModel::load(&s.model, template)
-            }
-            .map(Arc::new)
-            .map_err(|source| StudyError::Load {
-                side,
-                reference: s.model.clone(),
-                source,
-            })
-        };
-        let same_text = a.model == b.model
-            && a.chat_template == b.chat_template
-            && a.is_remote() == b.is_remote();
-        let aligned_text = load_text(SideName::Aligned, a)?;
-        let base_text = if same_text {
-            aligned_text.clone()
-        } else {
-            load_text(SideName::Base, b)?
-        };
+        let (aligned_text, base_text) = crate::study::load_text_sides(a, b)?;
         check_vocabularies(&aligned_text, &base_text)?;
         // Servers are checked before any local weights load.
         let connect = |side: SideName, s: &SideSettings, text: &Arc<TextModel>| {
@@ -399,16 +376,7 @@ impl LivePair {
             answer.push(token);
             let m = side::metrics(a.view(token)?, b.view(token)?, token, top_k, thresholds);
             let aligned_category = Category::of(m.aligned_rank, thresholds);
-            let decode = |ids: &[u32], logprobs: &[f32]| -> Vec<TopToken> {
-                ids.iter()
-                    .zip(logprobs)
-                    .map(|(&id, &logprob)| TopToken {
-                        id,
-                        text: tok.decode(&[id], false).unwrap_or_default(),
-                        logprob,
-                    })
-                    .collect()
-            };
+            let decode = |ids: &[u32], logprobs: &[f32]| crate::run::top_tokens(tok, ids, logprobs);
             let text = tok.decode(&[token], false)?;
             let piece = tok.inner().id_to_token(token).unwrap_or_default();
             let share = cursor.next(tok, &answer, false)?;

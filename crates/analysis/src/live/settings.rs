@@ -114,39 +114,15 @@ impl LiveSettings {
     /// Refuses what the live view cannot do, before any model loads.
     pub fn validate(&self) -> Result<(), SettingError> {
         let settings = self;
+        crate::settings::check_sides(&settings.aligned, &settings.base)?;
         for (name, side) in [
             (SideName::Aligned, &settings.aligned),
             (SideName::Base, &settings.base),
         ] {
-            if side.served_name.is_some() && !side.is_remote() {
-                return Err(SettingError::new(
-                    Field::ServedName(name),
-                    "names a model on the side's servers, but the side has none (give its server URLs)",
-                ));
-            }
-            for url in &side.servers {
-                crate::vllm::normalize_url(url)
-                    .map_err(|m| SettingError::new(Field::Server(name), m))?;
-            }
-            if matches!(side.context.kind, ContextKind::Input) {
+            if side.context.kind == ContextKind::Input {
                 return Err(SettingError::new(
                     Field::Context(name),
                     "the `input` context needs a data set's pre-rendered input; a live query has none",
-                )
-                );
-            }
-        }
-        for (name, side) in [
-            (SideName::Aligned, &settings.aligned),
-            (SideName::Base, &settings.base),
-        ] {
-            let c = &side.context;
-            if c.kind == ContextKind::Custom
-                && !c.template.as_deref().is_some_and(|t| t.contains("{query}"))
-            {
-                return Err(SettingError::new(
-                    Field::Template(name),
-                    "the `custom` context needs a template containing {query}",
                 ));
             }
         }
