@@ -424,8 +424,7 @@ impl LivePair {
             if !a.fits_one() || !b.fits_one() {
                 break "context_full".to_string();
             }
-            a.push(token)?;
-            b.push(token)?;
+            side::push_both(&mut a, &mut b, token)?;
         };
         let streamed = positions.len();
         positions.truncate(answer.len());

@@ -185,6 +185,31 @@ impl Cursor<'_> {
     }
 }
 
+/// Appends `token` to both sides' sequences: one packed pass where both run
+/// on the same local model.
+pub(super) fn push_both<'m>(
+    a: &mut Cursor<'m>,
+    b: &mut Cursor<'m>,
+    token: u32,
+) -> Result<(), LiveError> {
+    match (a, b) {
+        (
+            Cursor::Local {
+                stepper: sa,
+                row: ra,
+            },
+            Cursor::Local {
+                stepper: sb,
+                row: rb,
+            },
+        ) => Ok(Stepper::feed_pair((sa, token, ra), (sb, token, rb))?),
+        (a, b) => {
+            a.push(token)?;
+            b.push(token)
+        }
+    }
+}
+
 fn remote(e: crate::backend::BackendError) -> LiveError {
     LiveError::Run(crate::run::RunError::Backend(e))
 }
