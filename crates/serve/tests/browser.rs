@@ -35,7 +35,8 @@ async fn until(client: &Client, script: &str, what: &str) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("timed out waiting for {what}");
+    let state = js(client, "return [document.getElementById('status').textContent, document.getElementById('error').textContent, location.href]").await;
+    panic!("timed out waiting for {what}: {state}");
 }
 
 async fn stream_done(client: &Client, index: usize) {
@@ -217,21 +218,63 @@ async fn the_live_page_streams_branches_and_reproduces_its_url_in_chromium() {
     screenshot(&client, "live-branch.png").await;
     assert_inert(&client).await;
 
-    // The URL holds the state: a reload gives the same answer and branch.
+    // Swap position 3 for the base model's second choice: the aligned model goes on from it.
+    click(
+        &client,
+        Locator::Css("[data-stream=\"0\"] .t[data-t=\"3\"]"),
+    )
+    .await;
+    let second = tokens[3]["base_top"][1].clone();
+    click(
+        &client,
+        Locator::Css("#panel .tops table:nth-child(2) tbody tr:nth-child(2)"),
+    )
+    .await;
+    stream_done(&client, 2).await;
+    let swapped = token_texts(&client, 2).await;
+    assert_eq!(&swapped[..3], &texts[..3]);
+    assert_eq!(swapped[3], second["text"].as_str().unwrap());
+    let mut ids: Vec<u64> = tokens[..4]
+        .iter()
+        .map(|t| t["token_id"].as_u64().unwrap())
+        .collect();
+    let api_swap = post(
+        addr,
+        "/api/continue",
+        &json!({"query": HOSTILE, "max_new_tokens": 24, "prefix_ids": ids.clone(), "with": "aligned", "replace": second["id"]}),
+    )
+    .await;
+    ids[3] = second["id"].as_u64().unwrap();
+    let api_texts: Vec<String> = api_tokens(&api_swap.body)
+        .iter()
+        .map(|t| t["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(swapped, api_texts);
+    assert_eq!(api_tokens(&api_swap.body)[3]["token_id"], json!(ids[3]));
+
+    // The URL holds the state: a reload gives the same answer and branches.
     let url = client.current_url().await.unwrap().to_string();
     assert!(url.contains("b="), "{url}");
     client.goto("about:blank").await.unwrap();
     client.goto(&url).await.unwrap();
     stream_done(&client, 0).await;
     stream_done(&client, 1).await;
+    stream_done(&client, 2).await;
     assert_eq!(token_texts(&client, 0).await, texts);
     assert_eq!(token_texts(&client, 1).await, branch);
+    assert_eq!(token_texts(&client, 2).await, swapped);
 
     // Save as run: the page says where.
+    until(
+        &client,
+        "return !document.getElementById('save').disabled",
+        "the save button",
+    )
+    .await;
     click(&client, Locator::Id("save")).await;
     until(
         &client,
-        "return document.getElementById('status').textContent.indexOf('Saved 2 answers') === 0",
+        "return document.getElementById('status').textContent.indexOf('Saved 3 answers') === 0",
         "the save",
     )
     .await;
