@@ -13,6 +13,7 @@ pub mod merge;
 pub mod metrics;
 pub mod output;
 pub mod prefixes;
+pub mod resampling;
 pub mod row_kernels;
 pub mod run;
 pub mod run_folder;
