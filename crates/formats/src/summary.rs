@@ -511,6 +511,37 @@ pub struct Aggregates {
     pub skipped: Skipped,
     #[serde(default)]
     pub divergences: Divergences,
+    /// Intervals of the headline statistics (absent in runs written before them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Intervals>,
+}
+
+/// Percentile intervals of the headline statistics from a bootstrap over
+/// examples: an example's positions are resampled together, never one by one.
+/// The seed is fixed, so the same run gives the same intervals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intervals {
+    /// The confidence level, 0.95.
+    pub level: f64,
+    pub resamples: usize,
+    pub seed: u64,
+    pub unshifted: Bounds,
+    pub marginal: Bounds,
+    pub shifted: Bounds,
+    /// Of the mean KL (positions where it is known).
+    pub kl_aligned_base: Bounds,
+    pub kl_base_aligned: Bounds,
+    pub same_top1_rate: Bounds,
+    pub mean_base_prob: Bounds,
+}
+
+/// An interval's ends; null where the statistic is undefined (no positions).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bounds {
+    #[serde(with = "nan_as_null")]
+    pub low: f64,
+    #[serde(with = "nan_as_null")]
+    pub high: f64,
 }
 
 #[cfg(test)]
