@@ -4,6 +4,7 @@
 //! the distributions; metrics work on rows and need no model.
 
 pub mod backend;
+pub mod compare;
 pub mod context;
 pub mod dataset;
 pub mod live;

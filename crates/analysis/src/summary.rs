@@ -89,38 +89,31 @@ pub const SEED: u64 = 0x0a11_9d75;
 /// the analyzed examples (see [`crate::resampling`]).
 pub fn intervals(examples: &[ExampleResult]) -> aligntds_formats::summary::Intervals {
     use crate::resampling::{bootstrap, Cluster};
-    let analyzed: Vec<&ExampleResult> = examples
+    let per_example: Vec<[Cluster; 7]> = examples
         .iter()
         .filter(|e| !e.positions.is_empty())
+        .map(|e| crate::compare::clusters(&e.positions))
         .collect();
-    let bounds = |f: &dyn Fn(&ExampleResult) -> Cluster| {
-        let clusters: Vec<Cluster> = analyzed.iter().map(|e| f(e)).collect();
+    let bounds = |s: usize| {
+        let clusters: Vec<Cluster> = per_example.iter().map(|c| c[s]).collect();
         let i = bootstrap(&clusters, RESAMPLES, 0.95, SEED);
         aligntds_formats::summary::Bounds {
             low: i.low,
             high: i.high,
         }
     };
-    use aligntds_formats::positions::PositionRecord;
-    fn share(e: &ExampleResult, pred: impl Fn(&PositionRecord) -> bool) -> Cluster {
-        let hits = e.positions.iter().filter(|p| pred(p)).count();
-        Cluster::new(hits as f64, e.positions.len() as f64)
-    }
-    fn mean(e: &ExampleResult, value: impl Fn(&PositionRecord) -> Option<f64>) -> Cluster {
-        let known: Vec<f64> = e.positions.iter().filter_map(value).collect();
-        Cluster::new(known.iter().sum(), known.len() as f64)
-    }
     aligntds_formats::summary::Intervals {
         level: 0.95,
         resamples: RESAMPLES,
         seed: SEED,
-        unshifted: bounds(&|e| share(e, |p| p.category == Category::Unshifted)),
-        marginal: bounds(&|e| share(e, |p| p.category == Category::Marginal)),
-        shifted: bounds(&|e| share(e, |p| p.category == Category::Shifted)),
-        kl_aligned_base: bounds(&|e| mean(e, |p| p.kl_aligned_base)),
-        kl_base_aligned: bounds(&|e| mean(e, |p| p.kl_base_aligned)),
-        same_top1_rate: bounds(&|e| share(e, |p| p.top1_agree)),
-        mean_base_prob: bounds(&|e| mean(e, |p| Some((p.base_logprob as f64).exp()))),
+        // In crate::compare::STATISTICS order.
+        unshifted: bounds(0),
+        marginal: bounds(1),
+        shifted: bounds(2),
+        kl_aligned_base: bounds(3),
+        kl_base_aligned: bounds(4),
+        same_top1_rate: bounds(5),
+        mean_base_prob: bounds(6),
     }
 }
 

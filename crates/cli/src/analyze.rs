@@ -12,7 +12,9 @@ use aligntds_analysis::{Progress, Study};
 use aligntds_formats::summary::{ServerUse, Summary};
 use anyhow::{Context as _, Result};
 
-use crate::args::{AnalyzeArgs, ContextArg, MergeArgs, PairArgs, ResponseArg, SummarizeArgs};
+use crate::args::{
+    AnalyzeArgs, CompareArgs, ContextArg, MergeArgs, PairArgs, ResponseArg, SummarizeArgs,
+};
 use crate::errors::{study_error, Flags};
 
 fn context_kind(arg: ContextArg) -> ContextKind {
@@ -270,6 +272,22 @@ pub fn summarize(args: SummarizeArgs) -> Result<()> {
         )?;
     } else {
         write!(out, "{}", render_text(&summary))?;
+    }
+    Ok(())
+}
+
+pub fn compare(args: CompareArgs) -> Result<()> {
+    use aligntds_analysis::compare::{compare, render_text, CompareError};
+    let comparison = compare(&args.a, &args.b, args.common).map_err(|e| match e {
+        CompareError::Mismatch { message, common } if common > 0 => {
+            anyhow::anyhow!("{message}; pass --common to compare the {common} shared examples")
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        print!("{}", render_text(&comparison));
     }
     Ok(())
 }

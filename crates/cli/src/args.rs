@@ -28,6 +28,9 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// Combine the shards of one analysis (`analyze --shard i/n`) into one run.
     Merge(MergeArgs),
+    /// Compare two runs over the same queries: each headline statistic's difference with a
+    /// paired-bootstrap 95 % interval and a paired permutation p-value.
+    Compare(CompareArgs),
     /// Render one or more runs as a self-contained report (index.html, report.md, SVG figures).
     Report(ReportArgs),
     /// The live demo: a web page and JSON + SSE API that stream an aligned answer coloured by shift,
@@ -311,6 +314,20 @@ pub struct MergeArgs {
     /// Positions in the per-position curves of summary.json.
     #[arg(long, default_value_t = 200)]
     pub curve_positions: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run A (the differences are A - B).
+    pub a: std::path::PathBuf,
+    /// Run B.
+    pub b: std::path::PathBuf,
+    /// Compare only the examples both runs hold (same id and query), saying how many.
+    #[arg(long)]
+    pub common: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

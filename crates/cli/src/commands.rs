@@ -26,6 +26,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Analyze(args) => crate::analyze::analyze(*args),
         Command::Summarize(args) => crate::analyze::summarize(args),
         Command::Merge(args) => crate::analyze::merge(args),
+        Command::Compare(args) => crate::analyze::compare(args),
         Command::Report(args) => report(args),
         Command::Serve(args) => crate::serve::serve(*args),
         Command::Bench(args) => bench(args),

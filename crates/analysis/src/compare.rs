@@ -1,0 +1,236 @@
+//! Paired comparisons of two runs over the same queries: for each headline
+//! statistic, the difference with a paired-bootstrap interval (the same
+//! examples drawn for both runs) and a paired permutation p-value. Runs
+//! whose queries differ are refused, unless only the shared ones are asked
+//! for.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use aligntds_formats::positions::PositionRecord;
+use aligntds_formats::summary::Category;
+use aligntds_formats::FormatError;
+
+use crate::resampling::{paired_bootstrap, paired_permutation, ratio, Cluster, Interval};
+use crate::summary::{RESAMPLES, SEED};
+
+/// The headline statistics, in the order [`clusters`] gives them.
+pub const STATISTICS: [&str; 7] = [
+    "unshifted",
+    "marginal",
+    "shifted",
+    "kl_aligned_base",
+    "kl_base_aligned",
+    "same_top1_rate",
+    "mean_base_prob",
+];
+
+/// One example's contribution to each headline statistic (a ratio of sums:
+/// category shares over positions, means over the positions where the value
+/// is known).
+pub fn clusters(positions: &[PositionRecord]) -> [Cluster; 7] {
+    let n = positions.len() as f64;
+    let share = |pred: &dyn Fn(&PositionRecord) -> bool| {
+        Cluster::new(positions.iter().filter(|p| pred(p)).count() as f64, n)
+    };
+    let mean = |value: &dyn Fn(&PositionRecord) -> Option<f64>| {
+        let known: Vec<f64> = positions.iter().filter_map(value).collect();
+        Cluster::new(known.iter().sum(), known.len() as f64)
+    };
+    [
+        share(&|p| p.category == Category::Unshifted),
+        share(&|p| p.category == Category::Marginal),
+        share(&|p| p.category == Category::Shifted),
+        mean(&|p| p.kl_aligned_base),
+        mean(&|p| p.kl_base_aligned),
+        share(&|p| p.top1_agree),
+        mean(&|p| Some((p.base_logprob as f64).exp())),
+    ]
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The runs hold different queries.
+    #[error("{message}")]
+    Mismatch { message: String, common: usize },
+}
+
+/// One statistic compared.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    pub statistic: &'static str,
+    pub a: f64,
+    pub b: f64,
+    /// `a - b` with its paired-bootstrap interval.
+    pub difference: Interval,
+    pub p_value: f64,
+    pub permutations: usize,
+}
+
+/// Two runs compared on the examples they share.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Comparison {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    /// Examples compared (those both runs analyzed).
+    pub examples: usize,
+    /// Examples only one run holds (compared only with `common_only`).
+    pub only_a: usize,
+    pub only_b: usize,
+    pub rows: Vec<Row>,
+}
+
+/// An example as runs are matched: its id and query.
+type ExampleKey = (String, String);
+
+/// A run's analyzed examples with their clusters, in examples.jsonl order.
+fn read_run(dir: &Path) -> Result<Vec<(ExampleKey, [Cluster; 7])>, FormatError> {
+    let lines = aligntds_formats::examples::read(dir)?;
+    let mut by_id: HashMap<String, [Cluster; 7]> = HashMap::new();
+    aligntds_formats::positions::for_each_example(dir, |id, rows| {
+        by_id.insert(id.to_string(), clusters(&rows));
+        Ok(())
+    })?;
+    Ok(lines
+        .into_iter()
+        .filter_map(|line| {
+            let c = by_id.remove(&line.id)?;
+            Some(((line.id, line.query), c))
+        })
+        .collect())
+}
+
+/// Compares run `a` with run `b` example by example. Their analyzed examples
+/// must be the same (same ids, same queries) unless `common_only`, which
+/// compares those both hold.
+pub fn compare(a: &Path, b: &Path, common_only: bool) -> Result<Comparison, CompareError> {
+    let (ra, rb) = (read_run(a)?, read_run(b)?);
+    let in_b: HashMap<&ExampleKey, &[Cluster; 7]> = rb.iter().map(|(k, c)| (k, c)).collect();
+    let pairs: Vec<(&[Cluster; 7], &[Cluster; 7])> = ra
+        .iter()
+        .filter_map(|(k, ca)| in_b.get(k).map(|cb| (ca, *cb)))
+        .collect();
+    let (only_a, only_b) = (ra.len() - pairs.len(), rb.len() - pairs.len());
+    if (only_a > 0 || only_b > 0) && !common_only {
+        let first = ra
+            .iter()
+            .map(|(k, _)| k)
+            .find(|k| !in_b.contains_key(k))
+            .or_else(|| {
+                let in_a: std::collections::HashSet<_> = ra.iter().map(|(k, _)| k).collect();
+                rb.iter().map(|(k, _)| k).find(|k| !in_a.contains(k))
+            });
+        let example = first.map_or(String::new(), |(id, q)| {
+            format!(" (first: example `{id}`, query {:?})", truncate(q))
+        });
+        return Err(CompareError::Mismatch {
+            message: format!(
+                "the runs hold different queries: {} shared, {only_a} only in {}, {only_b} only in {}{example}",
+                pairs.len(),
+                a.display(),
+                b.display()
+            ),
+            common: pairs.len(),
+        });
+    }
+    if pairs.is_empty() {
+        return Err(CompareError::Mismatch {
+            message: format!(
+                "{} and {} share no analyzed example",
+                a.display(),
+                b.display()
+            ),
+            common: 0,
+        });
+    }
+    let rows = STATISTICS
+        .iter()
+        .enumerate()
+        .map(|(s, &statistic)| {
+            let xa: Vec<Cluster> = pairs.iter().map(|(ca, _)| ca[s]).collect();
+            let xb: Vec<Cluster> = pairs.iter().map(|(_, cb)| cb[s]).collect();
+            let (p_value, permutations) = paired_permutation(&xa, &xb, RESAMPLES * 10, SEED);
+            Row {
+                statistic,
+                a: ratio(&xa),
+                b: ratio(&xb),
+                difference: paired_bootstrap(&xa, &xb, RESAMPLES, 0.95, SEED),
+                p_value,
+                permutations,
+            }
+        })
+        .collect();
+    Ok(Comparison {
+        a: a.to_path_buf(),
+        b: b.to_path_buf(),
+        examples: pairs.len(),
+        only_a,
+        only_b,
+        rows,
+    })
+}
+
+fn truncate(text: &str) -> String {
+    let cut: String = text.chars().take(60).collect();
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+/// The comparison as a table for a terminal.
+pub fn render_text(c: &Comparison) -> String {
+    let mut out = format!(
+        "A = {}\nB = {}\n{} examples compared",
+        c.a.display(),
+        c.b.display(),
+        c.examples
+    );
+    if c.only_a + c.only_b > 0 {
+        out.push_str(&format!(
+            " (the shared ones; {} only in A, {} only in B left out)",
+            c.only_a, c.only_b
+        ));
+    }
+    out.push_str(&format!(
+        "; paired bootstrap over examples ({RESAMPLES} resamples), paired permutation p\n"
+    ));
+    out.push_str(&format!(
+        "{:<16} {:>10} {:>10} {:>10}  {:<24} {:>8}\n",
+        "statistic", "A", "B", "A - B", "95 % interval", "p"
+    ));
+    for r in &c.rows {
+        let percent = r.statistic != "kl_aligned_base" && r.statistic != "kl_base_aligned";
+        let f = |x: f64| {
+            if percent {
+                format!("{:.2} %", x * 100.0)
+            } else {
+                format!("{x:.4}")
+            }
+        };
+        let signed = |x: f64| {
+            if percent {
+                format!("{:+.2}", x * 100.0)
+            } else {
+                format!("{x:+.4}")
+            }
+        };
+        out.push_str(&format!(
+            "{:<16} {:>10} {:>10} {:>10}  {:<24} {:>8.4}\n",
+            r.statistic,
+            f(r.a),
+            f(r.b),
+            signed(r.difference.estimate),
+            format!(
+                "[{}, {}]",
+                signed(r.difference.low),
+                signed(r.difference.high)
+            ),
+            r.p_value
+        ));
+    }
+    out
+}
