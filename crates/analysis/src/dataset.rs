@@ -34,6 +34,19 @@ pub struct Record {
     pub output_ids: Option<Vec<u32>>,
 }
 
+impl Record {
+    /// A query alone: no pre-rendered input, no answer.
+    pub fn query(id: impl Into<String>, query: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            query: query.into(),
+            input: None,
+            output: None,
+            output_ids: None,
+        }
+    }
+}
+
 const QUERY_KEYS: &[&str] = &["pure_input", "instruction", "prompt", "query"];
 const ANSWER_KEYS: &[&str] = &["output", "response"];
 

@@ -46,7 +46,7 @@ pub enum StudyError {
 
 impl StudyError {
     /// A failed server check; one that names a setting is a setting error.
-    fn from_connect(e: ConnectError) -> Self {
+    pub(crate) fn from_connect(e: ConnectError) -> Self {
         match e {
             ConnectError::Setting(s) => StudyError::Setting(s),
             other => StudyError::Server(other),
@@ -175,6 +175,21 @@ pub(crate) fn load_text_sides(
     Ok((aligned, base))
 }
 
+/// A side's weights, on top of its loaded text model.
+pub(crate) fn load_weights(
+    side: SideName,
+    text: &Arc<TextModel>,
+    options: &LoadOptions,
+) -> Result<Arc<LanguageModel>, StudyError> {
+    LanguageModel::from_text(text.clone(), options)
+        .map(Arc::new)
+        .map_err(|source| StudyError::Load {
+            side,
+            reference: text.reference.clone(),
+            source,
+        })
+}
+
 impl Study {
     /// Checks the settings and the data (before any model loads), locks the
     /// output folder, loads both text sides (tokenizers, templates) and renders
@@ -184,13 +199,7 @@ impl Study {
         settings.validate()?;
         let records = match &settings.queries {
             Queries::File(path) => dataset::load(path, settings.limit)?,
-            Queries::Single(q) => vec![Record {
-                id: "0".into(),
-                query: q.clone(),
-                input: None,
-                output: None,
-                output_ids: None,
-            }],
+            Queries::Single(q) => vec![Record::query("0", q.clone())],
         };
         if let Some(shard) = settings.shard {
             if !(0..records.len()).any(|i| shard.holds(i)) {
@@ -265,15 +274,7 @@ impl Study {
             .is_remote()
             .then(|| connect(SideName::Base, b, &base_text, &first_contexts.1))
             .transpose()?;
-        let load_weights = |side: SideName, text: &Arc<TextModel>| {
-            LanguageModel::from_text(text.clone(), &options)
-                .map(Arc::new)
-                .map_err(|source| StudyError::Load {
-                    side,
-                    reference: text.reference.clone(),
-                    source,
-                })
-        };
+        let load_weights = |side, text: &Arc<TextModel>| load_weights(side, text, &options);
         let local = |backend: LocalBackend| match settings.runtime.reuse_prefixes {
             true => backend,
             false => backend.without_prefix_reuse(),

@@ -47,7 +47,6 @@ pub enum ServeError {
 pub struct AppState {
     settings: ServeSettings,
     pair: OnceLock<Result<Arc<LivePair>, String>>,
-    loaded: (Mutex<bool>, std::sync::Condvar),
     worker: worker::Worker,
     site: site::Site,
     sessions: Mutex<worker::Sessions>,
@@ -67,7 +66,6 @@ impl AppState {
         let state = Arc::new(Self {
             settings,
             pair: OnceLock::new(),
-            loaded: (Mutex::new(false), std::sync::Condvar::new()),
             worker,
             site,
             sessions: Mutex::new(worker::Sessions::default()),
@@ -83,9 +81,6 @@ impl AppState {
             Err(e) => (Err(e.to_string()), Err(ServeError::Study(e))),
         };
         let _ = self.pair.set(kept);
-        let (done, ready) = &self.loaded;
-        *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        ready.notify_all();
         outcome
     }
 
@@ -93,7 +88,6 @@ impl AppState {
     pub fn with_pair(settings: ServeSettings, pair: LivePair) -> Result<Arc<Self>, ServeError> {
         let state = Self::new(settings)?;
         let _ = state.pair.set(Ok(Arc::new(pair)));
-        *state.loaded.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
         Ok(state)
     }
 

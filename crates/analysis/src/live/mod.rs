@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aligntds_engine::tokenizer::PieceCursor;
-use aligntds_engine::{LanguageModel, LoadOptions, TextModel};
+use aligntds_engine::{LoadOptions, TextModel};
 use aligntds_formats::examples::ExampleLine;
 use aligntds_formats::positions::PositionRecord;
 use aligntds_formats::summary::{
@@ -77,13 +77,7 @@ impl LivePair {
         check_vocabularies(&aligned_text, &base_text)?;
         // Servers are checked before any local weights load.
         let connect = |side: SideName, s: &SideSettings, text: &Arc<TextModel>| {
-            let probe = Record {
-                id: "probe".into(),
-                query: "Hello?".into(),
-                input: None,
-                output: None,
-                output_ids: None,
-            };
+            let probe = Record::query("probe", "Hello?");
             let prompt = render(&s.context, text, &probe).ok();
             crate::vllm::VllmBackend::connect(
                 side,
@@ -95,10 +89,7 @@ impl LivePair {
                 prompt.as_deref(),
             )
             .map(|b| SideEngine::Remote(Arc::new(b)))
-            .map_err(|e| match e {
-                crate::vllm::ConnectError::Setting(s) => StudyError::Setting(s),
-                other => StudyError::Server(other),
-            })
+            .map_err(StudyError::from_connect)
         };
         let aligned_remote = a
             .is_remote()
@@ -118,15 +109,8 @@ impl LivePair {
             chat_template: None,
             models_in_memory: if same_weights { 1 } else { local_models.max(1) },
         };
-        let weights = |side: SideName, text: &Arc<TextModel>| {
-            LanguageModel::from_text(text.clone(), &options)
-                .map(Arc::new)
-                .map_err(|source| StudyError::Load {
-                    side,
-                    reference: text.reference.clone(),
-                    source,
-                })
-        };
+        let weights =
+            |side, text: &Arc<TextModel>| crate::study::load_weights(side, text, &options);
         let aligned_engine = match aligned_remote {
             Some(engine) => engine,
             None => SideEngine::Local(weights(SideName::Aligned, &aligned_text)?),
@@ -311,13 +295,7 @@ impl LivePair {
         let started = Instant::now();
         let time_limit = Duration::from_secs_f64(self.settings.limits.time_limit_seconds.max(0.0));
         let (aligned_context, base_context) = self.contexts(request);
-        let record = Record {
-            id: "live".into(),
-            query: request.query.clone(),
-            input: None,
-            output: None,
-            output_ids: None,
-        };
+        let record = Record::query("live", request.query.clone());
         let a_text =
             render(&aligned_context, &self.aligned.text, &record).map_err(RunError::from)?;
         let b_text = render(&base_context, &self.base.text, &record).map_err(RunError::from)?;
