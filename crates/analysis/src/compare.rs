@@ -55,6 +55,12 @@ pub enum CompareError {
     /// The runs hold different queries.
     #[error("{message}")]
     Mismatch { message: String, common: usize },
+    #[error("run {run} has no side `{side}`; its sides: {sides}")]
+    NoSide {
+        run: String,
+        side: String,
+        sides: String,
+    },
 }
 
 /// One statistic compared.
@@ -72,8 +78,9 @@ pub struct Row {
 /// Two runs compared on the examples they share.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Comparison {
-    pub a: PathBuf,
-    pub b: PathBuf,
+    /// `RUN` or `RUN@SIDE`.
+    pub a: String,
+    pub b: String,
     /// Examples compared (those both runs analyzed).
     pub examples: usize,
     /// Examples only one run holds (compared only with `common_only`).
@@ -85,14 +92,79 @@ pub struct Comparison {
 /// An example as runs are matched: its id and query.
 type ExampleKey = (String, String);
 
-/// A run's analyzed examples with their clusters, in examples.jsonl order.
-fn read_run(dir: &Path) -> Result<Vec<(ExampleKey, [Cluster; 7])>, FormatError> {
+/// What is compared: a run (its base side), or one reference side of a
+/// run with several (`RUN@SIDE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operand {
+    pub dir: PathBuf,
+    pub side: Option<String>,
+}
+
+impl Operand {
+    /// `RUN` or `RUN@SIDE`; a folder whose own name holds `@` is taken whole.
+    pub fn parse(text: &str) -> Self {
+        match text.rsplit_once('@') {
+            Some((dir, side))
+                if !side.is_empty() && !side.contains('/') && !Path::new(text).exists() =>
+            {
+                Self {
+                    dir: PathBuf::from(dir),
+                    side: Some(side.to_string()),
+                }
+            }
+            _ => Self {
+                dir: PathBuf::from(text),
+                side: None,
+            },
+        }
+    }
+
+    /// A run folder's base side.
+    pub fn run(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            side: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Operand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.side {
+            Some(side) => write!(f, "{}@{side}", self.dir.display()),
+            None => write!(f, "{}", self.dir.display()),
+        }
+    }
+}
+
+/// A run's analyzed examples with their clusters (of its base side, or of
+/// `side`), in examples.jsonl order.
+fn read_run(run: &Operand) -> Result<Vec<(ExampleKey, [Cluster; 7])>, CompareError> {
+    let dir = run.dir.as_path();
     let lines = aligntds_formats::examples::read(dir)?;
+    let wanted = run
+        .side
+        .as_deref()
+        .unwrap_or(aligntds_formats::sides::BASE_SIDE);
     let mut by_id: HashMap<String, [Cluster; 7]> = HashMap::new();
-    aligntds_formats::positions::for_each_example(dir, |id, rows| {
-        by_id.insert(id.to_string(), clusters(&rows));
+    let mut seen: Vec<String> = Vec::new();
+    aligntds_formats::positions::for_each_example_by_side(dir, |id, sides| {
+        for s in sides {
+            if s.side == wanted {
+                by_id.insert(id.to_string(), clusters(&s.positions));
+            } else if !seen.contains(&s.side) {
+                seen.push(s.side);
+            }
+        }
         Ok(())
     })?;
+    if by_id.is_empty() && !seen.is_empty() {
+        return Err(CompareError::NoSide {
+            run: dir.display().to_string(),
+            side: wanted.to_string(),
+            sides: seen.join(", "),
+        });
+    }
     Ok(lines
         .into_iter()
         .filter_map(|line| {
@@ -105,7 +177,7 @@ fn read_run(dir: &Path) -> Result<Vec<(ExampleKey, [Cluster; 7])>, FormatError> 
 /// Compares run `a` with run `b` example by example. Their analyzed examples
 /// must be the same (same ids, same queries) unless `common_only`, which
 /// compares those both hold.
-pub fn compare(a: &Path, b: &Path, common_only: bool) -> Result<Comparison, CompareError> {
+pub fn compare(a: &Operand, b: &Operand, common_only: bool) -> Result<Comparison, CompareError> {
     let (ra, rb) = (read_run(a)?, read_run(b)?);
     let in_b: HashMap<&ExampleKey, &[Cluster; 7]> = rb.iter().map(|(k, c)| (k, c)).collect();
     let pairs: Vec<(&[Cluster; 7], &[Cluster; 7])> = ra
@@ -129,19 +201,15 @@ pub fn compare(a: &Path, b: &Path, common_only: bool) -> Result<Comparison, Comp
             message: format!(
                 "the runs hold different queries: {} shared, {only_a} only in {}, {only_b} only in {}{example}",
                 pairs.len(),
-                a.display(),
-                b.display()
+                a,
+                b
             ),
             common: pairs.len(),
         });
     }
     if pairs.is_empty() {
         return Err(CompareError::Mismatch {
-            message: format!(
-                "{} and {} share no analyzed example",
-                a.display(),
-                b.display()
-            ),
+            message: format!("{a} and {b} share no analyzed example"),
             common: 0,
         });
     }
@@ -163,8 +231,8 @@ pub fn compare(a: &Path, b: &Path, common_only: bool) -> Result<Comparison, Comp
         })
         .collect();
     Ok(Comparison {
-        a: a.to_path_buf(),
-        b: b.to_path_buf(),
+        a: a.to_string(),
+        b: b.to_string(),
         examples: pairs.len(),
         only_a,
         only_b,
@@ -183,12 +251,7 @@ fn truncate(text: &str) -> String {
 
 /// The comparison as a table for a terminal.
 pub fn render_text(c: &Comparison) -> String {
-    let mut out = format!(
-        "A = {}\nB = {}\n{} examples compared",
-        c.a.display(),
-        c.b.display(),
-        c.examples
-    );
+    let mut out = format!("A = {}\nB = {}\n{} examples compared", c.a, c.b, c.examples);
     if c.only_a + c.only_b > 0 {
         out.push_str(&format!(
             " (the shared ones; {} only in A, {} only in B left out)",

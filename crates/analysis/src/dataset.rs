@@ -32,6 +32,9 @@ pub struct Record {
     pub input: Option<String>,
     pub output: Option<String>,
     pub output_ids: Option<Vec<u32>>,
+    /// The record's other scalar fields as text (`category`, `dataset`, ...),
+    /// for `--group-by`.
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 impl Record {
@@ -43,12 +46,27 @@ impl Record {
             input: None,
             output: None,
             output_ids: None,
+            fields: Default::default(),
         }
     }
 }
 
 const QUERY_KEYS: &[&str] = &["pure_input", "instruction", "prompt", "query"];
 const ANSWER_KEYS: &[&str] = &["output", "response"];
+/// Fields read as the query, answer, input or id: never kept as labels.
+const KNOWN_KEYS: &[&str] = &[
+    "pure_input",
+    "instruction",
+    "prompt",
+    "query",
+    "output",
+    "response",
+    "output_ids",
+    "input",
+    "id",
+];
+/// Longer record fields are texts, not labels to group by.
+const MAX_FIELD_BYTES: usize = 200;
 
 fn record_from(
     obj: &Value,
@@ -95,12 +113,27 @@ fn record_from(
         Some(other) => other.to_string(),
     };
     let input = map.get("input").and_then(Value::as_str).map(str::to_string);
+    let fields = map
+        .iter()
+        .filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            // Long texts (another model's answer, a reference) are not labels.
+            (text.len() <= MAX_FIELD_BYTES).then(|| (k.clone(), text))
+        })
+        .collect();
     Ok(Record {
         id,
         query,
         input,
         output,
         output_ids,
+        fields,
     })
 }
 
@@ -220,13 +253,7 @@ pub fn load(path: &Path, limit: Option<usize>) -> Result<Vec<Record>, DatasetErr
             let text = read_text(path)?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let id = records.len().to_string();
-                records.push(Record {
-                    id,
-                    query: line.to_string(),
-                    input: None,
-                    output: None,
-                    output_ids: None,
-                });
+                records.push(Record::query(id, line));
             }
         }
         other => {
@@ -284,7 +311,9 @@ mod tests {
                 query: "q1".into(),
                 input: Some("<s>q1".into()),
                 output: Some("a1".into()),
-                output_ids: None
+                output_ids: None,
+                // A short extra field is a label; the known ones are not.
+                fields: [("reference".to_string(), "x".to_string())].into(),
             }
         );
         assert_eq!(

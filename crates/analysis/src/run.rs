@@ -3,7 +3,8 @@
 
 use aligntds_engine::{GenerateOptions, Generation, StopReason, TextModel};
 use aligntds_formats::examples::ExampleLine;
-use aligntds_formats::positions::{PositionRecord, TopToken};
+use aligntds_formats::positions::{PositionRecord, SidePositions, TopToken};
+use aligntds_formats::sides::{SideCounts, BASE_SIDE};
 use rayon::prelude::*;
 
 use crate::backend::{BackendError, Rows, Side};
@@ -40,8 +41,25 @@ pub enum RunError {
 pub struct ExampleResult {
     #[serde(flatten)]
     pub example: ExampleLine,
+    /// The base side's positions.
     #[serde(default)]
     pub positions: Vec<PositionRecord>,
+    /// Each compared side's positions, in study order (empty in a pair study).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compared: Vec<SidePositions>,
+}
+
+impl ExampleResult {
+    /// Every reference side's positions in study order, `base` first.
+    pub fn sides(&self) -> Vec<(&str, &[PositionRecord])> {
+        std::iter::once((BASE_SIDE, self.positions.as_slice()))
+            .chain(
+                self.compared
+                    .iter()
+                    .map(|s| (s.side.as_str(), s.positions.as_slice())),
+            )
+            .collect()
+    }
 }
 
 /// End-of-turn markers that data sets write as text.
@@ -168,12 +186,12 @@ fn generate_answer(
 /// Why a record cannot be analyzed, if it cannot: checked before any scoring.
 fn unanalyzable(
     answer: &[u32],
-    prompts: [(&str, usize, usize); 2],
+    prompts: &[(&str, usize, usize)],
 ) -> Option<(&'static str, String)> {
     if answer.is_empty() {
         return Some(("empty_answer", "the answer has no tokens".into()));
     }
-    for (side, prompt, limit) in prompts {
+    for &(side, prompt, limit) in prompts {
         if prompt == 0 {
             return Some((
                 "empty_context",
@@ -201,38 +219,72 @@ pub fn analyze_example(
     record: &Record,
     settings: &RunSettings,
 ) -> Result<ExampleResult, RunError> {
-    let aligned_context = render(&settings.recorded.aligned_context, &aligned.text, record)?;
-    let base_context = render(&settings.recorded.base_context, &base.text, record)?;
+    analyze_example_sides(aligned, &[base], record, settings)
+}
+
+/// Analyzes one record under any number of reference sides: `references[0]`
+/// is the base side, the rest the compared sides of
+/// `settings.recorded.compare` in order. The answer is chosen (or generated)
+/// once and the aligned side scores it once; each reference side scores it
+/// in lockstep, so every side's positions equal those of a pair study of the
+/// aligned side and that side alone.
+pub fn analyze_example_sides(
+    aligned: &Side,
+    references: &[&Side],
+    record: &Record,
+    settings: &RunSettings,
+) -> Result<ExampleResult, RunError> {
+    let recorded = &settings.recorded;
+    if references.len() != 1 + recorded.compare.len() {
+        return Err(RunError::Incompatible(format!(
+            "{} reference sides for the settings' {} (base and {} compared)",
+            references.len(),
+            1 + recorded.compare.len(),
+            recorded.compare.len()
+        )));
+    }
+    let names: Vec<&str> = std::iter::once(BASE_SIDE)
+        .chain(recorded.compare.iter().map(|c| c.name.as_str()))
+        .collect();
+    let contexts: Vec<&crate::settings::Context> = std::iter::once(&recorded.base_context)
+        .chain(recorded.compare.iter().map(|c| &c.context))
+        .collect();
+    let aligned_context = render(&recorded.aligned_context, &aligned.text, record)?;
     let aligned_prompt = aligned.text.tokenizer.encode(&aligned_context)?;
-    let base_prompt = base.text.tokenizer.encode(&base_context)?;
+    let mut reference_contexts = Vec::with_capacity(references.len());
+    let mut reference_prompts = Vec::with_capacity(references.len());
+    for (side, context) in references.iter().zip(&contexts) {
+        let text = render(context, &side.text, record)?;
+        reference_prompts.push(side.text.tokenizer.encode(&text)?);
+        reference_contexts.push(text);
+    }
     let mut generation_seconds = 0.0;
     let mut generation = None;
-    let from_dataset = match settings.recorded.response {
+    let from_dataset = match recorded.response {
         ResponseSource::Generate => None,
         _ => dataset_answer(aligned, record)?,
     };
-    let (answer_ids, source, stop_reason, eos_replaced) =
-        match (from_dataset, settings.recorded.response) {
-            (Some((ids, replaced)), _) => {
-                (ids, "dataset".to_string(), "dataset".to_string(), replaced)
-            }
-            (None, ResponseSource::Dataset) => {
-                return Err(RunError::NoAnswer {
-                    id: record.id.clone(),
-                })
-            }
-            (None, _) if aligned_prompt.is_empty() => {
-                (Vec::new(), "generate".into(), String::new(), false)
-            }
-            (None, _) => {
-                let clock = std::time::Instant::now();
-                let (ids, reason, out) = generate_answer(aligned, &aligned_prompt, settings)?;
-                generation_seconds = clock.elapsed().as_secs_f64();
-                generation = Some(out);
-                (ids, "generate".to_string(), reason, false)
-            }
-        };
+    let (answer_ids, source, stop_reason, eos_replaced) = match (from_dataset, recorded.response) {
+        (Some((ids, replaced)), _) => (ids, "dataset".to_string(), "dataset".to_string(), replaced),
+        (None, ResponseSource::Dataset) => {
+            return Err(RunError::NoAnswer {
+                id: record.id.clone(),
+            })
+        }
+        (None, _) if aligned_prompt.is_empty() => {
+            (Vec::new(), "generate".into(), String::new(), false)
+        }
+        (None, _) => {
+            let clock = std::time::Instant::now();
+            let (ids, reason, out) = generate_answer(aligned, &aligned_prompt, settings)?;
+            generation_seconds = clock.elapsed().as_secs_f64();
+            generation = Some(out);
+            (ids, "generate".to_string(), reason, false)
+        }
+    };
     let tok = &aligned.text.tokenizer;
+    let mut contexts_iter = reference_contexts.into_iter();
+    let base_context = contexts_iter.next().unwrap_or_default();
     let mut example = ExampleLine {
         id: record.id.clone(),
         query: record.query.clone(),
@@ -251,20 +303,36 @@ pub fn analyze_example(
         shifted: 0,
         skipped: None,
         skip_detail: None,
+        fields: record.fields.clone(),
+        sides: names[1..]
+            .iter()
+            .zip(contexts_iter)
+            .map(|(name, context)| SideCounts {
+                name: name.to_string(),
+                context,
+                scoring_seconds: 0.0,
+                unshifted: 0,
+                marginal: 0,
+                shifted: 0,
+            })
+            .collect(),
         schema_version: aligntds_formats::SCHEMA_VERSION,
     };
     let answer_ids = example.answer_ids.clone();
-    if let Some((reason, detail)) = unanalyzable(
-        &answer_ids,
-        [
-            (
-                "aligned",
-                aligned_prompt.len(),
-                aligned.backend.context_length(),
-            ),
-            ("base", base_prompt.len(), base.backend.context_length()),
-        ],
-    ) {
+    let limits: Vec<(&str, usize, usize)> = std::iter::once((
+        "aligned",
+        aligned_prompt.len(),
+        aligned.backend.context_length(),
+    ))
+    .chain(
+        names
+            .iter()
+            .zip(references)
+            .zip(&reference_prompts)
+            .map(|((name, side), prompt)| (*name, prompt.len(), side.backend.context_length())),
+    )
+    .collect();
+    if let Some((reason, detail)) = unanalyzable(&answer_ids, &limits) {
         if settings.strict {
             return Err(RunError::Unanalyzable {
                 id: record.id.clone(),
@@ -277,6 +345,7 @@ pub fn analyze_example(
         return Ok(ExampleResult {
             example,
             positions: Vec::new(),
+            compared: Vec::new(),
         });
     }
     let texts = answer_ids
@@ -289,45 +358,83 @@ pub fn analyze_example(
         .map(|&id| tok.inner().id_to_token(id).unwrap_or_default())
         .collect();
     let a_tokens: Vec<u32> = aligned_prompt.iter().chain(&answer_ids).copied().collect();
-    let b_tokens: Vec<u32> = base_prompt.iter().chain(&answer_ids).copied().collect();
-    let (top_k, thresholds) = (settings.recorded.top_k, settings.recorded.thresholds);
-    let mut positions: Vec<PositionRecord> = Vec::with_capacity(answer_ids.len());
-    let (a_seconds, b_seconds) = score_pair(
+    let reference_tokens: Vec<Vec<u32>> = reference_prompts
+        .iter()
+        .map(|p| p.iter().chain(&answer_ids).copied().collect())
+        .collect();
+    let (top_k, thresholds) = (recorded.top_k, recorded.thresholds);
+    let mut by_side: Vec<Vec<PositionRecord>> = references
+        .iter()
+        .map(|_| Vec::with_capacity(answer_ids.len()))
+        .collect();
+    let scoring = references
+        .iter()
+        .zip(&reference_tokens)
+        .zip(&reference_prompts)
+        .map(|((side, tokens), prompt)| (*side, tokens.as_slice(), prompt.len()))
+        .collect();
+    let (a_seconds, reference_seconds) = score_sides(
         aligned,
-        base,
         (&a_tokens, aligned_prompt.len()),
-        (&b_tokens, base_prompt.len()),
+        scoring,
         generation.as_ref(),
         top_k,
-        |first, rows_a, rows_b| {
-            let metrics = pair_metrics(&rows_a, &rows_b, &answer_ids[first..], top_k, thresholds);
+        |first, rows_a, rows_refs| {
             let decode = |ids: &[u32], logprobs: &[f32]| top_tokens(tok, ids, logprobs);
-            let batch: Vec<PositionRecord> = metrics
-                .into_par_iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    let t = first + i;
-                    record_of(
-                        t,
-                        answer_ids[t],
-                        [&texts[t], &pieces[t], &shares[t]],
-                        decode(&m.aligned_top_ids, &m.aligned_top_logprobs),
-                        decode(&m.base_top_ids, &m.base_top_logprobs),
-                        m,
-                    )
-                })
-                .collect();
-            positions.extend(batch);
+            for (rows_b, positions) in rows_refs.iter().zip(by_side.iter_mut()) {
+                let metrics =
+                    pair_metrics(&rows_a, rows_b, &answer_ids[first..], top_k, thresholds);
+                let batch: Vec<PositionRecord> = metrics
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        let t = first + i;
+                        record_of(
+                            t,
+                            answer_ids[t],
+                            [&texts[t], &pieces[t], &shares[t]],
+                            decode(&m.aligned_top_ids, &m.aligned_top_logprobs),
+                            decode(&m.base_top_ids, &m.base_top_logprobs),
+                            m,
+                        )
+                    })
+                    .collect();
+                positions.extend(batch);
+            }
             Ok(())
         },
     )?;
-    let count = |c: Category| positions.iter().filter(|p| p.category == c).count() as u32;
-    example.unshifted = count(Category::Unshifted);
-    example.marginal = count(Category::Marginal);
-    example.shifted = count(Category::Shifted);
+    let count = |positions: &[PositionRecord], c: Category| {
+        positions.iter().filter(|p| p.category == c).count() as u32
+    };
+    let mut by_side = by_side.into_iter();
+    let positions = by_side.next().unwrap_or_default();
+    example.unshifted = count(&positions, Category::Unshifted);
+    example.marginal = count(&positions, Category::Marginal);
+    example.shifted = count(&positions, Category::Shifted);
     example.aligned_scoring_seconds = a_seconds;
-    example.base_scoring_seconds = b_seconds;
-    Ok(ExampleResult { example, positions })
+    example.base_scoring_seconds = reference_seconds.first().copied().unwrap_or(0.0);
+    let mut compared = Vec::with_capacity(example.sides.len());
+    for ((counts, side_positions), seconds) in example
+        .sides
+        .iter_mut()
+        .zip(by_side)
+        .zip(reference_seconds.iter().skip(1))
+    {
+        counts.unshifted = count(&side_positions, Category::Unshifted);
+        counts.marginal = count(&side_positions, Category::Marginal);
+        counts.shifted = count(&side_positions, Category::Shifted);
+        counts.scoring_seconds = *seconds;
+        compared.push(SidePositions {
+            side: counts.name.clone(),
+            positions: side_positions,
+        });
+    }
+    Ok(ExampleResult {
+        example,
+        positions,
+        compared,
+    })
 }
 
 /// Top tokens with their text, for positions.parquet.
@@ -431,20 +538,21 @@ fn pair_metrics(
         .collect()
 }
 
-/// Scores the same answer under both sides in lockstep, a chunk of positions
-/// at a time; returns each side's seconds (forward pass and rows). An answer
-/// side `a` generated is scored from its generation where the backend kept
-/// what that computed.
-fn score_pair(
+/// Scores the same answer under the aligned side and every reference side
+/// in lockstep, a chunk of positions at a time; returns each side's seconds
+/// (forward pass and rows), the references' in their order. An answer side
+/// `a` generated is scored from its generation where the backend kept what
+/// that computed.
+fn score_sides(
     a: &Side,
-    b: &Side,
     (a_tokens, a_start): (&[u32], usize),
-    (b_tokens, b_start): (&[u32], usize),
+    references: Vec<(&Side, &[u32], usize)>,
     a_generation: Option<&Generation>,
     top_k: usize,
-    mut sink: impl FnMut(usize, Rows<'_>, Rows<'_>) -> Result<(), RunError>,
-) -> Result<(f64, f64), RunError> {
-    let (mut a_seconds, mut b_seconds) = (0.0, 0.0);
+    mut sink: impl FnMut(usize, Rows<'_>, Vec<Rows<'_>>) -> Result<(), RunError>,
+) -> Result<(f64, Vec<f64>), RunError> {
+    let mut a_seconds = 0.0;
+    let mut seconds = vec![0.0; references.len()];
     let clock = std::time::Instant::now();
     let from_generation = match a_generation {
         Some(g) => a.backend.prepare_generated(a_tokens, a_start, g)?,
@@ -455,24 +563,32 @@ fn score_pair(
         None => a.backend.prepare(a_tokens, a_start, top_k)?,
     };
     a_seconds += clock.elapsed().as_secs_f64();
-    let clock = std::time::Instant::now();
-    let mut scored_b = b.backend.prepare(b_tokens, b_start, top_k)?;
-    b_seconds += clock.elapsed().as_secs_f64();
+    let mut scored = Vec::with_capacity(references.len());
+    let mut chunk = a.backend.chunk_rows();
+    for ((side, tokens, start), s) in references.iter().zip(seconds.iter_mut()) {
+        let clock = std::time::Instant::now();
+        scored.push(side.backend.prepare(tokens, *start, top_k)?);
+        *s += clock.elapsed().as_secs_f64();
+        chunk = chunk.min(side.backend.chunk_rows());
+    }
     let answer = scored_a.answer_len();
-    let chunk = a.backend.chunk_rows().min(b.backend.chunk_rows()).max(1);
+    let chunk = chunk.max(1);
     let mut i = 0;
     while i < answer {
         let n = chunk.min(answer - i);
         let clock = std::time::Instant::now();
         let rows_a = scored_a.rows(i, n)?;
         a_seconds += clock.elapsed().as_secs_f64();
-        let clock = std::time::Instant::now();
-        let rows_b = scored_b.rows(i, n)?;
-        b_seconds += clock.elapsed().as_secs_f64();
-        sink(i, rows_a, rows_b)?;
+        let mut rows = Vec::with_capacity(scored.len());
+        for (s, secs) in scored.iter_mut().zip(seconds.iter_mut()) {
+            let clock = std::time::Instant::now();
+            rows.push(s.rows(i, n)?);
+            *secs += clock.elapsed().as_secs_f64();
+        }
+        sink(i, rows_a, rows)?;
         i += n;
     }
-    Ok((a_seconds, b_seconds))
+    Ok((a_seconds, seconds))
 }
 
 #[cfg(test)]
@@ -508,18 +624,18 @@ mod tests {
     #[test]
     fn unanalyzable_records_are_named_with_their_numbers() {
         assert_eq!(
-            unanalyzable(&[], [("aligned", 3, 10), ("base", 3, 10)])
+            unanalyzable(&[], &[("aligned", 3, 10), ("base", 3, 10)])
                 .unwrap()
                 .0,
             "empty_answer"
         );
         let (reason, detail) =
-            unanalyzable(&[1; 8], [("aligned", 3, 10), ("base", 2, 10)]).unwrap();
+            unanalyzable(&[1; 8], &[("aligned", 3, 10), ("base", 2, 10)]).unwrap();
         assert_eq!(reason, "context_overflow");
         assert!(
             detail.contains("aligned context 3 + answer 8") && detail.contains("10"),
             "{detail}"
         );
-        assert!(unanalyzable(&[1; 7], [("aligned", 3, 10), ("base", 3, 10)]).is_none());
+        assert!(unanalyzable(&[1; 7], &[("aligned", 3, 10), ("base", 3, 10)]).is_none());
     }
 }

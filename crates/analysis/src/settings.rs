@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub use aligntds_formats::sides::{NamedContext, ALIGNED_SIDE, BASE_SIDE};
 pub use aligntds_formats::summary::{
     Context, ContextKind, RecordedSettings, ResponseSource, Thresholds,
 };
@@ -36,27 +37,48 @@ pub enum Field {
     Threads,
     MergeInputs,
     MergeOut,
+    /// A compared side's name.
+    SideLabel(usize),
+    GroupBy,
 }
 
+/// A side of a study: the answering side, the base side, or the i-th compared side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SideName {
     Aligned,
     Base,
+    Compare(usize),
 }
 
 impl SideName {
+    /// `aligned`, `base` or `compared`.
     pub fn as_str(self) -> &'static str {
         match self {
             SideName::Aligned => "aligned",
             SideName::Base => "base",
+            SideName::Compare(_) => "compared",
         }
+    }
+
+    /// The side's settings prefix: `aligned`, `base` or `compare[i]`.
+    pub fn key(self) -> String {
+        match self {
+            SideName::Compare(i) => format!("compare[{i}]"),
+            other => other.as_str().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for SideName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.key())
     }
 }
 
 impl Field {
     /// The field's name in [`StudySettings`] (library spelling).
     pub fn name(self) -> String {
-        let side = |s: SideName, f: &str| format!("{}.{f}", s.as_str());
+        let side = |s: SideName, f: &str| format!("{}.{f}", s.key());
         match self {
             Field::Model(s) => side(s, "model"),
             Field::Server(s) => side(s, "servers"),
@@ -81,6 +103,8 @@ impl Field {
             Field::Threads => "threads".into(),
             Field::MergeInputs => "inputs".into(),
             Field::MergeOut => "out".into(),
+            Field::SideLabel(i) => format!("compare[{i}].name"),
+            Field::GroupBy => "group_by".into(),
         }
     }
 }
@@ -168,6 +192,14 @@ impl SideSettings {
     }
 }
 
+/// A reference side after `base`: its name (in positions.parquet's `side`
+/// column, examples.jsonl and summary.json) and settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComparedSide {
+    pub name: String,
+    pub side: SideSettings,
+}
+
 /// How models load.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Runtime {
@@ -217,6 +249,9 @@ impl Default for Runtime {
 pub struct StudySettings {
     pub aligned: SideSettings,
     pub base: SideSettings,
+    /// More reference sides scoring the same answer, in stage order after
+    /// `base` (e.g. an SFT and a DPO checkpoint); empty: a pair study.
+    pub compare: Vec<ComparedSide>,
     pub queries: Queries,
     pub out: PathBuf,
     pub response: ResponseSource,
@@ -227,6 +262,8 @@ pub struct StudySettings {
     pub limit: Option<usize>,
     pub shard: Option<Shard>,
     pub curve_positions: usize,
+    /// A record field to split the statistics by (e.g. `category`).
+    pub group_by: Option<String>,
     /// Replace an earlier run of other settings in `out`.
     pub overwrite: bool,
     /// An unanalyzable record is an error instead of a skip.
@@ -250,6 +287,7 @@ impl StudySettings {
         Self {
             aligned: side(aligned, ContextKind::Chat),
             base: side(base, ContextKind::Template),
+            compare: Vec::new(),
             queries,
             out: out.into(),
             response: ResponseSource::Auto,
@@ -260,11 +298,28 @@ impl StudySettings {
             limit: None,
             shard: None,
             curve_positions: 200,
+            group_by: None,
             overwrite: false,
             strict: false,
             runtime: Runtime::default(),
             server_options: Default::default(),
         }
+    }
+
+    /// Every side with its name: aligned, base, then the compared sides.
+    pub fn sides(&self) -> Vec<(SideName, &SideSettings)> {
+        [
+            (SideName::Aligned, &self.aligned),
+            (SideName::Base, &self.base),
+        ]
+        .into_iter()
+        .chain(
+            self.compare
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (SideName::Compare(i), &c.side)),
+        )
+        .collect()
     }
 
     /// What one record's analysis needs.
@@ -278,6 +333,14 @@ impl StudySettings {
                 stops: self.stops.clone(),
                 top_k: self.top_k,
                 thresholds: self.thresholds,
+                compare: self
+                    .compare
+                    .iter()
+                    .map(|c| NamedContext {
+                        name: c.name.clone(),
+                        context: c.side.context.clone(),
+                    })
+                    .collect(),
             },
             strict: self.strict,
         }
@@ -333,6 +396,14 @@ impl StudySettings {
             ));
         }
         check_sides(&self.aligned, &self.base)?;
+        check_compared(&self.compare)?;
+        if self
+            .group_by
+            .as_deref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
+            return Err(SettingError::new(Field::GroupBy, "names no field"));
+        }
         if self.server_options.max_in_flight == 0 {
             return Err(SettingError::new(
                 Field::MaxInFlight,
@@ -351,7 +422,53 @@ impl StudySettings {
 /// Checks both sides' own settings: a `custom` context has its `{query}`, a
 /// served name comes with servers, every server URL is an http:// URL.
 pub(crate) fn check_sides(aligned: &SideSettings, base: &SideSettings) -> Result<(), SettingError> {
-    for (name, side) in [(SideName::Aligned, aligned), (SideName::Base, base)] {
+    check_side_list(&[(SideName::Aligned, aligned), (SideName::Base, base)])
+}
+
+/// Names that cannot name a compared side: the two fixed sides and the stage
+/// view's `unsettled`.
+const RESERVED_NAMES: &[&str] = &[ALIGNED_SIDE, BASE_SIDE, "unsettled"];
+
+/// Each compared side has a unique, plain name (letters, digits, `-`, `_`,
+/// `.`) and valid own settings.
+fn check_compared(compare: &[ComparedSide]) -> Result<(), SettingError> {
+    for (i, c) in compare.iter().enumerate() {
+        let plain = !c.name.is_empty()
+            && c.name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
+        if !plain {
+            return Err(SettingError::new(
+                Field::SideLabel(i),
+                format!(
+                    "`{}` is not a side name: use letters, digits, `-`, `_` or `.` (e.g. sft, dpo-v2)",
+                    c.name
+                ),
+            ));
+        }
+        if RESERVED_NAMES.contains(&c.name.as_str()) {
+            return Err(SettingError::new(
+                Field::SideLabel(i),
+                format!("`{}` is reserved; name the side otherwise", c.name),
+            ));
+        }
+        if compare[..i].iter().any(|o| o.name == c.name) {
+            return Err(SettingError::new(
+                Field::SideLabel(i),
+                format!("two compared sides are named `{}`", c.name),
+            ));
+        }
+    }
+    let list: Vec<(SideName, &SideSettings)> = compare
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (SideName::Compare(i), &c.side))
+        .collect();
+    check_side_list(&list)
+}
+
+fn check_side_list(sides: &[(SideName, &SideSettings)]) -> Result<(), SettingError> {
+    for &(name, side) in sides {
         let c = &side.context;
         if c.kind == ContextKind::Custom
             && !c.template.as_deref().is_some_and(|t| t.contains("{query}"))

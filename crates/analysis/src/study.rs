@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aligntds_engine::{EngineError, LanguageModel, LoadOptions, TextModel};
+use aligntds_formats::sides::ComparedIdentity;
 use aligntds_formats::summary::{
     FileIdentity, Manifest, ModelIdentity, RunIdentity, ServerIdentity, ServerUse, SideTimings,
     Summary, TemplateIdentity, Timings,
@@ -15,7 +16,9 @@ use aligntds_formats::FormatError;
 
 use crate::backend::{Backend, LocalBackend, Side};
 use crate::dataset::{self, DatasetError, Record};
-use crate::run::{analyze_example, check_compatible, check_vocabularies, ExampleResult, RunError};
+use crate::run::{
+    analyze_example_sides, check_compatible, check_vocabularies, ExampleResult, RunError,
+};
 use crate::run_folder::{fingerprint, sha256_file, FolderError, RunFolder, Stamp};
 use crate::settings::{Field, Queries, SettingError, SideName, StudySettings};
 use crate::vllm::{ConnectError, VllmBackend};
@@ -26,7 +29,7 @@ pub enum StudyError {
     Setting(#[from] SettingError),
     #[error(transparent)]
     Dataset(#[from] DatasetError),
-    #[error("cannot load the {} model `{reference}`: {source}", side.as_str())]
+    #[error("cannot load the {side} model `{reference}`: {source}")]
     Load {
         side: SideName,
         reference: String,
@@ -85,6 +88,8 @@ pub struct Study {
     records: Vec<Record>,
     aligned: Side,
     base: Side,
+    /// The compared sides, by name, in study order.
+    compared: Vec<(String, Side)>,
     identity: RunIdentity,
     fingerprint: String,
     load_seconds: f64,
@@ -150,29 +155,55 @@ pub(crate) fn load_text_sides(
     a: &crate::settings::SideSettings,
     b: &crate::settings::SideSettings,
 ) -> Result<(Arc<TextModel>, Arc<TextModel>), StudyError> {
-    let load_text = |side: SideName, s: &crate::settings::SideSettings| {
+    let mut texts = load_text_list(&[(SideName::Aligned, a), (SideName::Base, b)])?.into_iter();
+    match (texts.next(), texts.next()) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => unreachable!("two sides give two text models"),
+    }
+}
+
+/// Every side's text model, in order, each distinct (model, template,
+/// remote) loaded once.
+fn load_text_list(
+    sides: &[(SideName, &crate::settings::SideSettings)],
+) -> Result<Vec<Arc<TextModel>>, StudyError> {
+    let mut texts: Vec<Arc<TextModel>> = Vec::with_capacity(sides.len());
+    for (i, &(side, s)) in sides.iter().enumerate() {
+        let same = sides[..i].iter().position(|(_, o)| {
+            o.model == s.model
+                && o.chat_template == s.chat_template
+                && o.is_remote() == s.is_remote()
+        });
+        if let Some(j) = same {
+            texts.push(texts[j].clone());
+            continue;
+        }
         let template = s.chat_template.as_deref();
-        if s.is_remote() {
+        let text = if s.is_remote() {
             TextModel::load_text_only(&s.model, template)
         } else {
             TextModel::load(&s.model, template)
         }
-        .map(Arc::new)
         .map_err(|source| StudyError::Load {
             side,
             reference: s.model.clone(),
             source,
-        })
-    };
-    let same_text =
-        a.model == b.model && a.chat_template == b.chat_template && a.is_remote() == b.is_remote();
-    let aligned = load_text(SideName::Aligned, a)?;
-    let base = if same_text {
-        aligned.clone()
-    } else {
-        load_text(SideName::Base, b)?
-    };
-    Ok((aligned, base))
+        })?;
+        texts.push(Arc::new(text));
+    }
+    Ok(texts)
+}
+
+/// A pair check's error, told which reference side it was about.
+fn name_side(e: RunError, side: SideName) -> RunError {
+    match (e, side) {
+        (RunError::Incompatible(m), SideName::Compare(_)) => RunError::Incompatible(format!(
+            "{side} (a compared side): {}",
+            m.replace("base model", "compared model")
+                .replace("base ", "compared ")
+        )),
+        (e, _) => e,
+    }
 }
 
 /// A side's weights, on top of its loaded text model.
@@ -192,9 +223,10 @@ pub(crate) fn load_weights(
 
 impl Study {
     /// Checks the settings and the data (before any model loads), locks the
-    /// output folder, loads both text sides (tokenizers, templates) and renders
-    /// both contexts of the first record, then loads the weights: a bad
-    /// setting, data file or template fails before any slow work.
+    /// output folder, loads every text side (tokenizers, templates) and renders
+    /// every side's context of the first record, then loads the weights: a bad
+    /// setting, data file or template fails before any slow work. A model that
+    /// several sides name loads its weights once.
     pub fn prepare(settings: StudySettings) -> Result<Self, StudyError> {
         settings.validate()?;
         let records = match &settings.queries {
@@ -210,18 +242,47 @@ impl Study {
                 .into());
             }
         }
+        if let Some(field) = &settings.group_by {
+            if !records.iter().any(|r| r.fields.contains_key(field)) {
+                let mut known: Vec<&String> =
+                    records.iter().flat_map(|r| r.fields.keys()).collect();
+                known.sort();
+                known.dedup();
+                return Err(SettingError::new(
+                    Field::GroupBy,
+                    format!(
+                        "no record has a field `{field}`; the records' label fields are: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known
+                                .iter()
+                                .map(|k| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                )
+                .into());
+            }
+        }
         let folder = RunFolder::lock(&settings.out)?;
-        // One model under two templates loads its weights once.
-        let (a, b) = (&settings.aligned, &settings.base);
-        let same_weights = !a.is_remote() && !b.is_remote() && a.model == b.model;
-        let local_models = [a, b].iter().filter(|s| !s.is_remote()).count();
-        let options = load_options(&settings, if same_weights { 1 } else { local_models })?;
+        let sides = settings.sides();
+        let mut local_models: Vec<&str> = sides
+            .iter()
+            .filter(|(_, s)| !s.is_remote())
+            .map(|(_, s)| s.model.as_str())
+            .collect();
+        local_models.sort();
+        local_models.dedup();
+        let options = load_options(&settings, local_models.len())?;
         let started = Instant::now();
         // Text sides first: tokenizers and templates load without weights, so a
         // bad template, a top-k beyond the vocabulary or two vocabularies that
         // differ fail before the slow part. A remote side's text side never
         // needs its weights.
-        let (aligned_text, base_text) = load_text_sides(a, b)?;
+        let texts = load_text_list(&sides)?;
+        let aligned_text = texts[0].clone();
         let vocabulary = aligned_text.tokenizer.vocab_size();
         if settings.top_k > vocabulary {
             return Err(SettingError::new(
@@ -233,76 +294,83 @@ impl Study {
             )
             .into());
         }
-        check_vocabularies(&aligned_text, &base_text)?;
+        for ((name, _), text) in sides.iter().zip(&texts).skip(1) {
+            check_vocabularies(&aligned_text, text).map_err(|e| name_side(e, *name))?;
+        }
         let run = settings.run_settings();
-        let mut first_contexts = (None, None);
+        let contexts: Vec<&crate::settings::Context> =
+            std::iter::once(&run.recorded.aligned_context)
+                .chain(std::iter::once(&run.recorded.base_context))
+                .chain(run.recorded.compare.iter().map(|c| &c.context))
+                .collect();
+        let mut first_contexts = vec![None; sides.len()];
         if let Some(first) = records.first() {
-            first_contexts = (
-                Some(
-                    crate::context::render(&run.recorded.aligned_context, &aligned_text, first)
-                        .map_err(RunError::from)?,
-                ),
-                Some(
-                    crate::context::render(&run.recorded.base_context, &base_text, first)
-                        .map_err(RunError::from)?,
-                ),
-            );
+            for ((slot, context), text) in first_contexts.iter_mut().zip(&contexts).zip(&texts) {
+                *slot = Some(crate::context::render(context, text, first).map_err(RunError::from)?);
+            }
         }
         // Servers are checked before any local weights load: a wrong URL or
         // name fails fast.
-        let connect = |side: SideName,
-                       s: &crate::settings::SideSettings,
-                       text: &Arc<TextModel>,
-                       prompt: &Option<String>| {
-            VllmBackend::connect(
-                side,
-                &s.servers,
-                s.served_name.as_deref(),
-                settings.server_options,
-                text.clone(),
-                Some(settings.top_k),
-                prompt.as_deref(),
-            )
-            .map(Arc::new)
-            .map_err(StudyError::from_connect)
-        };
-        let aligned_remote = a
-            .is_remote()
-            .then(|| connect(SideName::Aligned, a, &aligned_text, &first_contexts.0))
-            .transpose()?;
-        let base_remote = b
-            .is_remote()
-            .then(|| connect(SideName::Base, b, &base_text, &first_contexts.1))
-            .transpose()?;
-        let load_weights = |side, text: &Arc<TextModel>| load_weights(side, text, &options);
+        let mut remotes: Vec<Option<Arc<VllmBackend>>> = Vec::with_capacity(sides.len());
+        for (((name, s), text), prompt) in sides.iter().zip(&texts).zip(&first_contexts) {
+            remotes.push(if s.is_remote() {
+                Some(Arc::new(
+                    VllmBackend::connect(
+                        *name,
+                        &s.servers,
+                        s.served_name.as_deref(),
+                        settings.server_options,
+                        text.clone(),
+                        Some(settings.top_k),
+                        prompt.as_deref(),
+                    )
+                    .map_err(StudyError::from_connect)?,
+                ))
+            } else {
+                None
+            });
+        }
         let local = |backend: LocalBackend| match settings.runtime.reuse_prefixes {
             true => backend,
             false => backend.without_prefix_reuse(),
         };
-        // Only the aligned side generates; its batch sets how many records are in flight.
-        let aligned_backend: Arc<dyn Backend> = match &aligned_remote {
-            Some(r) => r.clone(),
-            None => {
-                let model = load_weights(SideName::Aligned, &aligned_text)?;
-                let batch = settings.runtime.batch.unwrap_or_else(|| {
-                    let tokens = settings.max_new_tokens + DEFAULT_PROMPT_TOKENS;
-                    model.default_batch(tokens.min(model.context_length()))
-                });
-                Arc::new(local(LocalBackend::with_batch(model, batch)))
-            }
-        };
-        let base_backend: Arc<dyn Backend> = match (&base_remote, same_weights) {
-            (Some(r), _) => r.clone(),
-            (None, true) => aligned_backend.clone(),
-            (None, false) => Arc::new(local(LocalBackend::new(load_weights(
-                SideName::Base,
-                &base_text,
-            )?))),
-        };
+        // One backend per local model: sides naming the same weights share it.
+        // The aligned side's batch sets how many records are in flight, since
+        // only it generates.
+        let mut loaded: Vec<(&str, Arc<dyn Backend>)> = Vec::new();
+        let mut backends: Vec<Arc<dyn Backend>> = Vec::with_capacity(sides.len());
+        for (((name, s), text), remote) in sides.iter().zip(&texts).zip(&remotes) {
+            let backend: Arc<dyn Backend> = match remote {
+                Some(r) => r.clone(),
+                None => match loaded.iter().find(|(m, _)| *m == s.model) {
+                    Some((_, b)) => b.clone(),
+                    None => {
+                        let model = load_weights(*name, text, &options)?;
+                        let backend: Arc<dyn Backend> = if *name == SideName::Aligned {
+                            let batch = settings.runtime.batch.unwrap_or_else(|| {
+                                let tokens = settings.max_new_tokens + DEFAULT_PROMPT_TOKENS;
+                                model.default_batch(tokens.min(model.context_length()))
+                            });
+                            Arc::new(local(LocalBackend::with_batch(model, batch)))
+                        } else {
+                            Arc::new(local(LocalBackend::new(model)))
+                        };
+                        loaded.push((s.model.as_str(), backend.clone()));
+                        backend
+                    }
+                },
+            };
+            backends.push(backend);
+        }
         let load_seconds = started.elapsed().as_secs_f64();
-        let aligned = Side::new(aligned_text, aligned_backend);
-        let base = Side::new(base_text, base_backend);
-        check_compatible(&aligned, &base)?;
+        let built: Vec<Side> = texts
+            .into_iter()
+            .zip(backends)
+            .map(|(t, b)| Side::new(t, b))
+            .collect();
+        for ((name, _), side) in sides.iter().zip(&built).skip(1) {
+            check_compatible(&built[0], side).map_err(|e| name_side(e, *name))?;
+        }
         let server_identity = |r: &Option<Arc<VllmBackend>>| {
             r.as_ref().map(|r| ServerIdentity {
                 served_model: r.served().name.clone(),
@@ -320,6 +388,26 @@ impl Study {
                 sha256: fingerprint(&serde_json::json!(t.source)),
             })
         };
+        let mut compare = Vec::with_capacity(settings.compare.len());
+        for ((c, side), remote) in settings.compare.iter().zip(&built[2..]).zip(&remotes[2..]) {
+            compare.push(ComparedIdentity {
+                name: c.name.clone(),
+                model: model_identity(&side.text)?,
+                weights: side.backend.weights(),
+                chat_template: template(&side.text),
+                server: server_identity(remote),
+            });
+        }
+        let mut built = built.into_iter();
+        let (Some(aligned), Some(base)) = (built.next(), built.next()) else {
+            unreachable!("a study has an aligned and a base side")
+        };
+        let compared: Vec<(String, Side)> = settings
+            .compare
+            .iter()
+            .map(|c| c.name.clone())
+            .zip(built)
+            .collect();
         let identity = RunIdentity {
             tool: format!("aligntds {}", env!("CARGO_PKG_VERSION")),
             aligned: model_identity(&aligned.text)?,
@@ -340,8 +428,9 @@ impl Study {
                 Queries::File(_) => None,
             },
             limit: settings.limit,
-            aligned_server: server_identity(&aligned_remote),
-            base_server: server_identity(&base_remote),
+            aligned_server: server_identity(&remotes[0]),
+            base_server: server_identity(&remotes[1]),
+            compare,
         };
         // The shard is not fingerprinted, so the shards of one analysis share a fingerprint.
         let fingerprint = fingerprint(&serde_json::to_value(&identity).unwrap_or_default());
@@ -350,6 +439,7 @@ impl Study {
             records,
             aligned,
             base,
+            compared,
             identity,
             fingerprint,
             load_seconds,
@@ -369,14 +459,24 @@ impl Study {
         (&self.aligned, &self.base)
     }
 
+    /// Every side by name: `aligned`, `base`, then the compared sides.
+    pub fn named_sides(&self) -> Vec<(&str, &Side)> {
+        [("aligned", &self.aligned), ("base", &self.base)]
+            .into_iter()
+            .chain(self.compared.iter().map(|(n, s)| (n.as_str(), s)))
+            .collect()
+    }
+
     /// What each server of a remote side has done so far in this invocation.
     pub fn server_uses(&self) -> Vec<ServerUse> {
         let mut uses = Vec::new();
-        let same = Arc::ptr_eq(&self.aligned.backend, &self.base.backend);
-        for (side, s) in [("aligned", &self.aligned), ("base", &self.base)] {
-            if side == "base" && same {
-                break;
+        let mut seen: Vec<&Arc<dyn Backend>> = Vec::new();
+        for (side, s) in self.named_sides() {
+            // A backend shared by sides counts once, under its first side.
+            if seen.iter().any(|b| Arc::ptr_eq(b, &s.backend)) {
+                continue;
             }
+            seen.push(&s.backend);
             for stat in s.backend.server_stats() {
                 uses.push(ServerUse {
                     side: side.to_string(),
@@ -437,10 +537,11 @@ impl Study {
             .collect();
         // Remote sides batch what they are sent: keep their servers full.
         let workers = self
-            .aligned
-            .backend
-            .concurrency()
-            .max(self.base.backend.concurrency())
+            .named_sides()
+            .iter()
+            .map(|(_, s)| s.backend.concurrency())
+            .max()
+            .unwrap_or(1)
             .min(pending.len())
             .max(1);
         let mut done = resumed;
@@ -463,7 +564,11 @@ impl Study {
             results.insert(index, result);
             Ok(())
         };
-        let analyze = |record: &Record| analyze_example(&self.aligned, &self.base, record, &run);
+        let references: Vec<&Side> = std::iter::once(&self.base)
+            .chain(self.compared.iter().map(|(_, s)| s))
+            .collect();
+        let analyze =
+            |record: &Record| analyze_example_sides(&self.aligned, &references, record, &run);
         if workers == 1 {
             for (index, record) in &pending {
                 finished(*index, record, analyze(record))?;
@@ -487,6 +592,7 @@ impl Study {
             timings: Some(timings),
             merged_from: None,
             servers: self.server_uses(),
+            group_by: self.settings.group_by.clone(),
         };
         let summary = crate::output::write_run(
             self.folder.dir(),

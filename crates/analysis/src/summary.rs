@@ -8,6 +8,8 @@ use aligntds_formats::summary::{
     RankBin, ResponseSources, ShiftedToken, Skipped, Summary,
 };
 
+use aligntds_formats::positions::PositionRecord;
+
 use crate::metrics::Category;
 use crate::run::ExampleResult;
 use crate::stats::{percentile, Running};
@@ -88,11 +90,19 @@ pub const SEED: u64 = 0x0a11_9d75;
 /// The headline statistics' 95 % intervals, each a cluster bootstrap over
 /// the analyzed examples (see [`crate::resampling`]).
 pub fn intervals(examples: &[ExampleResult]) -> aligntds_formats::summary::Intervals {
+    intervals_of(examples, &|e| &e.positions)
+}
+
+/// Which reference side's positions of an example a statistic is over.
+pub type SideOf<'s> = dyn Fn(&ExampleResult) -> &[PositionRecord] + Sync + 's;
+
+fn intervals_of(examples: &[ExampleResult], side: &SideOf) -> aligntds_formats::summary::Intervals {
     use crate::resampling::{bootstrap, Cluster};
     let per_example: Vec<[Cluster; 7]> = examples
         .iter()
-        .filter(|e| !e.positions.is_empty())
-        .map(|e| crate::compare::clusters(&e.positions))
+        .map(side)
+        .filter(|p| !p.is_empty())
+        .map(crate::compare::clusters)
         .collect();
     let bounds = |s: usize| {
         let clusters: Vec<Cluster> = per_example.iter().map(|c| c[s]).collect();
@@ -118,6 +128,17 @@ pub fn intervals(examples: &[ExampleResult]) -> aligntds_formats::summary::Inter
 }
 
 pub fn aggregates(examples: &[ExampleResult], curve_positions: usize) -> Aggregates {
+    aggregates_of(examples, &|e| &e.positions, curve_positions, None)
+}
+
+/// The aggregates of one reference side (`side` picks its positions of each
+/// example), split by the record field `group_by` where one is named.
+pub fn aggregates_of(
+    examples: &[ExampleResult],
+    side: &SideOf,
+    curve_positions: usize,
+    group_by: Option<&str>,
+) -> Aggregates {
     let mut counts = CategoryCounts::default();
     let (mut kl_ab, mut kl_ba) = (Vec::new(), Vec::new());
     let mut same_top1 = Running::default();
@@ -137,8 +158,9 @@ pub fn aggregates(examples: &[ExampleResult], curve_positions: usize) -> Aggrega
             skipped.examples += 1;
             *skipped.by_reason.entry(reason.clone()).or_default() += 1;
         }
-        let n = e.positions.len().max(1);
-        for p in &e.positions {
+        let positions = side(e);
+        let n = positions.len().max(1);
+        for p in positions {
             let shifted = p.category == Category::Shifted;
             match p.category {
                 Category::Unshifted => counts.unshifted += 1,
@@ -234,7 +256,10 @@ pub fn aggregates(examples: &[ExampleResult], curve_positions: usize) -> Aggrega
             dataset: analyzed("dataset"),
             generate: analyzed("generate"),
         },
-        intervals: Some(intervals(examples)),
+        intervals: Some(intervals_of(examples, side)),
+        position_splits: crate::splits::position_splits(examples, side),
+        rank_cdf: crate::splits::rank_cdf(examples, side),
+        groups: group_by.map(|field| crate::splits::groups(examples, side, field)),
         eos_replacements: examples.iter().filter(|e| e.example.eos_replaced).count(),
         skipped,
         divergences,
@@ -316,6 +341,7 @@ pub fn render_text(summary: &Summary) -> String {
     if !top.is_empty() {
         out.push_str(&format!("  most shifted tokens: {}\n", top.join(", ")));
     }
+    out.push_str(&crate::splits::render_text(summary));
     out
 }
 

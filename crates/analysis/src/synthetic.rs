@@ -163,9 +163,12 @@ pub fn example(index: usize, tokens: usize, top_k: usize) -> ExampleResult {
             base_scoring_seconds: 0.0,
             skipped: None,
             skip_detail: None,
+            fields: Default::default(),
+            sides: Vec::new(),
             schema_version: aligntds_formats::SCHEMA_VERSION,
         },
         positions,
+        compared: Vec::new(),
     }
 }
 
@@ -188,6 +191,7 @@ pub fn write_synthetic_run(
     };
     let manifest = Manifest {
         servers: Vec::new(),
+        group_by: None,
         identity: RunIdentity {
             tool: format!("aligntds {} (synthetic run)", env!("CARGO_PKG_VERSION")),
             aligned: side("aligned"),
@@ -205,6 +209,7 @@ pub fn write_synthetic_run(
                 stops: Vec::new(),
                 top_k: 10,
                 thresholds: Default::default(),
+                compare: Vec::new(),
             },
             data: Some(format!("synthetic: {examples} examples x {tokens} tokens")),
             data_sha256: None,
@@ -212,6 +217,7 @@ pub fn write_synthetic_run(
             limit: None,
             aligned_server: None,
             base_server: None,
+            compare: Vec::new(),
         },
         shard: None,
         fingerprint: "synthetic".into(),

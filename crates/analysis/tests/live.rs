@@ -63,11 +63,8 @@ fn side(s: &SideSettings) -> (Side, Arc<LanguageModel>) {
 
 fn record(answer: Option<Vec<u32>>) -> Record {
     Record {
-        id: "0".into(),
-        query: QUERY.into(),
-        input: None,
-        output: None,
         output_ids: answer,
+        ..Record::query("0", QUERY)
     }
 }
 

@@ -51,6 +51,7 @@ fn tds_of_the_fixture_pair_matches_torch() {
             stops: vec![],
             top_k: 5,
             thresholds: Thresholds::default(),
+            compare: vec![],
         },
         strict: false,
     };
@@ -64,11 +65,8 @@ fn tds_of_the_fixture_pair_matches_torch() {
     let mut checked = 0;
     for r in golden["records"].as_array().unwrap() {
         let record = Record {
-            id: r["id"].as_str().unwrap().into(),
-            query: r["query"].as_str().unwrap().into(),
-            input: None,
-            output: None,
             output_ids: Some(as_ids(&r["output_ids"])),
+            ..Record::query(r["id"].as_str().unwrap(), r["query"].as_str().unwrap())
         };
         let result = analyze_example(&aligned, &base, &record, &settings).unwrap();
         assert_eq!(
@@ -157,15 +155,13 @@ fn dataset_answers_replace_unknown_end_markers_with_eos() {
             stops: vec![],
             top_k: 3,
             thresholds: Thresholds::default(),
+            compare: vec![],
         },
         strict: false,
     };
     let record = Record {
-        id: "x".into(),
-        query: "Hi".into(),
-        input: None,
         output: Some("Hello there! </s>".into()),
-        output_ids: None,
+        ..Record::query("x", "Hi")
     };
     let result = analyze_example(&qwen, &qwen, &record, &settings).unwrap();
     assert!(result.example.eos_replaced);

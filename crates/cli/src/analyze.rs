@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Write};
 
 use aligntds_analysis::settings::{
-    Context, ContextKind, Field, Queries, ResponseSource, Runtime, SettingError, Shard, SideName,
-    SideSettings, StudySettings, Thresholds,
+    ComparedSide, Context, ContextKind, Field, Queries, ResponseSource, Runtime, SettingError,
+    Shard, SideName, SideSettings, StudySettings, Thresholds,
 };
 use aligntds_analysis::summary::render_text;
 use aligntds_analysis::{Progress, Study};
@@ -31,6 +31,7 @@ fn context_kind(arg: ContextArg) -> ContextKind {
 /// One side's settings from the flags of that side (`--aligned-*` or `--base-*`).
 pub(crate) fn side(name: SideName, args: &PairArgs) -> Result<SideSettings, SettingError> {
     let (model, chat_template, kind, prefix, template, servers, served_name) = match name {
+        SideName::Compare(_) => unreachable!("compared sides come from compare_sides"),
         SideName::Aligned => (
             &args.aligned,
             &args.aligned_chat_template,
@@ -59,6 +60,12 @@ pub(crate) fn side(name: SideName, args: &PairArgs) -> Result<SideSettings, Sett
         })?),
         None => None,
     };
+    let model = model.as_ref().ok_or_else(|| {
+        SettingError::new(
+            Field::Model(name),
+            "is required: name the model (a checkpoint folder, .gguf file or Hub id)",
+        )
+    })?;
     Ok(SideSettings {
         model: model.to_string(),
         chat_template: chat_template.clone(),
@@ -73,23 +80,125 @@ pub(crate) fn side(name: SideName, args: &PairArgs) -> Result<SideSettings, Sett
     })
 }
 
+/// Splits `NAME=VALUE`, naming the flag on a malformed one.
+fn named<'a>(flag: &str, text: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+    text.split_once('=')
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("option `{flag}`: `{text}` is not NAME=VALUE"))
+}
+
+/// The compared sides from `--compare NAME=MODEL` and their per-side options.
+fn compare_sides(args: &AnalyzeArgs) -> anyhow::Result<Vec<ComparedSide>> {
+    let c = &args.compare;
+    let mut sides: Vec<ComparedSide> = Vec::new();
+    for text in &c.sides {
+        let (name, model) = named("--compare", text)?;
+        sides.push(ComparedSide {
+            name: name.to_string(),
+            side: SideSettings {
+                model: model.to_string(),
+                chat_template: None,
+                context: Context {
+                    kind: ContextKind::Template,
+                    system: args.pair.system.clone(),
+                    prefix: None,
+                    template: None,
+                },
+                servers: Vec::new(),
+                served_name: None,
+            },
+        });
+    }
+    let options: [(&str, &Vec<String>); 6] = [
+        ("--compare-context", &c.contexts),
+        ("--compare-chat-template", &c.chat_templates),
+        ("--compare-prefix", &c.prefixes),
+        ("--compare-template", &c.templates),
+        ("--compare-server", &c.servers),
+        ("--compare-served-name", &c.served_names),
+    ];
+    for (flag, values) in options {
+        for text in values {
+            let (name, value) = named(flag, text)?;
+            let Some(side) = sides.iter_mut().find(|s| s.name == name) else {
+                anyhow::bail!(
+                    "option `{flag}`: no compared side is named `{name}` (name it with --compare {name}=MODEL)"
+                );
+            };
+            let s = &mut side.side;
+            match flag {
+                "--compare-context" => {
+                    s.context.kind = <ContextArg as clap::ValueEnum>::from_str(value, true)
+                        .map(context_kind)
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "option `{flag}`: `{value}` is not a context; use chat, input, template, plain, urial or custom"
+                            )
+                        })?
+                }
+                "--compare-chat-template" => s.chat_template = Some(value.to_string()),
+                "--compare-prefix" => {
+                    s.context.prefix = Some(std::fs::read_to_string(value).map_err(|e| {
+                        anyhow::anyhow!("option `{flag}`: cannot read {value}: {e}")
+                    })?)
+                }
+                "--compare-template" => s.context.template = Some(value.to_string()),
+                "--compare-server" => s.servers.push(value.to_string()),
+                _ => s.served_name = Some(value.to_string()),
+            }
+        }
+    }
+    Ok(sides)
+}
+
 /// The arguments as typed settings (nothing is checked here: the library does).
-fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
-    let queries = match (&args.data, &args.query) {
-        (Some(path), _) => Queries::File(path.clone()),
-        (None, Some(q)) => Queries::Single(q.clone()),
+fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
+    let flags = Flags::Analyze(&[]);
+    let setting = |e: SettingError| study_error(e.into(), flags);
+    let file = match &args.study {
+        Some(path) => Some(aligntds_analysis::study_file::load(path)?),
+        None => None,
+    };
+    let (data, query) = match (&args.data, &args.query, &file) {
+        (None, None, Some(f)) => (f.data.clone(), f.query.clone()),
+        _ => (args.data.clone(), args.query.clone()),
+    };
+    let queries = match (data, query) {
+        (Some(path), _) => Queries::File(path),
+        (None, Some(q)) => Queries::Single(q),
         (None, None) => {
-            return Err(SettingError::new(
+            return Err(setting(SettingError::new(
                 Field::Data,
                 "give a data file or a query",
-            ))
+            )))
         }
     };
+    let out = args
+        .out
+        .clone()
+        .or_else(|| file.as_ref().and_then(|f| f.out.clone()))
+        .ok_or_else(|| setting(SettingError::new(Field::Out, "give an output folder")))?;
+    let (aligned, base, compare, group_by) = match file {
+        Some(f) => (
+            f.aligned,
+            f.base,
+            f.compare,
+            args.group_by.clone().or(f.group_by),
+        ),
+        None => (
+            side(SideName::Aligned, &args.pair).map_err(setting)?,
+            side(SideName::Base, &args.pair).map_err(setting)?,
+            compare_sides(args)?,
+            args.group_by.clone(),
+        ),
+    };
     Ok(StudySettings {
-        aligned: side(SideName::Aligned, &args.pair)?,
-        base: side(SideName::Base, &args.pair)?,
+        aligned,
+        base,
+        compare,
+        group_by,
         queries,
-        out: args.out.clone(),
+        out,
         response: match args.response {
             ResponseArg::Auto => ResponseSource::Auto,
             ResponseArg::Dataset => ResponseSource::Dataset,
@@ -103,14 +212,19 @@ fn settings(args: &AnalyzeArgs) -> Result<StudySettings, SettingError> {
             marginal_max: args.pair.marginal_max,
         },
         limit: args.limit,
-        shard: args.shard.as_deref().map(Shard::parse).transpose()?,
+        shard: args
+            .shard
+            .as_deref()
+            .map(Shard::parse)
+            .transpose()
+            .map_err(setting)?,
         curve_positions: args.curve_positions,
         overwrite: args.overwrite,
         strict: args.strict,
         runtime: Runtime {
             dtype: crate::runtime::dtype(args.pair.runtime.dtype),
             device: crate::runtime::device(&args.pair.runtime.device)
-                .map_err(|m| SettingError::new(Field::Device, m))?,
+                .map_err(|m| setting(SettingError::new(Field::Device, m)))?,
             batch: args.batch.map(|b| b as usize),
             reuse_prefixes: !args.no_prefix_reuse,
         },
@@ -215,9 +329,11 @@ fn server_rates(servers: &[ServerUse], start: &[u64], secs: f64) -> String {
 }
 
 pub fn analyze(args: AnalyzeArgs) -> Result<()> {
-    let flags = Flags::Analyze;
     crate::runtime::threads(args.pair.runtime.threads)?;
-    let settings = settings(&args).map_err(|e| study_error(e.into(), flags))?;
+    let settings = settings(&args)?;
+    let names: Vec<String> = settings.compare.iter().map(|c| c.name.clone()).collect();
+    let flags = Flags::Analyze(&names);
+    let out_dir = settings.out.clone();
     let mut bar = Bar::new(args.quiet);
     let study = Study::prepare(settings).map_err(|e| {
         bar.finish();
@@ -231,7 +347,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
                 if resumed > 0 && !quiet && bar.bar.is_none() {
                     eprintln!(
                         "resuming: {resumed} of {total} examples already done in {}",
-                        args.out.display()
+                        out_dir.display()
                     );
                 }
             }
@@ -244,7 +360,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     bar.finish();
     let mut out = std::io::stdout().lock();
     write!(out, "{}", render_text(&outcome.summary))?;
-    writeln!(out, "  results in {}", args.out.display())?;
+    writeln!(out, "  results in {}", out_dir.display())?;
     Ok(())
 }
 
@@ -277,8 +393,9 @@ pub fn summarize(args: SummarizeArgs) -> Result<()> {
 }
 
 pub fn compare(args: CompareArgs) -> Result<()> {
-    use aligntds_analysis::compare::{compare, render_text, CompareError};
-    let comparison = compare(&args.a, &args.b, args.common).map_err(|e| match e {
+    use aligntds_analysis::compare::{compare, render_text, CompareError, Operand};
+    let (a, b) = (Operand::parse(&args.a), Operand::parse(&args.b));
+    let comparison = compare(&a, &b, args.common).map_err(|e| match e {
         CompareError::Mismatch { message, common } if common > 0 => {
             anyhow::anyhow!("{message}; pass --common to compare the {common} shared examples")
         }

@@ -28,8 +28,8 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// Combine the shards of one analysis (`analyze --shard i/n`) into one run.
     Merge(MergeArgs),
-    /// Compare two runs over the same queries: each headline statistic's difference with a
-    /// paired-bootstrap 95 % interval and a paired permutation p-value.
+    /// Compare two runs over the same queries, or two sides of one run (RUN@SIDE): each headline
+    /// statistic's difference with a paired-bootstrap 95 % interval and a paired permutation p-value.
     Compare(CompareArgs),
     /// Render one or more runs as a self-contained report (index.html, report.md, SVG figures).
     Report(ReportArgs),
@@ -157,12 +157,13 @@ pub struct GenerateArgs {
 /// The two sides of a pair and what is scored: shared by `analyze` and `serve`.
 #[derive(Debug, Args)]
 pub struct PairArgs {
-    /// The aligned model (checkpoint directory, .gguf file or Hub id).
+    /// The aligned model (checkpoint directory, .gguf file or Hub id). Required
+    /// unless a study file (`analyze --study`) names it.
     #[arg(long)]
-    pub aligned: String,
+    pub aligned: Option<String>,
     /// The base model; may be the same as --aligned (then only the contexts differ).
     #[arg(long)]
-    pub base: String,
+    pub base: Option<String>,
     /// A vLLM server running the aligned model (repeatable: replicas). --aligned then gives
     /// only the tokenizer, chat template and special tokens; its weights are never read.
     #[arg(long = "aligned-server", value_name = "URL")]
@@ -214,20 +215,58 @@ pub struct PairArgs {
     pub runtime: RuntimeOptions,
 }
 
+/// More reference sides scoring the same answer (`analyze` only). Each option
+/// takes NAME=VALUE and sets that side's counterpart of a --base-* option.
+#[derive(Debug, Args)]
+pub struct CompareSideArgs {
+    /// A reference side after --base, named NAME (repeatable; the order is the stage
+    /// order: e.g. --compare sft=M1 --compare dpo=M2). The same model may appear
+    /// under several names with other contexts; it loads once.
+    #[arg(long = "compare", value_name = "NAME=MODEL")]
+    pub sides: Vec<String>,
+    /// Prompt format of a compared side (default: template).
+    #[arg(long = "compare-context", value_name = "NAME=KIND")]
+    pub contexts: Vec<String>,
+    #[arg(long = "compare-chat-template", value_name = "NAME=TEMPLATE")]
+    pub chat_templates: Vec<String>,
+    /// URIAL prefix file of a compared side.
+    #[arg(long = "compare-prefix", value_name = "NAME=FILE")]
+    pub prefixes: Vec<String>,
+    /// `custom` context template (with {query}) of a compared side.
+    #[arg(long = "compare-template", value_name = "NAME=TEMPLATE")]
+    pub templates: Vec<String>,
+    /// A vLLM server running a compared side's model (repeatable: replicas).
+    #[arg(long = "compare-server", value_name = "NAME=URL")]
+    pub servers: Vec<String>,
+    #[arg(long = "compare-served-name", value_name = "NAME=SERVED")]
+    pub served_names: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
     #[command(flatten)]
     pub pair: PairArgs,
+    #[command(flatten)]
+    pub compare: CompareSideArgs,
+    /// A study file (TOML; see docs/analysis.md) naming the sides (aligned, base, any
+    /// compared ones) and optionally the data, output folder and --group-by. Side flags
+    /// are refused beside it; --data, --query, --out and --group-by override the file's.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["aligned", "base", "sides"])]
+    pub study: Option<std::path::PathBuf>,
     /// Queries: .json (AlignTDS/URIAL, AlpacaEval; a list or {"data"|"instances"|"records": [...]}),
     /// .jsonl/.ndjson, .parquet (Hugging Face datasets), .csv with a header, or .txt (one query per line).
-    #[arg(long, required_unless_present = "query", conflicts_with = "query")]
+    #[arg(long, conflicts_with = "query")]
     pub data: Option<std::path::PathBuf>,
     /// A single query instead of --data.
     #[arg(long)]
     pub query: Option<String>,
     /// Output directory.
     #[arg(long)]
-    pub out: std::path::PathBuf,
+    pub out: Option<std::path::PathBuf>,
+    /// Split the statistics by this record field (e.g. just-eval-instruct's `category`),
+    /// with intervals, in summary.json's `groups`.
+    #[arg(long, value_name = "FIELD")]
+    pub group_by: Option<String>,
     /// Where answers come from: auto (the data set's where present, else generated), dataset, generate.
     #[arg(long, value_enum, default_value_t = ResponseArg::Auto)]
     pub response: ResponseArg,
@@ -318,10 +357,11 @@ pub struct MergeArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Run A (the differences are A - B).
-    pub a: std::path::PathBuf,
-    /// Run B.
-    pub b: std::path::PathBuf,
+    /// Run A (the differences are A - B): a run folder, or RUN@SIDE for one reference side
+    /// of a run with several (e.g. runs/stages@sft).
+    pub a: String,
+    /// Run B (a run folder or RUN@SIDE; two sides of one run compare on the same answers).
+    pub b: String,
     /// Compare only the examples both runs hold (same id and query), saying how many.
     #[arg(long)]
     pub common: bool,

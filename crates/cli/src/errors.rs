@@ -7,37 +7,57 @@ use aligntds_engine::EngineError;
 
 /// Which command's flags a field maps to.
 #[derive(Debug, Clone, Copy)]
-pub enum Flags {
-    Analyze,
+pub enum Flags<'a> {
+    /// analyze and serve, with the compared sides' names in order.
+    Analyze(&'a [String]),
     Merge,
     /// inspect and generate: one model, `--server`.
     Model,
 }
 
 fn side(s: SideName) -> &'static str {
-    s.as_str()
+    match s {
+        SideName::Compare(_) => "compare",
+        other => other.as_str(),
+    }
+}
+
+/// `NAME=` for a compared side's NAME=VALUE flags.
+fn compared(s: SideName, flags: Flags) -> String {
+    match (s, flags) {
+        (SideName::Compare(i), Flags::Analyze(names)) => match names.get(i) {
+            Some(n) => format!(" {n}="),
+            None => format!(" (compared side {})", i + 1),
+        },
+        _ => String::new(),
+    }
 }
 
 /// The flag that sets `field`.
 pub fn flag(field: Field, flags: Flags) -> String {
+    let named = |s: SideName, f: &str| format!("--{}-{f}{}", side(s), compared(s, flags));
     match field {
+        Field::Model(SideName::Compare(i)) | Field::SideLabel(i) => {
+            format!("--compare{}", compared(SideName::Compare(i), flags))
+        }
+        Field::GroupBy => "--group-by".into(),
         Field::Model(s) => match flags {
             Flags::Model => "MODEL".into(),
             _ => format!("--{}", side(s)),
         },
         Field::Server(s) => match flags {
-            Flags::Analyze | Flags::Merge => format!("--{}-server", side(s)),
+            Flags::Analyze(_) | Flags::Merge => named(s, "server"),
             Flags::Model => "--server".into(),
         },
         Field::ServedName(s) => match flags {
-            Flags::Analyze | Flags::Merge => format!("--{}-served-name", side(s)),
+            Flags::Analyze(_) | Flags::Merge => named(s, "served-name"),
             Flags::Model => "--served-name".into(),
         },
         Field::MaxInFlight => "--max-in-flight".into(),
-        Field::ChatTemplate(s) => format!("--{}-chat-template", side(s)),
-        Field::Context(s) => format!("--{}-context", side(s)),
-        Field::Prefix(s) => format!("--{}-prefix", side(s)),
-        Field::Template(s) => format!("--{}-template", side(s)),
+        Field::ChatTemplate(s) => named(s, "chat-template"),
+        Field::Context(s) => named(s, "context"),
+        Field::Prefix(s) => named(s, "prefix"),
+        Field::Template(s) => named(s, "template"),
         Field::Data => "--data".into(),
         Field::Query => "--query".into(),
         Field::Out | Field::MergeOut => "--out".into(),
@@ -53,7 +73,7 @@ pub fn flag(field: Field, flags: Flags) -> String {
         Field::Threads => "--threads".into(),
         Field::MergeInputs => match flags {
             Flags::Merge => "DIRS".into(),
-            Flags::Analyze | Flags::Model => "--shard".into(),
+            Flags::Analyze(_) | Flags::Model => "--shard".into(),
         },
     }
 }
@@ -61,6 +81,7 @@ pub fn flag(field: Field, flags: Flags) -> String {
 /// An engine setting named by the engine (`dtype`, `chat_template`, ...) as a flag of `side`.
 pub fn engine_flag(option: &str, side: Option<SideName>) -> String {
     match (option, side) {
+        ("chat_template", Some(SideName::Compare(_))) => "--compare-chat-template".into(),
         ("chat_template", Some(s)) => format!("--{}-chat-template", s.as_str()),
         (other, _) => format!("--{}", other.replace('_', "-")),
     }
@@ -77,19 +98,17 @@ pub fn study_error(e: StudyError, flags: Flags) -> anyhow::Error {
             reference,
             source: EngineError::Option { option, message },
         } => anyhow::anyhow!(
-            "option `{}`: {message} (loading the {} model `{reference}`)",
+            "option `{}`: {message} (loading the {s} model `{reference}`)",
             engine_flag(&option, Some(s)),
-            s.as_str()
         ),
         StudyError::Load {
             side: s,
             reference,
             source: EngineError::Template { name, message },
         } if name == "<none>" => anyhow::anyhow!(
-            "cannot load the {} model `{reference}`: {message}; pass --{}-chat-template NAME|FILE or another --{}-context",
-            s.as_str(),
-            s.as_str(),
-            s.as_str()
+            "cannot load the {s} model `{reference}`: {message}; pass {} NAME|FILE or another {}",
+            flag(Field::ChatTemplate(s), flags),
+            flag(Field::Context(s), flags)
         ),
         StudyError::Folder(f @ aligntds_analysis::run_folder::FolderError::Fingerprint { .. }) => {
             anyhow::anyhow!("{f} (pass --overwrite to replace it)")

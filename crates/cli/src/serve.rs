@@ -46,7 +46,7 @@ fn settings(args: &ServeArgs) -> Result<ServeSettings, SettingError> {
 
 fn serve_error(e: ServeError) -> anyhow::Error {
     match e {
-        ServeError::Study(e) => study_error(e, Flags::Analyze),
+        ServeError::Study(e) => study_error(e, Flags::Analyze(&[])),
         ServeError::Report(e) => anyhow::anyhow!("option `--runs`: {e}"),
         other => anyhow::Error::new(other),
     }
@@ -54,7 +54,7 @@ fn serve_error(e: ServeError) -> anyhow::Error {
 
 pub fn serve(args: ServeArgs) -> Result<()> {
     crate::runtime::threads(args.pair.runtime.threads)?;
-    let settings = settings(&args).map_err(|e| study_error(e.into(), Flags::Analyze))?;
+    let settings = settings(&args).map_err(|e| study_error(e.into(), Flags::Analyze(&[])))?;
     let state = AppState::new(settings).map_err(serve_error)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

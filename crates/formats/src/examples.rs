@@ -40,6 +40,14 @@ pub struct ExampleLine {
     /// The skip in words, with the numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_detail: Option<String>,
+    /// The record's other scalar fields (a data set's `category`, `dataset`,
+    /// ...), as text: what `--group-by` splits by.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// The compared sides after `base`, in study order (absent in pair runs);
+    /// `unshifted`, `marginal` and `shifted` above are the base side's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sides: Vec<crate::sides::SideCounts>,
     pub schema_version: u32,
 }
 

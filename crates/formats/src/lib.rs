@@ -8,6 +8,7 @@
 
 pub mod examples;
 pub mod positions;
+pub mod sides;
 pub mod summary;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,8 @@
-//! positions.parquet: one row per (example, answer position). The column names
+//! positions.parquet: one row per (example, answer position, reference side):
+//! tidy for pandas, polars and DuckDB. A pair run has one side, `base`; a run
+//! with compared sides repeats each position once per side, the `aligned_*`
+//! columns equal across its rows and the `base_*` columns (and the category,
+//! divergences and agreement) those of the row's side. The column names
 //! live in [`col`] and nowhere else; [`write`] and [`for_each_example`] are the
 //! only code that touches the file.
 
@@ -24,6 +28,9 @@ use crate::{file_err, write_atomic, FormatError};
 /// Column names of positions.parquet, in file order.
 pub mod col {
     pub const EXAMPLE_ID: &str = "example_id";
+    /// Version 2, multi-side runs: the reference side of the row (`base`
+    /// or a compared side's name); files without it hold `base` only.
+    pub const SIDE: &str = "side";
     pub const POSITION: &str = "position";
     pub const TOKEN_ID: &str = "token_id";
     pub const TOKEN: &str = "token";
@@ -152,13 +159,18 @@ fn tops(
     ]
 }
 
-/// Writes positions.parquet from (example id, row) pairs in file order.
-pub fn write(path: &Path, rows: &[(&str, &PositionRecord)]) -> Result<(), FormatError> {
+/// Writes positions.parquet from (example id, side, row) triples in file
+/// order: each example's rows together, side by side in study order.
+pub fn write(path: &Path, rows: &[(&str, &str, &PositionRecord)]) -> Result<(), FormatError> {
+    let sides = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1)));
+    let rows: Vec<(&str, &PositionRecord)> = rows.iter().map(|r| (r.0, r.2)).collect();
+    let rows = rows.as_slice();
     let [a_ids, a_tokens, a_logprobs] = tops(rows, |p| &p.aligned_top);
     let [b_ids, b_tokens, b_logprobs] = tops(rows, |p| &p.base_top);
     // (name, values, nullable)
     let columns: Vec<(&str, ArrayRef, bool)> = vec![
         (col::EXAMPLE_ID, strs(rows, |id, _| id.to_string()), false),
+        (col::SIDE, sides, false),
         (col::POSITION, u32s(rows, |p| Some(p.position)), false),
         (col::TOKEN_ID, u32s(rows, |p| Some(p.token_id)), false),
         (col::TOKEN, strs(rows, |_, p| p.token.clone()), false),
@@ -266,11 +278,36 @@ pub fn write(path: &Path, rows: &[(&str, &PositionRecord)]) -> Result<(), Format
     write_atomic(path, &buffer)
 }
 
-/// Calls `each(example_id, rows)` for every example of `dir/positions.parquet`,
-/// in file order, one example in memory at a time. Reads versions 1 and 2.
+/// One reference side's rows of one example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SidePositions {
+    pub side: String,
+    pub positions: Vec<PositionRecord>,
+}
+
+/// Calls `each(example_id, rows)` with the base side's rows of every example
+/// of `dir/positions.parquet`, in file order, one example in memory at a
+/// time: the rows of a pair run, and a multi-side run's `base` rows. Reads
+/// versions 1 and 2.
 pub fn for_each_example(
     dir: &Path,
     mut each: impl FnMut(&str, Vec<PositionRecord>) -> Result<(), FormatError>,
+) -> Result<(), FormatError> {
+    for_each_example_by_side(dir, |id, sides| {
+        let base = sides
+            .into_iter()
+            .find(|s| s.side == crate::sides::BASE_SIDE)
+            .map(|s| s.positions)
+            .unwrap_or_default();
+        each(id, base)
+    })
+}
+
+/// Calls `each(example_id, sides)` for every example, with every reference
+/// side's rows in file (study) order.
+pub fn for_each_example_by_side(
+    dir: &Path,
+    mut each: impl FnMut(&str, Vec<SidePositions>) -> Result<(), FormatError>,
 ) -> Result<(), FormatError> {
     let path = dir.join(crate::POSITIONS_FILE);
     let file = std::fs::File::open(&path).map_err(|e| file_err(&path, e))?;
@@ -285,10 +322,17 @@ pub fn for_each_example(
         .with_batch_size(8192)
         .build()
         .map_err(|e| file_err(&path, e))?;
-    let mut current: Option<(String, Vec<PositionRecord>)> = None;
+    let mut current: Option<(String, Vec<SidePositions>)> = None;
     for batch in reader {
         let batch = batch.map_err(|e| file_err(&path, e))?;
         let columns = Columns::new(&batch).map_err(|e| file_err(&path, e))?;
+        let side_column = match batch.column_by_name(col::SIDE) {
+            Some(c) => Some(
+                c.as_string_opt::<i32>()
+                    .ok_or_else(|| file_err(&path, mistyped(col::SIDE)))?,
+            ),
+            None => None,
+        };
         for row in 0..batch.num_rows() {
             let id = columns.example_id.value(row);
             if current.as_ref().is_none_or(|(c, _)| c != id) {
@@ -297,9 +341,16 @@ pub fn for_each_example(
                 }
                 current = Some((id.to_string(), Vec::new()));
             }
+            let side = side_column.map_or(crate::sides::BASE_SIDE, |c| c.value(row));
             let record = columns.row(row).map_err(|e| file_err(&path, e))?;
-            if let Some((_, rows)) = current.as_mut() {
-                rows.push(record);
+            if let Some((_, sides)) = current.as_mut() {
+                match sides.last_mut() {
+                    Some(s) if s.side == side => s.positions.push(record),
+                    _ => sides.push(SidePositions {
+                        side: side.to_string(),
+                        positions: vec![record],
+                    }),
+                }
             }
         }
     }

@@ -13,7 +13,16 @@ use crate::{check_version, file_err, from_json_text, read_text, write_atomic, Fo
 pub struct Summary {
     pub schema_version: u32,
     pub manifest: Manifest,
+    /// The base side's statistics (the only reference side of a pair run).
     pub aggregates: Aggregates,
+    /// Every reference side in study order, `base` first (whose aggregates
+    /// equal `aggregates`); absent in pair runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sides: Vec<crate::sides::SideSummary>,
+    /// The stage view over base, the compared sides and the aligned side;
+    /// absent in pair runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<crate::sides::Stages>,
 }
 
 impl Summary {
@@ -62,6 +71,10 @@ pub struct RunIdentity {
     pub aligned_server: Option<ServerIdentity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_server: Option<ServerIdentity>,
+    /// The reference sides after `base`, in study order (absent in pair runs,
+    /// so pair runs keep their fingerprints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compare: Vec<crate::sides::ComparedIdentity>,
 }
 
 /// A side computed by vLLM servers: the served model and what its results depend on.
@@ -90,12 +103,16 @@ pub struct Manifest {
     /// The servers this invocation used, per side (not fingerprinted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<ServerUse>,
+    /// The record field the aggregates' `groups` split by (not fingerprinted:
+    /// it changes no position's values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
 }
 
 /// One server of a remote side and what it did in the last invocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerUse {
-    /// `aligned` or `base`.
+    /// `aligned`, `base` or a compared side's name.
     pub side: String,
     pub url: String,
     pub requests: u64,
@@ -141,6 +158,9 @@ pub struct RecordedSettings {
     pub stops: Vec<String>,
     pub top_k: usize,
     pub thresholds: Thresholds,
+    /// The compared sides' contexts, in study order (absent in pair runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compare: Vec<crate::sides::NamedContext>,
 }
 
 /// The prompt format a side sees before the answer.
@@ -284,7 +304,7 @@ pub struct SideTimings {
 
 /// f64 statistics that are undefined on no data (NaN) are written as JSON null
 /// and read back as NaN; a missing field is still an error.
-mod nan_as_null {
+pub(crate) mod nan_as_null {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -514,6 +534,16 @@ pub struct Aggregates {
     /// Intervals of the headline statistics (absent in runs written before them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intervals: Option<Intervals>,
+    /// The first 1, 5, 10 and 20 answer positions against the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub position_splits: Vec<crate::sides::PositionSplit>,
+    /// The cumulative distribution of the base rank, at ranks 1 to 10, then
+    /// 1-2-5 steps up to the largest rank seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rank_cdf: Vec<crate::sides::CdfPoint>,
+    /// By the record field `manifest.group_by` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<crate::sides::Groups>,
 }
 
 /// Percentile intervals of the headline statistics from a bootstrap over

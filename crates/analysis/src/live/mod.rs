@@ -167,6 +167,7 @@ impl LivePair {
             limit: None,
             aligned_server: None,
             base_server: None,
+            compare: Vec::new(),
         };
         Ok(Self {
             aligned,
@@ -432,10 +433,16 @@ impl LivePair {
             shifted: count(Category::Shifted),
             skipped: None,
             skip_detail: None,
+            fields: Default::default(),
+            sides: Vec::new(),
             schema_version: aligntds_formats::SCHEMA_VERSION,
         };
         Ok(LiveOutcome {
-            result: ExampleResult { example, positions },
+            result: ExampleResult {
+                example,
+                positions,
+                compared: Vec::new(),
+            },
             chosen_by: chosen,
             stop_reason,
             streamed,
@@ -482,6 +489,7 @@ impl LivePair {
             timings: None,
             merged_from: None,
             servers: Vec::new(),
+            group_by: None,
         };
         Ok(crate::output::write_run(
             folder.dir(),
@@ -515,5 +523,6 @@ fn recorded(
         stops: settings.stops.clone(),
         top_k: settings.top_k,
         thresholds: settings.thresholds,
+        compare: Vec::new(),
     }
 }

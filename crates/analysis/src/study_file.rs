@@ -1,0 +1,241 @@
+//! Study files (`aligntds analyze --study FILE`): the sides of a study, and
+//! where its queries come from and its results go, in TOML, for studies too
+//! long for flags (a base model and its SFT, DPO and RLHF descendants, each
+//! with its own context and servers). Paths in the file are relative to it.
+//! The layout is documented in docs/analysis.md.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::settings::{ComparedSide, Context, ContextKind, SideSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StudyFileError {
+    #[error("cannot read the study file {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    /// A TOML or layout error; the message names the key (and line).
+    #[error("study file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// One side as a study file writes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideEntry {
+    /// A compared side's name (`[[compare]]` only).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub model: String,
+    /// chat, input, template, plain, urial or custom.
+    #[serde(default)]
+    pub context: Option<ContextKind>,
+    #[serde(default)]
+    pub chat_template: Option<String>,
+    /// The system message of a `chat` context.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// A URIAL prefix file for a `urial` context.
+    #[serde(default)]
+    pub prefix: Option<PathBuf>,
+    /// A `custom` context's template containing {query}.
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub served_name: Option<String>,
+}
+
+/// A study file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyFile {
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+    #[serde(default)]
+    pub group_by: Option<String>,
+    pub aligned: SideEntry,
+    pub base: SideEntry,
+    /// The compared sides, in stage order after base.
+    #[serde(default)]
+    pub compare: Vec<SideEntry>,
+}
+
+/// A study file's sides and sources, paths resolved against its folder.
+#[derive(Debug, Clone)]
+pub struct StudySides {
+    pub aligned: SideSettings,
+    pub base: SideSettings,
+    pub compare: Vec<ComparedSide>,
+    pub data: Option<PathBuf>,
+    pub query: Option<String>,
+    pub out: Option<PathBuf>,
+    pub group_by: Option<String>,
+}
+
+/// Reads and checks a study file.
+pub fn load(path: &Path) -> Result<StudySides, StudyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| StudyFileError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    parse(&text, path)
+}
+
+/// Parses a study file's text; `path` resolves relative paths and names the
+/// file in errors.
+pub fn parse(text: &str, path: &Path) -> Result<StudySides, StudyFileError> {
+    let invalid = |message: String| StudyFileError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file: StudyFile =
+        toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            dir.join(p)
+        }
+    };
+    let side = |entry: &SideEntry,
+                key: &str,
+                default: ContextKind|
+     -> Result<SideSettings, StudyFileError> {
+        let prefix = match &entry.prefix {
+            Some(p) => Some(std::fs::read_to_string(resolve(p)).map_err(|e| {
+                invalid(format!(
+                    "{key}.prefix: cannot read {}: {e}",
+                    resolve(p).display()
+                ))
+            })?),
+            None => None,
+        };
+        let chat_template = entry.chat_template.as_ref().map(|t| {
+            // A template file is relative to the study file; a name stays a name.
+            let p = Path::new(t);
+            if t.ends_with(".jinja") || t.contains('/') {
+                resolve(p).display().to_string()
+            } else {
+                t.clone()
+            }
+        });
+        Ok(SideSettings {
+            model: entry.model.clone(),
+            chat_template,
+            context: Context {
+                kind: entry.context.unwrap_or(default),
+                system: entry.system.clone(),
+                prefix,
+                template: entry.template.clone(),
+            },
+            servers: entry.servers.clone(),
+            served_name: entry.served_name.clone(),
+        })
+    };
+    for (key, entry) in [("aligned", &file.aligned), ("base", &file.base)] {
+        if entry.name.is_some() {
+            return Err(invalid(format!(
+                "{key}.name: the {key} side's name is fixed; only [[compare]] sides take a name"
+            )));
+        }
+    }
+    let mut compare = Vec::with_capacity(file.compare.len());
+    for (i, entry) in file.compare.iter().enumerate() {
+        let key = format!("compare[{i}]");
+        let name = entry.name.clone().ok_or_else(|| {
+            invalid(format!(
+                "{key}: a compared side needs a `name` (e.g. name = \"sft\")"
+            ))
+        })?;
+        compare.push(ComparedSide {
+            name,
+            side: side(entry, &key, ContextKind::Template)?,
+        });
+    }
+    Ok(StudySides {
+        aligned: side(&file.aligned, "aligned", ContextKind::Chat)?,
+        base: side(&file.base, "base", ContextKind::Template)?,
+        compare,
+        data: file.data.as_deref().map(resolve),
+        query: file.query,
+        out: file.out.as_deref().map(resolve),
+        group_by: file.group_by,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_study_file_gives_sides_in_order_with_paths_beside_it() {
+        let text = r#"
+data = "queries.json"
+out = "runs/stages"
+group_by = "category"
+
+[aligned]
+model = "allenai/OLMo-2-0425-1B-Instruct"
+
+[base]
+model = "allenai/OLMo-2-0425-1B"
+
+[[compare]]
+name = "sft"
+model = "allenai/OLMo-2-0425-1B-SFT"
+context = "plain"
+
+[[compare]]
+name = "dpo"
+model = "allenai/OLMo-2-0425-1B-DPO"
+servers = ["http://gpu1:8000"]
+"#;
+        let s = parse(text, Path::new("/studies/olmo.toml")).unwrap();
+        assert_eq!(s.aligned.context.kind, ContextKind::Chat);
+        assert_eq!(s.base.context.kind, ContextKind::Template);
+        let names: Vec<&str> = s.compare.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["sft", "dpo"]);
+        assert_eq!(s.compare[0].side.context.kind, ContextKind::Plain);
+        assert_eq!(s.compare[1].side.servers, ["http://gpu1:8000"]);
+        assert_eq!(s.data.unwrap(), Path::new("/studies/queries.json"));
+        assert_eq!(s.out.unwrap(), Path::new("/studies/runs/stages"));
+        assert_eq!(s.group_by.as_deref(), Some("category"));
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let p = Path::new("s.toml");
+        let e = parse(
+            "[aligned]\nmodel = \"a\"\n[base]\nmodel = \"b\"\nmodle = 1\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("s.toml") && e.contains("modle"), "{e}");
+        let e = parse(
+            "[aligned]\nmodel = \"a\"\n[base]\nmodel = \"b\"\n[[compare]]\nmodel = \"c\"\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("compare[0]") && e.contains("name"), "{e}");
+        let e = parse(
+            "[aligned]\nmodel = \"a\"\n[base]\nmodel = \"b\"\ncontext = \"zero\"\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("context") && e.contains("zero"), "{e}");
+        let e = parse("[aligned]\nmodel = \"a\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("base"), "{e}");
+    }
+}
