@@ -63,7 +63,9 @@ pub fn split_stats<'e>(
     }
 }
 
-/// The first n positions of every answer against the rest, for n in [`HEADS`].
+/// The first n positions of every answer against the rest, for n in
+/// [`HEADS`]; a split whose head or rest holds no position (answers all
+/// shorter than n) is left out, as it compares nothing.
 pub fn position_splits(examples: &[ExampleResult], side: &SideOf) -> Vec<PositionSplit> {
     HEADS
         .iter()
@@ -72,11 +74,13 @@ pub fn position_splits(examples: &[ExampleResult], side: &SideOf) -> Vec<Positio
             head: split_stats(examples.iter().map(side), &|p| p.position < n),
             rest: split_stats(examples.iter().map(side), &|p| p.position >= n),
         })
+        .filter(|s| s.head.positions > 0 && s.rest.positions > 0)
         .collect()
 }
 
 /// The statistics by the value of the record field `field` (`(none)` for
-/// records without it), the largest group first.
+/// records without it), the largest group first; a group of skipped records
+/// only (no positions) is left out.
 pub fn groups(examples: &[ExampleResult], side: &SideOf, field: &str) -> Groups {
     let mut by_value: BTreeMap<&str, Vec<&ExampleResult>> = BTreeMap::new();
     for e in examples {
@@ -89,6 +93,7 @@ pub fn groups(examples: &[ExampleResult], side: &SideOf, field: &str) -> Groups 
             value: value.to_string(),
             stats: split_stats(members.into_iter().map(side), &|_| true),
         })
+        .filter(|g| g.stats.positions > 0)
         .collect();
     groups.sort_by(|a, b| {
         b.stats
@@ -295,10 +300,8 @@ mod tests {
             (0.2, 0.2)
         );
         assert!(first.rest.shifted.low <= 0.2 && 0.2 <= first.rest.shifted.high);
-        // Heads of 5 hold everything; the rest is empty (undefined, no examples).
-        let five = &splits[1];
-        assert_eq!((five.head.positions, five.rest.examples), (7, 0));
-        assert!(five.rest.shifted.value.is_nan());
+        // Every answer is shorter than 5: the longer heads compare nothing and are left out.
+        assert_eq!(splits.len(), 1);
         let g = groups(&examples, &|e| &e.positions, "category");
         assert_eq!(g.groups.len(), 2);
         assert_eq!(

@@ -206,6 +206,29 @@ fn name_side(e: RunError, side: SideName) -> RunError {
     }
 }
 
+/// A remote side's servers, checked (models, context length, logprobs) with
+/// `prompt` as a probe.
+pub(crate) fn connect_side(
+    side: SideName,
+    s: &crate::settings::SideSettings,
+    options: crate::vllm::ServerOptions,
+    text: &Arc<TextModel>,
+    top_k: usize,
+    prompt: Option<&str>,
+) -> Result<Arc<VllmBackend>, StudyError> {
+    VllmBackend::connect(
+        side,
+        &s.servers,
+        s.served_name.as_deref(),
+        options,
+        text.clone(),
+        Some(top_k),
+        prompt,
+    )
+    .map(Arc::new)
+    .map_err(StudyError::from_connect)
+}
+
 /// A side's weights, on top of its loaded text model.
 pub(crate) fn load_weights(
     side: SideName,
@@ -314,18 +337,14 @@ impl Study {
         let mut remotes: Vec<Option<Arc<VllmBackend>>> = Vec::with_capacity(sides.len());
         for (((name, s), text), prompt) in sides.iter().zip(&texts).zip(&first_contexts) {
             remotes.push(if s.is_remote() {
-                Some(Arc::new(
-                    VllmBackend::connect(
-                        *name,
-                        &s.servers,
-                        s.served_name.as_deref(),
-                        settings.server_options,
-                        text.clone(),
-                        Some(settings.top_k),
-                        prompt.as_deref(),
-                    )
-                    .map_err(StudyError::from_connect)?,
-                ))
+                Some(connect_side(
+                    *name,
+                    s,
+                    settings.server_options,
+                    text,
+                    settings.top_k,
+                    prompt.as_deref(),
+                )?)
             } else {
                 None
             });

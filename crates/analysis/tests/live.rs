@@ -4,6 +4,8 @@
 //! continues exactly as `generate` does from the same prefix, and its scores
 //! equal a teacher-forced analysis of the branch's answer.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -398,19 +400,9 @@ fn a_saved_session_is_a_run_the_report_reads() {
 /// vocabulary of 49,152 tokens are at work.
 #[test]
 fn a_real_models_streamed_answer_equals_analyze() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.exists() {
-        let allow = std::env::var("ALIGNTDS_ALLOW_MISSING").is_ok_and(|v| v == "1")
-            && std::env::var("CI").map_or(true, |v| v != "true");
-        assert!(
-            allow,
-            "{} is missing: run bash scripts/fetch-models.sh",
-            path.display()
-        );
+    let Some(model) = common::smollm2() else {
         return;
-    }
-    let model = path.to_string_lossy().into_owned();
+    };
     let mut study = StudySettings::new(&model, &model, Queries::Single(QUERY.into()), "unused");
     study.max_new_tokens = 48;
     study.response = ResponseSource::Generate;

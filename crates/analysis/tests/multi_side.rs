@@ -5,7 +5,11 @@
 //! another vocabulary are refused before any weights load.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod common;
+
+use common::{fixture, smollm2};
 
 use aligntds_analysis::compare::{compare, Operand};
 use aligntds_analysis::settings::{
@@ -14,22 +18,6 @@ use aligntds_analysis::settings::{
 use aligntds_analysis::Study;
 use aligntds_formats::positions::{for_each_example, for_each_example_by_side, PositionRecord};
 use aligntds_formats::summary::Summary;
-
-fn smollm2() -> Option<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.exists() {
-        let allow = std::env::var("ALIGNTDS_ALLOW_MISSING").is_ok_and(|v| v == "1")
-            && std::env::var("CI").map_or(true, |v| v != "true");
-        assert!(
-            allow,
-            "{} is missing: run bash scripts/fetch-models.sh",
-            path.display()
-        );
-        return None;
-    }
-    Some(path.to_string_lossy().into_owned())
-}
 
 const QUERIES: &str = r#"{"id": "q1", "instruction": "What is the capital of France?", "category": "facts"}
 {"id": "q2", "instruction": "Give me two tips for sleeping better.", "category": "advice"}
@@ -241,14 +229,6 @@ fn a_three_side_study_equals_three_pair_runs() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("no side `dpo`") && e.contains("plain"), "{e}");
-}
-
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn settings(args: &ServeArgs) -> Result<ServeSettings, SettingError> {
 
 fn serve_error(e: ServeError) -> anyhow::Error {
     match e {
-        ServeError::Study(e) => study_error(e, Flags::Analyze(&[])),
+        ServeError::Study(e) => study_error(*e, Flags::Analyze(&[])),
         ServeError::Report(e) => anyhow::anyhow!("option `--runs`: {e}"),
         other => anyhow::Error::new(other),
     }

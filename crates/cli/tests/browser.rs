@@ -196,7 +196,11 @@ async fn report_pages_work_in_headless_chromium_from_files() {
         .await
         .unwrap();
     let figures = "return document.querySelectorAll('#figures svg').length";
-    assert_eq!(js(&client, figures).await, 8);
+    // The paper's six kinds (top-shifted per run), the base-rank CDF and the first-tokens split.
+    assert_eq!(js(&client, figures).await, 10);
+    // Two runs of the same queries: the paired comparison, row by row as `aligntds compare` gives it.
+    let paired = "return document.querySelectorAll('#paired tbody tr').length";
+    assert_eq!(js(&client, paired).await, 7);
     assert_inert(&client).await;
     assert_eq!(text(&client, "#shown").await, "3 of 3 examples");
     let filter = client.find(Locator::Id("filter")).await.unwrap();
@@ -313,5 +317,75 @@ async fn report_pages_work_in_headless_chromium_from_files() {
         text(&client, "#panel .metrics dd").await,
         rows[3].base_rank.to_string()
     );
+    multi_side_report(&client, tmp.path()).await;
     client.close().await.unwrap();
+}
+
+/// A run with a compared side: its sides table and stage view show what summary.json holds.
+async fn multi_side_report(client: &Client, tmp: &Path) {
+    let run = tmp.join("run-sides");
+    let compared = format!("plain={}", common::fixture("mistral"));
+    let args = common::pair_args(
+        tmp.join("hostile.jsonl").to_str().unwrap(),
+        &run,
+        &["--compare", &compared, "--compare-context", "plain=plain"],
+    );
+    succeed(&common::strs(&args));
+    let site = tmp.join("site-sides");
+    succeed(&[
+        "report",
+        run.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+    ]);
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    client
+        .goto(&url_of(&site.join("index.html")))
+        .await
+        .unwrap();
+    assert_inert(client).await;
+    let column = |table: &str, n: usize| {
+        format!("return [...document.querySelectorAll('#{table} tbody tr > :nth-child({n})')].map(c => c.textContent)")
+    };
+    assert_eq!(
+        js(client, &column("sides-r0", 1)).await,
+        json!(["base", "plain"])
+    );
+    let shifted: Vec<String> = summary["sides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{:.1} %",
+                s["aggregates"]["ratios"]["shifted"].as_f64().unwrap() * 100.0
+            )
+        })
+        .collect();
+    let shown = js(client, &column("sides-r0", 5)).await;
+    for (cell, want) in shown.as_array().unwrap().iter().zip(&shifted) {
+        assert!(
+            cell.as_str().unwrap().starts_with(want.as_str()),
+            "{cell} vs {want}"
+        );
+    }
+    assert_eq!(
+        js(client, &column("stages-r0", 1)).await,
+        json!(["base", "plain", "aligned", "unsettled"])
+    );
+    let settled: Vec<String> = summary["stages"]["by_bar"][0]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{:.1} %", s["share"].as_f64().unwrap() * 100.0))
+        .collect();
+    let shown = js(client, &column("stages-r0", 2)).await;
+    for (cell, want) in shown.as_array().unwrap().iter().zip(&settled) {
+        assert!(
+            cell.as_str().unwrap().starts_with(want.as_str()),
+            "{cell} vs {want}"
+        );
+    }
+    screenshot(client, "multi-side-index").await;
 }

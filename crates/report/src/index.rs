@@ -165,11 +165,13 @@ struct IndexView<'a> {
     figures: Vec<Figure<'a>>,
     per_run: [&'static str; 6],
     examples: Vec<ExampleRow<'a>>,
+    tables: &'a [crate::tables::Table],
 }
 
 pub fn render_index(
     runs: &[Run],
     figs: &[(&'static str, &'static str, String)],
+    tables: &[crate::tables::Table],
     examples: &[Vec<ExampleInfo>],
     stats: &[Vec<Option<ExampleStats>>],
 ) -> Result<String, ReportError> {
@@ -182,6 +184,7 @@ pub fn render_index(
             .collect(),
         per_run: PER_RUN,
         examples: example_rows(runs, examples, stats),
+        tables,
     };
     templates::render("index.html", &view)
 }
@@ -190,6 +193,7 @@ pub fn render_markdown(
     runs: &[Run],
     figs: &[(&'static str, &'static str, String)],
     files: &[String],
+    tables: &[crate::tables::Table],
 ) -> String {
     let mut md = format!(
         "# Token distribution shift\n\nRuns: {}\n\n## Aggregates\n\n{}\n",
@@ -199,6 +203,7 @@ pub fn render_markdown(
             .join(", "),
         aggregates_markdown(runs)
     );
+    md.push_str(&crate::tables::markdown(tables));
     for ((_, caption, _), file) in figs.iter().zip(files) {
         let _ = write!(md, "\n![{caption}](figures/{file})\n");
     }

@@ -9,6 +9,7 @@ pub mod figures;
 pub mod index;
 pub mod run_data;
 pub mod svg;
+pub mod tables;
 mod templates;
 
 use std::collections::HashMap;
@@ -227,7 +228,11 @@ fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
         }
         example_stats.push(seen);
     }
-    let figs = figures(runs)?;
+    let mut figs = figures(runs)?;
+    figs.extend(tables::figures(runs)?);
+    let mut tables = tables::side_tables(runs);
+    tables.extend(tables::position_table(runs));
+    tables.extend(tables::comparison_table(runs)?);
     let mut fig_files = Vec::new();
     let mut used = HashMap::new();
     for (stem, _, svg) in &figs {
@@ -241,8 +246,8 @@ fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
         write_file(&out.join("figures").join(&file), svg.as_bytes())?;
         fig_files.push(file);
     }
-    let html = index::render_index(runs, &figs, &examples, &example_stats)?;
-    let md = index::render_markdown(runs, &figs, &fig_files);
+    let html = index::render_index(runs, &figs, &tables, &examples, &example_stats)?;
+    let md = index::render_markdown(runs, &figs, &fig_files, &tables);
     stats.bytes += (html.len() + md.len()) as u64;
     write_file(&out.join("report.md"), md.as_bytes())?;
     write_file(&out.join("index.html"), html.as_bytes())?;

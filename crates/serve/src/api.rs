@@ -392,6 +392,8 @@ async fn save(State(state): State<Arc<AppState>>, request: Request) -> Response 
             first.max_new_tokens,
         )
         .map(|_| dir)
+        // Only the message goes back to the client.
+        .map_err(|e| e.to_string())
     })
     .await;
     match saved {
@@ -401,7 +403,7 @@ async fn save(State(state): State<Arc<AppState>>, request: Request) -> Response 
             "report": format!("aligntds report {} --out report", dir.display()),
         }))
         .into_response(),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, Some("name"), &e.to_string()),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, Some("name"), &e),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, None, "saving failed"),
     }
 }

@@ -36,10 +36,17 @@ pub struct ServeSettings {
 pub enum ServeError {
     #[error(transparent)]
     Report(#[from] aligntds_report::ReportError),
+    /// Boxed: a study error is large and most results here are Ok.
     #[error(transparent)]
-    Study(#[from] aligntds_analysis::StudyError),
+    Study(Box<aligntds_analysis::StudyError>),
     #[error("{0}")]
     Io(String),
+}
+
+impl From<aligntds_analysis::StudyError> for ServeError {
+    fn from(e: aligntds_analysis::StudyError) -> Self {
+        Self::Study(Box::new(e))
+    }
 }
 
 /// The server's shared state: the pair (once loaded), the generation queue,
@@ -60,7 +67,7 @@ impl AppState {
         settings
             .live
             .validate()
-            .map_err(|e| ServeError::Study(e.into()))?;
+            .map_err(|e| ServeError::from(aligntds_analysis::StudyError::from(e)))?;
         let site = site::Site::build(&settings.runs)?;
         let worker = worker::Worker::new(settings.queue);
         let state = Arc::new(Self {
@@ -78,7 +85,7 @@ impl AppState {
     pub fn load(&self) -> Result<(), ServeError> {
         let (kept, outcome) = match LivePair::load(self.settings.live.clone()) {
             Ok(pair) => (Ok(Arc::new(pair)), Ok(())),
-            Err(e) => (Err(e.to_string()), Err(ServeError::Study(e))),
+            Err(e) => (Err(e.to_string()), Err(ServeError::from(e))),
         };
         let _ = self.pair.set(kept);
         outcome

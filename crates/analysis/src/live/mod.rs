@@ -79,17 +79,15 @@ impl LivePair {
         let connect = |side: SideName, s: &SideSettings, text: &Arc<TextModel>| {
             let probe = Record::query("probe", "Hello?");
             let prompt = render(&s.context, text, &probe).ok();
-            crate::vllm::VllmBackend::connect(
+            crate::study::connect_side(
                 side,
-                &s.servers,
-                s.served_name.as_deref(),
+                s,
                 settings.server_options,
-                text.clone(),
-                Some(settings.top_k),
+                text,
+                settings.top_k,
                 prompt.as_deref(),
             )
-            .map(|b| SideEngine::Remote(Arc::new(b)))
-            .map_err(StudyError::from_connect)
+            .map(|b| SideEngine::Remote(b))
         };
         let aligned_remote = a
             .is_remote()
