@@ -321,14 +321,31 @@ async fn report_pages_work_in_headless_chromium_from_files() {
     client.close().await.unwrap();
 }
 
+fn letters_of(rows: &[aligntds_report::run_data::TokenRow]) -> Vec<&'static str> {
+    rows.iter()
+        .map(|r| ["u", "m", "s"][r.category as usize])
+        .collect()
+}
+
 /// A run with a compared side: its sides table and stage view show what summary.json holds.
 async fn multi_side_report(client: &Client, tmp: &Path) {
     let run = tmp.join("run-sides");
-    let compared = format!("plain={}", common::fixture("mistral"));
+    // The aligned model itself as the compared side, on answers it generates:
+    // it ranks every token first, where the base side does not.
+    let compared = format!("self={}", common::fixture("llama3"));
     let args = common::pair_args(
         tmp.join("hostile.jsonl").to_str().unwrap(),
         &run,
-        &["--compare", &compared, "--compare-context", "plain=plain"],
+        &[
+            "--compare",
+            &compared,
+            "--compare-context",
+            "self=plain",
+            "--response",
+            "generate",
+            "--max-new-tokens",
+            "8",
+        ],
     );
     succeed(&common::strs(&args));
     let site = tmp.join("site-sides");
@@ -350,7 +367,7 @@ async fn multi_side_report(client: &Client, tmp: &Path) {
     };
     assert_eq!(
         js(client, &column("sides-r0", 1)).await,
-        json!(["base", "plain"])
+        json!(["base", "self"])
     );
     let shifted: Vec<String> = summary["sides"]
         .as_array()
@@ -372,7 +389,7 @@ async fn multi_side_report(client: &Client, tmp: &Path) {
     }
     assert_eq!(
         js(client, &column("stages-r0", 1)).await,
-        json!(["base", "plain", "aligned", "unsettled"])
+        json!(["base", "self", "aligned", "unsettled"])
     );
     let settled: Vec<String> = summary["stages"]["by_bar"][0]["stages"]
         .as_array()
@@ -387,5 +404,74 @@ async fn multi_side_report(client: &Client, tmp: &Path) {
             "{cell} vs {want}"
         );
     }
-    screenshot(client, "multi-side-index").await;
+    screenshot(client, "multi-side-index.png").await;
+
+    // The example page: colour by a compared side, and every side's rank in the panel.
+    let mut rows = None;
+    aligntds_report::run_data::for_each_example_sides(&run, |id, base, compared| {
+        if id == "x1" {
+            rows = Some((base, compared));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let (base, compared) = rows.unwrap();
+    let own = &compared[0].1;
+    assert!(own.iter().all(|r| r.category == 0));
+    assert_ne!(
+        letters_of(&base),
+        letters_of(own),
+        "the sides colour differently"
+    );
+    client
+        .goto(&url_of(&site.join("r0/e00001.html")))
+        .await
+        .unwrap();
+    assert_inert(client).await;
+    // The compared side's own context, as examples.jsonl recorded it.
+    let line: Value = serde_json::from_str(
+        std::fs::read_to_string(run.join("examples.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        text(client, "#ctx-side-1").await,
+        line["sides"][0]["context"]
+    );
+    assert_eq!(
+        js(
+            client,
+            "return document.getElementById('ctx-side-1').dataset.kind"
+        )
+        .await,
+        "plain"
+    );
+    let letters = |rows: &[aligntds_report::run_data::TokenRow]| json!(letters_of(rows));
+    let shown = "return [...document.querySelectorAll('#answer .t')].map(s => ['u','m','s'].find(c => s.classList.contains(c)))";
+    assert_eq!(js(client, shown).await, letters(&base));
+    js(
+        client,
+        "const s = document.getElementById('colour-by'); s.value = '1'; s.dispatchEvent(new Event('change'))",
+    )
+    .await;
+    assert_eq!(js(client, shown).await, letters(own));
+    let t = own.len() - 1;
+    click(client, Locator::Css(&format!("#answer .t[data-t='{t}']"))).await;
+    client
+        .wait()
+        .for_element(Locator::Css("#panel table.sides"))
+        .await
+        .unwrap();
+    let ranks = "return [...document.querySelectorAll('#panel table.sides tr')].slice(1).map(r => [r.children[0].textContent, r.children[1].textContent])";
+    assert_eq!(
+        js(client, ranks).await,
+        json!([
+            ["base", base[t].base_rank.to_string()],
+            ["self", own[t].base_rank.to_string()]
+        ])
+    );
+    screenshot(client, "multi-side-example.png").await;
 }

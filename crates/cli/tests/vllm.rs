@@ -96,10 +96,13 @@ fn with(mut args: Vec<String>, more: Vec<String>) -> Vec<String> {
     args
 }
 
-fn positions(dir: &Path) -> BTreeMap<String, Vec<PositionRecord>> {
+/// One reference side's rows of every example (`base` in a pair run).
+fn positions(dir: &Path, side: &str) -> BTreeMap<String, Vec<PositionRecord>> {
     let mut all = BTreeMap::new();
-    aligntds_formats::positions::for_each_example(dir, |id, rows| {
-        all.insert(id.to_string(), rows);
+    aligntds_formats::positions::for_each_example_by_side(dir, |id, sides| {
+        if let Some(s) = sides.into_iter().find(|s| s.side == side) {
+            all.insert(id.to_string(), s.positions);
+        }
         Ok(())
     })
     .unwrap();
@@ -119,7 +122,13 @@ fn answers(dir: &Path) -> Vec<(String, Vec<u32>, String)> {
 /// tail tokens may order differently: within 3), log-probabilities within
 /// 2e-4, top-k ids the same except where neighbours are within 2e-4 (ties).
 fn assert_same_study(local: &Path, remote: &Path) {
-    let (l, r) = (positions(local), positions(remote));
+    assert_same_side((local, "base"), (remote, "base"));
+}
+
+/// [`assert_same_study`] for one reference side of each run.
+fn assert_same_side((local, ls): (&Path, &str), (remote, rs): (&Path, &str)) {
+    let (l, r) = (positions(local, ls), positions(remote, rs));
+    assert!(!l.is_empty(), "{} has rows of side {ls}", local.display());
     assert_eq!(l.keys().collect::<Vec<_>>(), r.keys().collect::<Vec<_>>());
     let (mut n, mut worst, mut deep, mut swaps) = (0usize, 0f32, 0usize, 0usize);
     for (id, lp) in &l {
@@ -328,6 +337,54 @@ fn vllm_servers_compute_the_same_study_as_the_local_engine() {
         .map(|u| u["url"].as_str().unwrap())
         .collect();
     assert_eq!(used, [u1, u2]);
+
+    // A compared side on a server: its rows equal a local pair run's base
+    // side under the same context, beside a local base side in the same run.
+    let (local_plain, multi) = (tmp.path().join("local-plain"), tmp.path().join("multi"));
+    let o = run(&analyze(
+        ck,
+        &dataset,
+        &local_plain,
+        &["--response", "dataset", "--dtype", "f32", "--base-context", "plain"],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain_side = format!("plain={ck}");
+    let plain_server = format!("plain={u2}");
+    let o = run(&analyze(
+        ck,
+        &dataset,
+        &multi,
+        &[
+            "--response",
+            "dataset",
+            "--dtype",
+            "f32",
+            "--compare",
+            &plain_side,
+            "--compare-context",
+            "plain=plain",
+            "--compare-server",
+            &plain_server,
+        ],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_side((&local_plain, "base"), (&multi, "plain"));
+    assert_same_side((&local_ds, "base"), (&multi, "base"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(multi.join("summary.json")).unwrap())
+            .unwrap();
+    let m = &summary["manifest"];
+    assert_eq!(m["compare"][0]["name"], "plain");
+    assert_eq!(m["compare"][0]["weights"], "vllm:smollm2");
+    assert_eq!(m["compare"][0]["server"]["served_model"], "smollm2");
+    let sides: Vec<&str> = m["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["side"].as_str().unwrap())
+        .collect();
+    assert_eq!(sides, ["plain"]);
+    assert_eq!(summary["sides"][1]["aggregates"]["divergences"], "lower_bound");
 
     // Killing aligntds mid-run loses nothing: the rerun resumes to the same study.
     let resumed = tmp.path().join("resumed");

@@ -86,6 +86,21 @@
         if (current >= 0) render(current);
       }
     };
+    // A run with several reference sides: colour each token by its category
+    // under the side chosen (the letters of data-cats, base first).
+    var colourBy = document.getElementById('colour-by');
+    if (colourBy) {
+      colourBy.addEventListener('change', function () {
+        var k = Number(colourBy.value);
+        tokens.forEach(function (s) {
+          var c = (s.getAttribute('data-cats') || '').charAt(k);
+          if (!c) return;
+          s.classList.remove('u', 'm', 's');
+          s.classList.add(c);
+        });
+        if (current >= 0) render(current);
+      });
+    }
     var script = document.createElement('script');
     script.src = document.body.getAttribute('data-data');
     script.onerror = function () {
@@ -159,6 +174,26 @@
         metrics.appendChild(el('dd', null, m[1]));
       });
       panel.appendChild(metrics);
+      if (data.sides && data.sides.length) {
+        // The aligned token's rank under every reference side, base first.
+        var table = el('table', 'sides');
+        table.appendChild(el('caption', null, 'o_t under every reference side'));
+        var head = el('tr');
+        ['side', 'rank', 'p', 'KL(aligned ‖ side)'].forEach(function (c) { head.appendChild(el('th', null, c)); });
+        table.appendChild(head);
+        [['base', p[3], p[4], p[5]]].concat(data.sides.map(function (s) {
+          var q = s.pos[i] || [null, null, null];
+          return [s.name, q[0], q[1], q[2]];
+        })).forEach(function (r) {
+          var tr = el('tr');
+          tr.appendChild(el('th', null, r[0]));
+          tr.appendChild(el('td', null, String(r[1])));
+          tr.appendChild(el('td', null, prob(r[2])));
+          tr.appendChild(el('td', null, num(r[3])));
+          table.appendChild(tr);
+        });
+        panel.appendChild(table);
+      }
       var tops = el('div', 'tops');
       tops.appendChild(topTable('Aligned@t', p[11], p[12], p[0]));
       tops.appendChild(topTable('Base@t', p[13], p[14], p[0]));

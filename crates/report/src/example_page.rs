@@ -34,6 +34,8 @@ pub struct PageContext<'a> {
     pub in_runs: Vec<Option<usize>>,
     pub aligned_context_kind: &'a str,
     pub base_context_kind: &'a str,
+    /// The compared sides' context kinds, in order.
+    pub side_context_kinds: &'a [String],
 }
 
 const CATEGORY: [&str; 3] = ["u", "m", "s"];
@@ -77,8 +79,8 @@ struct RunLink<'a> {
 
 #[derive(Serialize)]
 struct ContextView<'a> {
-    id: &'static str,
-    label: &'static str,
+    id: String,
+    label: String,
     kind: &'a str,
     chars: usize,
     text: &'a str,
@@ -88,6 +90,9 @@ struct ContextView<'a> {
 struct Span<'a> {
     class: String,
     text: &'a str,
+    /// The token's category letter under each reference side (base first);
+    /// empty in a pair run.
+    cats: String,
 }
 
 /// What templates/example.html shows.
@@ -103,19 +108,23 @@ struct ExampleView<'a> {
     /// Links to this example in the other runs; empty for a single run.
     runs: Vec<RunLink<'a>>,
     query: &'a str,
-    contexts: [ContextView<'a>; 2],
+    /// Aligned, base, then each compared side's.
+    contexts: Vec<ContextView<'a>>,
     tokens: usize,
     source: &'a str,
     stop_reason: &'a str,
     counts: [u64; 3],
     mean_kl: String,
     spans: Vec<Span<'a>>,
+    /// The reference sides a token's colour may follow (base first); empty in a pair run.
+    sides: Vec<&'a str>,
 }
 
 pub fn render_page(
     ctx: &PageContext,
     info: &ExampleInfo,
     rows: &[TokenRow],
+    compared: &[crate::run_data::SideRows],
 ) -> Result<String, ReportError> {
     let href = |i: usize| format!("{}.html", stem(i));
     let runs = if ctx.run_names.len() > 1 {
@@ -144,20 +153,34 @@ pub fn render_page(
         query: &info.query,
         contexts: [
             ContextView {
-                id: "ctx-aligned",
-                label: "Aligned model's context",
+                id: "ctx-aligned".into(),
+                label: "Aligned model's context".into(),
                 kind: ctx.aligned_context_kind,
                 chars: info.aligned_context.chars().count(),
                 text: &info.aligned_context,
             },
             ContextView {
-                id: "ctx-base",
-                label: "Base model's context",
+                id: "ctx-base".into(),
+                label: "Base model's context".into(),
                 kind: ctx.base_context_kind,
                 chars: info.base_context.chars().count(),
                 text: &info.base_context,
             },
-        ],
+        ]
+        .into_iter()
+        .chain(
+            info.side_contexts
+                .iter()
+                .enumerate()
+                .map(|(i, (name, text))| ContextView {
+                    id: format!("ctx-side-{}", i + 1),
+                    label: format!("Compared side {name}'s context"),
+                    kind: ctx.side_context_kinds.get(i).map_or("", |k| k.as_str()),
+                    chars: text.chars().count(),
+                    text,
+                }),
+        )
+        .collect(),
         tokens: rows.len(),
         source: &info.source,
         stop_reason: &info.stop_reason,
@@ -165,11 +188,27 @@ pub fn render_page(
         mean_kl: format!("{:.4}", mean_kl(rows)),
         spans: rows
             .iter()
-            .map(|row| Span {
+            .enumerate()
+            .map(|(t, row)| Span {
                 class: token_class(row),
                 text: &row.token,
+                cats: if compared.is_empty() {
+                    String::new()
+                } else {
+                    std::iter::once(row)
+                        .chain(compared.iter().filter_map(|(_, r)| r.get(t)))
+                        .map(|r| CATEGORY[r.category.min(2) as usize])
+                        .collect()
+                },
             })
             .collect(),
+        sides: if compared.is_empty() {
+            Vec::new()
+        } else {
+            std::iter::once(aligntds_formats::sides::BASE_SIDE)
+                .chain(compared.iter().map(|(n, _)| n.as_str()))
+                .collect()
+        },
     };
     templates::render("example.html", &view)
 }
@@ -194,8 +233,9 @@ fn push_sci(out: &mut String, x: f64) {
 /// [token id, aligned rank, aligned logprob, base rank, base logprob,
 ///  KL(a||b), KL(b||a), JS, log-ratio, aligned entropy, base entropy,
 ///  aligned top ids, aligned top logprobs, base top ids, base top logprobs],
-/// and the texts of all ids in one dictionary.
-pub fn render_data(rows: &[TokenRow]) -> String {
+/// and the texts of all ids in one dictionary; with compared sides, `sides`:
+/// per side its name and per position [rank, logprob, KL(aligned || side)].
+pub fn render_data(rows: &[TokenRow], compared: &[crate::run_data::SideRows]) -> String {
     let mut dict: std::collections::BTreeMap<u32, &str> = Default::default();
     let mut pos = String::with_capacity(rows.len() * 256);
     for (i, r) in rows.iter().enumerate() {
@@ -244,7 +284,24 @@ pub fn render_data(rows: &[TokenRow]) -> String {
         })
         .collect::<Vec<_>>()
         .join(",");
-    format!("aligntds.receive({{\"v\":1,\"dict\":{{{dict_json}}},\"pos\":[{pos}]}});\n")
+    let mut sides = String::new();
+    for (i, (name, side_rows)) in compared.iter().enumerate() {
+        let _ = write!(
+            sides,
+            "{}{{\"name\":{},\"pos\":[",
+            if i > 0 { "," } else { "" },
+            serde_json::to_string(name).unwrap_or_else(|_| "\"\"".into())
+        );
+        for (j, r) in side_rows.iter().enumerate() {
+            let _ = write!(sides, "{}[{},", if j > 0 { "," } else { "" }, r.base_rank);
+            push_num(&mut sides, r.base_logprob as f64, 4);
+            sides.push(',');
+            push_sci(&mut sides, r.kl_aligned_base);
+            sides.push(']');
+        }
+        sides.push_str("]}");
+    }
+    format!("aligntds.receive({{\"v\":1,\"dict\":{{{dict_json}}},\"pos\":[{pos}],\"sides\":[{sides}]}});\n")
 }
 
 #[cfg(test)]
@@ -282,6 +339,7 @@ mod tests {
             in_runs: vec![Some(0), Some(5), None],
             aligned_context_kind: "chat",
             base_context_kind: "template",
+            side_context_kinds: &[],
         }
     }
 
@@ -294,13 +352,14 @@ mod tests {
             source: "dataset".into(),
             stop_reason: "dataset".into(),
             counts: [0, 0, 1],
+            side_contexts: Vec::new(),
         }
     }
 
     /// The markup inside the page's answer element.
     fn answer_markup(rows: &[TokenRow]) -> String {
         let names = vec!["run".to_string()];
-        let page = render_page(&page_context(&names), &example_info(), rows).unwrap();
+        let page = render_page(&page_context(&names), &example_info(), rows, &[]).unwrap();
         let (_, rest) = page.split_once("aria-label=\"answer tokens\">").unwrap();
         rest.split_once("</div>").unwrap().0.to_string()
     }
@@ -329,7 +388,7 @@ mod tests {
 
     #[test]
     fn data_scripts_hold_the_positions_as_json() {
-        let js = render_data(&[row("<script>", 2, false)]);
+        let js = render_data(&[row("<script>", 2, false)], &[]);
         let json = js
             .strip_prefix("aligntds.receive(")
             .and_then(|s| s.strip_suffix(");\n"))
@@ -348,12 +407,42 @@ mod tests {
     }
 
     #[test]
+    fn compared_sides_give_each_token_its_category_under_every_side() {
+        let names = vec!["run".to_string()];
+        let base = [row("a", 0, true), row("b", 2, false)];
+        let mut plain = base.clone();
+        plain[0].category = 1;
+        plain[0].base_rank = 3;
+        plain[1].category = 0;
+        let compared = vec![("plain <b>".to_string(), plain.to_vec())];
+        let page = render_page(&page_context(&names), &example_info(), &base, &compared).unwrap();
+        assert!(page.contains("<select id=\"colour-by\"><option value=\"0\">base</option><option value=\"1\">plain &lt;b&gt;</option></select>"), "{page}");
+        assert!(page.contains("data-t=\"0\" data-cats=\"um\""), "{page}");
+        assert!(page.contains("data-t=\"1\" data-cats=\"su\""), "{page}");
+        let js = render_data(&base, &compared);
+        let json = js
+            .trim_start_matches("aligntds.receive(")
+            .trim_end()
+            .trim_end_matches(");");
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["sides"][0]["name"], "plain <b>");
+        assert_eq!(
+            v["sides"][0]["pos"][0],
+            serde_json::json!([3, -1.25, 0.125])
+        );
+        // A pair run's page has no selector and no per-side letters.
+        let pair = render_page(&page_context(&names), &example_info(), &base, &[]).unwrap();
+        assert!(!pair.contains("colour-by") && !pair.contains("data-cats"));
+    }
+
+    #[test]
     fn pages_link_neighbours_and_other_runs() {
         let names = vec!["a <run>".to_string(), "b".to_string(), "c".to_string()];
         let page = render_page(
             &page_context(&names),
             &example_info(),
             &[row("hi", 2, true)],
+            &[],
         )
         .unwrap();
         assert!(page.contains("<span class=\"off\">‹ previous</span>"));
@@ -375,7 +464,7 @@ mod tests {
     #[test]
     fn a_single_run_has_no_run_links_and_an_empty_answer_still_renders() {
         let names = vec!["only".to_string()];
-        let page = render_page(&page_context(&names), &example_info(), &[]).unwrap();
+        let page = render_page(&page_context(&names), &example_info(), &[], &[]).unwrap();
         assert!(!page.contains("class=\"runs\""));
         assert!(page.contains("aria-label=\"answer tokens\"></div>"));
         assert!(page.contains("0 tokens (dataset; stop: dataset)"));

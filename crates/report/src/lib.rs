@@ -20,7 +20,7 @@ use aligntds_formats::summary::{Aggregates, Summary};
 use crate::example_page::{data_path, page_path, render_data, render_page, PageContext};
 pub use crate::figures::figures;
 use crate::index::ExampleStats;
-use crate::run_data::{for_each_example, read_examples, ExampleInfo};
+use crate::run_data::{for_each_example_sides, read_examples, ExampleInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -184,46 +184,53 @@ fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
             settings.aligned_context.kind.as_str().to_string(),
             settings.base_context.kind.as_str().to_string(),
         );
+        let side_kinds: Vec<String> = settings
+            .compare
+            .iter()
+            .map(|c| c.context.kind.as_str().to_string())
+            .collect();
         let mut seen: Vec<Option<ExampleStats>> = vec![None; examples[k].len()];
-        let mut write_example = |index: usize, rows: &[run_data::TokenRow]| {
-            let info = &examples[k][index];
-            let ctx = PageContext {
-                run_names: &run_names,
-                run: k,
-                index,
-                total: examples[k].len(),
-                in_runs: positions
-                    .iter()
-                    .map(|p| p.get(info.id.as_str()).copied())
-                    .collect(),
-                aligned_context_kind: &aligned_kind,
-                base_context_kind: &base_kind,
+        let mut write_example =
+            |index: usize, rows: &[run_data::TokenRow], compared: &[run_data::SideRows]| {
+                let info = &examples[k][index];
+                let ctx = PageContext {
+                    run_names: &run_names,
+                    run: k,
+                    index,
+                    total: examples[k].len(),
+                    in_runs: positions
+                        .iter()
+                        .map(|p| p.get(info.id.as_str()).copied())
+                        .collect(),
+                    aligned_context_kind: &aligned_kind,
+                    base_context_kind: &base_kind,
+                    side_context_kinds: &side_kinds,
+                };
+                let page = render_page(&ctx, info, rows, compared)?;
+                let data = render_data(rows, compared);
+                write_file(&out.join(page_path(k, index)), page.as_bytes())?;
+                write_file(&out.join(data_path(k, index)), data.as_bytes())?;
+                stats.example_pages += 1;
+                stats.bytes += (page.len() + data.len()) as u64;
+                seen[index] = Some(ExampleStats {
+                    tokens: rows.len(),
+                    mean_kl: example_page::mean_kl(rows),
+                });
+                Ok::<(), ReportError>(())
             };
-            let page = render_page(&ctx, info, rows)?;
-            let data = render_data(rows);
-            write_file(&out.join(page_path(k, index)), page.as_bytes())?;
-            write_file(&out.join(data_path(k, index)), data.as_bytes())?;
-            stats.example_pages += 1;
-            stats.bytes += (page.len() + data.len()) as u64;
-            seen[index] = Some(ExampleStats {
-                tokens: rows.len(),
-                mean_kl: example_page::mean_kl(rows),
-            });
-            Ok::<(), ReportError>(())
-        };
         let parquet = run.dir.join("positions.parquet");
         let mut written = vec![false; examples[k].len()];
-        for_each_example(&run.dir, |id, rows| {
+        for_each_example_sides(&run.dir, |id, rows, compared| {
             let index = *positions[k].get(id).ok_or_else(|| {
                 file_err(&parquet, format!("example `{id}` is not in examples.jsonl"))
             })?;
             written[index] = true;
-            write_example(index, &rows)
+            write_example(index, &rows, &compared)
         })?;
         // Examples without positions (empty answers) still get a page, so navigation never breaks.
         for (index, done) in written.iter().enumerate() {
             if !done {
-                write_example(index, &[])?;
+                write_example(index, &[], &[])?;
             }
         }
         example_stats.push(seen);

@@ -18,6 +18,8 @@ pub struct ExampleInfo {
     pub source: String,
     pub stop_reason: String,
     pub counts: [u64; 3],
+    /// Each compared side's name and rendered context (empty in a pair run).
+    pub side_contexts: Vec<(String, String)>,
 }
 
 impl ExampleInfo {
@@ -31,6 +33,7 @@ pub fn read_examples(dir: &Path) -> Result<Vec<ExampleInfo>, ReportError> {
         .into_iter()
         .map(|e| ExampleInfo {
             counts: [e.unshifted, e.marginal, e.shifted].map(u64::from),
+            side_contexts: e.sides.into_iter().map(|s| (s.name, s.context)).collect(),
             id: e.id,
             query: e.query,
             aligned_context: e.aligned_context,
@@ -96,6 +99,37 @@ impl From<PositionRecord> for TokenRow {
             base_top: top(p.base_top),
         }
     }
+}
+
+/// One compared side's rows of an example.
+pub type SideRows = (String, Vec<TokenRow>);
+
+/// Calls `each(example_id, base rows, compared sides' rows)` for every
+/// example of positions.parquet, in file order.
+pub fn for_each_example_sides(
+    dir: &Path,
+    mut each: impl FnMut(&str, Vec<TokenRow>, Vec<SideRows>) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    let mut failure = None;
+    aligntds_formats::positions::for_each_example_by_side(dir, |id, sides| {
+        if failure.is_none() {
+            let mut base = Vec::new();
+            let mut compared = Vec::new();
+            for s in sides {
+                let rows: Vec<TokenRow> = s.positions.into_iter().map(TokenRow::from).collect();
+                if s.side == aligntds_formats::sides::BASE_SIDE {
+                    base = rows;
+                } else {
+                    compared.push((s.side, rows));
+                }
+            }
+            if let Err(e) = each(id, base, compared) {
+                failure = Some(e);
+            }
+        }
+        Ok(())
+    })?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// Calls `each(example_id, rows)` for every example of positions.parquet, in file order.
