@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Builds the tiny random-weight test checkpoints and their transformers goldens.
 
-Dev time only (not run by CI): `pip install torch transformers tokenizers`, then
-`python3 scripts/make_fixtures.py`. Writes fixtures/<name>/ (a Hugging Face
+Dev time only (not run by CI): `pip install torch transformers tokenizers gguf`, then
+`python3 scripts/make_fixtures.py` (every fixture) or `--only NAME...` (just those,
+leaving the others' files byte for byte). Writes fixtures/<name>/ (a Hugging Face
 checkpoint) and fixtures/<name>/goldens.json, plus fixtures/tokenizers.json and
 fixtures/templates.json. Re-running with the same package versions reproduces
 the files. `--bench DIR` instead writes a SmolLM2-135M-shaped random checkpoint
@@ -61,6 +62,11 @@ TOOLISH_TEMPLATE = """{%- set ns = namespace(system='') %}
 QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 SMOLLM2_TEMPLATE = (ROOT / "crates/engine/templates/smollm2.jinja").read_text()
+FAMILY_TEMPLATES = ROOT / "scripts/fixture_templates"
+
+
+def family_template(name):
+    return (FAMILY_TEMPLATES / f"{name}.jinja").read_text()
 
 
 def corpus():
@@ -187,6 +193,56 @@ FIXTURES = {
                     tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
         template=dict(chat_template=LLAMA2_CHAT_TEMPLATE),
     ),
+    # Qwen3: per-head q/k norms, no q/k/v bias, untied embeddings, head_dim (24) apart from
+    # hidden / heads (16), Qwen3's template with its thinking switch and <think> tokens.
+    "qwen3": dict(
+        cls="Qwen3Config", tokenizer="bl", specials=[], added=["<think>", "</think>"],
+        config=dict(vocab_size=600, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=24, max_position_embeddings=256,
+                    rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False,
+                    bos_token_id=None, eos_token_id=2, rope_theta=1000000.0),
+        template=dict(chat_template=family_template("qwen3")),
+    ),
+    # OLMo 2: norms after attention and MLP only, q/k norms over the whole projections, Tulu template.
+    "olmo2": dict(
+        cls="Olmo2Config", tokenizer="bl", specials=["<|system|>", "<|user|>", "<|assistant|>"],
+        config=dict(vocab_size=600, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                    rms_norm_eps=1e-6, tie_word_embeddings=False, pad_token_id=None,
+                    bos_token_id=0, eos_token_id=0, rope_theta=500000.0),
+        tokens=dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>"),
+        template=dict(chat_template=family_template("olmo2")),
+    ),
+    # Gemma 2: sliding (window 5, shorter than the test sequences) and global layers alternating
+    # (transformers' default layer pattern), attention-logit and final-logit soft-capping set low
+    # enough to bite, sandwich (1 + w) norms, scaled embeddings, query_pre_attn_scalar (16) apart
+    # from head_dim (24); its template refuses a system role.
+    "gemma2": dict(
+        cls="Gemma2Config", tokenizer="sp", specials=["<start_of_turn>", "<end_of_turn>"],
+        config=dict(vocab_size=640, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=24, max_position_embeddings=256,
+                    rms_norm_eps=1e-6, sliding_window=5, query_pre_attn_scalar=16,
+                    attn_logit_softcapping=4.0, final_logit_softcapping=6.0,
+                    tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        template=dict(chat_template=family_template("gemma2")),
+    ),
+    # Phi-3.5-mini: fused qkv and gate_up projections, a sliding window (40) on every layer, and
+    # LongRoPE with an original context of 32, so the 48-token sequences take the long factors
+    # and the 30-token one and the generation (28 positions) the short ones.
+    "phi3": dict(
+        cls="Phi3Config", tokenizer="sp", specials=["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+        config=dict(vocab_size=640, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                    original_max_position_embeddings=32, rms_norm_eps=1e-5, sliding_window=40,
+                    rope_parameters=dict(rope_type="longrope", rope_theta=10000.0,
+                                         original_max_position_embeddings=32,
+                                         short_factor=[1.0, 1.05, 1.1, 1.3, 1.6, 2.0, 2.4, 3.0],
+                                         long_factor=[1.0, 1.5, 2.5, 4.0, 6.0, 9.0, 13.0, 18.0]),
+                    tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        tokens=dict(eos_token="<|end|>"),
+        template=dict(chat_template=family_template("phi3")),
+        short_sequence=30,
+    ),
 }
 
 TEXTS = [
@@ -247,11 +303,12 @@ def build(name, spec, toks, seed):
         c.pop("rope_parameters", None)
         c.update(spec["old_rope"])
         (out / "config.json").write_text(json.dumps(c, indent=2) + "\n")
-    tok = toks[spec["tokenizer"]]
+    tok = with_family_tokens(toks[spec["tokenizer"]], spec)
     if spec["tokenizer"] == "sp":
         tcfg = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", add_bos_token=True)
     else:
         tcfg = dict(bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tcfg.update(spec.get("tokens", {}))
     tcfg.update(spec.get("template", {}))
     save_tokenizer(tok, out, tcfg)
     if "jinja" in spec:
@@ -264,15 +321,31 @@ def build(name, spec, toks, seed):
     text_ids = tokenizer(TEXTS[0] + ". " + TEXTS[2] + " " + TEXTS[5] + " The answer is 42 because of reasons.")["input_ids"]
     random_ids = torch.randint(0, cfg.vocab_size, (48,), generator=g).tolist()
     prompt = tokenizer(TEXTS[1])["input_ids"][:12]
+    sequences = [topk_goldens(model, text_ids, 1), topk_goldens(model, random_ids, 5)]
+    if "short_sequence" in spec:
+        sequences.append(topk_goldens(model, random_ids[:spec["short_sequence"]], 5))
     goldens = {
         "transformers": transformers.__version__,
         "torch": torch.__version__,
         "parameters": model.num_parameters(),
-        "sequences": [topk_goldens(model, text_ids, 1), topk_goldens(model, random_ids, 5)],
+        "sequences": sequences,
         "generation": generation_golden(model, prompt, 16),
     }
     (out / "goldens.json").write_text(json.dumps(goldens) + "\n")
     return tokenizer
+
+
+def with_family_tokens(tok, spec):
+    """The shared tokenizer with the family's chat-turn tokens added: special ones (never
+    split, skipped when decoding with skip_special_tokens) and plain added ones (Qwen3's
+    <think> tags, which decode as text)."""
+    if not spec.get("specials") and not spec.get("added"):
+        return tok
+    from tokenizers import AddedToken
+    tok = Tokenizer.from_str(tok.to_str())
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in spec.get("specials", [])])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in spec.get("added", [])])
+    return tok
 
 
 def tokenizer_goldens(tokenizer, path):
@@ -396,28 +469,46 @@ def bench(dest):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", metavar="DIR", help="write a SmolLM2-135M-shaped random checkpoint to DIR instead")
+    ap.add_argument("--only", nargs="+", metavar="NAME", choices=list(FIXTURES),
+                    help="rebuild only these fixtures, with the tokenizers the committed llama2 (sp) and "
+                         "qwen2 (bl) fixtures carry, merging their rows into tokenizers.json and templates.json")
     args = ap.parse_args()
     if args.bench:
         return bench(args.bench)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    texts = corpus()
-    toks = {"sp": train_sentencepiece_like(texts, 330), "bl": train_byte_level(texts, 590)}
+    names = args.only or list(FIXTURES)
+    if args.only:
+        # The shared tokenizers as trained when every fixture was built (the family ones add to them).
+        base = {"sp": "llama2", "bl": "qwen2"}
+        toks = {k: Tokenizer.from_file(str(OUT / v / "tokenizer.json")) for k, v in base.items()}
+    else:
+        texts = corpus()
+        toks = {"sp": train_sentencepiece_like(texts, 330), "bl": train_byte_level(texts, 590)}
     OUT.mkdir(exist_ok=True)
-    tokenizers_out, templates_out = {}, {}
-    for i, (name, spec) in enumerate(FIXTURES.items()):
-        tokenizer = build(name, spec, toks, seed=1000 + i)
+    meta = {"transformers": transformers.__version__, "tokenizers": __import__("tokenizers").__version__}
+    previous = lambda f: json.loads((OUT / f).read_text())["fixtures"] if args.only else {}
+    tokenizers_out, templates_out = previous("tokenizers.json"), previous("templates.json")
+    for name in names:
+        spec = FIXTURES[name]
+        tokenizer = build(name, spec, toks, seed=1000 + list(FIXTURES).index(name))
         tokenizers_out[name] = tokenizer_goldens(tokenizer, OUT / name)
         templates_out[name] = template_goldens(tokenizer)
         print(f"built {name}", file=sys.stderr)
     from write_gguf import write as write_gguf
-    for name in FIXTURES:
+    for name in names:
         write_gguf(OUT / name, OUT / f"{name}.gguf")
-    check_gguf_with_transformers()
-    tds_goldens()
-    templates_out["llama2:toolish"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "llama2"), template="toolish")
-    templates_out["builtin:smollm2"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "qwen2"), template=SMOLLM2_TEMPLATE)
-    templates_out["builtin:llama2-study"] = llama2_study_goldens()
-    meta = {"transformers": transformers.__version__, "tokenizers": __import__("tokenizers").__version__}
+    if "qwen3" in names:
+        qwen3 = transformers.AutoTokenizer.from_pretrained(OUT / "qwen3")
+        for switch in (True, False):
+            templates_out[f"qwen3:enable_thinking={str(switch).lower()}"] = template_goldens(qwen3, enable_thinking=switch)
+    if args.only:
+        print("--only: the llama2/qwen2 GGUF check and tds-pair.json are left as they are", file=sys.stderr)
+    else:
+        check_gguf_with_transformers()
+        tds_goldens()
+        templates_out["llama2:toolish"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "llama2"), template="toolish")
+        templates_out["builtin:smollm2"] = template_goldens(transformers.AutoTokenizer.from_pretrained(OUT / "qwen2"), template=SMOLLM2_TEMPLATE)
+        templates_out["builtin:llama2-study"] = llama2_study_goldens()
     (OUT / "tokenizers.json").write_text(json.dumps({**meta, "fixtures": tokenizers_out}, ensure_ascii=False, indent=1) + "\n")
     (OUT / "templates.json").write_text(json.dumps({**meta, "fixtures": templates_out}, ensure_ascii=False, indent=1) + "\n")
 

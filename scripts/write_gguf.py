@@ -1,7 +1,10 @@
 """Writes a tiny safetensors fixture as an F32 GGUF file the way llama.cpp's
 converter would: llama.cpp tensor names and metadata keys (the gguf package's
-constants), Llama's Q/K row permutation, Gemma's norms stored as 1 + w, and
-Llama 3 rope scaling as a `rope_freqs` tensor. Used by make_fixtures.py."""
+constants; for the architectures added later, its per-architecture tensor name
+map), Llama's Q/K row permutation, Gemma's norms stored as 1 + w, Llama 3 rope
+scaling as a `rope_freqs` tensor, Phi-3's fused projections kept fused and its
+LongRoPE factors as `rope_factors_short` / `rope_factors_long`. Used by
+make_fixtures.py."""
 import json
 import math
 from pathlib import Path
@@ -11,7 +14,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gemma3_text": "gemma3"}
+ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gemma3_text": "gemma3",
+        "qwen3": "qwen3", "olmo2": "olmo2", "gemma2": "gemma2", "phi3": "phi3"}
+# Architectures named through the gguf package's tensor name map (as the converter does).
+MAPPED = {"qwen3": gguf.MODEL_ARCH.QWEN3, "olmo2": gguf.MODEL_ARCH.OLMO2,
+          "gemma2": gguf.MODEL_ARCH.GEMMA2, "phi3": gguf.MODEL_ARCH.PHI3}
 GEMMA_OFFSET_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
                       "post_feedforward_layernorm", "q_norm", "k_norm")
 
@@ -48,8 +55,9 @@ def write(src: Path, dest: Path):
     tcfg = json.loads((src / "tokenizer_config.json").read_text())
     model_type = cfg["model_type"]
     arch = ARCH[model_type]
-    gemma = arch == "gemma3"
+    gemma = arch in ("gemma3", "gemma2")
     w = gguf.GGUFWriter(str(dest), arch)
+    name_map = gguf.get_tensor_name_map(MAPPED[arch], cfg["num_hidden_layers"]) if arch in MAPPED else None
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     w.add_block_count(cfg["num_hidden_layers"])
@@ -63,7 +71,32 @@ def write(src: Path, dest: Path):
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     w.add_vocab_size(cfg["vocab_size"])
     rope = cfg.get("rope_parameters") or {"rope_theta": cfg.get("rope_theta", 10000.0), **(cfg.get("rope_scaling") or {})}
-    if gemma:
+    if arch == "gemma2":
+        # What Gemma2Model.set_gguf_parameters writes: no rope base (llama.cpp's 10000), the caps, the window.
+        w.add_attn_logit_softcapping(cfg["attn_logit_softcapping"])
+        w.add_final_logit_softcapping(cfg["final_logit_softcapping"])
+        w.add_sliding_window(cfg["sliding_window"])
+        # llama.cpp takes the query scale from the layer count (hidden/heads for the 46-layer 27B,
+        # head_dim otherwise); a scalar it would not infer is written as attention.scale.
+        inferred = cfg["hidden_size"] // heads if cfg["num_hidden_layers"] == 46 else head_dim
+        if cfg["query_pre_attn_scalar"] != inferred:
+            w.add_attention_scale(1.0 / math.sqrt(cfg["query_pre_attn_scalar"]))
+    elif arch == "phi3":
+        # What Phi3MiniModel writes: the original context, a 0 window for none, LongRoPE's attention
+        # factor from the ratio of the contexts, and the factors as tensors (below).
+        original = rope["original_max_position_embeddings"]
+        w.add_rope_freq_base(rope["rope_theta"])
+        w.add_rope_scaling_orig_ctx_len(original)
+        w.add_rope_dimension_count(head_dim)
+        w.add_sliding_window(cfg.get("sliding_window") or 0)
+        scale = cfg["max_position_embeddings"] / original
+        if rope.get("long_factor"):
+            w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0)
+            w.add_tensor("rope_factors_long.weight", np.array(rope["long_factor"], dtype=np.float32))
+            w.add_tensor("rope_factors_short.weight", np.array(rope["short_factor"], dtype=np.float32))
+    elif arch in ("qwen3", "olmo2"):
+        w.add_rope_freq_base(rope["rope_theta"])
+    elif gemma:
         full, sliding = rope["full_attention"], rope["sliding_attention"]
         w.add_rope_freq_base(full["rope_theta"])
         w.add_rope_freq_base_swa(sliding["rope_theta"])
@@ -101,22 +134,34 @@ def write(src: Path, dest: Path):
             t = permute(t, kv)
         if gemma and (name == "model.norm.weight" or any(f".{n}." in name for n in GEMMA_OFFSET_NORMS)):
             t = t + 1.0
+        if name_map is not None:
+            if arch == "gemma2" and name == "lm_head.weight":
+                continue  # the converter skips it: Gemma 2 always ties its output to the embedding
+            mapped = name_map.get_name(name, try_suffixes=(".weight", ".bias"))
+            if mapped is None:
+                raise KeyError(f"{arch}: no llama.cpp name for {name}")
+            w.add_tensor(mapped, t.numpy().astype(np.float32))
+            continue
         w.add_tensor(tensor_name(name, gemma), t.numpy().astype(np.float32))
     # tokenizer
-    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
-    tokens = [t for t, _ in vocab]
+    # The model's vocabulary, then tokens added past it (a family's chat-turn tokens).
+    by_id = {i: t for t, i in tok["model"]["vocab"].items()}
+    by_id.update({a["id"]: a["content"] for a in tok["added_tokens"]})
+    tokens = [by_id[i] for i in range(len(by_id))]
     specials = {a["content"] for a in tok["added_tokens"] if a["special"]}
+    user = {a["content"] for a in tok["added_tokens"] if not a["special"]}
+    kind = lambda t: (gguf.TokenType.CONTROL if t in specials else gguf.TokenType.USER_DEFINED if t in user
+                      else gguf.TokenType.BYTE if t.startswith("<0x") else gguf.TokenType.NORMAL)
     if tok["model"].get("byte_fallback"):
         w.add_tokenizer_model("llama")
         w.add_token_list(tokens)
         w.add_token_scores([-float(i) for i in range(len(tokens))])
-        types = [gguf.TokenType.CONTROL if t in specials else gguf.TokenType.BYTE if t.startswith("<0x") else gguf.TokenType.NORMAL for t in tokens]
-        w.add_token_types(types)
+        w.add_token_types([kind(t) for t in tokens])
     else:
         w.add_tokenizer_model("gpt2")
         w.add_tokenizer_pre("qwen2")
         w.add_token_list(tokens)
-        w.add_token_types([gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens])
+        w.add_token_types([gguf.TokenType.NORMAL if kind(t) == gguf.TokenType.BYTE else kind(t) for t in tokens])
         w.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]])
     ids = {t: i for i, t in enumerate(tokens)}
     if tcfg.get("bos_token") in ids:

@@ -111,7 +111,10 @@ impl<'m> BatchGenerator<'m> {
                 }),
                 None => {
                     // A prefix the prompt does not continue is not used.
-                    let reused = r.prefix.take().filter(|p| p.continued_by(&r.prompt));
+                    let reused = r.prefix.take().filter(|p| {
+                        p.continued_by(&r.prompt)
+                            && p.holds_for(r.prompt.len() + r.options.max_new_tokens)
+                    });
                     let cached = reused.as_ref().map_or(0, |p| p.len());
                     let cache = match &reused {
                         Some(p) => p.fork(r.prompt.len() - cached + r.options.max_new_tokens)?,

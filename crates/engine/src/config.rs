@@ -120,6 +120,15 @@ pub enum RopeScaling {
     },
     /// Each inverse frequency divided by its own factor (llama.cpp's `rope_freqs.weight`).
     Factors(Vec<f32>),
+    /// Phi-3's LongRoPE: per-frequency divisors, `short` for sequences of at
+    /// most `original_max_position_embeddings` positions and `long` beyond,
+    /// with cos and sin scaled by `attention_factor`.
+    LongRope {
+        short: Vec<f32>,
+        long: Vec<f32>,
+        original_max_position_embeddings: usize,
+        attention_factor: f64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -178,8 +187,12 @@ pub enum NormPlacement {
     Pre,
     /// Before and after each block (Gemma 2 and 3): input_layernorm and
     /// post_attention_layernorm around attention, pre_/post_feedforward_layernorm
-    /// around the MLP. (OLMo 2's after-only placement is a further variant.)
+    /// around the MLP.
     PreAndPost,
+    /// After each block only (OLMo 2): post_attention_layernorm normalises the
+    /// attention output and post_feedforward_layernorm the MLP output, each
+    /// before its residual add; blocks see the raw residual stream.
+    Post,
 }
 
 /// How queries and keys are normalised before rope.
@@ -188,8 +201,10 @@ pub enum QkNorm {
     #[default]
     None,
     /// An RMSNorm of head_dim on each query and key head (Gemma 3, Qwen3).
-    /// (OLMo 2's norm over the whole projection is a further variant.)
     PerHead,
+    /// An RMSNorm over the whole query and key projections, before the heads
+    /// are split (OLMo 2).
+    Whole,
 }
 
 /// The decoder's switches, named by what they do; every architecture sets
@@ -207,6 +222,49 @@ pub struct DecoderSwitches {
     /// tanh soft-capping of attention logits and of the final logits at these values.
     pub attn_logit_softcapping: Option<f64>,
     pub final_logit_softcapping: Option<f64>,
+    /// Queries, keys and values come from one `qkv_proj` (Phi-3), split by rows on load.
+    pub fused_qkv: bool,
+    /// Gate and up projections are one `gate_up_proj` (Phi-3), split by rows on load.
+    pub fused_gate_up: bool,
+}
+
+impl DecoderSwitches {
+    /// What this decoder does beyond Llama's, in words (for `inspect`).
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.norms {
+            NormPlacement::Pre => out.push("pre-norm".to_string()),
+            NormPlacement::PreAndPost => out.push("norms before and after each block".into()),
+            NormPlacement::Post => out.push("norms after each block only".into()),
+        }
+        if self.norm_weight_offset {
+            out.push("RMSNorm scaled by 1 + w".into());
+        }
+        match self.qk_norm {
+            QkNorm::None => {}
+            QkNorm::PerHead => out.push("q/k RMSNorm per head".into()),
+            QkNorm::Whole => out.push("q/k RMSNorm over the whole projection".into()),
+        }
+        if let Some(scale) = self.embed_scale {
+            out.push(format!("embeddings x{scale:.3}"));
+        }
+        if let Some(q) = self.query_pre_attn_scalar {
+            out.push(format!("query_pre_attn_scalar {q}"));
+        }
+        if let Some(cap) = self.attn_logit_softcapping {
+            out.push(format!("attention logits soft-capped at {cap}"));
+        }
+        if let Some(cap) = self.final_logit_softcapping {
+            out.push(format!("final logits soft-capped at {cap}"));
+        }
+        if self.fused_qkv {
+            out.push("fused qkv_proj".into());
+        }
+        if self.fused_gate_up {
+            out.push("fused gate_up_proj".into());
+        }
+        out
+    }
 }
 
 impl ModelConfig {
@@ -253,6 +311,21 @@ impl ModelConfig {
         }
         let num_layers = raw.usize("num_hidden_layers")?;
         let (rope_full, rope_sliding) = parse_rope(raw)?;
+        for rope in [&rope_full, &rope_sliding] {
+            if let RopeScaling::LongRope { short, long, .. } = &rope.scaling {
+                if short.len() != head_dim / 2 || long.len() != head_dim / 2 {
+                    return Err(raw.error(
+                        "rope_parameters",
+                        format!(
+                            "LongRoPE short_factor and long_factor need head_dim / 2 = {} entries each, found {} and {}",
+                            head_dim / 2,
+                            short.len(),
+                            long.len()
+                        ),
+                    ));
+                }
+            }
+        }
         let attention_bias = raw.opt_bool("attention_bias")?.unwrap_or(false);
         let activation = match raw.opt_str("hidden_act")?.unwrap_or("silu") {
             "silu" | "swish" => Activation::Silu,
@@ -418,12 +491,65 @@ pub(crate) fn parse_rope_object(
             high_freq_factor: required("high_freq_factor")?,
             original_max_position_embeddings: required("original_max_position_embeddings")?,
         },
+        // "su" is LongRoPE's name in the first Phi-3 long-context configs.
+        "longrope" | "su" => long_rope(raw, field, obj, number)?,
         other => {
             return Err(raw.error(
                 &format!("{field}.rope_type"),
-                format!("unsupported rope type `{other}`; supported: default, linear, llama3"),
+                format!(
+                    "unsupported rope type `{other}`; supported: default, linear, llama3, longrope"
+                ),
             ))
         }
     };
     Ok(RopeConfig { theta, scaling })
+}
+
+/// LongRoPE as transformers computes it: the original context from the rope
+/// object or the config's top level; `factor` defaulting to the ratio of the
+/// context to the original one, and `attention_factor` to
+/// sqrt(1 + ln(factor) / ln(original)) when the factor exceeds 1.
+fn long_rope(
+    raw: &RawConfig,
+    field: &str,
+    obj: &serde_json::Map<String, Value>,
+    number: impl Fn(&str) -> Result<Option<f64>>,
+) -> Result<RopeScaling> {
+    let factors = |key: &str| -> Result<Vec<f32>> {
+        let name = format!("{field}.{key}");
+        let items = obj
+            .get(key)
+            .and_then(Value::as_array)
+            .ok_or_else(|| raw.error(&name, "missing; LongRoPE needs a list of numbers"))?;
+        items
+            .iter()
+            .map(|v| {
+                v.as_f64()
+                    .map(|x| x as f32)
+                    .ok_or_else(|| raw.error(&name, format!("expected numbers, found {v}")))
+            })
+            .collect()
+    };
+    let original = match number("original_max_position_embeddings")? {
+        Some(n) => n as usize,
+        None => raw.usize("original_max_position_embeddings")?,
+    };
+    if original == 0 {
+        return Err(raw.error("original_max_position_embeddings", "must be positive"));
+    }
+    let factor = match number("factor")? {
+        Some(f) => f,
+        None => raw.usize("max_position_embeddings")? as f64 / original as f64,
+    };
+    let attention_factor = match number("attention_factor")? {
+        Some(a) => a,
+        None if factor <= 1.0 => 1.0,
+        None => (1.0 + factor.ln() / (original as f64).ln()).sqrt(),
+    };
+    Ok(RopeScaling::LongRope {
+        short: factors("short_factor")?,
+        long: factors("long_factor")?,
+        original_max_position_embeddings: original,
+        attention_factor,
+    })
 }

@@ -289,6 +289,22 @@ impl GgufFile {
         Ok((0..layers).map(|i| kind((i + 1) % n != 0)).collect())
     }
 
+    /// LongRoPE's short and long divisors (`rope_factors_short` / `_long`, how
+    /// llama.cpp stores Phi-3's long-context rope), when the file has them.
+    pub fn long_rope_factors(&mut self) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+        if !self.has_tensor("rope_factors_long.weight") {
+            return Ok(None);
+        }
+        let mut read = |name: &str| -> Result<Vec<f32>> {
+            let t = self.qtensor(name, &Device::Cpu)?.dequantize(&Device::Cpu)?;
+            Ok(t.flatten_all()?.to_vec1::<f32>()?)
+        };
+        Ok(Some((
+            read("rope_factors_short.weight")?,
+            read("rope_factors_long.weight")?,
+        )))
+    }
+
     /// Per-frequency rope divisors (`rope_freqs.weight`, how llama.cpp stores Llama 3 scaling).
     pub fn rope_freq_factors(&mut self) -> Result<Option<Vec<f32>>> {
         if !self.has_tensor("rope_freqs.weight") {
@@ -357,6 +373,8 @@ pub(crate) fn map_tensor(
             minus_one: false,
         }),
         "attn_v" => map(hf("self_attn.v_proj"), false),
+        "attn_qkv" => map(hf("self_attn.qkv_proj"), false),
+        "ffn_up" if spec.fused_gate_up => map(hf("mlp.gate_up_proj"), false),
         "attn_output" => map(hf("self_attn.o_proj"), false),
         "ffn_gate" => map(hf("mlp.gate_proj"), false),
         "ffn_up" => map(hf("mlp.up_proj"), false),

@@ -66,6 +66,7 @@ const PROJECTIONS: &[&str] = &[
     "attn_q.weight",
     "attn_k.weight",
     "attn_v.weight",
+    "attn_qkv.weight",
     "attn_output.weight",
     "ffn_gate.weight",
     "ffn_up.weight",
@@ -81,6 +82,23 @@ pub fn load_weights(path: &Path, options: &LoadOptions) -> Result<(Decoder, Stri
     if let Some(factors) = gguf.rope_freq_factors()? {
         config.rope_full.scaling = RopeScaling::Factors(factors.clone());
         config.rope_sliding.scaling = RopeScaling::Factors(factors);
+    }
+    if let Some((short, long)) = gguf.long_rope_factors()? {
+        let half = config.head_dim / 2;
+        if short.len() != half || long.len() != half {
+            return Err(EngineError::Weights {
+                path: path.to_path_buf(),
+                message: format!(
+                    "rope_factors_short / rope_factors_long have {} and {} entries; head_dim / 2 is {half}",
+                    short.len(),
+                    long.len()
+                ),
+            });
+        }
+        let scaling =
+            crate::models::gguf_long_rope(&gguf, short, long, config.max_position_embeddings)?;
+        config.rope_full.scaling = scaling.clone();
+        config.rope_sliding.scaling = scaling;
     }
     let names: Vec<String> = gguf.tensor_names().cloned().collect();
     let parameters: u64 = names.iter().filter_map(|n| gguf.tensor_elems(n)).sum();

@@ -42,6 +42,12 @@ impl PrefixCache {
         tokens.len() > self.tokens.len() && tokens.starts_with(&self.tokens)
     }
 
+    /// Whether a sequence of `positions` positions can continue the cache
+    /// (see [`KvCache::continues_to`]); where not, it runs from scratch.
+    pub(crate) fn holds_for(&self, positions: usize) -> bool {
+        self.cache.continues_to(positions)
+    }
+
     /// A copy of the cache for one sequence, with room for `extra` positions.
     pub(crate) fn fork(&self, extra: usize) -> Result<KvCache> {
         self.cache.fork(extra)

@@ -159,6 +159,7 @@ pub struct ScoredHidden {
 
 /// One sequence for [`prepare_packed`]: its tokens, where its answer starts,
 /// and the cached prefix it continues, if any.
+#[derive(Clone, Copy)]
 pub struct ScoreRequest<'r> {
     pub tokens: &'r [u32],
     pub answer_start: usize,
@@ -202,6 +203,15 @@ pub fn prepare_packed(
     requests: &[ScoreRequest<'_>],
 ) -> Vec<Result<ScoredHidden>> {
     let mut results: Vec<Option<Result<ScoredHidden>>> = requests.iter().map(|_| None).collect();
+    // A prefix whose cache cannot hold the whole sequence (LongRoPE's regime) is not used.
+    let requests: Vec<ScoreRequest<'_>> = requests
+        .iter()
+        .map(|r| ScoreRequest {
+            prefix: r.prefix.filter(|p| p.holds_for(r.tokens.len())),
+            ..*r
+        })
+        .collect();
+    let requests = requests.as_slice();
     // (request, prefix length, rows run): the tokens after the prefix, less the last.
     let mut packable: Vec<(usize, usize, usize)> = Vec::new();
     for (i, r) in requests.iter().enumerate() {
@@ -394,7 +404,7 @@ impl<'a> PreparedScoring<'a> {
         let request = ScoreRequest {
             tokens,
             answer_start,
-            prefix,
+            prefix: prefix.filter(|p| p.holds_for(tokens.len())),
         };
         let (offset, answer_len) = check_request(decoder, &request)?;
         let state = run_alone(decoder, &request, offset, answer_len)?;

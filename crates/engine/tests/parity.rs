@@ -147,3 +147,119 @@ fn half_precision_dtypes_load_and_stay_close() {
         assert!(err > 1e-6 && err < 0.25, "{dtype:?}: {err}");
     }
 }
+
+/// Target log-probabilities of `tokens[start..]` scored after a cached `prefix`.
+fn after_prefix(
+    model: &aligntds_engine::LanguageModel,
+    prefix: &aligntds_engine::prefix::PrefixCache,
+    tokens: &[u32],
+    start: usize,
+) -> Vec<f32> {
+    let prepared = model.prepare_scoring_after(prefix, tokens, start).unwrap();
+    let (n, width) = (prepared.answer_len(), prepared.width());
+    let mut rows = Vec::new();
+    prepared.log_probs(0, n, &mut rows).unwrap();
+    (0..n)
+        .map(|i| rows[i * width + tokens[start + i] as usize])
+        .collect()
+}
+
+/// Target log-probabilities of `tokens[start..]` from one teacher-forced pass.
+fn forced(model: &aligntds_engine::LanguageModel, tokens: &[u32], start: usize) -> Vec<f32> {
+    let mut out = Vec::new();
+    model
+        .score(tokens, start, |rows| {
+            for (pos, row) in rows.rows() {
+                out.push(row[tokens[pos] as usize]);
+            }
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn long_rope_keeps_one_regime_per_sequence_through_the_cache() {
+    // Phi-3's LongRoPE switches to its long factors past the original context
+    // (32 positions in the fixture). A sequence planned past it takes them from
+    // its first position, so cached decoding equals one teacher-forced pass over
+    // the whole sequence (which transformers computes in the long regime).
+    let model = load("phi3");
+    let goldens = read_json(&fixture_dir("phi3").join("goldens.json"));
+    let long = ids(&goldens["sequences"][1]["tokens"]);
+    assert_eq!(long.len(), 48);
+    let prompt = &long[..30];
+    let options = GenerateOptions {
+        max_new_tokens: 10,
+        stop_strings: vec![],
+        eos_token_ids: vec![u32::MAX],
+    };
+    let out = model.generate(prompt, &options).unwrap();
+    let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();
+    assert!(
+        full.len() > 32,
+        "the sequence must pass the original context"
+    );
+    for (a, b) in out.logprobs.iter().zip(forced(&model, &full, prompt.len())) {
+        assert!((a - b).abs() <= 1e-4, "cache {a} vs teacher-forced {b}");
+    }
+    // A prefix cached in the short regime is not continued into a long sequence:
+    // scoring after it equals scoring from scratch (which matches transformers).
+    let prefix = model.prefix_cache(&long[..20]).unwrap();
+    let after = after_prefix(&model, &prefix, &long, 25);
+    let scratch = forced(&model, &long, 25);
+    assert_eq!(after.len(), scratch.len());
+    for (a, b) in after.iter().zip(&scratch) {
+        assert!(
+            (a - b).abs() <= 1e-5,
+            "after a short prefix {a} vs from scratch {b}"
+        );
+    }
+    // Within the short regime the prefix is continued as usual.
+    let short = &long[..30];
+    let prefix = model.prefix_cache(&short[..20]).unwrap();
+    let after = after_prefix(&model, &prefix, short, 25);
+    for (a, b) in after.iter().zip(forced(&model, short, 25)) {
+        assert!(
+            (a - b).abs() <= 1e-5,
+            "after a prefix {a} vs from scratch {b}"
+        );
+    }
+}
+
+#[test]
+fn the_added_architectures_load_in_every_dtype() {
+    use aligntds_engine::{DType, DTypeChoice, LanguageModel, LoadOptions};
+    for name in ["qwen3", "olmo2", "gemma2", "phi3"] {
+        let goldens = read_json(&fixture_dir(name).join("goldens.json"));
+        let gguf = repo_root().join(format!("fixtures/{name}.gguf"));
+        for (path, dtype) in [
+            (fixture_dir(name), DTypeChoice::Float(DType::BF16)),
+            (fixture_dir(name), DTypeChoice::Float(DType::F16)),
+            (gguf.clone(), DTypeChoice::Float(DType::BF16)),
+            (gguf.clone(), DTypeChoice::Quantized),
+            (fixture_dir(name), DTypeChoice::Auto),
+        ] {
+            let options = LoadOptions {
+                dtype,
+                ..Default::default()
+            };
+            let model = LanguageModel::load(path.to_str().unwrap(), &options).unwrap();
+            let err = max_error_with(&model, &goldens["sequences"][0], None, 0.5);
+            eprintln!(
+                "{name} {dtype:?} ({}): max |delta log-prob| = {err:.4}",
+                path.display()
+            );
+            match dtype {
+                // An F32 file keeps its float tensors dense under `q`; auto picks f32 here.
+                DTypeChoice::Quantized | DTypeChoice::Auto => assert!(err <= TOLERANCE, "{err}"),
+                // Reduced precision moves these random-weight log-probs by hundredths in f16
+                // and tenths in bf16 (its 8-bit mantissa; Gemma 3's fixture moves 0.9), never more.
+                DTypeChoice::Float(DType::F16) => {
+                    assert!(err > 1e-6 && err < 0.1, "{name} f16: {err}")
+                }
+                _ => assert!(err > 1e-6 && err < 0.5, "{name} {dtype:?}: {err}"),
+            }
+        }
+    }
+}

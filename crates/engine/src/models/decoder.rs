@@ -10,7 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::models::cpu_ops::{CausalSoftmax, GatedActivation};
 use crate::models::kv_cache::LayerCache;
 pub use crate::models::kv_cache::{KvCache, Segment};
-use crate::models::projections::{linear, packs, rms_norm, Linear, Weights};
+use crate::models::projections::{linear, linear_part, packs, rms_norm, Linear, Weights};
 pub use crate::models::projections::{QuantizedWeights, RowSource};
 use crate::models::quantized_linear::{QuantizedLinear, TokenEmbedding, DECODE_ROWS, PASS_ROWS};
 use crate::rope;
@@ -29,6 +29,8 @@ struct Attention {
     o: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    /// The q/k norms span the whole projection (OLMo 2), not one head.
+    whole_qk_norm: bool,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -39,17 +41,42 @@ struct Attention {
 impl Attention {
     fn load(cfg: &ModelConfig, vb: &Weights) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let (q_rows, kv_rows) = (cfg.num_heads * d, cfg.num_kv_heads * d);
+        let [q, k, v] = if cfg.switches.fused_qkv {
+            // Phi-3's qkv_proj: the query rows, then the key rows, then the value rows.
+            let total = q_rows + 2 * kv_rows;
+            let part = |rows| linear_part(vb, "qkv_proj", h, (total, rows), cfg.qkv_bias);
+            [
+                part(0..q_rows)?,
+                part(q_rows..q_rows + kv_rows)?,
+                part(q_rows + kv_rows..total)?,
+            ]
+        } else {
+            [
+                linear(vb, "q_proj", h, q_rows, cfg.qkv_bias)?,
+                linear(vb, "k_proj", h, kv_rows, cfg.qkv_bias)?,
+                linear(vb, "v_proj", h, kv_rows, cfg.qkv_bias)?,
+            ]
+        };
+        let (q_norm, k_norm) = match cfg.switches.qk_norm {
+            QkNorm::None => (None, None),
+            QkNorm::PerHead => (
+                Some(rms_norm(vb, "q_norm", d, cfg)?),
+                Some(rms_norm(vb, "k_norm", d, cfg)?),
+            ),
+            QkNorm::Whole => (
+                Some(rms_norm(vb, "q_norm", q_rows, cfg)?),
+                Some(rms_norm(vb, "k_norm", kv_rows, cfg)?),
+            ),
+        };
         Ok(Self {
-            q: linear(vb, "q_proj", h, cfg.num_heads * d, cfg.qkv_bias)?,
-            k: linear(vb, "k_proj", h, cfg.num_kv_heads * d, cfg.qkv_bias)?,
-            v: linear(vb, "v_proj", h, cfg.num_kv_heads * d, cfg.qkv_bias)?,
-            o: linear(vb, "o_proj", cfg.num_heads * d, h, cfg.o_bias)?,
-            q_norm: (cfg.switches.qk_norm == QkNorm::PerHead)
-                .then(|| rms_norm(vb, "q_norm", d, cfg))
-                .transpose()?,
-            k_norm: (cfg.switches.qk_norm == QkNorm::PerHead)
-                .then(|| rms_norm(vb, "k_norm", d, cfg))
-                .transpose()?,
+            q,
+            k,
+            v,
+            o: linear(vb, "o_proj", q_rows, h, cfg.o_bias)?,
+            q_norm,
+            k_norm,
+            whole_qk_norm: cfg.switches.qk_norm == QkNorm::Whole,
             num_heads: cfg.num_heads,
             num_kv_heads: cfg.num_kv_heads,
             head_dim: d,
@@ -79,16 +106,22 @@ impl Attention {
         let n = x.dim(0)?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let [q, k, v] = Linear::forward_many([&self.q, &self.k, &self.v], x, max_rows)?;
+        // A norm over the whole projection runs before the heads are split, a per-head one after.
+        let (q, k) = if self.whole_qk_norm {
+            (apply(&self.q_norm, q)?, apply(&self.k_norm, k)?)
+        } else {
+            (q, k)
+        };
         let q = q.reshape((1, n, nh, hd))?;
         let q = match &self.q_norm {
-            Some(norm) => norm.forward(&q)?,
-            None => q,
+            Some(norm) if !self.whole_qk_norm => norm.forward(&q)?,
+            _ => q,
         };
         let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?;
         let k = k.reshape((1, n, nkv, hd))?;
         let k = match &self.k_norm {
-            Some(norm) => norm.forward(&k)?,
-            None => k,
+            Some(norm) if !self.whole_qk_norm => norm.forward(&k)?,
+            _ => k,
         };
         let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?;
         // On the CPU in f32 the fused kernels apply scale, mask and softmax in one pass.
@@ -253,6 +286,33 @@ impl Attention {
     }
 }
 
+/// One rope configuration's inverse frequencies; LongRoPE has a second set
+/// for sequences past its original context (`long`, with that context's length).
+#[derive(PartialEq)]
+struct RopeFrequencies {
+    short: Vec<f32>,
+    long: Option<(Vec<f32>, usize)>,
+    /// cos and sin are multiplied by this (LongRoPE's attention factor).
+    scale: f32,
+}
+
+impl RopeFrequencies {
+    fn new(rope: &crate::config::RopeConfig, head_dim: usize) -> Self {
+        Self {
+            short: rope::inverse_frequencies(rope, head_dim),
+            long: rope::long_inverse_frequencies(rope, head_dim),
+            scale: rope::attention_factor(rope),
+        }
+    }
+
+    fn for_sequence(&self, long: bool) -> &[f32] {
+        match &self.long {
+            Some((frequencies, _)) if long => frequencies,
+            _ => &self.short,
+        }
+    }
+}
+
 /// One sequence's rows in an attention call: positions `start..start + len`,
 /// appended to its layer cache when it has one.
 struct AttnSegment<'c> {
@@ -327,9 +387,19 @@ struct Mlp {
 impl Mlp {
     fn load(cfg: &ModelConfig, vb: &Weights) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let (gate, up) = if cfg.switches.fused_gate_up {
+            // Phi-3's gate_up_proj: the gate rows, then the up rows.
+            let part = |rows| linear_part(vb, "gate_up_proj", h, (2 * i, rows), cfg.mlp_bias);
+            (part(0..i)?, part(i..2 * i)?)
+        } else {
+            (
+                linear(vb, "gate_proj", h, i, cfg.mlp_bias)?,
+                linear(vb, "up_proj", h, i, cfg.mlp_bias)?,
+            )
+        };
         Ok(Self {
-            gate: linear(vb, "gate_proj", h, i, cfg.mlp_bias)?,
-            up: linear(vb, "up_proj", h, i, cfg.mlp_bias)?,
+            gate,
+            up,
             down: linear(vb, "down_proj", i, h, cfg.mlp_bias)?,
             activation: cfg.activation,
         })
@@ -352,11 +422,12 @@ impl Mlp {
 struct Layer {
     attention: Attention,
     mlp: Mlp,
-    input_norm: RmsNorm,
-    /// Gemma's norm of the attention output, before the residual add.
+    /// The norm before attention (every placement but OLMo 2's after-only one).
+    input_norm: Option<RmsNorm>,
+    /// Gemma's and OLMo 2's norm of the attention output, before the residual add.
     attention_out_norm: Option<RmsNorm>,
-    mlp_in_norm: RmsNorm,
-    /// Gemma's norm of the MLP output, before the residual add.
+    mlp_in_norm: Option<RmsNorm>,
+    /// Gemma's and OLMo 2's norm of the MLP output, before the residual add.
     mlp_out_norm: Option<RmsNorm>,
     kind: LayerAttention,
 }
@@ -374,8 +445,8 @@ pub struct Decoder {
     layers: Vec<Layer>,
     norm: RmsNorm,
     lm_head: Linear,
-    inv_freq_full: Vec<f32>,
-    inv_freq_sliding: Vec<f32>,
+    rope_full: RopeFrequencies,
+    rope_sliding: RopeFrequencies,
     device: Device,
     dtype: DType,
 }
@@ -414,22 +485,38 @@ impl Decoder {
         for (i, kind) in cfg.layers.iter().enumerate() {
             let lvb = model.pp(format!("layers.{i}"));
             let h = cfg.hidden_size;
-            let sandwich = cfg.switches.norms == NormPlacement::PreAndPost;
-            let optional = |name: &str| sandwich.then(|| rms_norm(&lvb, name, h, cfg)).transpose();
-            // Llama's post_attention_layernorm is the MLP's input norm; Gemma's normalises the
-            // attention output and pre_feedforward_layernorm feeds the MLP.
-            let mlp_in = if sandwich {
-                "pre_feedforward_layernorm"
-            } else {
-                "post_attention_layernorm"
-            };
+            let norm = |name: &str| rms_norm(&lvb, name, h, cfg).map(Some);
+            // Llama's post_attention_layernorm is the MLP's input norm; Gemma's and
+            // OLMo 2's normalise the attention output (Gemma's MLP input norm is
+            // pre_feedforward_layernorm; OLMo 2 has none).
+            let (input_norm, attention_out_norm, mlp_in_norm, mlp_out_norm) =
+                match cfg.switches.norms {
+                    NormPlacement::Pre => (
+                        norm("input_layernorm")?,
+                        None,
+                        norm("post_attention_layernorm")?,
+                        None,
+                    ),
+                    NormPlacement::PreAndPost => (
+                        norm("input_layernorm")?,
+                        norm("post_attention_layernorm")?,
+                        norm("pre_feedforward_layernorm")?,
+                        norm("post_feedforward_layernorm")?,
+                    ),
+                    NormPlacement::Post => (
+                        None,
+                        norm("post_attention_layernorm")?,
+                        None,
+                        norm("post_feedforward_layernorm")?,
+                    ),
+                };
             layers.push(Layer {
                 attention: Attention::load(cfg, &lvb.pp("self_attn"))?,
                 mlp: Mlp::load(cfg, &lvb.pp("mlp"))?,
-                input_norm: rms_norm(&lvb, "input_layernorm", h, cfg)?,
-                attention_out_norm: optional("post_attention_layernorm")?,
-                mlp_in_norm: rms_norm(&lvb, mlp_in, h, cfg)?,
-                mlp_out_norm: optional("post_feedforward_layernorm")?,
+                input_norm,
+                attention_out_norm,
+                mlp_in_norm,
+                mlp_out_norm,
                 kind: *kind,
             });
         }
@@ -458,8 +545,8 @@ impl Decoder {
             (false, _) => linear(&root, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?,
         };
         Ok(Self {
-            inv_freq_full: rope::inverse_frequencies(&cfg.rope_full, cfg.head_dim),
-            inv_freq_sliding: rope::inverse_frequencies(&cfg.rope_sliding, cfg.head_dim),
+            rope_full: RopeFrequencies::new(&cfg.rope_full, cfg.head_dim),
+            rope_sliding: RopeFrequencies::new(&cfg.rope_sliding, cfg.head_dim),
             device: vb.device().clone(),
             dtype: vb.dtype(),
             embed,
@@ -499,9 +586,9 @@ impl Decoder {
                 .map(linear)
                 .sum::<usize>();
             let norms = [
-                Some(&layer.input_norm),
+                layer.input_norm.as_ref(),
                 layer.attention_out_norm.as_ref(),
-                Some(&layer.mlp_in_norm),
+                layer.mlp_in_norm.as_ref(),
                 layer.mlp_out_norm.as_ref(),
             ];
             let qk = [a.q_norm.as_ref(), a.k_norm.as_ref()];
@@ -523,7 +610,18 @@ impl Decoder {
         KvCache::new(
             self.layers.len(),
             positions.min(self.config.max_position_embeddings),
+            self.rope_full.long.as_ref().map(|(_, after)| *after),
         )
+    }
+
+    /// Whether a sequence of `positions` positions takes LongRoPE's long
+    /// frequencies: past the original context, as transformers decides for a
+    /// pass over it.
+    fn long_rope(&self, positions: usize) -> bool {
+        self.rope_full
+            .long
+            .as_ref()
+            .is_some_and(|(_, after)| positions > *after)
     }
 
     /// Checks that `tokens`, placed after `start` earlier tokens, fit the
@@ -582,11 +680,25 @@ impl Decoder {
             self.check_tokens(&tokens[row..row + segment.len], start)?;
             row += segment.len;
         }
-        let rope_tables = |inv: &[f32]| -> Result<(Tensor, Tensor)> {
+        // LongRoPE's regime is the sequence's: fixed by its planned length at its
+        // first pass (a cache's reserve), so a cached sequence never mixes regimes.
+        let longs: Vec<bool> = segments
+            .iter_mut()
+            .zip(&starts)
+            .map(|(s, &start)| match s.cache.as_deref_mut() {
+                Some(c) => {
+                    let planned = c.reserve.max(start + s.len);
+                    *c.rope_long.get_or_insert(self.long_rope(planned))
+                }
+                None => self.long_rope(start + s.len),
+            })
+            .collect();
+        let rope_tables = |freqs: &RopeFrequencies| -> Result<(Tensor, Tensor)> {
             let mut cos = Vec::with_capacity(segments.len());
             let mut sin = Vec::with_capacity(segments.len());
-            for (segment, &start) in segments.iter().zip(&starts) {
-                let (c, s) = rope::cos_sin(inv, start, segment.len, &self.device)?;
+            for ((segment, &start), &long) in segments.iter().zip(&starts).zip(&longs) {
+                let inv = freqs.for_sequence(long);
+                let (c, s) = rope::cos_sin(inv, freqs.scale, start, segment.len, &self.device)?;
                 cos.push(c);
                 sin.push(s);
             }
@@ -597,11 +709,11 @@ impl Decoder {
             };
             Ok((c.to_dtype(self.dtype)?, s.to_dtype(self.dtype)?))
         };
-        let full = rope_tables(&self.inv_freq_full)?;
-        let sliding = if self.inv_freq_sliding == self.inv_freq_full {
+        let full = rope_tables(&self.rope_full)?;
+        let sliding = if self.rope_sliding == self.rope_full {
             None
         } else {
-            Some(rope_tables(&self.inv_freq_sliding)?)
+            Some(rope_tables(&self.rope_sliding)?)
         };
         let masks = MaskCache::default();
         let mut x = self
@@ -635,7 +747,7 @@ impl Decoder {
                     cache: s.cache.as_deref_mut().map(|c| &mut c.layers[i]),
                 })
                 .collect();
-            let h = layer.input_norm.forward(&x)?;
+            let h = apply(&layer.input_norm, x.clone())?;
             let h = layer.attention.forward(
                 &h,
                 &mut attention_segments,
@@ -647,7 +759,7 @@ impl Decoder {
             x = (x + apply(&layer.attention_out_norm, h)?)?;
             let h = layer
                 .mlp
-                .forward(&layer.mlp_in_norm.forward(&x)?, max_rows)?;
+                .forward(&apply(&layer.mlp_in_norm, x.clone())?, max_rows)?;
             x = (x + apply(&layer.mlp_out_norm, h)?)?;
         }
         for segment in segments.iter_mut() {

@@ -11,28 +11,7 @@ use crate::models::Architecture;
 
 pub fn config(raw: &RawConfig) -> Result<ModelConfig> {
     let mut config = ModelConfig::common(raw, Architecture::Gemma3)?;
-    if raw
-        .opt_bool("use_bidirectional_attention")?
-        .unwrap_or(false)
-    {
-        return Err(raw.error(
-            "use_bidirectional_attention",
-            "bidirectional (encoder) Gemma 3 is not supported",
-        ));
-    }
-    config.activation = match raw
-        .opt_str("hidden_activation")?
-        .or(raw.opt_str("hidden_act")?)
-        .unwrap_or("gelu_pytorch_tanh")
-    {
-        "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
-        other => {
-            return Err(raw.error(
-                "hidden_activation",
-                format!("unsupported activation `{other}`; Gemma 3 uses gelu_pytorch_tanh"),
-            ))
-        }
-    };
+    config.activation = activation(raw, "Gemma 3")?;
     config.head_dim = raw.opt_usize("head_dim")?.unwrap_or(256);
     config.tie_word_embeddings = raw.opt_bool("tie_word_embeddings")?.unwrap_or(true);
     config.max_position_embeddings = raw.opt_usize("max_position_embeddings")?.unwrap_or(131_072);
@@ -72,8 +51,33 @@ pub fn config(raw: &RawConfig) -> Result<ModelConfig> {
         // never applies it (q/k norms replaced it); neither do we.
         attn_logit_softcapping: None,
         final_logit_softcapping: raw.opt_f64("final_logit_softcapping")?,
+        ..DecoderSwitches::default()
     };
     Ok(config)
+}
+
+/// Gemma's MLP activation (gelu-tanh), refusing the encoder variant.
+pub(super) fn activation(raw: &RawConfig, family: &str) -> Result<Activation> {
+    if raw
+        .opt_bool("use_bidirectional_attention")?
+        .unwrap_or(false)
+    {
+        return Err(raw.error(
+            "use_bidirectional_attention",
+            format!("bidirectional (encoder) {family} is not supported"),
+        ));
+    }
+    match raw
+        .opt_str("hidden_activation")?
+        .or(raw.opt_str("hidden_act")?)
+        .unwrap_or("gelu_pytorch_tanh")
+    {
+        "gelu_pytorch_tanh" | "gelu_tanh" => Ok(Activation::GeluTanh),
+        other => Err(raw.error(
+            "hidden_activation",
+            format!("unsupported activation `{other}`; {family} uses gelu_pytorch_tanh"),
+        )),
+    }
 }
 
 /// The Gemma 3 keys llama.cpp's converter writes beyond the common ones: rope

@@ -70,14 +70,30 @@ pub struct KvCache {
     /// Positions to allocate at first (the prompt plus the tokens to come), so
     /// a sequence of known length never copies its cache to grow it.
     pub(crate) reserve: usize,
+    /// Whether the cached keys took LongRoPE's long frequencies; set by the first pass.
+    pub(crate) rope_long: Option<bool>,
+    /// The model's LongRoPE original context, if it has one.
+    long_rope_after: Option<usize>,
 }
 
 impl KvCache {
-    pub(crate) fn new(layers: usize, reserve: usize) -> Self {
+    pub(crate) fn new(layers: usize, reserve: usize, long_rope_after: Option<usize>) -> Self {
         Self {
             layers: (0..layers).map(|_| None).collect(),
             len: 0,
             reserve: reserve.max(1),
+            rope_long: None,
+            long_rope_after,
+        }
+    }
+
+    /// Whether a sequence of `positions` positions may continue this cache:
+    /// always, except where LongRoPE would give it the other regime than the
+    /// cached keys took (a prefix short of the original context continued past it).
+    pub fn continues_to(&self, positions: usize) -> bool {
+        match (self.long_rope_after, self.rope_long) {
+            (Some(after), Some(long)) => (positions > after) == long,
+            _ => true,
         }
     }
 
@@ -108,6 +124,8 @@ impl KvCache {
             layers,
             len: self.len,
             reserve: self.len + extra.max(1),
+            rope_long: self.rope_long,
+            long_rope_after: self.long_rope_after,
         })
     }
 }

@@ -7,16 +7,20 @@
 mod cpu_ops;
 pub mod decoder;
 mod dense_gemv;
+mod gemma2;
 mod gemma3;
 mod kv_cache;
 mod llama;
 mod mistral;
+mod olmo2;
 mod packed_gemm;
+mod phi3;
 mod projections;
 mod quantized_gemv;
 mod quantized_linear;
 pub(crate) use quantized_linear::PASS_ROWS;
 mod qwen2;
+mod qwen3;
 
 use crate::config::{ModelConfig, RawConfig};
 use crate::error::{EngineError, Result};
@@ -27,6 +31,10 @@ pub enum Architecture {
     Mistral,
     Qwen2,
     Gemma3,
+    Qwen3,
+    Olmo2,
+    Gemma2,
+    Phi3,
 }
 
 struct Registration {
@@ -53,6 +61,8 @@ pub(crate) struct GgufSpec {
     /// `ffn_norm` is the norm before the MLP of a pre+post ("sandwich") layer,
     /// not the post-attention norm of a pre-norm layer.
     pub sandwich_norms: bool,
+    /// `ffn_up` holds the gate and up projections together (Phi-3's `gate_up_proj`).
+    pub fused_gate_up: bool,
     /// rope_theta when the file gives none.
     pub default_rope_theta: f64,
     /// Architecture-specific keys from the metadata into the config (after the common ones).
@@ -67,6 +77,7 @@ impl GgufSpec {
             permuted_qk: false,
             norms_plus_one: false,
             sandwich_norms: false,
+            fused_gate_up: false,
             default_rope_theta,
             config: None,
         }
@@ -114,7 +125,46 @@ const REGISTRY: &[Registration] = &[
             ..GgufSpec::plain("gemma3", 1_000_000.0)
         }),
     },
+    Registration {
+        architecture: Architecture::Qwen3,
+        model_type: "qwen3",
+        hf_class: "Qwen3ForCausalLM",
+        parse: qwen3::config,
+        gguf: Some(GgufSpec::plain("qwen3", 1_000_000.0)),
+    },
+    Registration {
+        architecture: Architecture::Olmo2,
+        model_type: "olmo2",
+        hf_class: "Olmo2ForCausalLM",
+        parse: olmo2::config,
+        gguf: Some(GgufSpec::plain("olmo2", 10_000.0)),
+    },
+    Registration {
+        architecture: Architecture::Gemma2,
+        model_type: "gemma2",
+        hf_class: "Gemma2ForCausalLM",
+        parse: gemma2::config,
+        gguf: Some(GgufSpec {
+            norms_plus_one: true,
+            sandwich_norms: true,
+            config: Some(gemma2::gguf_config),
+            ..GgufSpec::plain("gemma2", 10_000.0)
+        }),
+    },
+    Registration {
+        architecture: Architecture::Phi3,
+        model_type: "phi3",
+        hf_class: "Phi3ForCausalLM",
+        parse: phi3::config,
+        gguf: Some(GgufSpec {
+            fused_gate_up: true,
+            config: Some(phi3::gguf_config),
+            ..GgufSpec::plain("phi3", 10_000.0)
+        }),
+    },
 ];
+
+pub(crate) use phi3::gguf_long_rope;
 
 impl Architecture {
     pub fn name(self) -> &'static str {

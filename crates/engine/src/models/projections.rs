@@ -186,6 +186,16 @@ impl Weights<'_> {
     /// The weight `name` (`[n, k]`) packed, from row blocks where the source
     /// gives them, else from the whole tensor.
     pub(super) fn packed(&self, name: &str, n: usize, k: usize) -> Result<Arc<PackedWeight>> {
+        self.packed_rows(name, (n, 0..n), k)
+    }
+
+    /// Rows `part.1` of the weight `name` (`[part.0, k]`) packed.
+    pub(super) fn packed_rows(
+        &self,
+        name: &str,
+        (n, rows): (usize, std::ops::Range<usize>),
+        k: usize,
+    ) -> Result<Arc<PackedWeight>> {
         let full = format!("{}.{name}", self.vb.prefix());
         let full = full.trim_start_matches('.');
         if let Some(source) = self.rows {
@@ -198,12 +208,19 @@ impl Weights<'_> {
                     }
                     .into());
                 }
-                return Ok(Arc::new(PackedWeight::pack_rows(n, k, |r0, rows| {
-                    source.rows(full, r0, rows)
-                })?));
+                return Ok(Arc::new(PackedWeight::pack_rows(
+                    rows.len(),
+                    k,
+                    |r0, count| source.rows(full, rows.start + r0, count),
+                )?));
             }
         }
-        pack(&self.vb.get((n, k), name)?)
+        let weight = self.vb.get((n, k), name)?;
+        if rows.len() == n {
+            pack(&weight)
+        } else {
+            pack(&weight.narrow(0, rows.start, rows.len())?)
+        }
     }
 }
 
@@ -214,39 +231,68 @@ pub(super) fn linear(
     out_dim: usize,
     bias: bool,
 ) -> Result<Linear> {
+    linear_part(w, name, in_dim, (out_dim, 0..out_dim), bias)
+}
+
+/// Rows `part.1` of the projection `name` whose weight has `part.0` rows: one
+/// projection of a fused one (Phi-3's `qkv_proj`, `gate_up_proj`), split on
+/// load so the decoder runs it like any other (a quantized weight splits
+/// without dequantizing: its rows are whole blocks).
+pub(super) fn linear_part(
+    w: &Weights,
+    name: &str,
+    in_dim: usize,
+    (total_out, rows): (usize, std::ops::Range<usize>),
+    bias: bool,
+) -> Result<Linear> {
     let full = format!("{}.{name}.weight", w.vb.prefix());
+    let out_dim = rows.len();
+    let whole = out_dim == total_out;
+    let bias = || -> Result<Option<Tensor>> {
+        if !bias {
+            return Ok(None);
+        }
+        let b = w.vb.pp(name).get(total_out, "bias")?;
+        Ok(Some(if whole {
+            b
+        } else {
+            b.narrow(0, rows.start, out_dim)?
+        }))
+    };
     if let Some(q) = w.quantized.and_then(|q| q.get(&full)) {
         let dims = q.shape().dims();
-        if dims != [out_dim, in_dim] {
+        if dims != [total_out, in_dim] {
             return Err(candle_core::Error::Msg(format!(
-                "shape mismatch for {full}: expected [{out_dim}, {in_dim}], got {dims:?}"
+                "shape mismatch for {full}: expected [{total_out}, {in_dim}], got {dims:?}"
             ))
             .into());
         }
-        let bias = if bias {
-            Some(w.vb.pp(name).get(out_dim, "bias")?)
+        let q = if whole {
+            q.clone()
         } else {
-            None
+            let order: Vec<usize> = rows.clone().collect();
+            Arc::new(crate::gguf::reorder_qtensor_rows(q, &order, &q.device())?)
         };
         return Ok(Linear::Quantized {
-            linear: QuantizedLinear::new(q.clone(), bias)?,
+            linear: QuantizedLinear::new(q, bias()?)?,
             counted: true,
         });
     }
     if packs(&w.vb) {
         let vb = w.pp(name);
         return Ok(Linear::Packed {
-            weight: vb.packed("weight", out_dim, in_dim)?,
-            bias: bias.then(|| vb.vb.get(out_dim, "bias")).transpose()?,
+            weight: vb.packed_rows("weight", (total_out, rows.clone()), in_dim)?,
+            bias: bias()?,
             counted: true,
         });
     }
-    Ok(Linear::Dense(candle_nn::linear_b(
-        in_dim,
-        out_dim,
-        bias,
-        w.vb.pp(name),
-    )?))
+    let weight = w.vb.pp(name).get((total_out, in_dim), "weight")?;
+    let weight = if whole {
+        weight
+    } else {
+        weight.narrow(0, rows.start, out_dim)?.contiguous()?
+    };
+    Ok(Linear::Dense(candle_nn::Linear::new(weight, bias()?)))
 }
 
 /// RMSNorm; Gemma's scales by (1 + weight), folded into the weight here.

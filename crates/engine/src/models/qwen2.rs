@@ -9,6 +9,13 @@ pub fn config(raw: &RawConfig) -> Result<ModelConfig> {
     let mut config = ModelConfig::common(raw, Architecture::Qwen2)?;
     config.qkv_bias = true;
     config.o_bias = false;
+    sliding_layers(&mut config, raw)?;
+    Ok(config)
+}
+
+/// Qwen's sliding windows: with `use_sliding_window`, on the layers from
+/// `max_window_layers` on (or as `layer_types` says).
+pub(super) fn sliding_layers(config: &mut ModelConfig, raw: &RawConfig) -> Result<()> {
     let window = if raw.opt_bool("use_sliding_window")?.unwrap_or(false) {
         raw.opt_usize("sliding_window")?
     } else {
@@ -24,5 +31,5 @@ pub fn config(raw: &RawConfig) -> Result<ModelConfig> {
             }
         }
     }
-    Ok(config)
+    Ok(())
 }

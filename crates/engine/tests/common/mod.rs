@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use aligntds_engine::{DTypeChoice, LanguageModel, LoadOptions};
 use serde_json::Value;
 
-pub const FIXTURES: &[&str] = &["llama2", "llama3", "mistral", "qwen2", "gemma3"];
+pub const FIXTURES: &[&str] = &[
+    "llama2", "llama3", "mistral", "qwen2", "gemma3", "qwen3", "olmo2", "gemma2", "phi3",
+];
 pub const TOLERANCE: f64 = 1e-4;
 
 pub fn repo_root() -> PathBuf {
