@@ -38,7 +38,10 @@ pub fn render(
 ) -> Result<String, ContextError> {
     let query = record.query.as_str();
     Ok(match context.kind {
-        ContextKind::Chat => model.render_chat(&single_turn(query, context.system.as_deref()))?,
+        ContextKind::Chat => model.render_chat_with(
+            &single_turn(query, context.system.as_deref()),
+            &template_vars(context),
+        )?,
         ContextKind::Input => record.input.clone().ok_or_else(|| ContextError::NoInput {
             id: record.id.clone(),
         })?,
@@ -57,6 +60,15 @@ pub fn render(
             .unwrap_or("{query}")
             .replace("{query}", query),
     })
+}
+
+/// The variables a `chat` context passes its template beyond the messages.
+pub fn template_vars(context: &Context) -> aligntds_engine::template::TemplateVars {
+    let mut vars = aligntds_engine::template::TemplateVars::new();
+    if let Some(on) = context.enable_thinking {
+        vars.insert("enable_thinking".into(), on.into());
+    }
+    vars
 }
 
 #[cfg(test)]

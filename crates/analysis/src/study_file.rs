@@ -35,6 +35,9 @@ pub struct SideEntry {
     /// The system message of a `chat` context.
     #[serde(default)]
     pub system: Option<String>,
+    /// `enable_thinking` for a `chat` context's template (Qwen3's switch).
+    #[serde(default)]
+    pub enable_thinking: Option<bool>,
     /// A URIAL prefix file for a `urial` context.
     #[serde(default)]
     pub prefix: Option<PathBuf>,
@@ -134,6 +137,7 @@ pub fn parse(text: &str, path: &Path) -> Result<StudySides, StudyFileError> {
                 system: entry.system.clone(),
                 prefix,
                 template: entry.template.clone(),
+                enable_thinking: entry.enable_thinking,
             },
             servers: entry.servers.clone(),
             served_name: entry.served_name.clone(),

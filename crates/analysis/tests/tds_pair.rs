@@ -32,6 +32,7 @@ fn ctx(kind: ContextKind) -> Context {
         system: None,
         prefix: None,
         template: None,
+        enable_thinking: None,
     }
 }
 

@@ -140,6 +140,9 @@ pub struct GenerateArgs {
     /// A system message for --chat.
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
+    /// Pass `enable_thinking` to the chat template (Qwen3's switch).
+    #[arg(long, requires = "chat", value_name = "true|false")]
+    pub enable_thinking: Option<bool>,
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
     /// Stop before this string (repeatable); it is not part of the answer.
@@ -191,6 +194,11 @@ pub struct PairArgs {
     /// System message for `chat` contexts.
     #[arg(long)]
     pub system: Option<String>,
+    /// Pass `enable_thinking` to the templates of `chat` contexts (Qwen3's
+    /// switch: false prefills an empty <think></think> block); unset: the
+    /// template's default.
+    #[arg(long, value_name = "true|false")]
+    pub enable_thinking: Option<bool>,
     /// URIAL prefix file for the aligned side (default: the shipped one).
     #[arg(long)]
     pub aligned_prefix: Option<std::path::PathBuf>,

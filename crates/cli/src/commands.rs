@@ -171,6 +171,14 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
                 c.rope_full.theta
             )
         }
+        RopeScaling::LongRope {
+            original_max_position_embeddings,
+            attention_factor,
+            ..
+        } => format!(
+            "theta {}, LongRoPE (long factors past {original_max_position_embeddings} positions, attention factor {attention_factor:.4})",
+            c.rope_full.theta
+        ),
     };
     let special = |t: &Option<aligntds_engine::tokenizer::SpecialToken>| {
         t.as_ref()
@@ -192,6 +200,7 @@ fn describe(model: &LanguageModel, options: &ModelOptions) -> serde_json::Value 
         "intermediate_size": c.intermediate_size,
         "sliding_window_layers": if sliding.is_empty() { "none".to_string() } else { format!("{} (rope theta {sliding_theta})", sliding.join(", ")) },
         "rope": rope,
+        "decoder": c.switches.describe().join(", "),
         "context_length": c.max_position_embeddings,
         "vocabulary": tok.vocab_size(),
         "logits_width": model.logits_width(),
@@ -214,9 +223,14 @@ fn generate(args: GenerateArgs) -> Result<()> {
     };
     let prompt_text = match (&args.prompt, &args.chat) {
         (Some(p), _) => p.clone(),
-        (None, Some(q)) => text
-            .render_chat(&template::single_turn(q, args.system.as_deref()))
-            .map_err(|e| engine_error(e, None))?,
+        (None, Some(q)) => {
+            let mut vars = template::TemplateVars::new();
+            if let Some(on) = args.enable_thinking {
+                vars.insert("enable_thinking".into(), on.into());
+            }
+            text.render_chat_with(&template::single_turn(q, args.system.as_deref()), &vars)
+                .map_err(|e| engine_error(e, None))?
+        }
         (None, None) => anyhow::bail!("give --prompt TEXT or --chat TEXT"),
     };
     let prompt = text.tokenizer.encode(&prompt_text)?;

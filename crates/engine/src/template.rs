@@ -59,6 +59,9 @@ pub struct ChatTemplate {
     pub source: String,
 }
 
+/// Extra variables for a template's context, by name.
+pub type TemplateVars = BTreeMap<String, serde_json::Value>;
+
 /// Special-token texts exposed to templates.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateTokens {
@@ -90,18 +93,41 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         tokens: &TemplateTokens,
     ) -> Result<String> {
+        self.render_with(
+            messages,
+            add_generation_prompt,
+            tokens,
+            &TemplateVars::new(),
+        )
+    }
+
+    /// As [`Self::render`], with more variables in the template's context,
+    /// as transformers' `apply_chat_template(..., **kwargs)` passes them
+    /// (Qwen3's `enable_thinking`).
+    pub fn render_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        tokens: &TemplateTokens,
+        vars: &TemplateVars,
+    ) -> Result<String> {
         let env = environment();
         let err = |e: minijinja::Error| EngineError::Template {
             name: self.name.clone(),
             message: describe(&e),
         };
         let template = env.template_from_str(&self.source).map_err(err)?;
-        let ctx = minijinja::context! {
-            messages => Value::from(Serde(messages)),
-            add_generation_prompt => add_generation_prompt,
-            bos_token => tokens.bos_token.clone(),
-            eos_token => tokens.eos_token.clone(),
-        };
+        let mut ctx: BTreeMap<String, Value> = vars
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(Serde(v))))
+            .collect();
+        ctx.insert("messages".into(), Value::from(Serde(messages)));
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Value::from(add_generation_prompt),
+        );
+        ctx.insert("bos_token".into(), Value::from(tokens.bos_token.clone()));
+        ctx.insert("eos_token".into(), Value::from(tokens.eos_token.clone()));
         template.render(ctx).map_err(err)
     }
 }

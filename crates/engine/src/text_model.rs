@@ -158,6 +158,15 @@ impl TextModel {
 
     /// Renders a conversation with the model's chat template, ready for the assistant's turn.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.render_chat_with(messages, &crate::template::TemplateVars::new())
+    }
+
+    /// As [`Self::render_chat`], with more template variables (`enable_thinking`).
+    pub fn render_chat_with(
+        &self,
+        messages: &[ChatMessage],
+        vars: &crate::template::TemplateVars,
+    ) -> Result<String> {
         let template = self.chat_template.as_ref().ok_or_else(|| EngineError::Template {
             name: "<none>".into(),
             message: format!(
@@ -165,7 +174,22 @@ impl TextModel {
                 self.reference
             ),
         })?;
-        template.render(messages, true, &self.template_tokens())
+        template
+            .render_with(messages, true, &self.template_tokens(), vars)
+            .map_err(|e| match e {
+                // Gemma's templates raise on a system message; say what to change.
+                EngineError::Template { name, message }
+                    if messages.first().is_some_and(|m| m.role == "system") =>
+                {
+                    EngineError::Template {
+                        name,
+                        message: format!(
+                            "{message}; the conversation starts with a system message, which this template may not take: leave the system message out"
+                        ),
+                    }
+                }
+                other => other,
+            })
     }
 }
 

@@ -15,9 +15,25 @@ fn messages(v: &Value) -> Vec<ChatMessage> {
 }
 
 fn check(label: &str, template: &ChatTemplate, tokens: &TemplateTokens, rows: &Value) {
+    check_with(
+        label,
+        template,
+        tokens,
+        &template::TemplateVars::new(),
+        rows,
+    )
+}
+
+fn check_with(
+    label: &str,
+    template: &ChatTemplate,
+    tokens: &TemplateTokens,
+    vars: &template::TemplateVars,
+    rows: &Value,
+) {
     for row in rows.as_array().unwrap() {
         let agp = row["add_generation_prompt"].as_bool().unwrap();
-        let got = template.render(&messages(&row["messages"]), agp, tokens);
+        let got = template.render_with(&messages(&row["messages"]), agp, tokens, vars);
         match (&row["rendered"], got) {
             (Value::String(expected), Ok(text)) => assert_eq!(&text, expected, "{label}"),
             (Value::Null, Err(e)) => {
@@ -49,6 +65,46 @@ fn model_templates_match_transformers() {
             &goldens["fixtures"][*name],
         );
     }
+}
+
+#[test]
+fn qwen3_thinking_switch_renders_both_ways_as_transformers() {
+    let goldens = read_json(&repo_root().join("fixtures/templates.json"));
+    let model = load("qwen3");
+    let template = model.text.chat_template.as_ref().unwrap();
+    let tokens = model.text.template_tokens();
+    for on in [true, false] {
+        let label = format!("qwen3:enable_thinking={on}");
+        let rows = &goldens["fixtures"][label.as_str()];
+        let vars = template::TemplateVars::from([("enable_thinking".to_string(), on.into())]);
+        check_with(&label, template, &tokens, &vars, rows);
+        // Off prefills an empty think block; on (and unset) leaves the model to open one.
+        let first = rows[0]["rendered"].as_str().unwrap();
+        assert_eq!(
+            first.ends_with("<think>\n\n</think>\n\n"),
+            !on,
+            "{label}: {first:?}"
+        );
+    }
+    // Unset renders as on (the template's default), as transformers does.
+    assert_eq!(
+        goldens["fixtures"]["qwen3"][0],
+        goldens["fixtures"]["qwen3:enable_thinking=true"][0]
+    );
+}
+
+#[test]
+fn gemma2_refuses_a_system_message_by_its_templates_words() {
+    let model = load("gemma2");
+    let err = model
+        .text
+        .render_chat(&template::single_turn("Hi", Some("Be brief.")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("System role not supported") && err.contains("gemma2"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -206,6 +206,11 @@ pub struct Context {
     pub prefix: Option<String>,
     /// A template containing `{query}` (for `custom`).
     pub template: Option<String>,
+    /// `enable_thinking` passed to a `chat` context's template (Qwen3's
+    /// switch); None: not passed, the template's default. Absent from files
+    /// written without it, so their fingerprints are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_thinking: Option<bool>,
 }
 
 impl Context {
@@ -215,6 +220,7 @@ impl Context {
             system: None,
             prefix: None,
             template: None,
+            enable_thinking: None,
         }
     }
 }
