@@ -5,95 +5,29 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader};
 
 use common::*;
 use serde_json::{json, Value};
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(extra: &[&str]) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aligntds"))
-        .args([
-            "serve",
-            "--aligned",
-            &fixture("llama3"),
-            "--base",
-            &fixture("mistral"),
-            "--aligned-context",
-            "plain",
-            "--port",
-            "0",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("http://")
-        .and_then(|a| a.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("no address printed: {line:?}"))
-        .to_string();
-    (Server(child), address)
-}
-
-/// One HTTP/1.1 request (connection closed after it): status and body.
-fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let status = reply[9..12].parse().unwrap();
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
-fn data_lines(body: &str, event: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter(|b| b.contains(&format!("event: {event}")))
-        .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("data: ")))
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
+    let (llama3, mistral) = (fixture("llama3"), fixture("mistral"));
+    let mut args = vec![
+        "--aligned",
+        &llama3,
+        "--base",
+        &mistral,
+        "--aligned-context",
+        "plain",
+    ];
+    args.extend(extra);
+    spawn_serve(&args)
 }
 
 #[test]
 fn serve_prints_its_address_then_streams_what_analyze_computes() {
     let (_server, address) = spawn(&[]);
-    let started = Instant::now();
-    loop {
-        let (status, body) = http(&address, "GET", "/api/info", "");
-        assert_eq!(status, 200);
-        let info: Value = serde_json::from_str(&body).unwrap();
-        if info["ready"] == true {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "never loaded");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ready(&address);
     let (status, page) = http(&address, "GET", "/", "");
     assert_eq!(status, 200);
     assert!(page.contains("aligntds live"));
