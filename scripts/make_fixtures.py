@@ -218,7 +218,7 @@ FIXTURES = {
     # enough to bite, sandwich (1 + w) norms, scaled embeddings, query_pre_attn_scalar (16) apart
     # from head_dim (24); its template refuses a system role.
     "gemma2": dict(
-        cls="Gemma2Config", tokenizer="sp", specials=["<start_of_turn>", "<end_of_turn>"],
+        cls="Gemma2Config", tokenizer="sp", specials=["<start_of_turn>", "<end_of_turn>"], gemma_style=True,
         config=dict(vocab_size=640, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                     num_attention_heads=4, num_key_value_heads=2, head_dim=24, max_position_embeddings=256,
                     rms_norm_eps=1e-6, sliding_window=5, query_pre_attn_scalar=16,
@@ -335,10 +335,25 @@ def build(name, spec, toks, seed):
     return tokenizer
 
 
+def gemma_style(tok):
+    """The metaspace vocabulary the way Gemma's tokenizer.json runs it (as transformers'
+    GemmaTokenizer builds it): spaces replaced by U+2581 with no prefix space, split
+    after each, decoded without stripping. llama.cpp's converter writes Gemma vocabularies
+    with add_space_prefix false, so a Gemma GGUF twin tokenizes like this."""
+    data = json.loads(tok.to_str())
+    data["normalizer"] = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
+    data["pre_tokenizer"] = {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": False}
+    data["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}]}
+    return Tokenizer.from_str(json.dumps(data))
+
+
 def with_family_tokens(tok, spec):
     """The shared tokenizer with the family's chat-turn tokens added: special ones (never
     split, skipped when decoding with skip_special_tokens) and plain added ones (Qwen3's
     <think> tags, which decode as text)."""
+    if spec.get("gemma_style"):
+        tok = gemma_style(tok)
     if not spec.get("specials") and not spec.get("added"):
         return tok
     from tokenizers import AddedToken

@@ -169,6 +169,8 @@ def write(src: Path, dest: Path):
     if tcfg.get("eos_token") in ids:
         w.add_eos_token_id(ids[tcfg["eos_token"]])
     w.add_add_bos_token(bool(tcfg.get("add_bos_token", False)))
+    if arch == "gemma2":
+        w.add_add_space_prefix(False)  # as Gemma2Model.set_vocab writes it
     template = tcfg.get("chat_template")
     if isinstance(template, list):
         template = next(t["template"] for t in template if t["name"] == "default")

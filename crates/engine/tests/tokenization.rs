@@ -73,3 +73,44 @@ fn pieces_concatenate_to_the_decoded_text() {
         assert_eq!(pieces.concat(), tok.decode(&ids, false).unwrap(), "{name}");
     }
 }
+
+#[test]
+fn gguf_twins_of_the_added_architectures_tokenize_as_their_checkpoints() {
+    // The tokenizer rebuilt from GGUF metadata (with each family's chat-turn
+    // tokens as control or user-defined tokens) against transformers' ids.
+    let goldens = read_json(&repo_root().join("fixtures/tokenizers.json"));
+    for name in ["qwen3", "olmo2", "gemma2", "phi3"] {
+        let path = repo_root().join(format!("fixtures/{name}.gguf"));
+        let model = aligntds_engine::LanguageModel::load(
+            path.to_str().unwrap(),
+            &aligntds_engine::LoadOptions::default(),
+        )
+        .unwrap();
+        let tok = &model.text.tokenizer;
+        for row in goldens["fixtures"][name].as_array().unwrap() {
+            let text = row["text"].as_str().unwrap();
+            let plain = ids(&row["ids_plain"]);
+            assert_eq!(
+                tok.encode_plain(text).unwrap(),
+                plain,
+                "{name}.gguf: {text:?}"
+            );
+            assert_eq!(
+                tok.decode(&plain, true).unwrap(),
+                row["decoded_skip"].as_str().unwrap(),
+                "{name}.gguf: decode {text:?}"
+            );
+        }
+        // A chat turn's tokens stay whole.
+        let turn = match name {
+            "qwen3" => "<think>",
+            "gemma2" => "<start_of_turn>",
+            _ => "<|user|>",
+        };
+        assert_eq!(
+            tok.encode_plain(turn).unwrap().len(),
+            1,
+            "{name}.gguf: {turn}"
+        );
+    }
+}
