@@ -512,6 +512,9 @@ def main():
     from write_gguf import write as write_gguf
     for name in names:
         write_gguf(OUT / name, OUT / f"{name}.gguf")
+    if "phi3" in names:
+        # A Q8_0 twin: the fused projections split while quantized (--dtype q).
+        write_gguf(OUT / "phi3", OUT / "phi3.q8_0.gguf", quantize=True)
     if "qwen3" in names:
         qwen3 = transformers.AutoTokenizer.from_pretrained(OUT / "qwen3")
         for switch in (True, False):

@@ -49,7 +49,18 @@ def tensor_name(hf, gemma):
     return f"blk.{layer}.{names[rest]}.{kind}"
 
 
-def write(src: Path, dest: Path):
+def add_weight(w, name, t, quantize):
+    """A tensor as F32, or as Q8_0 (what `convert_hf_to_gguf --outtype q8_0` does to
+    2-D weights; norms and other 1-D tensors stay F32)."""
+    data = t.numpy().astype(np.float32)
+    if quantize and data.ndim == 2 and data.shape[1] % 32 == 0:
+        q = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
+        w.add_tensor(name, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    else:
+        w.add_tensor(name, data)
+
+
+def write(src: Path, dest: Path, quantize: bool = False):
     cfg = json.loads((src / "config.json").read_text())
     tok = json.loads((src / "tokenizer.json").read_text())
     tcfg = json.loads((src / "tokenizer_config.json").read_text())
@@ -140,9 +151,9 @@ def write(src: Path, dest: Path):
             mapped = name_map.get_name(name, try_suffixes=(".weight", ".bias"))
             if mapped is None:
                 raise KeyError(f"{arch}: no llama.cpp name for {name}")
-            w.add_tensor(mapped, t.numpy().astype(np.float32))
+            add_weight(w, mapped, t, quantize)
             continue
-        w.add_tensor(tensor_name(name, gemma), t.numpy().astype(np.float32))
+        add_weight(w, tensor_name(name, gemma), t, quantize)
     # tokenizer
     # The model's vocabulary, then tokens added past it (a family's chat-turn tokens).
     by_id = {i: t for t, i in tok["model"]["vocab"].items()}

@@ -397,10 +397,11 @@ pub fn unpermute_rows(rows: usize, heads: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Reorders the rows of a (possibly quantized) tensor without dequantizing: a
-/// row of blocks is contiguous, so rows move as byte ranges.
+/// The rows `order` of a (possibly quantized) tensor, in that order, without
+/// dequantizing (a permutation, or a subset: one part of a fused projection):
+/// a row of blocks is contiguous, so rows move as byte ranges.
 pub fn reorder_qtensor_rows(t: &QTensor, order: &[usize], device: &Device) -> Result<QTensor> {
-    let dims = t.shape().dims().to_vec();
+    let mut dims = t.shape().dims().to_vec();
     let data = t.data()?;
     let row_bytes = data.len() / dims[0];
     let mut out = Vec::with_capacity(data.len());
@@ -408,6 +409,7 @@ pub fn reorder_qtensor_rows(t: &QTensor, order: &[usize], device: &Device) -> Re
         out.extend_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
     }
     let storage = QStorage::from_data(std::borrow::Cow::Owned(out), device, t.dtype())?;
+    dims[0] = order.len();
     Ok(QTensor::new(storage, dims)?)
 }
 

@@ -188,3 +188,60 @@ fn a_projection_of_the_wrong_shape_is_reported_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn a_quantized_phi3_splits_its_fused_projections_without_dequantizing() {
+    // Phi-3's fused qkv_proj / gate_up_proj in Q8_0, split by whole rows of
+    // blocks under `--dtype q`: the same numbers as dequantizing first.
+    let path = repo_root().join("fixtures/phi3.q8_0.gguf");
+    let goldens = read_json(&fixture_dir("phi3").join("goldens.json"));
+    let quantized = load_gguf(&path, DTypeChoice::Quantized).unwrap();
+    let dense = load_gguf(&path, DTypeChoice::Float(aligntds_engine::DType::F32)).unwrap();
+    for seq in goldens["sequences"].as_array().unwrap() {
+        let tokens = ids(&seq["tokens"]);
+        let start = seq["start"].as_u64().unwrap() as usize;
+        let rows = |model: &LanguageModel| {
+            let mut out = Vec::new();
+            model
+                .score(&tokens, start, |r| {
+                    out.extend_from_slice(r.data);
+                    Ok(())
+                })
+                .unwrap();
+            out
+        };
+        let (q, d) = (rows(&quantized), rows(&dense));
+        let worst = q
+            .iter()
+            .zip(&d)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "q vs dequantized: {worst}");
+        // Q8_0's 8-bit weights move these random-weight log-probs by tenths at
+        // most, as bf16 does (0.33 on this fixture), never by whole units.
+        let err = max_error_with(&quantized, seq, None, 0.5);
+        eprintln!("phi3.q8_0 vs transformers f32: {err:.4}");
+        assert!(err > 1e-6 && err < 0.5, "{err}");
+    }
+    // Decoding one token at a time through the quantized kernels agrees with one pass.
+    let prompt = ids(&goldens["sequences"][1]["tokens"])[..30].to_vec();
+    let options = GenerateOptions {
+        max_new_tokens: 10,
+        stop_strings: vec![],
+        eos_token_ids: vec![u32::MAX],
+    };
+    let out = quantized.generate(&prompt, &options).unwrap();
+    let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();
+    let mut forced = Vec::new();
+    quantized
+        .score(&full, prompt.len(), |r| {
+            for (pos, row) in r.rows() {
+                forced.push(row[full[pos] as usize]);
+            }
+            Ok(())
+        })
+        .unwrap();
+    for (a, b) in out.logprobs.iter().zip(&forced) {
+        assert!((a - b).abs() <= 1e-4, "cache {a} vs teacher-forced {b}");
+    }
+}

@@ -245,7 +245,9 @@ pub(super) fn linear_part(
     (total_out, rows): (usize, std::ops::Range<usize>),
     bias: bool,
 ) -> Result<Linear> {
+    // At the root (the untied `lm_head`) the prefix is empty: no leading dot.
     let full = format!("{}.{name}.weight", w.vb.prefix());
+    let full = full.trim_start_matches('.');
     let out_dim = rows.len();
     let whole = out_dim == total_out;
     let bias = || -> Result<Option<Tensor>> {
@@ -259,7 +261,7 @@ pub(super) fn linear_part(
             b.narrow(0, rows.start, out_dim)?
         }))
     };
-    if let Some(q) = w.quantized.and_then(|q| q.get(&full)) {
+    if let Some(q) = w.quantized.and_then(|q| q.get(full)) {
         let dims = q.shape().dims();
         if dims != [total_out, in_dim] {
             return Err(candle_core::Error::Msg(format!(
