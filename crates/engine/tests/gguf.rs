@@ -232,16 +232,11 @@ fn a_quantized_phi3_splits_its_fused_projections_without_dequantizing() {
     };
     let out = quantized.generate(&prompt, &options).unwrap();
     let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();
-    let mut forced = Vec::new();
-    quantized
-        .score(&full, prompt.len(), |r| {
-            for (pos, row) in r.rows() {
-                forced.push(row[full[pos] as usize]);
-            }
-            Ok(())
-        })
-        .unwrap();
-    for (a, b) in out.logprobs.iter().zip(&forced) {
+    for (a, b) in out
+        .logprobs
+        .iter()
+        .zip(&forced(&quantized, &full, prompt.len()))
+    {
         assert!((a - b).abs() <= 1e-4, "cache {a} vs teacher-forced {b}");
     }
 }

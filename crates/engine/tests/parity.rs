@@ -56,16 +56,11 @@ fn greedy_generation_matches_transformers_and_teacher_forcing() {
         }
         // The KV-cache path and one teacher-forced pass over prompt + answer agree.
         let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();
-        let mut recomputed = Vec::new();
-        model
-            .score(&full, prompt.len(), |rows| {
-                for (pos, row) in rows.rows() {
-                    recomputed.push(row[full[pos] as usize]);
-                }
-                Ok(())
-            })
-            .unwrap();
-        for (a, b) in out.logprobs.iter().zip(&recomputed) {
+        for (a, b) in out
+            .logprobs
+            .iter()
+            .zip(&forced(&model, &full, prompt.len()))
+        {
             assert!(
                 (a - b).abs() <= 1e-4,
                 "{name}: cache {a} vs teacher-forced {b}"
@@ -162,20 +157,6 @@ fn after_prefix(
     (0..n)
         .map(|i| rows[i * width + tokens[start + i] as usize])
         .collect()
-}
-
-/// Target log-probabilities of `tokens[start..]` from one teacher-forced pass.
-fn forced(model: &aligntds_engine::LanguageModel, tokens: &[u32], start: usize) -> Vec<f32> {
-    let mut out = Vec::new();
-    model
-        .score(tokens, start, |rows| {
-            for (pos, row) in rows.rows() {
-                out.push(row[tokens[pos] as usize]);
-            }
-            Ok(())
-        })
-        .unwrap();
-    out
 }
 
 #[test]

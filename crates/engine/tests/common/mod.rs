@@ -144,3 +144,17 @@ pub fn real(file: &str, dtype: DTypeChoice) -> Option<LanguageModel> {
             .unwrap_or_else(|e| panic!("{file}: {e}")),
     )
 }
+
+/// Target log-probabilities of `tokens[start..]` from one teacher-forced pass.
+pub fn forced(model: &LanguageModel, tokens: &[u32], start: usize) -> Vec<f32> {
+    let mut out = Vec::new();
+    model
+        .score(tokens, start, |rows| {
+            for (pos, row) in rows.rows() {
+                out.push(row[tokens[pos] as usize]);
+            }
+            Ok(())
+        })
+        .unwrap();
+    out
+}
