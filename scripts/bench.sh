@@ -5,6 +5,8 @@
 # puts them in .venv-bench); missing ones are reported as such.
 #
 #   bash scripts/bench.sh [MODEL.gguf]     (default: the demo's SmolLM2-135M-Instruct Q4_1)
+#   bash scripts/bench.sh CHECKPOINT_DIR   (f32 against transformers only, e.g. a random one
+#                                           from make_fixtures.py --bench DIR --bench-family NAME)
 #   SCORE_TOKENS=512 GEN_TOKENS=128 REPEATS=3 BENCH_THREADS=N bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +18,9 @@ export BENCH_THREADS=${BENCH_THREADS:-$(nproc)}
 export RAYON_NUM_THREADS=$BENCH_THREADS
 py=python3
 [ -x .venv-bench/bin/python ] && py=.venv-bench/bin/python
-[ -f "$model" ] || { echo "error: $model not found (run scripts/setup.sh)" >&2; exit 2; }
+[ -e "$model" ] || { echo "error: $model not found (run scripts/setup.sh)" >&2; exit 2; }
+quantized=yes
+[ -d "$model" ] && quantized=  # a checkpoint folder has no quantized form and no llama.cpp peer
 cargo build --release --locked -q -p aligntds
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
@@ -44,13 +48,17 @@ ours=target/release/aligntds
 echo "== scoring $score_tokens tokens (forward pass + log-softmax over every position), $BENCH_THREADS threads"
 run score aligntds f32 "$ours" bench "$model" --dtype f32 --score-tokens "$score_tokens" --generate-tokens 0 --repeats "$repeats"
 run score transformers f32 "$py" scripts/bench_peers.py transformers score "$model" "$score_tokens" "$repeats"
-run score aligntds q "$ours" bench "$model" --dtype q --score-tokens "$score_tokens" --generate-tokens 0 --repeats "$repeats"
-run score llama.cpp q "$py" scripts/bench_peers.py llama.cpp score "$model" "$score_tokens" "$repeats"
+if [ -n "$quantized" ]; then
+  run score aligntds q "$ours" bench "$model" --dtype q --score-tokens "$score_tokens" --generate-tokens 0 --repeats "$repeats"
+  run score llama.cpp q "$py" scripts/bench_peers.py llama.cpp score "$model" "$score_tokens" "$repeats"
+fi
 echo "== greedy generation of $gen_tokens tokens"
 run generate aligntds f32 "$ours" bench "$model" --dtype f32 --score-tokens 0 --generate-tokens "$gen_tokens" --repeats "$repeats"
 run generate transformers f32 "$py" scripts/bench_peers.py transformers generate "$model" "$gen_tokens" "$repeats"
-run generate aligntds q "$ours" bench "$model" --dtype q --score-tokens 0 --generate-tokens "$gen_tokens" --repeats "$repeats"
-run generate llama.cpp q "$py" scripts/bench_peers.py llama.cpp generate "$model" "$gen_tokens" "$repeats"
+if [ -n "$quantized" ]; then
+  run generate aligntds q "$ours" bench "$model" --dtype q --score-tokens 0 --generate-tokens "$gen_tokens" --repeats "$repeats"
+  run generate llama.cpp q "$py" scripts/bench_peers.py llama.cpp generate "$model" "$gen_tokens" "$repeats"
+fi
 
 echo
 echo "$(uname -m), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $BENCH_THREADS threads; $model"

@@ -2,7 +2,7 @@
 """The peers for `aligntds bench` (aligntds_engine::bench), on the same GGUF
 file and the same token ids:
 
-  bench_peers.py transformers score|generate MODEL.gguf [TOKENS] [REPEATS]
+  bench_peers.py transformers score|generate MODEL.gguf|CHECKPOINT_DIR [TOKENS] [REPEATS]
   bench_peers.py llama.cpp    score|generate MODEL.gguf [TOKENS] [REPEATS]
 
 transformers loads the GGUF dequantized to f32 (the weights aligntds uses with
@@ -50,8 +50,11 @@ if tool == "transformers":
     import transformers
 
     torch.set_num_threads(threads)
-    tok = transformers.AutoTokenizer.from_pretrained(model.parent, gguf_file=model.name)
-    lm = transformers.AutoModelForCausalLM.from_pretrained(model.parent, gguf_file=model.name, dtype=torch.float32).eval()
+    # A GGUF file dequantized to f32, or a checkpoint folder as it is.
+    where = dict(pretrained_model_name_or_path=model) if model.is_dir() else \
+        dict(pretrained_model_name_or_path=model.parent, gguf_file=model.name)
+    tok = transformers.AutoTokenizer.from_pretrained(**where)
+    lm = transformers.AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32).eval()
     label = f"transformers {transformers.__version__} f32, {threads} threads"
     with torch.inference_mode():
         if case == "score":

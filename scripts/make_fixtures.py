@@ -468,12 +468,28 @@ def tds_goldens():
     (OUT / "tds-pair.json").write_text(json.dumps({"transformers": transformers.__version__, "aligned": "llama3", "base": "mistral", "records": out}) + "\n")
 
 
-def bench(dest):
+# SmolLM2-135M's shape in each added family, with the family's switches at their
+# released models' settings (windows and LongRoPE's threshold past the benchmark's length).
+BENCH_SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                   num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, rms_norm_eps=1e-5)
+BENCH_FAMILIES = {
+    "llama": ("LlamaConfig", dict(tie_word_embeddings=True, rope_theta=100000.0)),
+    "qwen3": ("Qwen3Config", dict(head_dim=64, tie_word_embeddings=True, rope_theta=1000000.0)),
+    "olmo2": ("Olmo2Config", dict(tie_word_embeddings=False, rope_theta=500000.0)),
+    "gemma2": ("Gemma2Config", dict(head_dim=64, query_pre_attn_scalar=64, sliding_window=4096,
+                                    attn_logit_softcapping=50.0, final_logit_softcapping=30.0)),
+    "phi3": ("Phi3Config", dict(tie_word_embeddings=False, max_position_embeddings=131072, original_max_position_embeddings=4096,
+                                rope_parameters=dict(rope_type="longrope", rope_theta=10000.0, original_max_position_embeddings=4096,
+                                                     short_factor=[1.0 + i / 32 for i in range(32)],
+                                                     long_factor=[1.0 + i for i in range(32)]))),
+}
+
+
+def bench(dest, family="llama"):
     dest = Path(dest)
     toks = {"bl": train_byte_level(corpus(), 2000)}
-    cfg = transformers.LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                                   num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-                                   rms_norm_eps=1e-5, tie_word_embeddings=True, rope_theta=100000.0)
+    cls, extra = BENCH_FAMILIES[family]
+    cfg = getattr(transformers, cls)(**{**BENCH_SHAPE, **extra})
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(cfg).float()
     model.save_pretrained(dest)
@@ -484,12 +500,14 @@ def bench(dest):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", metavar="DIR", help="write a SmolLM2-135M-shaped random checkpoint to DIR instead")
+    ap.add_argument("--bench-family", default="llama", choices=list(BENCH_FAMILIES),
+                    help="with --bench: the architecture of that checkpoint")
     ap.add_argument("--only", nargs="+", metavar="NAME", choices=list(FIXTURES),
                     help="rebuild only these fixtures, with the tokenizers the committed llama2 (sp) and "
                          "qwen2 (bl) fixtures carry, merging their rows into tokenizers.json and templates.json")
     args = ap.parse_args()
     if args.bench:
-        return bench(args.bench)
+        return bench(args.bench, args.bench_family)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     names = args.only or list(FIXTURES)
     if args.only:

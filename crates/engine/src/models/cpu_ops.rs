@@ -28,6 +28,8 @@ pub struct CausalSoftmax {
     pub key_start: usize,
     pub window: Option<usize>,
     pub scale: f32,
+    /// Gemma 2's tanh soft-cap of the scaled scores, before the mask.
+    pub softcap: Option<f32>,
 }
 
 impl CausalSoftmax {
@@ -62,10 +64,25 @@ impl CustomOp1 for CausalSoftmax {
                 if lo == hi {
                     return;
                 }
-                softmax_row(&row[lo..hi], &mut out[lo..hi], self.scale);
+                match self.softcap {
+                    None => softmax_row(&row[lo..hi], &mut out[lo..hi], self.scale),
+                    Some(cap) => {
+                        let capped: Vec<f32> = row[lo..hi]
+                            .iter()
+                            .map(|&x| soft_cap(x * self.scale, cap))
+                            .collect();
+                        softmax_row(&capped, &mut out[lo..hi], 1.0);
+                    }
+                }
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
+}
+
+/// `cap * tanh(x / cap)`, as transformers soft-caps Gemma 2's attention scores.
+#[inline(always)]
+fn soft_cap(x: f32, cap: f32) -> f32 {
+    (x / cap).tanh() * cap
 }
 
 /// The softmax of `scale * row` into `out`: the exponentials in one
@@ -98,7 +115,7 @@ pub fn decode_attention(
     q: &Tensor,
     caches: &[(Tensor, Tensor, usize)],
     window: Option<usize>,
-    scale: f32,
+    (scale, softcap): (f32, Option<f32>),
 ) -> candle_core::Result<Tensor> {
     let (n, groups, rep, hd) = q.dims4()?;
     if caches.len() != n {
@@ -129,6 +146,7 @@ pub fn decode_attention(
         hd,
         window,
         scale,
+        softcap,
     };
     out.par_chunks_mut(rep * hd)
         .enumerate()
@@ -151,6 +169,7 @@ struct DecodeShape {
     hd: usize,
     window: Option<usize>,
     scale: f32,
+    softcap: Option<f32>,
 }
 
 /// Lanes of the query-key dot products: partial sums the compiler keeps in
@@ -188,6 +207,11 @@ fn decode_group_kernel(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], o
         let qr = &q[r * hd..(r + 1) * hd];
         for (j, sc) in scores.iter_mut().enumerate().skip(first) {
             *sc = dot(qr, &kg[j * hd..(j + 1) * hd]) * shape.scale;
+        }
+        if let Some(cap) = shape.softcap {
+            scores[first..]
+                .iter_mut()
+                .for_each(|sc| *sc = soft_cap(*sc, cap));
         }
         let visible = &mut scores[first..];
         let max = crate::fastmath::max_f32(visible);
@@ -297,13 +321,19 @@ mod tests {
             .collect();
         let scores =
             Tensor::from_vec(data.clone(), (groups, bt * rep, keys), &Device::Cpu).unwrap();
-        for window in [None, Some(3)] {
+        for (window, softcap) in [(None, None), (Some(3), None), (Some(3), Some(1.5))] {
             let op = CausalSoftmax {
                 q0: 4,
                 rep,
                 key_start: 1,
                 window,
                 scale: 0.5,
+                softcap,
+            };
+            // Gemma 2: cap * tanh(scaled / cap), then the softmax.
+            let score = |x: f32| {
+                let scaled = 0.5 * x as f64;
+                softcap.map_or(scaled, |c: f32| c as f64 * (scaled / c as f64).tanh())
             };
             let ours = scores
                 .apply_op1_no_bwd(&op)
@@ -320,11 +350,11 @@ mod tests {
                     };
                     let z: f64 = (0..keys)
                         .filter(|&j| visible(j))
-                        .map(|j| (0.5 * row[j] as f64).exp())
+                        .map(|j| score(row[j]).exp())
                         .sum();
                     for j in 0..keys {
                         let want = if visible(j) {
-                            (0.5 * row[j] as f64).exp() / z
+                            score(row[j]).exp() / z
                         } else {
                             0.0
                         };

@@ -124,8 +124,8 @@ impl Attention {
             _ => k,
         };
         let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?;
-        // On the CPU in f32 the fused kernels apply scale, mask and softmax in one pass.
-        let fused = x.device().is_cpu() && q.dtype() == DType::F32 && self.softcap.is_none();
+        // On the CPU in f32 the fused kernels apply scale, soft-cap, mask and softmax in one pass.
+        let fused = x.device().is_cpu() && q.dtype() == DType::F32;
         let decoding = segments.iter().all(|s| s.len == 1 && s.cache.is_some());
         let out = if fused && decoding {
             self.decode(&q, &k, &v, segments, window)?
@@ -188,7 +188,7 @@ impl Attention {
             &q,
             &caches,
             window,
-            self.scale as f32,
+            (self.scale as f32, self.softcap.map(|c| c as f32)),
         )?)
     }
 
@@ -251,6 +251,7 @@ impl Attention {
                     key_start,
                     window,
                     scale: self.scale as f32,
+                    softcap: self.softcap.map(|c| c as f32),
                 })?;
                 outputs.push(probs.matmul(&vb)?);
                 continue;
@@ -772,13 +773,10 @@ impl Decoder {
 
     /// Logits `[n, width]` for hidden-state rows `[n, hidden]` written into
     /// `out` (its memory reused: no fresh buffer per scoring chunk), the same
-    /// values as [`Self::logits`]. False, with `out` untouched, where the
-    /// output projection is neither packed nor quantized (many rows, on the
-    /// CPU), or the logits are soft-capped.
+    /// values as [`Self::logits`] (soft-capped in place where the model caps
+    /// them). False, with `out` untouched, where the output projection is
+    /// neither packed nor quantized (many rows, on the CPU).
     pub fn logits_into(&self, hidden: &Tensor, out: &mut Vec<f32>) -> Result<bool> {
-        if self.config.switches.final_logit_softcapping.is_some() {
-            return Ok(false);
-        }
         let rows = hidden.dim(0)?;
         match &self.lm_head {
             Linear::Packed {
@@ -797,6 +795,11 @@ impl Decoder {
                 linear.tiles_into(&hidden.to_dtype(DType::F32)?, out)?;
             }
             _ => return Ok(false),
+        }
+        if let Some(cap) = self.config.switches.final_logit_softcapping {
+            // As `logits` computes it: (x / cap).tanh() * cap, in f32.
+            let cap = cap as f32;
+            out.iter_mut().for_each(|x| *x = (*x / cap).tanh() * cap);
         }
         Ok(true)
     }
