@@ -81,8 +81,8 @@ impl CustomOp1 for CausalSoftmax {
 
 /// `cap * tanh(x / cap)`, as transformers soft-caps Gemma 2's attention scores.
 #[inline(always)]
-fn soft_cap(x: f32, cap: f32) -> f32 {
-    (x / cap).tanh() * cap
+pub(crate) fn soft_cap(x: f32, cap: f32) -> f32 {
+    crate::fastmath::tanh_f32(x / cap) * cap
 }
 
 /// The softmax of `scale * row` into `out`: the exponentials in one

@@ -797,9 +797,10 @@ impl Decoder {
             _ => return Ok(false),
         }
         if let Some(cap) = self.config.switches.final_logit_softcapping {
-            // As `logits` computes it: (x / cap).tanh() * cap, in f32.
+            // As `logits` computes it, (x / cap).tanh() * cap in f32 (to 2e-7 of the tanh).
             let cap = cap as f32;
-            out.iter_mut().for_each(|x| *x = (*x / cap).tanh() * cap);
+            out.iter_mut()
+                .for_each(|x| *x = crate::models::cpu_ops::soft_cap(*x, cap));
         }
         Ok(true)
     }
