@@ -187,6 +187,7 @@ group_by = "category"
 
 [aligned]
 model = "allenai/OLMo-2-0425-1B-Instruct"
+enable_thinking = false
 
 [base]
 model = "allenai/OLMo-2-0425-1B"
@@ -203,7 +204,9 @@ servers = ["http://gpu1:8000"]
 "#;
         let s = parse(text, Path::new("/studies/olmo.toml")).unwrap();
         assert_eq!(s.aligned.context.kind, ContextKind::Chat);
+        assert_eq!(s.aligned.context.enable_thinking, Some(false));
         assert_eq!(s.base.context.kind, ContextKind::Template);
+        assert_eq!(s.base.context.enable_thinking, None);
         let names: Vec<&str> = s.compare.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["sft", "dpo"]);
         assert_eq!(s.compare[0].side.context.kind, ContextKind::Plain);

@@ -185,6 +185,30 @@ fn qwen3_thinking_switch_reaches_the_prompt_and_the_run_record() {
         }
         contexts.push(context);
     }
+    // The switch is part of the run's identity: a run without it is not resumed with it.
+    let first = tmp.path().join("run-None").to_string_lossy().into_owned();
+    let resumed = aligntds(&[
+        "analyze",
+        "--aligned",
+        &qwen3,
+        "--base",
+        &gguf,
+        "--query",
+        QUERY,
+        "--max-new-tokens",
+        "4",
+        "--out",
+        &first,
+        "--quiet",
+        "--enable-thinking",
+        "false",
+    ]);
+    assert_eq!(resumed.status.code(), Some(2));
+    assert!(
+        stderr(&resumed).contains("other settings"),
+        "{}",
+        stderr(&resumed)
+    );
     let expected = format!("<|im_start|>user\n{QUERY}<|im_end|>\n<|im_start|>assistant\n");
     assert_eq!(contexts[0], expected, "unset: the template's default");
     assert_eq!(contexts[1], format!("{expected}<think>\n\n</think>\n\n"));
