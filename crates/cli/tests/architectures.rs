@@ -143,33 +143,39 @@ fn analyze_serve_and_bench_run_on_each() {
     }
 }
 
-#[test]
-fn qwen3_thinking_switch_reaches_the_prompt_and_the_run_record() {
+/// `analyze` of the qwen3 checkpoint against its GGUF twin into `out`, with
+/// `--enable-thinking SWITCH` where given.
+fn analyze_qwen3(out: &std::path::Path, switch: Option<&str>) -> std::process::Output {
     let qwen3 = fixture("qwen3");
     let gguf = format!("{qwen3}.gguf");
+    let out = out.to_string_lossy().into_owned();
+    let mut args = vec![
+        "analyze",
+        "--aligned",
+        &qwen3,
+        "--base",
+        &gguf,
+        "--query",
+        QUERY,
+        "--max-new-tokens",
+        "4",
+        "--out",
+        &out,
+        "--quiet",
+    ];
+    if let Some(on) = switch {
+        args.extend(["--enable-thinking", on]);
+    }
+    aligntds(&args)
+}
+
+#[test]
+fn qwen3_thinking_switch_reaches_the_prompt_and_the_run_record() {
     let tmp = tempfile::tempdir().unwrap();
     let mut contexts = Vec::new();
     for switch in [None, Some("false"), Some("true")] {
         let out = tmp.path().join(format!("run-{switch:?}"));
-        let out_arg = out.to_string_lossy().into_owned();
-        let mut args = vec![
-            "analyze",
-            "--aligned",
-            &qwen3,
-            "--base",
-            &gguf,
-            "--query",
-            QUERY,
-            "--max-new-tokens",
-            "4",
-            "--out",
-            &out_arg,
-            "--quiet",
-        ];
-        if let Some(on) = switch {
-            args.extend(["--enable-thinking", on]);
-        }
-        let analyzed = aligntds(&args);
+        let analyzed = analyze_qwen3(&out, switch);
         assert!(analyzed.status.success(), "{}", stderr(&analyzed));
         let context = first_example(&out)["aligned_context"]
             .as_str()
@@ -186,23 +192,7 @@ fn qwen3_thinking_switch_reaches_the_prompt_and_the_run_record() {
         contexts.push(context);
     }
     // The switch is part of the run's identity: a run without it is not resumed with it.
-    let first = tmp.path().join("run-None").to_string_lossy().into_owned();
-    let resumed = aligntds(&[
-        "analyze",
-        "--aligned",
-        &qwen3,
-        "--base",
-        &gguf,
-        "--query",
-        QUERY,
-        "--max-new-tokens",
-        "4",
-        "--out",
-        &first,
-        "--quiet",
-        "--enable-thinking",
-        "false",
-    ]);
+    let resumed = analyze_qwen3(&tmp.path().join("run-None"), Some("false"));
     assert_eq!(resumed.status.code(), Some(2));
     assert!(
         stderr(&resumed).contains("other settings"),

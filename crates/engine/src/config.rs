@@ -505,6 +505,16 @@ pub(crate) fn parse_rope_object(
     Ok(RopeConfig { theta, scaling })
 }
 
+/// LongRoPE's default attention factor, as transformers sets it: 1 up to the
+/// original context, else sqrt(1 + ln(factor) / ln(original)).
+pub(crate) fn long_rope_attention_factor(factor: f64, original: usize) -> f64 {
+    if factor <= 1.0 {
+        1.0
+    } else {
+        (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+    }
+}
+
 /// LongRoPE as transformers computes it: the original context from the rope
 /// object or the config's top level; `factor` defaulting to the ratio of the
 /// context to the original one, and `attention_factor` to
@@ -543,8 +553,7 @@ fn long_rope(
     };
     let attention_factor = match number("attention_factor")? {
         Some(a) => a,
-        None if factor <= 1.0 => 1.0,
-        None => (1.0 + factor.ln() / (original as f64).ln()).sqrt(),
+        None => long_rope_attention_factor(factor, original),
     };
     Ok(RopeScaling::LongRope {
         short: factors("short_factor")?,

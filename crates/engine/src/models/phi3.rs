@@ -55,8 +55,7 @@ pub(crate) fn gguf_long_rope(
     let factor = context as f64 / original.max(1) as f64;
     let attention_factor = match g.opt_f64("phi3.rope.scaling.attn_factor")? {
         Some(a) => a,
-        None if factor <= 1.0 => 1.0,
-        None => (1.0 + factor.ln() / (original as f64).ln()).sqrt(),
+        None => crate::config::long_rope_attention_factor(factor, original),
     };
     Ok(RopeScaling::LongRope {
         short,
