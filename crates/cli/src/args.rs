@@ -320,11 +320,25 @@ pub struct ServeArgs {
     /// Where "save as run" writes run folders.
     #[arg(long, default_value = "runs/live", value_name = "DIR")]
     pub save_dir: std::path::PathBuf,
-    /// Address to listen on. Anything but loopback lets anyone who reaches it use the models.
+    /// Address to listen on. Anything but loopback requires a token (generated unless
+    /// --token gives one; printed in the address to open).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
+    /// A host name the server answers besides localhost, 127.0.0.1 and [::1] (repeatable):
+    /// the name a reverse proxy forwards, NAME (any port) or NAME:PORT.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// The token every request must carry: required off loopback (generated when not
+    /// given), optional on loopback. ALIGNTDS_TOKEN keeps it out of the process list.
+    #[arg(
+        long,
+        env = "ALIGNTDS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
     /// New tokens when a request names none.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,

@@ -1,8 +1,10 @@
 //! `aligntds serve` as a user runs it: it prints its address at once, answers
 //! 503 while loading, then streams the answer `aligntds analyze --query` gives;
-//! a non-loopback --host warns; bad options fail with exit code 2, naming
-//! the flag.
+//! a non-loopback --host warns, generates a token and prints it in the
+//! address, which opens the live page in Chromium; bad options fail with exit
+//! code 2, naming the flag.
 
+mod chromium;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -64,15 +66,76 @@ fn serve_prints_its_address_then_streams_what_analyze_computes() {
 }
 
 #[test]
-fn a_public_host_warns_that_anyone_can_use_the_models() {
-    let (mut server, _address) = spawn(&["--host", "0.0.0.0"]);
+fn a_public_host_generates_a_token_prints_it_in_the_url_and_asks_for_it() {
+    let (llama3, mistral) = (fixture("llama3"), fixture("mistral"));
+    let args = [
+        "--aligned",
+        &llama3,
+        "--base",
+        &mistral,
+        "--aligned-context",
+        "plain",
+    ];
+    let (mut server, url) = spawn_serve_env(&[&args[..], &["--host", "0.0.0.0"]].concat(), &[]);
     let mut stderr = BufReader::new(server.0.stderr.take().unwrap());
     let mut first = String::new();
     stderr.read_line(&mut first).unwrap();
     assert!(
-        first.starts_with("warning:") && first.contains("anyone who can reach"),
+        first.starts_with("warning:")
+            && first.contains("anyone who can reach")
+            && first.contains("has the token"),
         "{first}"
     );
+    // 0.0.0.0 is shown as an address a browser opens.
+    let address = address_of(&url);
+    assert!(address.starts_with("127.0.0.1:"), "{url}");
+    let token = token_of(&url).unwrap_or_else(|| panic!("no token in {url}"));
+    assert_eq!(token.len(), 48);
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
+    let bearer = format!("Bearer {token}");
+    wait_ready_with(&address, &[("Authorization", &bearer)]);
+    let (status, body) = http(&address, "GET", "/api/info", "");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Authorization: Bearer"), "{body}");
+    assert_eq!(http(&address, "GET", "/", "").0, 401);
+    let query = json!({"query": "Hi?", "max_new_tokens": 3}).to_string();
+    let (status, body) = http_with(
+        &address,
+        "POST",
+        "/api/analyze",
+        &[("Authorization", &bearer)],
+        &query,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(data_lines(&body, "done").len(), 1);
+    // Another start, another token.
+    let (_again, url2) = spawn_serve_env(&[&args[..], &["--host", "0.0.0.0"]].concat(), &[]);
+    assert_ne!(token_of(&url2), Some(token));
+}
+
+#[test]
+fn a_token_from_the_environment_guards_a_loopback_server() {
+    let token = "from-the-environment-0123";
+    let (llama3, mistral) = (fixture("llama3"), fixture("mistral"));
+    let (_server, url) = spawn_serve_env(
+        &[
+            "--aligned",
+            &llama3,
+            "--base",
+            &mistral,
+            "--aligned-context",
+            "plain",
+        ],
+        &[("ALIGNTDS_TOKEN", token)],
+    );
+    assert_eq!(token_of(&url).as_deref(), Some(token), "{url}");
+    let address = address_of(&url);
+    let bearer = format!("Bearer {token}");
+    wait_ready_with(&address, &[("Authorization", &bearer)]);
+    assert_eq!(http(&address, "GET", "/api/info", "").0, 401);
+    // Without a token, a loopback server prints a plain address.
+    let (_plain, url) = spawn_serve_env(&["--aligned", &llama3, "--base", &mistral], &[]);
+    assert!(token_of(&url).is_none() && url.ends_with('/'), "{url}");
 }
 
 #[test]
@@ -89,6 +152,12 @@ fn bad_serve_options_fail_naming_the_flag() {
         (vec!["--runs", &not_a_run], "--runs"),
         (vec!["--aligned-context", "input"], "--aligned-context"),
         (vec!["--top-k", "0"], "--top-k"),
+        (vec!["--token", "short"], "--token"),
+        (vec!["--token", "spaces are not allowed in one"], "--token"),
+        (
+            vec!["--allowed-host", "https://lab.example.org/"],
+            "--allowed-host",
+        ),
     ];
     for (extra, flag) in cases {
         let mut args = vec![
@@ -109,4 +178,111 @@ fn bad_serve_options_fail_naming_the_flag() {
             "{extra:?}: {message}"
         );
     }
+}
+
+/// Waits until `script` returns true in the page.
+async fn until(client: &fantoccini::Client, script: &str, what: &str) {
+    for _ in 0..600 {
+        if chromium::js(client, script).await == json!(true) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = client.current_url().await.unwrap();
+    panic!("timed out waiting for {what} at {url}");
+}
+
+async fn screenshot(client: &fantoccini::Client, name: &str) {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/serve-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), client.screenshot().await.unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_printed_token_address_opens_the_live_page_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((_driver, client)) = chromium::start_browser(&tmp.path().join("profile")).await else {
+        return;
+    };
+    let (_server, url) = spawn_serve_env(
+        &[
+            "--aligned",
+            &fixture("llama3"),
+            "--base",
+            &fixture("mistral"),
+            "--aligned-context",
+            "plain",
+            "--host",
+            "0.0.0.0",
+        ],
+        &[],
+    );
+    let (address, token) = (address_of(&url), token_of(&url).unwrap());
+    let bearer = format!("Bearer {token}");
+    wait_ready_with(&address, &[("Authorization", &bearer)]);
+
+    // The printed address: the token becomes a cookie the page cannot read,
+    // and leaves the address bar.
+    client.goto(&url).await.unwrap();
+    until(
+        &client,
+        "return document.getElementById('pair').textContent.indexOf('aligned') === 0",
+        "the pair",
+    )
+    .await;
+    assert_eq!(
+        client.current_url().await.unwrap().as_str(),
+        format!("http://{address}/")
+    );
+    assert_eq!(
+        chromium::js(&client, "return document.cookie").await,
+        json!("")
+    );
+
+    // The whole page works on the cookie: an answer streams in as the API gives it.
+    let query = "Hello there?";
+    client
+        .execute("document.getElementById('query').value = arguments[0]; document.getElementById('max-new').value = '8'; return true;", vec![json!(query)])
+        .await
+        .unwrap();
+    chromium::click(&client, fantoccini::Locator::Id("run")).await;
+    until(&client, "var s = document.querySelector('[data-stream=\"0\"]'); return !!s && s.getAttribute('data-done') === '1';", "the answer").await;
+    let shown = chromium::js(&client, "return Array.from(document.querySelectorAll('[data-stream=\"0\"] .answer .t')).map(t => t.textContent)").await;
+    let body = json!({"query": query, "max_new_tokens": 8}).to_string();
+    let (status, api) = http_with(
+        &address,
+        "POST",
+        "/api/analyze",
+        &[("Authorization", &bearer)],
+        &body,
+    );
+    assert_eq!(status, 200, "{api}");
+    let texts: Vec<Value> = data_lines(&api, "token")
+        .iter()
+        .map(|t| t["text"].clone())
+        .collect();
+    assert_eq!(shown, json!(texts));
+    assert!(!texts.is_empty());
+    screenshot(&client, "live-token.png").await;
+
+    // Without the cookie, or with a wrong token, the page says how to get in.
+    client.delete_all_cookies().await.unwrap();
+    client.goto(&format!("http://{address}/")).await.unwrap();
+    let page = chromium::js(&client, "return document.body.textContent").await;
+    assert!(
+        page.as_str().unwrap().contains("asks for a token"),
+        "{page}"
+    );
+    screenshot(&client, "live-401.png").await;
+    client
+        .goto(&format!("http://{address}/?token=0123456789abcdef0123"))
+        .await
+        .unwrap();
+    let page = chromium::js(&client, "return document.body.textContent").await;
+    assert!(
+        page.as_str().unwrap().contains("not this server's"),
+        "{page}"
+    );
+    client.close().await.unwrap();
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use aligntds_analysis::live::{LiveError, LiveRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -64,11 +64,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/runs/{*path}", get(run_page))
         .fallback(|| async { error(StatusCode::NOT_FOUND, None, "no such page or endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::access::guard,
+        ))
         .with_state(state)
 }
 
 fn secure(mut response: Response) -> Response {
-    let headers = response.headers_mut();
+    add_security_headers(response.headers_mut());
+    response
+}
+
+/// Page text comes only from this server, and no other site frames it.
+pub(crate) fn add_security_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -77,7 +86,6 @@ fn secure(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    response
 }
 
 fn page(body: &'static str, kind: &'static str) -> Response {
@@ -173,8 +181,27 @@ async fn info(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(body).into_response()
 }
 
+/// Whether a request says its body is JSON (`application/json`, parameters
+/// such as `; charset=utf-8` allowed). A page on another site can send a
+/// form or `text/plain` without asking first, but never JSON.
+fn is_json(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// Reads and parses a JSON body; errors name the field at fault.
 async fn body<T: DeserializeOwned>(request: Request) -> Result<T, Response> {
+    if !is_json(&request) {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            "the body must be JSON, sent with Content-Type: application/json",
+        ));
+    }
     let bytes: Bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
         .await
         .map_err(|_| {

@@ -9,6 +9,7 @@
 //! wait in a bounded queue and the rest are refused with 429. A client that
 //! disconnects cancels its generation at once.
 
+mod access;
 mod api;
 mod site;
 mod worker;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use aligntds_analysis::live::{LivePair, LiveSettings};
 
+pub use access::{AccessError, AccessSettings};
 pub use api::router;
 
 /// Everything `aligntds serve` needs.
@@ -30,6 +32,8 @@ pub struct ServeSettings {
     pub save_dir: PathBuf,
     /// Requests that may wait while one generates; more get 429.
     pub queue: usize,
+    /// Who may use the server: Host and Origin checks, the token.
+    pub access: AccessSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,8 @@ pub enum ServeError {
     /// Boxed: a study error is large and most results here are Ok.
     #[error(transparent)]
     Study(Box<aligntds_analysis::StudyError>),
+    #[error(transparent)]
+    Access(#[from] AccessError),
     #[error("{0}")]
     Io(String),
 }
@@ -63,7 +69,11 @@ impl AppState {
     /// Builds the run pages (a bad run folder fails here, before any model
     /// loads) and starts the generation worker; the pair is not loaded yet
     /// (the API answers 503 until [`Self::load`] finishes).
-    pub fn new(settings: ServeSettings) -> Result<Arc<Self>, ServeError> {
+    ///
+    /// Off loopback without a token, one is generated here
+    /// (`settings().access.token`).
+    pub fn new(mut settings: ServeSettings) -> Result<Arc<Self>, ServeError> {
+        settings.access = settings.access.resolve()?;
         settings
             .live
             .validate()

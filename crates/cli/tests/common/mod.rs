@@ -18,10 +18,19 @@ impl Drop for Server {
 
 /// Starts `aligntds serve ARGS --port 0` and reads the address it prints first.
 pub fn spawn_serve(args: &[&str]) -> (Server, String) {
+    let (server, url) = spawn_serve_env(args, &[]);
+    (server, address_of(&url))
+}
+
+/// Starts `aligntds serve ARGS --port 0` with extra environment variables and
+/// returns the URL it prints first (with `?token=` where it asks for one).
+pub fn spawn_serve_env(args: &[&str], env: &[(&str, &str)]) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aligntds"))
         .arg("serve")
         .args(args)
         .args(["--port", "0"])
+        .env_remove("ALIGNTDS_TOKEN")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -30,20 +39,32 @@ pub fn spawn_serve(args: &[&str]) -> (Server, String) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("http://")
-        .and_then(|a| a.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("no address printed: {line:?}"))
-        .to_string();
-    (Server(child), address)
+    (Server(child), line.trim().to_string())
+}
+
+/// `HOST:PORT` of a printed `http://HOST:PORT/...` URL.
+pub fn address_of(url: &str) -> String {
+    url.strip_prefix("http://")
+        .and_then(|a| a.split_once('/'))
+        .map(|(address, _)| address.to_string())
+        .unwrap_or_else(|| panic!("no address printed: {url:?}"))
+}
+
+/// The `token` of a printed URL, if it has one.
+pub fn token_of(url: &str) -> Option<String> {
+    url.split_once("?token=").map(|(_, t)| t.to_string())
 }
 
 /// Waits until a served pair has loaded (`/api/info` says ready).
 pub fn wait_ready(address: &str) {
+    wait_ready_with(address, &[]);
+}
+
+/// [`wait_ready`] with extra request headers (a token).
+pub fn wait_ready_with(address: &str, headers: &[(&str, &str)]) {
     let started = std::time::Instant::now();
     loop {
-        let (status, body) = http(address, "GET", "/api/info", "");
+        let (status, body) = http_with(address, "GET", "/api/info", headers, "");
         assert_eq!(status, 200);
         let info: serde_json::Value = serde_json::from_str(&body).unwrap();
         if info["ready"] == true {
@@ -59,10 +80,25 @@ pub fn wait_ready(address: &str) {
 
 /// One HTTP/1.1 request (connection closed after it): status and body.
 pub fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_with(address, method, path, &[], body)
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

@@ -91,6 +91,7 @@ pub fn serve_settings(live: LiveSettings, save_dir: &Path, queue: usize) -> Serv
         runs: Vec::new(),
         save_dir: save_dir.to_path_buf(),
         queue,
+        access: Default::default(),
     }
 }
 
@@ -208,4 +209,50 @@ pub fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// One HTTP/1.1 request with exactly `headers` (no Host unless given; a
+/// body gets its Content-Length), read to the end: for the access checks,
+/// which look at Host, Origin, Content-Type, Authorization and Cookie.
+pub async fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    use std::io::{Read, Write};
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    // A plain blocking socket, off the runtime's threads.
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).unwrap();
+        reply
+    })
+    .await
+    .unwrap();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.get(9..12)).unwrap_or("0");
+    let mut map = hyper::HeaderMap::new();
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            map.append(
+                hyper::header::HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
+                value.trim().parse().unwrap(),
+            );
+        }
+    }
+    Reply {
+        status: status.parse().unwrap(),
+        headers: map,
+        body: body.to_string(),
+    }
 }
