@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub use aligntds_formats::fields::FieldMap;
 pub use aligntds_formats::sides::{NamedContext, ALIGNED_SIDE, BASE_SIDE};
 pub use aligntds_formats::summary::{
     Context, ContextKind, RecordedSettings, ResponseSource, Thresholds,
@@ -40,6 +41,10 @@ pub enum Field {
     /// A compared side's name.
     SideLabel(usize),
     GroupBy,
+    /// The record field read as the query, answer or id.
+    QueryField,
+    AnswerField,
+    IdField,
 }
 
 /// A side of a study: the answering side, the base side, or the i-th compared side.
@@ -105,6 +110,9 @@ impl Field {
             Field::MergeOut => "out".into(),
             Field::SideLabel(i) => format!("compare[{i}].name"),
             Field::GroupBy => "group_by".into(),
+            Field::QueryField => "fields.query".into(),
+            Field::AnswerField => "fields.answer".into(),
+            Field::IdField => "fields.id".into(),
         }
     }
 }
@@ -264,6 +272,8 @@ pub struct StudySettings {
     pub curve_positions: usize,
     /// A record field to split the statistics by (e.g. `category`).
     pub group_by: Option<String>,
+    /// The data set's fields read as query, answer and id (default names where unset).
+    pub fields: FieldMap,
     /// Replace an earlier run of other settings in `out`.
     pub overwrite: bool,
     /// An unanalyzable record is an error instead of a skip.
@@ -299,6 +309,7 @@ impl StudySettings {
             shard: None,
             curve_positions: 200,
             group_by: None,
+            fields: FieldMap::default(),
             overwrite: false,
             strict: false,
             runtime: Runtime::default(),
@@ -403,6 +414,20 @@ impl StudySettings {
             .is_some_and(|f| f.trim().is_empty())
         {
             return Err(SettingError::new(Field::GroupBy, "names no field"));
+        }
+        for (field, path) in [
+            (Field::QueryField, &self.fields.query),
+            (Field::AnswerField, &self.fields.answer),
+            (Field::IdField, &self.fields.id),
+        ] {
+            if let Some(path) = path {
+                if path.split('.').any(|part| part.trim().is_empty()) {
+                    return Err(SettingError::new(
+                        field,
+                        format!("`{path}` is not a field name or dotted path (e.g. question, turns.0, conversation.0.content)"),
+                    ));
+                }
+            }
         }
         if self.server_options.max_in_flight == 0 {
             return Err(SettingError::new(

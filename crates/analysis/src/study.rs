@@ -253,7 +253,7 @@ impl Study {
     pub fn prepare(settings: StudySettings) -> Result<Self, StudyError> {
         settings.validate()?;
         let records = match &settings.queries {
-            Queries::File(path) => dataset::load(path, settings.limit)?,
+            Queries::File(path) => dataset::load(path, settings.limit, &settings.fields)?,
             Queries::Single(q) => vec![Record::query("0", q.clone())],
         };
         if let Some(shard) = settings.shard {
@@ -450,6 +450,7 @@ impl Study {
             aligned_server: server_identity(&remotes[0]),
             base_server: server_identity(&remotes[1]),
             compare,
+            fields: settings.fields.recorded(),
         };
         // The shard is not fingerprinted, so the shards of one analysis share a fingerprint.
         let fingerprint = fingerprint(&serde_json::to_value(&identity).unwrap_or_default());

@@ -1,14 +1,18 @@
-//! Study files (`aligntds analyze --study FILE`): the sides of a study, and
-//! where its queries come from and its results go, in TOML, for studies too
-//! long for flags (a base model and its SFT, DPO and RLHF descendants, each
-//! with its own context and servers). Paths in the file are relative to it.
-//! The layout is documented in docs/analysis.md.
+//! Study files (`aligntds analyze --study FILE`): a whole study in TOML, its
+//! sides (a base model and its SFT, DPO and RLHF descendants, each with its
+//! own context and servers), where its queries come from and its results go,
+//! and every setting that changes results ([`StudyKeys`]), so one file
+//! reproduces a run. Paths in the file are relative to it. The layout is
+//! documented in docs/analysis.md.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::settings::{ComparedSide, Context, ContextKind, SideSettings};
+use crate::settings::{
+    ComparedSide, Context, ContextKind, FieldMap, ResponseSource, SideSettings, StudySettings,
+    Thresholds,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StudyFileError {
@@ -50,6 +54,151 @@ pub struct SideEntry {
     pub served_name: Option<String>,
 }
 
+/// The study's own settings a file may give (named as analyze's flags, with
+/// `_`): each one set overrides the default, and a flag given beside the file
+/// overrides it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudyKeys {
+    pub top_k: Option<usize>,
+    pub unshifted_max: Option<u32>,
+    pub marginal_max: Option<u32>,
+    pub max_new_tokens: Option<usize>,
+    pub response: Option<ResponseSource>,
+    /// Stop strings (analyze's repeatable `--stop`).
+    pub stops: Option<Vec<String>>,
+    pub limit: Option<usize>,
+    pub batch: Option<usize>,
+    /// auto, f32, bf16, f16 or q.
+    pub dtype: Option<DtypeKey>,
+    pub curve_positions: Option<usize>,
+    pub query_field: Option<String>,
+    pub answer_field: Option<String>,
+    pub id_field: Option<String>,
+}
+
+/// `dtype` as a study file writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtypeKey {
+    Auto,
+    F32,
+    Bf16,
+    F16,
+    Q,
+}
+
+impl DtypeKey {
+    pub fn choice(self) -> aligntds_engine::DTypeChoice {
+        use aligntds_engine::{DType, DTypeChoice};
+        match self {
+            DtypeKey::Auto => DTypeChoice::Auto,
+            DtypeKey::F32 => DTypeChoice::Float(DType::F32),
+            DtypeKey::Bf16 => DTypeChoice::Float(DType::BF16),
+            DtypeKey::F16 => DTypeChoice::Float(DType::F16),
+            DtypeKey::Q => DTypeChoice::Quantized,
+        }
+    }
+}
+
+impl StudyKeys {
+    /// The key names, as written in a file (and as analyze's flags with `_`).
+    pub const NAMES: &'static [&'static str] = &[
+        "top_k",
+        "unshifted_max",
+        "marginal_max",
+        "max_new_tokens",
+        "response",
+        "stops",
+        "limit",
+        "batch",
+        "dtype",
+        "curve_positions",
+        "query_field",
+        "answer_field",
+        "id_field",
+    ];
+
+    /// Whether the file sets `key` (one of [`Self::NAMES`]).
+    pub fn has(&self, key: &str) -> bool {
+        match key {
+            "top_k" => self.top_k.is_some(),
+            "unshifted_max" => self.unshifted_max.is_some(),
+            "marginal_max" => self.marginal_max.is_some(),
+            "max_new_tokens" => self.max_new_tokens.is_some(),
+            "response" => self.response.is_some(),
+            "stops" => self.stops.is_some(),
+            "limit" => self.limit.is_some(),
+            "batch" => self.batch.is_some(),
+            "dtype" => self.dtype.is_some(),
+            "curve_positions" => self.curve_positions.is_some(),
+            "query_field" => self.query_field.is_some(),
+            "answer_field" => self.answer_field.is_some(),
+            "id_field" => self.id_field.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Unsets `key`: a flag given beside the file overrides it.
+    pub fn clear(&mut self, key: &str) {
+        match key {
+            "top_k" => self.top_k = None,
+            "unshifted_max" => self.unshifted_max = None,
+            "marginal_max" => self.marginal_max = None,
+            "max_new_tokens" => self.max_new_tokens = None,
+            "response" => self.response = None,
+            "stops" => self.stops = None,
+            "limit" => self.limit = None,
+            "batch" => self.batch = None,
+            "dtype" => self.dtype = None,
+            "curve_positions" => self.curve_positions = None,
+            "query_field" => self.query_field = None,
+            "answer_field" => self.answer_field = None,
+            "id_field" => self.id_field = None,
+            _ => {}
+        }
+    }
+
+    /// Sets every key the file gives on `settings`, leaving the rest.
+    pub fn apply(&self, settings: &mut StudySettings) {
+        let s = settings;
+        if let Some(v) = self.top_k {
+            s.top_k = v;
+        }
+        s.thresholds = Thresholds {
+            unshifted_max: self.unshifted_max.unwrap_or(s.thresholds.unshifted_max),
+            marginal_max: self.marginal_max.unwrap_or(s.thresholds.marginal_max),
+        };
+        if let Some(v) = self.max_new_tokens {
+            s.max_new_tokens = v;
+        }
+        if let Some(v) = self.response {
+            s.response = v;
+        }
+        if let Some(v) = &self.stops {
+            s.stops = v.clone();
+        }
+        if let Some(v) = self.limit {
+            s.limit = Some(v);
+        }
+        if let Some(v) = self.batch {
+            s.runtime.batch = Some(v);
+        }
+        if let Some(v) = self.dtype {
+            s.runtime.dtype = v.choice();
+        }
+        if let Some(v) = self.curve_positions {
+            s.curve_positions = v;
+        }
+        let fields = FieldMap {
+            query: self.query_field.clone().or(s.fields.query.take()),
+            answer: self.answer_field.clone().or(s.fields.answer.take()),
+            id: self.id_field.clone().or(s.fields.id.take()),
+        };
+        s.fields = fields;
+    }
+}
+
 /// A study file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +228,32 @@ pub struct StudySides {
     pub query: Option<String>,
     pub out: Option<PathBuf>,
     pub group_by: Option<String>,
+    /// The study's own settings the file gives.
+    pub keys: StudyKeys,
+}
+
+impl StudySides {
+    /// The study the file describes: its sides, sources and keys over the
+    /// defaults. `data`/`query` and `out` must be in the file (or set after).
+    pub fn settings(&self) -> StudySettings {
+        let queries = match (&self.data, &self.query) {
+            (Some(d), _) => crate::settings::Queries::File(d.clone()),
+            (None, Some(q)) => crate::settings::Queries::Single(q.clone()),
+            (None, None) => crate::settings::Queries::File(PathBuf::new()),
+        };
+        let mut s = StudySettings::new(
+            &self.aligned.model,
+            &self.base.model,
+            queries,
+            self.out.clone().unwrap_or_default(),
+        );
+        s.aligned = self.aligned.clone();
+        s.base = self.base.clone();
+        s.compare = self.compare.clone();
+        s.group_by = self.group_by.clone();
+        self.keys.apply(&mut s);
+        s
+    }
 }
 
 /// Reads and checks a study file.
@@ -97,8 +272,26 @@ pub fn parse(text: &str, path: &Path) -> Result<StudySides, StudyFileError> {
         path: path.to_path_buf(),
         message,
     };
-    let file: StudyFile =
-        toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+    let toml_error = |e: toml::de::Error| invalid(e.to_string().trim_end().to_string());
+    // The study's keys and the rest (sources, sides) each refuse unknown keys.
+    let mut table: toml::Table = toml::from_str(text).map_err(toml_error)?;
+    let keys: toml::Table = StudyKeys::NAMES
+        .iter()
+        .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
+        .collect();
+    let keys: StudyKeys = keys.try_into().map_err(toml_error)?;
+    let file: StudyFile = table.try_into().map_err(|e: toml::de::Error| {
+        let message = e.to_string();
+        let message = message.trim_end();
+        if message.contains("unknown field") {
+            invalid(format!(
+                "{message}; the study's own keys are {}",
+                StudyKeys::NAMES.join(", ")
+            ))
+        } else {
+            invalid(message.to_string())
+        }
+    })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let resolve = |p: &Path| {
         if p.is_absolute() {
@@ -171,6 +364,7 @@ pub fn parse(text: &str, path: &Path) -> Result<StudySides, StudyFileError> {
         query: file.query,
         out: file.out.as_deref().map(resolve),
         group_by: file.group_by,
+        keys,
     })
 }
 

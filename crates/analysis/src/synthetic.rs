@@ -218,6 +218,7 @@ pub fn write_synthetic_run(
             aligned_server: None,
             base_server: None,
             compare: Vec::new(),
+            fields: None,
         },
         shard: None,
         fingerprint: "synthetic".into(),

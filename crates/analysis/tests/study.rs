@@ -326,6 +326,15 @@ fn version_1_runs_still_read() {
     assert_eq!(rows, 12);
     let text = aligntds_analysis::summary::render_text(&summary);
     assert!(text.starts_with("2 examples, 12 positions"), "{text}");
+    // Its identity, read and written by today's types (field mapping, compared
+    // sides, servers: all absent when unset), still hashes to the fingerprint
+    // the version-1 code wrote, so runs made before resume.
+    let identity = serde_json::to_value(&summary.manifest.identity).unwrap();
+    assert!(identity.get("fields").is_none());
+    assert_eq!(
+        aligntds_analysis::run_folder::fingerprint(&identity),
+        summary.manifest.fingerprint
+    );
 }
 
 /// A copy of the tiny llama3 checkpoint whose weights file is garbage, so

@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Write};
 
 use aligntds_analysis::settings::{
-    ComparedSide, Context, ContextKind, Field, Queries, ResponseSource, Runtime, SettingError,
-    Shard, SideName, SideSettings, StudySettings, Thresholds,
+    ComparedSide, Context, ContextKind, Field, FieldMap, Queries, ResponseSource, Runtime,
+    SettingError, Shard, SideName, SideSettings, StudySettings, Thresholds,
 };
 use aligntds_analysis::summary::render_text;
 use aligntds_analysis::{Progress, Study};
@@ -153,6 +153,82 @@ fn compare_sides(args: &AnalyzeArgs) -> anyhow::Result<Vec<ComparedSide>> {
     Ok(sides)
 }
 
+/// The flags that set one side (clap ids): a study file holds its sides, so
+/// these are refused beside `--study` rather than mixed into the file's.
+const SIDE_FLAGS: &[&str] = &[
+    "aligned_servers",
+    "base_servers",
+    "aligned_served_name",
+    "base_served_name",
+    "aligned_context",
+    "base_context",
+    "aligned_chat_template",
+    "base_chat_template",
+    "system",
+    "enable_thinking",
+    "aligned_prefix",
+    "base_prefix",
+    "aligned_template",
+    "base_template",
+    "contexts",
+    "chat_templates",
+    "prefixes",
+    "templates",
+    "servers",
+    "served_names",
+];
+
+/// The study file's key a settings field is read from, for errors about a
+/// value that came from the file.
+fn file_key(field: Field) -> Option<&'static str> {
+    Some(match field {
+        Field::TopK => "top_k",
+        Field::MaxNewTokens => "max_new_tokens",
+        Field::Thresholds => "unshifted_max` and `marginal_max",
+        Field::Limit => "limit",
+        Field::CurvePositions => "curve_positions",
+        Field::QueryField => "query_field",
+        Field::AnswerField => "answer_field",
+        Field::IdField => "id_field",
+        _ => return None,
+    })
+}
+
+/// A study file's sides and keys under the flags given beside it: a flag
+/// overrides the file's key, which overrides the default; side flags are refused.
+fn apply_study_file(
+    args: &AnalyzeArgs,
+    file: &aligntds_analysis::study_file::StudySides,
+    settings: &mut StudySettings,
+) -> anyhow::Result<()> {
+    let path = args.study.as_deref().unwrap_or(std::path::Path::new(""));
+    if let Some((_, flag)) = args
+        .given
+        .iter()
+        .find(|(id, _)| SIDE_FLAGS.contains(&id.as_str()))
+    {
+        anyhow::bail!(
+            "option `{flag}`: the sides come from the study file {} beside --study; set this in its \
+             [aligned], [base] or [[compare]] table instead",
+            path.display()
+        );
+    }
+    settings.aligned = file.aligned.clone();
+    settings.base = file.base.clone();
+    settings.compare = file.compare.clone();
+    let mut keys = file.keys.clone();
+    for (id, _) in &args.given {
+        keys.clear(id);
+    }
+    keys.apply(settings);
+    if let Err(e) = settings.validate() {
+        if let Some(key) = file_key(e.field).filter(|k| k.split('`').any(|k| keys.has(k))) {
+            anyhow::bail!("study file {}: `{key}`: {}", path.display(), e.message);
+        }
+    }
+    Ok(())
+}
+
 /// The arguments as typed settings (nothing is checked here: the library does).
 fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
     let flags = Flags::Analyze(&[]);
@@ -180,12 +256,13 @@ fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
         .clone()
         .or_else(|| file.as_ref().and_then(|f| f.out.clone()))
         .ok_or_else(|| setting(SettingError::new(Field::Out, "give an output folder")))?;
-    let (aligned, base, compare, group_by) = match file {
+    let (aligned, base, compare, group_by) = match &file {
+        // Replaced by the file's below.
         Some(f) => (
-            f.aligned,
-            f.base,
-            f.compare,
-            args.group_by.clone().or(f.group_by),
+            f.aligned.clone(),
+            f.base.clone(),
+            Vec::new(),
+            args.group_by.clone().or(f.group_by.clone()),
         ),
         None => (
             side(SideName::Aligned, &args.pair).map_err(setting)?,
@@ -194,11 +271,16 @@ fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
             args.group_by.clone(),
         ),
     };
-    Ok(StudySettings {
+    let mut settings = StudySettings {
         aligned,
         base,
         compare,
         group_by,
+        fields: FieldMap {
+            query: args.query_field.clone(),
+            answer: args.answer_field.clone(),
+            id: args.id_field.clone(),
+        },
         queries,
         out,
         response: match args.response {
@@ -231,7 +313,11 @@ fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
             reuse_prefixes: !args.no_prefix_reuse,
         },
         server_options: crate::runtime::server_options(&args.pair.server_tuning),
-    })
+    };
+    if let Some(file) = &file {
+        apply_study_file(args, file, &mut settings)?;
+    }
+    Ok(settings)
 }
 
 /// Progress on a terminal: a bar per phase with answer tokens/s and ETA.
@@ -410,3 +496,7 @@ pub fn compare(args: CompareArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "analyze_precedence_tests.rs"]
+mod precedence_tests;

@@ -1,6 +1,6 @@
 //! Command-line arguments. Names here are the user-facing contract.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -275,6 +275,16 @@ pub struct AnalyzeArgs {
     /// with intervals, in summary.json's `groups`.
     #[arg(long, value_name = "FIELD")]
     pub group_by: Option<String>,
+    /// The record field holding the query (default: pure_input, instruction, prompt or
+    /// query). A dotted path reaches into nested JSON: turns.0, conversation.0.content.
+    #[arg(long, value_name = "FIELD")]
+    pub query_field: Option<String>,
+    /// The record field holding an answer to score (default: output or response).
+    #[arg(long, value_name = "FIELD")]
+    pub answer_field: Option<String>,
+    /// The record field holding the record's id (default: id, else the record's index).
+    #[arg(long, value_name = "FIELD")]
+    pub id_field: Option<String>,
     /// Where answers come from: auto (the data set's where present, else generated), dataset, generate.
     #[arg(long, value_enum, default_value_t = ResponseArg::Auto)]
     pub response: ResponseArg,
@@ -308,6 +318,37 @@ pub struct AnalyzeArgs {
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
+    /// The flags given on the command line (or by environment), as (id, --flag):
+    /// a study file's key yields to these, and to no default.
+    #[arg(skip)]
+    pub given: Vec<(String, String)>,
+}
+
+/// Records in `command` which of its flags the user gave (`analyze` only, where a
+/// study file's keys sit between the flags and the defaults).
+pub fn note_given(command: &mut Command, matches: &clap::ArgMatches) {
+    use clap::parser::ValueSource;
+    let (Command::Analyze(args), Some(m)) = (command, matches.subcommand_matches("analyze")) else {
+        return;
+    };
+    let definition = Cli::command();
+    let analyze = definition.find_subcommand("analyze");
+    args.given = m
+        .ids()
+        .filter(|id| {
+            matches!(
+                m.value_source(id.as_str()),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|id| {
+            let long = analyze
+                .and_then(|c| c.get_arguments().find(|a| a.get_id() == id))
+                .and_then(|a| a.get_long())
+                .map_or_else(|| id.to_string(), |l| format!("--{l}"));
+            (id.to_string(), long)
+        })
+        .collect();
 }
 
 #[derive(Debug, Args)]

@@ -41,6 +41,9 @@ pub fn flag(field: Field, flags: Flags) -> String {
             format!("--compare{}", compared(SideName::Compare(i), flags))
         }
         Field::GroupBy => "--group-by".into(),
+        Field::QueryField => "--query-field".into(),
+        Field::AnswerField => "--answer-field".into(),
+        Field::IdField => "--id-field".into(),
         Field::Model(s) => match flags {
             Flags::Model => "MODEL".into(),
             _ => format!("--{}", side(s)),

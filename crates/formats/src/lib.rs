@@ -7,6 +7,7 @@
 //! Every write goes to a temporary name and is renamed into place.
 
 pub mod examples;
+pub mod fields;
 pub mod positions;
 pub mod sides;
 pub mod summary;

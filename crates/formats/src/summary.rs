@@ -75,6 +75,10 @@ pub struct RunIdentity {
     /// so pair runs keep their fingerprints).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compare: Vec<crate::sides::ComparedIdentity>,
+    /// The record fields read as query, answer and id, where not the
+    /// default names (absent otherwise, so earlier runs keep their fingerprints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<crate::fields::FieldMap>,
 }
 
 /// A side computed by vLLM servers: the served model and what its results depend on.

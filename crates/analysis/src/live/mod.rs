@@ -166,6 +166,7 @@ impl LivePair {
             aligned_server: None,
             base_server: None,
             compare: Vec::new(),
+            fields: None,
         };
         Ok(Self {
             aligned,

@@ -1,0 +1,158 @@
+//! Data as everyday tools write it, end to end on the fixture pair: a
+//! byte-order mark, a query under another name (refused naming the file's
+//! columns and the flag, then read with --query-field through a nested
+//! path), and a study file whose keys give the same run as the flags.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["manifest"].clone()
+}
+
+/// Positions without the per-run timing columns: equal when the runs computed alike.
+fn rows(dir: &Path) -> Vec<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader =
+        SerializedFileReader::new(std::fs::File::open(dir.join("positions.parquet")).unwrap())
+            .unwrap();
+    reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|r| r.unwrap().to_json_value().to_string())
+        .collect()
+}
+
+#[test]
+fn a_byte_order_mark_and_a_nested_query_field_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("mt.json");
+    std::fs::write(
+        &data,
+        "\u{feff}[{\"question_id\": 81, \"turns\": [\"Hello?\", \"More?\"], \"category\": \"chat\"},\n\
+          {\"question_id\": 82, \"turns\": [\"Why is the sky blue?\"], \"category\": \"science\"}]",
+    )
+    .unwrap();
+    let data = data.to_string_lossy().into_owned();
+    let out = tmp.path().join("refused");
+    let refused = aligntds(&strs(&pair_args(&data, &out, &["--max-new-tokens", "4"])));
+    assert_eq!(refused.status.code(), Some(2));
+    let message = stderr(&refused);
+    assert!(
+        message.contains("mt.json:record 0")
+            && message.contains("question_id, turns, category")
+            && message.contains("--query-field"),
+        "{message}"
+    );
+
+    let out = tmp.path().join("mapped");
+    let mapped = [
+        "--max-new-tokens",
+        "4",
+        "--query-field",
+        "turns.0",
+        "--id-field",
+        "question_id",
+    ];
+    let run = aligntds(&strs(&pair_args(&data, &out, &mapped)));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let lines = std::fs::read_to_string(out.join("examples.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["id"], "81");
+    assert!(
+        first["aligned_context"]
+            .as_str()
+            .unwrap()
+            .contains("Hello?"),
+        "{first}"
+    );
+    assert_eq!(
+        manifest(&out)["fields"],
+        serde_json::json!({"query": "turns.0", "id": "question_id"})
+    );
+    // Without a mapping the manifest says nothing of fields (earlier runs' fingerprints stay).
+    let plain = tmp.path().join("q.jsonl");
+    std::fs::write(&plain, "{\"prompt\": \"Hello?\"}\n").unwrap();
+    let out = tmp.path().join("plain");
+    let run = aligntds(&strs(&pair_args(
+        plain.to_str().unwrap(),
+        &out,
+        &["--max-new-tokens", "4"],
+    )));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(manifest(&out).get("fields").is_none());
+}
+
+#[test]
+fn a_study_file_with_keys_runs_as_the_same_flags_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("q.csv");
+    std::fs::write(
+        &data,
+        "key,question\nk1,Hello?\nk2,Name three colours.\nk3,Why?\n",
+    )
+    .unwrap();
+    let flags = [
+        "--max-new-tokens",
+        "6",
+        "--top-k",
+        "4",
+        "--limit",
+        "2",
+        "--marginal-max",
+        "5",
+        "--query-field",
+        "question",
+        "--id-field",
+        "key",
+        "--stop",
+        "zzz",
+    ];
+    let by_flags = tmp.path().join("flags");
+    let run = aligntds(&strs(&pair_args(data.to_str().unwrap(), &by_flags, &flags)));
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    let study = tmp.path().join("study.toml");
+    std::fs::write(
+        &study,
+        format!(
+            "data = \"q.csv\"\nout = \"by-file\"\nmax_new_tokens = 6\ntop_k = 4\nlimit = 2\nmarginal_max = 5\n\
+             query_field = \"question\"\nid_field = \"key\"\nstops = [\"zzz\"]\n\
+             [aligned]\nmodel = {:?}\ncontext = \"plain\"\n[base]\nmodel = {:?}\n",
+            fixture("llama3"),
+            fixture("mistral")
+        ),
+    )
+    .unwrap();
+    let run = aligntds(&["analyze", "--study", study.to_str().unwrap(), "--quiet"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let by_file = tmp.path().join("by-file");
+    assert_eq!(rows(&by_file), rows(&by_flags));
+    assert!(rows(&by_file).len() > 4, "both runs scored answers");
+    let (a, b) = (manifest(&by_file), manifest(&by_flags));
+    assert_eq!(a["settings"], b["settings"]);
+    assert_eq!(
+        (a["limit"].clone(), a["fields"].clone()),
+        (b["limit"].clone(), b["fields"].clone())
+    );
+    assert_eq!(a["settings"]["top_k"], 4);
+
+    // A side flag beside it is refused, naming the flag.
+    let refused = aligntds(&[
+        "analyze",
+        "--study",
+        study.to_str().unwrap(),
+        "--aligned-context",
+        "chat",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("option `--aligned-context`"),
+        "{}",
+        stderr(&refused)
+    );
+}
