@@ -45,6 +45,17 @@ pub fn engine_error(e: EngineError, model: Option<&str>) -> anyhow::Error {
         (EngineError::Template { name, message }, _) if name == "<none>" => {
             anyhow::anyhow!("{message}; pass --chat-template NAME|FILE")
         }
+        (e @ EngineError::UnsupportedArchitecture { .. }, model) => {
+            let EngineError::UnsupportedArchitecture { path, .. } = &e else {
+                unreachable!()
+            };
+            let hint = crate::errors::unsupported_architecture_hint(path, "--server");
+            let e = anyhow::anyhow!("{e}. {hint}");
+            match model {
+                Some(m) => e.context(format!("cannot load model `{m}`")),
+                None => e,
+            }
+        }
         (other, Some(model)) => {
             anyhow::Error::new(other).context(format!("cannot load model `{model}`"))
         }

@@ -90,9 +90,39 @@ pub fn engine_flag(option: &str, side: Option<SideName>) -> String {
     }
 }
 
+/// What to do about an architecture the local engine does not run: a vLLM
+/// server runs it (the text side, tokenizer and template, stays local), except
+/// from a GGUF file, whose tokenizer and template cannot be read either.
+pub fn unsupported_architecture_hint(path: &std::path::Path, server_flag: &str) -> String {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        format!(
+            "A GGUF file of this architecture cannot be read here, for the local engine or for a \
+             server (its tokenizer and chat template come from the file); give the model's checkpoint \
+             folder or Hub id with {server_flag} URL, a vLLM server running it (docs/remote.md)"
+        )
+    } else {
+        format!(
+            "The local engine does not run it, but a vLLM server can: start one with this model and \
+             pass {server_flag} URL (tokenizer and chat template still come from this reference; \
+             docs/remote.md)"
+        )
+    }
+}
+
 /// A study error as the user should read it.
 pub fn study_error(e: StudyError, flags: Flags) -> anyhow::Error {
     match e {
+        StudyError::Load {
+            side: s,
+            reference,
+            source: source @ EngineError::UnsupportedArchitecture { .. },
+        } => {
+            let EngineError::UnsupportedArchitecture { path, .. } = &source else {
+                unreachable!()
+            };
+            let hint = unsupported_architecture_hint(path, &flag(Field::Server(s), flags));
+            anyhow::anyhow!("cannot load the {s} model `{reference}`: {source}. {hint}")
+        }
         StudyError::Setting(s) => {
             anyhow::anyhow!("option `{}`: {}", flag(s.field, flags), s.message)
         }

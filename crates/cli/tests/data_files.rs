@@ -156,3 +156,75 @@ fn a_study_file_with_keys_runs_as_the_same_flags_do() {
         stderr(&refused)
     );
 }
+
+/// A copy of the llama3 fixture whose config names another architecture.
+fn mamba_checkpoint(dir: &Path) -> String {
+    let copy = dir.join("mamba");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(fixture("llama3")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    let config = copy.join("config.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    value["model_type"] = "mamba".into();
+    value["architectures"] = serde_json::json!(["MambaForCausalLM"]);
+    std::fs::write(&config, value.to_string()).unwrap();
+    copy.to_string_lossy().into_owned()
+}
+
+/// The llama3 fixture's GGUF twin with `general.architecture` set to `mamba`.
+fn mamba_gguf(dir: &Path) -> String {
+    let mut bytes = std::fs::read(fixture("llama3.gguf")).unwrap();
+    let key = b"general.architecture";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    // type (u32 8: string), length (u64 5), then the value "llama".
+    let value = at + 4 + 8;
+    assert_eq!(&bytes[value..value + 5], b"llama");
+    bytes[value..value + 5].copy_from_slice(b"mamba");
+    let path = dir.join("mamba.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn an_architecture_the_engine_does_not_run_points_to_a_vllm_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (checkpoint, gguf) = (mamba_checkpoint(tmp.path()), mamba_gguf(tmp.path()));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["analyze".into(), "--aligned".into(), checkpoint.clone(), "--base".into(), fixture("mistral"), "--query".into(), "Hi?".into()],
+            "--aligned-server",
+        ),
+        (
+            vec!["analyze".into(), "--aligned".into(), fixture("mistral"), "--base".into(), fixture("mistral"), "--compare".into(), format!("ssm={checkpoint}"), "--query".into(), "Hi?".into()],
+            "--compare-server ssm=",
+        ),
+        (vec!["inspect".into(), checkpoint.clone()], "--server"),
+        (vec!["generate".into(), checkpoint.clone(), "--prompt".into(), "Hi".into()], "--server"),
+    ];
+    for (mut args, flag) in cases {
+        if args[0] == "analyze" {
+            args.extend(["--out".into(), tmp.path().join("out").to_string_lossy().into_owned()]);
+        }
+        let out = aligntds(&strs(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let message = stderr(&out);
+        assert!(
+            message.contains("unsupported architecture `mamba`")
+                && message.contains("a vLLM server can")
+                && message.contains(&format!("{flag} URL"))
+                && message.contains("docs/remote.md"),
+            "{args:?}: {message}"
+        );
+    }
+    // A GGUF of an unknown architecture cannot be read either way.
+    let out = aligntds(&["inspect", &gguf]);
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(
+        message.contains("mamba") && message.contains("cannot be read here") && message.contains("checkpoint folder or Hub id"),
+        "{message}"
+    );
+}
