@@ -38,6 +38,24 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Measure scoring and generation speed on this machine (scripts/bench.sh adds the peers).
     Bench(BenchArgs),
+    /// Print a shell completion script (e.g. `aligntds completions bash > ~/.local/share/bash-completion/completions/aligntds`).
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per command with --out DIR.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write aligntds.1 and one aligntds-COMMAND.1 per command into DIR instead of printing aligntds.1.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +161,7 @@ pub struct GenerateArgs {
     /// Pass `enable_thinking` to the chat template (Qwen3's switch).
     #[arg(long, requires = "chat", value_name = "true|false")]
     pub enable_thinking: Option<bool>,
+    /// The most tokens to generate.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
     /// Stop before this string (repeatable); it is not part of the answer.
@@ -177,6 +196,7 @@ pub struct PairArgs {
     /// The aligned model's name on its servers (default: the one model they serve).
     #[arg(long, value_name = "NAME")]
     pub aligned_served_name: Option<String>,
+    /// The base model's name on its servers (default: the one model they serve).
     #[arg(long, value_name = "NAME")]
     pub base_served_name: Option<String>,
     #[command(flatten)]
@@ -187,8 +207,11 @@ pub struct PairArgs {
     /// Prompt format of the base side.
     #[arg(long, value_enum, default_value_t = ContextArg::Template)]
     pub base_context: ContextArg,
+    /// Chat template of the aligned side: a shipped name (llama2-study, smollm2, chatml),
+    /// a name the model lists, or a Jinja file (default: the model's own).
     #[arg(long, value_name = "NAME|FILE")]
     pub aligned_chat_template: Option<String>,
+    /// Chat template of the base side, for a `chat` base context (as --aligned-chat-template).
     #[arg(long, value_name = "NAME|FILE")]
     pub base_chat_template: Option<String>,
     /// System message for `chat` contexts.
@@ -202,11 +225,13 @@ pub struct PairArgs {
     /// URIAL prefix file for the aligned side (default: the shipped one).
     #[arg(long)]
     pub aligned_prefix: Option<std::path::PathBuf>,
+    /// URIAL prefix file for the base side (default: the shipped one).
     #[arg(long)]
     pub base_prefix: Option<std::path::PathBuf>,
     /// `custom` context template containing {query}.
     #[arg(long)]
     pub aligned_template: Option<String>,
+    /// `custom` context template of the base side, containing {query}.
     #[arg(long)]
     pub base_template: Option<String>,
     /// Stop generation before this string (repeatable).
@@ -215,8 +240,10 @@ pub struct PairArgs {
     /// Top tokens stored per side and position.
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,
+    /// The highest base rank of an unshifted token (the paper's 1).
     #[arg(long, default_value_t = 1)]
     pub unshifted_max: u32,
+    /// The highest base rank of a marginal token (the paper's 3); beyond it, shifted.
     #[arg(long, default_value_t = 3)]
     pub marginal_max: u32,
     #[command(flatten)]
@@ -235,6 +262,7 @@ pub struct CompareSideArgs {
     /// Prompt format of a compared side (default: template).
     #[arg(long = "compare-context", value_name = "NAME=KIND")]
     pub contexts: Vec<String>,
+    /// Chat template of a compared side, for a `chat` context (a name or a Jinja file).
     #[arg(long = "compare-chat-template", value_name = "NAME=TEMPLATE")]
     pub chat_templates: Vec<String>,
     /// URIAL prefix file of a compared side.
@@ -246,6 +274,7 @@ pub struct CompareSideArgs {
     /// A vLLM server running a compared side's model (repeatable: replicas).
     #[arg(long = "compare-server", value_name = "NAME=URL")]
     pub servers: Vec<String>,
+    /// A compared side's model name on its servers (default: the one model they serve).
     #[arg(long = "compare-served-name", value_name = "NAME=SERVED")]
     pub served_names: Vec<String>,
 }
@@ -288,6 +317,7 @@ pub struct AnalyzeArgs {
     /// Where answers come from: auto (the data set's where present, else generated), dataset, generate.
     #[arg(long, value_enum, default_value_t = ResponseArg::Auto)]
     pub response: ResponseArg,
+    /// The most tokens a generated answer may have.
     #[arg(long, default_value_t = 512)]
     pub max_new_tokens: usize,
     /// Answers generated together by the local engine (default: as many as fit
@@ -365,6 +395,7 @@ pub struct ServeArgs {
     /// --token gives one; printed in the address to open).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Port to listen on (0 picks a free one; the address is printed at once).
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
     /// A host name the server answers besides localhost, 127.0.0.1 and [::1] (repeatable):
@@ -411,6 +442,7 @@ pub struct MergeArgs {
     /// Run directories of the shards.
     #[arg(required = true)]
     pub dirs: Vec<std::path::PathBuf>,
+    /// Output directory of the merged run (a new or empty folder).
     #[arg(long)]
     pub out: std::path::PathBuf,
     /// Positions in the per-position curves of summary.json.
@@ -475,3 +507,7 @@ pub enum ResponseArg {
     Dataset,
     Generate,
 }
+
+#[cfg(test)]
+#[path = "args_tests.rs"]
+mod tests;

@@ -30,7 +30,36 @@ pub fn run(command: Command) -> Result<()> {
         Command::Report(args) => report(args),
         Command::Serve(args) => crate::serve::serve(*args),
         Command::Bench(args) => bench(args),
+        Command::Completions(args) => {
+            let mut command = <crate::args::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "aligntds", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man(args) => man(args),
     }
+}
+
+fn man(args: crate::args::ManArgs) -> Result<()> {
+    let command = <crate::args::Cli as clap::CommandFactory>::command();
+    match args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("option `--out`: cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(command, &dir).with_context(|| {
+                format!(
+                    "option `--out`: cannot write the pages into {}",
+                    dir.display()
+                )
+            })?;
+            println!("man pages written to {}", dir.display());
+        }
+        None => match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+            // `aligntds man | head` closes the pipe early: not a failure.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        },
+    }
+    Ok(())
 }
 
 /// An engine error with the engine's setting names turned into this command's flags.

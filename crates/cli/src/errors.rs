@@ -94,7 +94,10 @@ pub fn engine_flag(option: &str, side: Option<SideName>) -> String {
 /// server runs it (the text side, tokenizer and template, stays local), except
 /// from a GGUF file, whose tokenizer and template cannot be read either.
 pub fn unsupported_architecture_hint(path: &std::path::Path, server_flag: &str) -> String {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         format!(
             "A GGUF file of this architecture cannot be read here, for the local engine or for a \
              server (its tokenizer and chat template come from the file); give the model's checkpoint \

@@ -194,19 +194,48 @@ fn an_architecture_the_engine_does_not_run_points_to_a_vllm_server() {
     let (checkpoint, gguf) = (mamba_checkpoint(tmp.path()), mamba_gguf(tmp.path()));
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec!["analyze".into(), "--aligned".into(), checkpoint.clone(), "--base".into(), fixture("mistral"), "--query".into(), "Hi?".into()],
+            vec![
+                "analyze".into(),
+                "--aligned".into(),
+                checkpoint.clone(),
+                "--base".into(),
+                fixture("mistral"),
+                "--query".into(),
+                "Hi?".into(),
+            ],
             "--aligned-server",
         ),
         (
-            vec!["analyze".into(), "--aligned".into(), fixture("mistral"), "--base".into(), fixture("mistral"), "--compare".into(), format!("ssm={checkpoint}"), "--query".into(), "Hi?".into()],
+            vec![
+                "analyze".into(),
+                "--aligned".into(),
+                fixture("mistral"),
+                "--base".into(),
+                fixture("mistral"),
+                "--compare".into(),
+                format!("ssm={checkpoint}"),
+                "--query".into(),
+                "Hi?".into(),
+            ],
             "--compare-server ssm=",
         ),
         (vec!["inspect".into(), checkpoint.clone()], "--server"),
-        (vec!["generate".into(), checkpoint.clone(), "--prompt".into(), "Hi".into()], "--server"),
+        (
+            vec![
+                "generate".into(),
+                checkpoint.clone(),
+                "--prompt".into(),
+                "Hi".into(),
+            ],
+            "--server",
+        ),
     ];
     for (mut args, flag) in cases {
         if args[0] == "analyze" {
-            args.extend(["--out".into(), tmp.path().join("out").to_string_lossy().into_owned()]);
+            args.extend([
+                "--out".into(),
+                tmp.path().join("out").to_string_lossy().into_owned(),
+            ]);
         }
         let out = aligntds(&strs(&args));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -224,7 +253,9 @@ fn an_architecture_the_engine_does_not_run_points_to_a_vllm_server() {
     assert_eq!(out.status.code(), Some(2));
     let message = stderr(&out);
     assert!(
-        message.contains("mamba") && message.contains("cannot be read here") && message.contains("checkpoint folder or Hub id"),
+        message.contains("mamba")
+            && message.contains("cannot be read here")
+            && message.contains("checkpoint folder or Hub id"),
         "{message}"
     );
 }
