@@ -1,5 +1,6 @@
-//! A finished run's files: positions.parquet, examples.jsonl, then
-//! summary.json last (its presence marks a finished run). The file formats
+//! A finished run's files: positions.parquet, examples.jsonl, study.toml
+//! (the study that reproduces it), then summary.json last (its presence
+//! marks a finished run). The file formats
 //! themselves are aligntds-formats'.
 
 use std::path::Path;
@@ -63,6 +64,7 @@ pub fn write_run(
         }
     }
     let stages = crate::stages::stages(results, identity.settings.thresholds);
+    crate::study_file::write_for_run(dir, &manifest, curve_positions, &lines)?;
     let summary = Summary {
         schema_version: SCHEMA_VERSION,
         manifest,
@@ -87,6 +89,7 @@ pub fn remove_outputs(dir: &Path) -> std::io::Result<()> {
         aligntds_formats::SUMMARY_FILE,
         aligntds_formats::POSITIONS_FILE,
         aligntds_formats::EXAMPLES_FILE,
+        crate::study_file::RUN_STUDY_FILE,
     ] {
         match std::fs::remove_file(dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

@@ -292,6 +292,16 @@ fn a_changed_hub_snapshot_refuses_to_resume() {
         aligned.commit.as_deref(),
         Some("1111111111111111111111111111111111111111")
     );
+    // The run's study.toml pins the Hub id to that commit, and loads it.
+    let study = aligntds_analysis::study_file::load(&out.join("study.toml")).unwrap();
+    assert_eq!(
+        study.aligned.model,
+        "acme/tiny@1111111111111111111111111111111111111111"
+    );
+    let mut again = study.settings();
+    again.out = tmp.path().join("again");
+    let pinned = run(again);
+    assert_eq!(pinned.manifest.identity.aligned.commit, aligned.commit);
     // The same snapshot resumes.
     run(hub_settings());
     // The model re-pushed: refs/main now names another commit.

@@ -190,8 +190,28 @@ fn file_key(field: Field) -> Option<&'static str> {
         Field::QueryField => "query_field",
         Field::AnswerField => "answer_field",
         Field::IdField => "id_field",
+        Field::GroupBy => "group_by",
         _ => return None,
     })
+}
+
+/// A study error as the user reads it: a setting that came from the study
+/// file (its flag not given) is named as the file's key, else as the flag.
+fn analyze_error(
+    args: &AnalyzeArgs,
+    e: aligntds_analysis::StudyError,
+    flags: Flags,
+) -> anyhow::Error {
+    if let (aligntds_analysis::StudyError::Setting(s), Some(path)) = (&e, &args.study) {
+        let given = |key: &str| {
+            key.split('`')
+                .any(|k| args.given.iter().any(|(id, _)| id == k))
+        };
+        if let Some(key) = file_key(s.field).filter(|k| !given(k)) {
+            return anyhow::anyhow!("study file {}: `{key}`: {}", path.display(), s.message);
+        }
+    }
+    study_error(e, flags)
 }
 
 /// A study file's sides and keys under the flags given beside it: a flag
@@ -202,6 +222,12 @@ fn apply_study_file(
     settings: &mut StudySettings,
 ) -> anyhow::Result<()> {
     let path = args.study.as_deref().unwrap_or(std::path::Path::new(""));
+    let own_data = args.data.is_none() && args.query.is_none();
+    if own_data && !args.allow_changed_data {
+        file.check_data(path).map_err(|e| {
+            anyhow::anyhow!("{e}; pass --allow-changed-data to go on with it as it is now")
+        })?;
+    }
     if let Some((_, flag)) = args
         .given
         .iter()
@@ -221,12 +247,10 @@ fn apply_study_file(
         keys.clear(id);
     }
     keys.apply(settings);
-    if let Err(e) = settings.validate() {
-        if let Some(key) = file_key(e.field).filter(|k| k.split('`').any(|k| keys.has(k))) {
-            anyhow::bail!("study file {}: `{key}`: {}", path.display(), e.message);
-        }
-    }
-    Ok(())
+    // Early, so a bad key is named as the file's before anything loads.
+    settings
+        .validate()
+        .map_err(|e| analyze_error(args, e.into(), Flags::Analyze(&[])))
 }
 
 /// The arguments as typed settings (nothing is checked here: the library does).
@@ -425,7 +449,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<()> {
     let mut bar = Bar::new(args.quiet);
     let study = Study::prepare(settings).map_err(|e| {
         bar.finish();
-        study_error(e, flags)
+        analyze_error(&args, e, flags)
     })?;
     // Without a terminal the bar is hidden; say the resume once anyway.
     let quiet = args.quiet;

@@ -285,11 +285,16 @@ pub struct AnalyzeArgs {
     pub pair: PairArgs,
     #[command(flatten)]
     pub compare: CompareSideArgs,
-    /// A study file (TOML; see docs/analysis.md) naming the sides (aligned, base, any
-    /// compared ones) and optionally the data, output folder and --group-by. Side flags
-    /// are refused beside it; --data, --query, --out and --group-by override the file's.
+    /// A study file (TOML; see docs/analysis.md): the sides (aligned, base, any compared
+    /// ones), the data, output folder and every setting that changes results; every run
+    /// folder holds one (study.toml) that reproduces it. Side flags are refused beside
+    /// it; other flags given override the file's keys.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["aligned", "base", "sides"])]
     pub study: Option<std::path::PathBuf>,
+    /// Go on when the data file of a study file that records its sha256 (a run's
+    /// study.toml) has changed since that run.
+    #[arg(long, requires = "study")]
+    pub allow_changed_data: bool,
     /// Queries: .json (AlignTDS/URIAL, AlpacaEval; a list or {"data"|"instances"|"records": [...]}),
     /// .jsonl/.ndjson, .parquet (Hugging Face datasets), .csv with a header, or .txt (one query per line).
     #[arg(long, conflicts_with = "query")]

@@ -9,24 +9,6 @@ use std::path::Path;
 
 use common::*;
 
-fn manifest(dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
-    serde_json::from_str::<serde_json::Value>(&text).unwrap()["manifest"].clone()
-}
-
-/// Positions without the per-run timing columns: equal when the runs computed alike.
-fn rows(dir: &Path) -> Vec<String> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let reader =
-        SerializedFileReader::new(std::fs::File::open(dir.join("positions.parquet")).unwrap())
-            .unwrap();
-    reader
-        .get_row_iter(None)
-        .unwrap()
-        .map(|r| r.unwrap().to_json_value().to_string())
-        .collect()
-}
-
 #[test]
 fn a_byte_order_mark_and_a_nested_query_field_are_read() {
     let tmp = tempfile::tempdir().unwrap();
@@ -131,8 +113,11 @@ fn a_study_file_with_keys_runs_as_the_same_flags_do() {
     let run = aligntds(&["analyze", "--study", study.to_str().unwrap(), "--quiet"]);
     assert!(run.status.success(), "{}", stderr(&run));
     let by_file = tmp.path().join("by-file");
-    assert_eq!(rows(&by_file), rows(&by_flags));
-    assert!(rows(&by_file).len() > 4, "both runs scored answers");
+    assert_eq!(position_rows(&by_file), position_rows(&by_flags));
+    assert!(
+        position_rows(&by_file).len() > 4,
+        "both runs scored answers"
+    );
     let (a, b) = (manifest(&by_file), manifest(&by_flags));
     assert_eq!(a["settings"], b["settings"]);
     assert_eq!(

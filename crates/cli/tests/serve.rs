@@ -12,7 +12,9 @@ use std::io::{BufRead, BufReader};
 use common::*;
 use serde_json::{json, Value};
 
-fn spawn(extra: &[&str]) -> (Server, String) {
+/// `aligntds serve` on the tiny llama3 (aligned, plain) / mistral pair with
+/// `extra` flags and `env`: the printed URL.
+fn spawn_pair(extra: &[&str], env: &[(&str, &str)]) -> (Server, String) {
     let (llama3, mistral) = (fixture("llama3"), fixture("mistral"));
     let mut args = vec![
         "--aligned",
@@ -23,7 +25,24 @@ fn spawn(extra: &[&str]) -> (Server, String) {
         "plain",
     ];
     args.extend(extra);
-    spawn_serve(&args)
+    spawn_serve_env(&args, env)
+}
+
+fn spawn(extra: &[&str]) -> (Server, String) {
+    let (server, url) = spawn_pair(extra, &[]);
+    (server, address_of(&url))
+}
+
+/// POST /api/analyze with a bearer token: status and the event stream.
+fn analyze_with(address: &str, bearer: &str, query: &str, tokens: usize) -> (u16, String) {
+    let body = json!({"query": query, "max_new_tokens": tokens}).to_string();
+    http_with(
+        address,
+        "POST",
+        "/api/analyze",
+        &[("Authorization", bearer)],
+        &body,
+    )
 }
 
 #[test]
@@ -67,16 +86,7 @@ fn serve_prints_its_address_then_streams_what_analyze_computes() {
 
 #[test]
 fn a_public_host_generates_a_token_prints_it_in_the_url_and_asks_for_it() {
-    let (llama3, mistral) = (fixture("llama3"), fixture("mistral"));
-    let args = [
-        "--aligned",
-        &llama3,
-        "--base",
-        &mistral,
-        "--aligned-context",
-        "plain",
-    ];
-    let (mut server, url) = spawn_serve_env(&[&args[..], &["--host", "0.0.0.0"]].concat(), &[]);
+    let (mut server, url) = spawn_pair(&["--host", "0.0.0.0"], &[]);
     let mut stderr = BufReader::new(server.0.stderr.take().unwrap());
     let mut first = String::new();
     stderr.read_line(&mut first).unwrap();
@@ -98,43 +108,25 @@ fn a_public_host_generates_a_token_prints_it_in_the_url_and_asks_for_it() {
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("Authorization: Bearer"), "{body}");
     assert_eq!(http(&address, "GET", "/", "").0, 401);
-    let query = json!({"query": "Hi?", "max_new_tokens": 3}).to_string();
-    let (status, body) = http_with(
-        &address,
-        "POST",
-        "/api/analyze",
-        &[("Authorization", &bearer)],
-        &query,
-    );
+    let (status, body) = analyze_with(&address, &bearer, "Hi?", 3);
     assert_eq!(status, 200, "{body}");
     assert_eq!(data_lines(&body, "done").len(), 1);
     // Another start, another token.
-    let (_again, url2) = spawn_serve_env(&[&args[..], &["--host", "0.0.0.0"]].concat(), &[]);
+    let (_again, url2) = spawn_pair(&["--host", "0.0.0.0"], &[]);
     assert_ne!(token_of(&url2), Some(token));
 }
 
 #[test]
 fn a_token_from_the_environment_guards_a_loopback_server() {
     let token = "from-the-environment-0123";
-    let (llama3, mistral) = (fixture("llama3"), fixture("mistral"));
-    let (_server, url) = spawn_serve_env(
-        &[
-            "--aligned",
-            &llama3,
-            "--base",
-            &mistral,
-            "--aligned-context",
-            "plain",
-        ],
-        &[("ALIGNTDS_TOKEN", token)],
-    );
+    let (_server, url) = spawn_pair(&[], &[("ALIGNTDS_TOKEN", token)]);
     assert_eq!(token_of(&url).as_deref(), Some(token), "{url}");
     let address = address_of(&url);
     let bearer = format!("Bearer {token}");
     wait_ready_with(&address, &[("Authorization", &bearer)]);
     assert_eq!(http(&address, "GET", "/api/info", "").0, 401);
     // Without a token, a loopback server prints a plain address.
-    let (_plain, url) = spawn_serve_env(&["--aligned", &llama3, "--base", &mistral], &[]);
+    let (_plain, url) = spawn_pair(&[], &[]);
     assert!(token_of(&url).is_none() && url.ends_with('/'), "{url}");
 }
 
@@ -205,19 +197,7 @@ async fn the_printed_token_address_opens_the_live_page_in_chromium() {
     let Some((_driver, client)) = chromium::start_browser(&tmp.path().join("profile")).await else {
         return;
     };
-    let (_server, url) = spawn_serve_env(
-        &[
-            "--aligned",
-            &fixture("llama3"),
-            "--base",
-            &fixture("mistral"),
-            "--aligned-context",
-            "plain",
-            "--host",
-            "0.0.0.0",
-        ],
-        &[],
-    );
+    let (_server, url) = spawn_pair(&["--host", "0.0.0.0"], &[]);
     let (address, token) = (address_of(&url), token_of(&url).unwrap());
     let bearer = format!("Bearer {token}");
     wait_ready_with(&address, &[("Authorization", &bearer)]);
@@ -249,14 +229,7 @@ async fn the_printed_token_address_opens_the_live_page_in_chromium() {
     chromium::click(&client, fantoccini::Locator::Id("run")).await;
     until(&client, "var s = document.querySelector('[data-stream=\"0\"]'); return !!s && s.getAttribute('data-done') === '1';", "the answer").await;
     let shown = chromium::js(&client, "return Array.from(document.querySelectorAll('[data-stream=\"0\"] .answer .t')).map(t => t.textContent)").await;
-    let body = json!({"query": query, "max_new_tokens": 8}).to_string();
-    let (status, api) = http_with(
-        &address,
-        "POST",
-        "/api/analyze",
-        &[("Authorization", &bearer)],
-        &body,
-    );
+    let (status, api) = analyze_with(&address, &bearer, query, 8);
     assert_eq!(status, 200, "{api}");
     let texts: Vec<Value> = data_lines(&api, "token")
         .iter()
@@ -270,8 +243,9 @@ async fn the_printed_token_address_opens_the_live_page_in_chromium() {
     client.delete_all_cookies().await.unwrap();
     client.goto(&format!("http://{address}/")).await.unwrap();
     let page = chromium::js(&client, "return document.body.textContent").await;
+    let page = page.as_str().unwrap();
     assert!(
-        page.as_str().unwrap().contains("asks for a token"),
+        page.contains("asks for a token") && page.contains("No token came"),
         "{page}"
     );
     screenshot(&client, "live-401.png").await;

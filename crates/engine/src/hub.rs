@@ -53,8 +53,22 @@ pub(crate) fn fetch_checkpoint(
         ),
     }
     };
+    // A revision that is a commit hash (an id pinned by a run's study.toml)
+    // has no refs/ entry: its files sit in snapshots/COMMIT, as
+    // huggingface_hub reads them.
+    let pinned = revision.filter(|r| r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()));
+    let snapshot_file = |file: &str| {
+        let folder = Repo::new(id.to_string(), RepoType::Model).folder_name();
+        let path = cache
+            .path()
+            .join(folder)
+            .join("snapshots")
+            .join(pinned?)
+            .join(file);
+        path.is_file().then_some(path)
+    };
     let get = |file: &str, required: bool| -> Result<Option<PathBuf>> {
-        if let Some(p) = cached.get(file) {
+        if let Some(p) = cached.get(file).or_else(|| snapshot_file(file)) {
             return Ok(Some(p));
         }
         let Some(api_repo) = &api_repo else {

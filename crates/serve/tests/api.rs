@@ -116,6 +116,29 @@ async fn analyze_streams_every_token_then_done_and_a_branch_and_save_follow() {
     let report = tmp.path().join("report");
     aligntds_report::build(&[aligntds_report::Run::load(&dir).unwrap()], &report).unwrap();
     assert!(report.join("r0/e00001.html").is_file());
+    // Its study.toml names its queries and answers (queries.jsonl beside it):
+    // analyze scores the same answers, branch included, to the same categories.
+    let queries = std::fs::read_to_string(dir.join("queries.jsonl")).unwrap();
+    assert_eq!(queries.lines().count(), 2);
+    let mut study = aligntds_analysis::study_file::load(&dir.join("study.toml"))
+        .unwrap()
+        .settings();
+    study.out = tmp.path().join("again");
+    let outcome = aligntds_analysis::Study::prepare(study)
+        .unwrap()
+        .run(&mut |_| {})
+        .unwrap();
+    assert_eq!(outcome.summary.aggregates.examples, 2);
+    let saved = aligntds_formats::examples::read(&dir).unwrap();
+    let again = aligntds_formats::examples::read(&tmp.path().join("again")).unwrap();
+    for (a, b) in saved.iter().zip(&again) {
+        assert_eq!((&a.id, &a.answer_ids), (&b.id, &b.answer_ids));
+        assert_eq!(
+            (a.unshifted, a.marginal, a.shifted),
+            (b.unshifted, b.marginal, b.shifted)
+        );
+        assert_eq!(b.source, "dataset");
+    }
     let again = post(
         addr,
         "/api/save",

@@ -2,6 +2,21 @@
 
 use super::*;
 
+/// `batch` as a Parquet file named `name`, as Hugging Face datasets write one.
+fn write_parquet(name: &str, batch: arrow_array::RecordBatch) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    (dir, path)
+}
+
 fn write(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
@@ -127,17 +142,7 @@ fn reads_csv_ndjson_wrapped_json_and_parquet() {
         ),
         ("output_ids", Arc::new(ids.finish())),
     ];
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("q.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    let (_dir, path) = write_parquet("q.parquet", RecordBatch::try_from_iter(columns).unwrap());
     let r = load(&path, None, &FieldMap::default()).unwrap();
     assert_eq!(r[0].query, "first");
     assert_eq!(r[0].output_ids, Some(vec![5, 6]));
@@ -148,15 +153,7 @@ fn reads_csv_ndjson_wrapped_json_and_parquet() {
         Arc::new(StringArray::from(vec!["x"])) as ArrayRef,
     )])
     .unwrap();
-    let bad = dir.path().join("bad.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&bad).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    let (_bad_dir, bad) = write_parquet("bad.parquet", batch);
     let e = load(&bad, None, &FieldMap::default())
         .unwrap_err()
         .to_string();
@@ -388,17 +385,7 @@ fn parquet_nested_columns_are_reached_by_dotted_paths() {
         ("turns", Arc::new(turns.finish())),
         ("meta", Arc::new(meta.finish())),
     ];
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mt.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    let (_dir, path) = write_parquet("mt.parquet", RecordBatch::try_from_iter(columns).unwrap());
     let r = load(
         &path,
         None,

@@ -192,3 +192,21 @@ pub fn real_model(file: &str) -> Option<String> {
         p.display()
     );
 }
+
+/// positions.parquet of a run folder, one JSON text per row.
+pub fn position_rows(dir: &std::path::Path) -> Vec<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = std::fs::File::open(dir.join("positions.parquet")).unwrap();
+    SerializedFileReader::new(file)
+        .unwrap()
+        .get_row_iter(None)
+        .unwrap()
+        .map(|r| r.unwrap().to_json_value().to_string())
+        .collect()
+}
+
+/// summary.json's manifest of a run folder.
+pub fn manifest(dir: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["manifest"].clone()
+}

@@ -7,12 +7,15 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+mod keys;
+mod of_run;
 
-use crate::settings::{
-    ComparedSide, Context, ContextKind, FieldMap, ResponseSource, SideSettings, StudySettings,
-    Thresholds,
-};
+use serde::{Deserialize, Serialize};
+
+pub use keys::{DtypeKey, StudyKeys};
+pub use of_run::{write_for_run, RUN_STUDY_FILE};
+
+use crate::settings::{ComparedSide, Context, ContextKind, SideSettings, StudySettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StudyFileError {
@@ -21,200 +24,66 @@ pub enum StudyFileError {
     /// A TOML or layout error; the message names the key (and line).
     #[error("study file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("study file {path}: the data file {data} changed since the run (sha256 {expected}, now {found})")]
+    DataChanged {
+        path: PathBuf,
+        data: PathBuf,
+        expected: String,
+        found: String,
+    },
 }
 
 /// One side as a study file writes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SideEntry {
     /// A compared side's name (`[[compare]]` only).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub model: String,
     /// chat, input, template, plain, urial or custom.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<ContextKind>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
     /// The system message of a `chat` context.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
     /// `enable_thinking` for a `chat` context's template (Qwen3's switch).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_thinking: Option<bool>,
     /// A URIAL prefix file for a `urial` context.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<PathBuf>,
     /// A `custom` context's template containing {query}.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_name: Option<String>,
 }
 
-/// The study's own settings a file may give (named as analyze's flags, with
-/// `_`): each one set overrides the default, and a flag given beside the file
-/// overrides it.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StudyKeys {
-    pub top_k: Option<usize>,
-    pub unshifted_max: Option<u32>,
-    pub marginal_max: Option<u32>,
-    pub max_new_tokens: Option<usize>,
-    pub response: Option<ResponseSource>,
-    /// Stop strings (analyze's repeatable `--stop`).
-    pub stops: Option<Vec<String>>,
-    pub limit: Option<usize>,
-    pub batch: Option<usize>,
-    /// auto, f32, bf16, f16 or q.
-    pub dtype: Option<DtypeKey>,
-    pub curve_positions: Option<usize>,
-    pub query_field: Option<String>,
-    pub answer_field: Option<String>,
-    pub id_field: Option<String>,
-}
-
-/// `dtype` as a study file writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DtypeKey {
-    Auto,
-    F32,
-    Bf16,
-    F16,
-    Q,
-}
-
-impl DtypeKey {
-    pub fn choice(self) -> aligntds_engine::DTypeChoice {
-        use aligntds_engine::{DType, DTypeChoice};
-        match self {
-            DtypeKey::Auto => DTypeChoice::Auto,
-            DtypeKey::F32 => DTypeChoice::Float(DType::F32),
-            DtypeKey::Bf16 => DTypeChoice::Float(DType::BF16),
-            DtypeKey::F16 => DTypeChoice::Float(DType::F16),
-            DtypeKey::Q => DTypeChoice::Quantized,
-        }
-    }
-}
-
-impl StudyKeys {
-    /// The key names, as written in a file (and as analyze's flags with `_`).
-    pub const NAMES: &'static [&'static str] = &[
-        "top_k",
-        "unshifted_max",
-        "marginal_max",
-        "max_new_tokens",
-        "response",
-        "stops",
-        "limit",
-        "batch",
-        "dtype",
-        "curve_positions",
-        "query_field",
-        "answer_field",
-        "id_field",
-    ];
-
-    /// Whether the file sets `key` (one of [`Self::NAMES`]).
-    pub fn has(&self, key: &str) -> bool {
-        match key {
-            "top_k" => self.top_k.is_some(),
-            "unshifted_max" => self.unshifted_max.is_some(),
-            "marginal_max" => self.marginal_max.is_some(),
-            "max_new_tokens" => self.max_new_tokens.is_some(),
-            "response" => self.response.is_some(),
-            "stops" => self.stops.is_some(),
-            "limit" => self.limit.is_some(),
-            "batch" => self.batch.is_some(),
-            "dtype" => self.dtype.is_some(),
-            "curve_positions" => self.curve_positions.is_some(),
-            "query_field" => self.query_field.is_some(),
-            "answer_field" => self.answer_field.is_some(),
-            "id_field" => self.id_field.is_some(),
-            _ => false,
-        }
-    }
-
-    /// Unsets `key`: a flag given beside the file overrides it.
-    pub fn clear(&mut self, key: &str) {
-        match key {
-            "top_k" => self.top_k = None,
-            "unshifted_max" => self.unshifted_max = None,
-            "marginal_max" => self.marginal_max = None,
-            "max_new_tokens" => self.max_new_tokens = None,
-            "response" => self.response = None,
-            "stops" => self.stops = None,
-            "limit" => self.limit = None,
-            "batch" => self.batch = None,
-            "dtype" => self.dtype = None,
-            "curve_positions" => self.curve_positions = None,
-            "query_field" => self.query_field = None,
-            "answer_field" => self.answer_field = None,
-            "id_field" => self.id_field = None,
-            _ => {}
-        }
-    }
-
-    /// Sets every key the file gives on `settings`, leaving the rest.
-    pub fn apply(&self, settings: &mut StudySettings) {
-        let s = settings;
-        if let Some(v) = self.top_k {
-            s.top_k = v;
-        }
-        s.thresholds = Thresholds {
-            unshifted_max: self.unshifted_max.unwrap_or(s.thresholds.unshifted_max),
-            marginal_max: self.marginal_max.unwrap_or(s.thresholds.marginal_max),
-        };
-        if let Some(v) = self.max_new_tokens {
-            s.max_new_tokens = v;
-        }
-        if let Some(v) = self.response {
-            s.response = v;
-        }
-        if let Some(v) = &self.stops {
-            s.stops = v.clone();
-        }
-        if let Some(v) = self.limit {
-            s.limit = Some(v);
-        }
-        if let Some(v) = self.batch {
-            s.runtime.batch = Some(v);
-        }
-        if let Some(v) = self.dtype {
-            s.runtime.dtype = v.choice();
-        }
-        if let Some(v) = self.curve_positions {
-            s.curve_positions = v;
-        }
-        let fields = FieldMap {
-            query: self.query_field.clone().or(s.fields.query.take()),
-            answer: self.answer_field.clone().or(s.fields.answer.take()),
-            id: self.id_field.clone().or(s.fields.id.take()),
-        };
-        s.fields = fields;
-    }
-}
-
 /// A study file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StudyFile {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<PathBuf>,
-    #[serde(default)]
+    /// The data file's sha256 when the study was run (a run's study.toml):
+    /// a changed file is refused unless the caller goes on knowingly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_by: Option<String>,
     pub aligned: SideEntry,
     pub base: SideEntry,
     /// The compared sides, in stage order after base.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compare: Vec<SideEntry>,
 }
 
@@ -225,6 +94,8 @@ pub struct StudySides {
     pub base: SideSettings,
     pub compare: Vec<ComparedSide>,
     pub data: Option<PathBuf>,
+    /// The data file's sha256 when the run that wrote this file ran.
+    pub data_sha256: Option<String>,
     pub query: Option<String>,
     pub out: Option<PathBuf>,
     pub group_by: Option<String>,
@@ -233,6 +104,27 @@ pub struct StudySides {
 }
 
 impl StudySides {
+    /// Refuses a data file whose sha256 is no longer the one the file
+    /// records (a run's study.toml): the study would not be the same.
+    pub fn check_data(&self, path: &Path) -> Result<(), StudyFileError> {
+        let (Some(data), Some(expected)) = (&self.data, &self.data_sha256) else {
+            return Ok(());
+        };
+        let found = crate::run_folder::sha256_file(data).map_err(|e| StudyFileError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("data: {e}"),
+        })?;
+        if &found == expected {
+            return Ok(());
+        }
+        Err(StudyFileError::DataChanged {
+            path: path.to_path_buf(),
+            data: data.clone(),
+            expected: expected.clone(),
+            found,
+        })
+    }
+
     /// The study the file describes: its sides, sources and keys over the
     /// defaults. `data`/`query` and `out` must be in the file (or set after).
     pub fn settings(&self) -> StudySettings {
@@ -361,6 +253,7 @@ pub fn parse(text: &str, path: &Path) -> Result<StudySides, StudyFileError> {
         base: side(&file.base, "base", ContextKind::Template)?,
         compare,
         data: file.data.as_deref().map(resolve),
+        data_sha256: file.data_sha256,
         query: file.query,
         out: file.out.as_deref().map(resolve),
         group_by: file.group_by,
