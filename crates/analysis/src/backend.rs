@@ -72,7 +72,7 @@ pub trait Backend: Send + Sync {
         1
     }
     /// Per-server request counts and rates, for progress.
-    fn server_stats(&self) -> Vec<crate::vllm::ServerStats> {
+    fn server_stats(&self) -> Vec<ServerStats> {
         Vec::new()
     }
     /// Runs the forward pass over `tokens` to score `tokens[answer_start..]`;
@@ -342,4 +342,16 @@ impl Side {
             backend: Arc::new(LocalBackend::new(model)),
         }
     }
+}
+
+/// Per-server counters for progress and the closing figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerStats {
+    pub url: String,
+    pub requests: u64,
+    pub failures: u64,
+    /// Tokens the server computed (scored positions and generated tokens).
+    pub tokens: u64,
+    /// Whether the last request to it succeeded.
+    pub healthy: bool,
 }

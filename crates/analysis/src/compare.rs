@@ -12,7 +12,7 @@ use aligntds_formats::summary::Category;
 use aligntds_formats::FormatError;
 
 use crate::resampling::{paired_bootstrap, paired_permutation, ratio, Cluster, Interval};
-use crate::summary::{RESAMPLES, SEED};
+use crate::resampling::{RESAMPLES, SEED};
 
 /// The headline statistics, in the order [`clusters`] gives them.
 pub const STATISTICS: [&str; 7] = [

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod compare;
 pub mod context;
 pub mod dataset;
+mod hashing;
 pub mod live;
 mod local_batch;
 mod local_scoring;

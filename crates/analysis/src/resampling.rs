@@ -6,6 +6,10 @@
 //! positions. Seeds are fixed, so an output is reproducible; the number of
 //! resamples is part of every result.
 
+/// Resamples behind every interval in summary.json, and their seed.
+pub const RESAMPLES: usize = 1000;
+pub const SEED: u64 = 0x0a11_9d75;
+
 /// One example's contribution to a ratio-of-sums statistic.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cluster {

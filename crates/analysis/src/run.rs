@@ -36,6 +36,9 @@ pub enum RunError {
     },
 }
 
+/// Which reference side's positions of an example a statistic is over.
+pub type SideOf<'s> = dyn Fn(&ExampleResult) -> &[PositionRecord] + Sync + 's;
+
 /// A finished record: its examples.jsonl line and its positions.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExampleResult {

@@ -7,8 +7,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::run::ExampleResult;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,27 +32,10 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> FolderError {
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, FolderError> {
-    let mut file = File::open(path).map_err(|e| file_err(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| file_err(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
+    crate::hashing::sha256_file(path).map_err(|e| file_err(path, e))
 }
 
-/// sha256 of a value's canonical JSON text.
-pub fn fingerprint(value: &serde_json::Value) -> String {
-    hex(&Sha256::digest(value.to_string().as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::hashing::fingerprint;
 
 const LOCK_FILE: &str = ".aligntds.lock";
 const STAMP_FILE: &str = "fingerprint.json";

@@ -280,7 +280,7 @@ pub struct StudySettings {
     pub strict: bool,
     pub runtime: Runtime,
     /// How remote sides talk to their servers.
-    pub server_options: crate::vllm::ServerOptions,
+    pub server_options: ServerOptions,
 }
 
 impl StudySettings {
@@ -510,8 +510,7 @@ fn check_side_list(sides: &[(SideName, &SideSettings)]) -> Result<(), SettingErr
             ));
         }
         for url in &side.servers {
-            crate::vllm::normalize_url(url)
-                .map_err(|m| SettingError::new(Field::Server(name), m))?;
+            normalize_url(url).map_err(|m| SettingError::new(Field::Server(name), m))?;
         }
     }
     Ok(())
@@ -529,4 +528,52 @@ pub struct RunSettings {
     pub recorded: RecordedSettings,
     /// An unanalyzable record is an error instead of a skip (not fingerprinted).
     pub strict: bool,
+}
+
+/// How a side talks to its servers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerOptions {
+    /// Requests in flight per server (vLLM batches what is in flight).
+    pub max_in_flight: usize,
+    /// The longest one request may take (a long generation on a busy server).
+    pub request_timeout: std::time::Duration,
+    /// How long a request keeps being retried while no server of the side answers.
+    pub retry_window: std::time::Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 32,
+            request_timeout: std::time::Duration::from_secs(600),
+            retry_window: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+/// A server address as given, normalised to `http://host:port[/prefix]`
+/// (a trailing `/` or `/v1` dropped).
+pub fn normalize_url(url: &str) -> Result<String, String> {
+    let given = url.trim();
+    if given.starts_with("https://") {
+        return Err(format!(
+            "`{url}`: https is not supported; reach the vLLM server over http (on the cluster network or through an SSH tunnel)"
+        ));
+    }
+    let Some(rest) = given.strip_prefix("http://") else {
+        return Err(format!(
+            "`{url}` is not an http:// URL (e.g. http://gpu-node-1:8000)"
+        ));
+    };
+    // The OpenAI-style base URL people copy ends in /v1; our paths add it.
+    let rest = rest.trim_end_matches('/');
+    let rest = rest.strip_suffix("/v1").unwrap_or(rest);
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("`{url}` names no host"));
+    }
+    let normalized = format!("http://{rest}");
+    normalized
+        .parse::<hyper::Uri>()
+        .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+    Ok(normalized)
 }

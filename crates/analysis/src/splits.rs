@@ -11,8 +11,9 @@ use aligntds_formats::sides::{CdfPoint, Estimate, Group, Groups, PositionSplit, 
 use aligntds_formats::summary::Category;
 
 use crate::resampling::{bootstrap, Cluster};
+use crate::resampling::{RESAMPLES, SEED};
 use crate::run::ExampleResult;
-use crate::summary::{SideOf, RESAMPLES, SEED};
+use crate::run::SideOf;
 
 /// The head lengths of [`position_splits`].
 pub const HEADS: [u32; 4] = [1, 5, 10, 20];

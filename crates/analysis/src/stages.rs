@@ -11,8 +11,8 @@ use aligntds_formats::sides::{Estimate, SettledToken, StageBar, StageShare, Stag
 use aligntds_formats::summary::Thresholds;
 
 use crate::resampling::{bootstrap, Cluster};
+use crate::resampling::{RESAMPLES, SEED};
 use crate::run::ExampleResult;
-use crate::summary::{RESAMPLES, SEED};
 
 /// The name of the positions no stage settles.
 pub const UNSETTLED: &str = "unsettled";

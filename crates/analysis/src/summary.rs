@@ -8,10 +8,9 @@ use aligntds_formats::summary::{
     RankBin, ResponseSources, ShiftedToken, Skipped, Summary,
 };
 
-use aligntds_formats::positions::PositionRecord;
-
 use crate::metrics::Category;
-use crate::run::ExampleResult;
+use crate::resampling::{RESAMPLES, SEED};
+use crate::run::{ExampleResult, SideOf};
 use crate::stats::{percentile, Running};
 
 /// Base-rank histogram bins (inclusive upper bounds), the last open-ended.
@@ -82,19 +81,11 @@ impl CurveAccumulator {
     }
 }
 
-/// The aggregates of summary.json over the analyzed and skipped examples.
-/// Resamples behind every interval in summary.json, and their seed.
-pub const RESAMPLES: usize = 1000;
-pub const SEED: u64 = 0x0a11_9d75;
-
 /// The headline statistics' 95 % intervals, each a cluster bootstrap over
 /// the analyzed examples (see [`crate::resampling`]).
 pub fn intervals(examples: &[ExampleResult]) -> aligntds_formats::summary::Intervals {
     intervals_of(examples, &|e| &e.positions)
 }
-
-/// Which reference side's positions of an example a statistic is over.
-pub type SideOf<'s> = dyn Fn(&ExampleResult) -> &[PositionRecord] + Sync + 's;
 
 fn intervals_of(examples: &[ExampleResult], side: &SideOf) -> aligntds_formats::summary::Intervals {
     use crate::resampling::{bootstrap, Cluster};

@@ -67,3 +67,7 @@ fn tune_malloc() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_malloc() {}
+
+#[cfg(test)]
+#[path = "source_cycles_tests.rs"]
+mod source_cycles_tests;

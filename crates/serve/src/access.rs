@@ -29,7 +29,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::error;
+use crate::responses::error;
 use crate::AppState;
 
 /// Who may use the server, part of [`crate::ServeSettings`].
@@ -367,7 +367,7 @@ fn unauthorized(request: &Request, why: &str) -> Response {
             page,
         )
             .into_response();
-        crate::api::add_security_headers(r.headers_mut());
+        crate::responses::add_security_headers(r.headers_mut());
         r
     };
     response.headers_mut().insert(

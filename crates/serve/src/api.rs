@@ -10,13 +10,14 @@ use std::time::Duration;
 use aligntds_analysis::live::{LiveError, LiveRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
+use crate::responses::{add_security_headers, error};
 use crate::site::content_type;
 use crate::worker::{Event, Job, Refused};
 use crate::AppState;
@@ -31,9 +32,6 @@ const MAX_BODY: usize = 1 << 20;
 /// Seconds a refused client is told to wait.
 const RETRY_QUEUE: &str = "2";
 const RETRY_LOADING: &str = "5";
-
-/// Page text comes only from these files and the report; nothing else runs.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -76,26 +74,8 @@ fn secure(mut response: Response) -> Response {
     response
 }
 
-/// Page text comes only from this server, and no other site frames it.
-pub(crate) fn add_security_headers(headers: &mut HeaderMap) {
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-}
-
 fn page(body: &'static str, kind: &'static str) -> Response {
     secure(([(header::CONTENT_TYPE, kind)], body).into_response())
-}
-
-/// A JSON error: `{"error": message, "field": field}`.
-pub(crate) fn error(status: StatusCode, field: Option<&str>, message: &str) -> Response {
-    let body = serde_json::json!({ "error": message, "field": field, "status": status.as_u16() });
-    (status, axum::Json(body)).into_response()
 }
 
 fn with_retry(mut response: Response, seconds: &'static str) -> Response {

@@ -11,6 +11,7 @@
 
 mod access;
 mod api;
+mod responses;
 mod site;
 mod worker;
 

@@ -141,7 +141,7 @@ impl LivePair {
                 .as_ref()
                 .map(|t| aligntds_formats::summary::TemplateIdentity {
                     name: t.name.clone(),
-                    sha256: crate::run_folder::fingerprint(&serde_json::json!(t.source)),
+                    sha256: crate::hashing::fingerprint(&serde_json::json!(t.source)),
                 })
         };
         let identity = RunIdentity {
@@ -480,7 +480,7 @@ impl LivePair {
         let mut identity = self.identity.clone();
         identity.settings = recorded(&self.settings, contexts.0, contexts.1, max_new_tokens);
         let fingerprint =
-            crate::run_folder::fingerprint(&serde_json::to_value(&identity).unwrap_or_default());
+            crate::hashing::fingerprint(&serde_json::to_value(&identity).unwrap_or_default());
         let manifest = Manifest {
             identity,
             shard: None,

@@ -110,9 +110,9 @@ impl StudySides {
         let (Some(data), Some(expected)) = (&self.data, &self.data_sha256) else {
             return Ok(());
         };
-        let found = crate::run_folder::sha256_file(data).map_err(|e| StudyFileError::Invalid {
+        let found = crate::hashing::sha256_file(data).map_err(|e| StudyFileError::Invalid {
             path: path.to_path_buf(),
-            message: format!("data: {e}"),
+            message: format!("data: cannot read {}: {e}", data.display()),
         })?;
         if &found == expected {
             return Ok(());

@@ -87,7 +87,7 @@ fn chat_template(
         return Ok(None);
     }
     if let Ok(source) = std::fs::read_to_string(&t.name) {
-        if crate::run_folder::fingerprint(&serde_json::json!(source)) == t.sha256 {
+        if crate::hashing::fingerprint(&serde_json::json!(source)) == t.sha256 {
             let copy = copy_in(
                 dir,
                 &format!("{label}.chat_template.jinja"),
@@ -210,7 +210,7 @@ pub fn write_for_run(
             let path = dir.join(QUERIES_FILE);
             aligntds_formats::write_atomic(&path, text.as_bytes())?;
             response = ResponseSource::Dataset;
-            let sha = crate::run_folder::sha256_file(&path).map_err(|e| io_err(&path, e))?;
+            let sha = crate::hashing::sha256_file(&path).map_err(|e| io_err(&path, e))?;
             (Some(PathBuf::from(QUERIES_FILE)), Some(sha))
         }
     };

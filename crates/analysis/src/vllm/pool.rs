@@ -13,26 +13,8 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-/// How a side talks to its servers.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ServerOptions {
-    /// Requests in flight per server (vLLM batches what is in flight).
-    pub max_in_flight: usize,
-    /// The longest one request may take (a long generation on a busy server).
-    pub request_timeout: Duration,
-    /// How long a request keeps being retried while no server of the side answers.
-    pub retry_window: Duration,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        Self {
-            max_in_flight: 32,
-            request_timeout: Duration::from_secs(600),
-            retry_window: Duration::from_secs(300),
-        }
-    }
-}
+pub use crate::backend::ServerStats;
+pub use crate::settings::{normalize_url, ServerOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -51,18 +33,6 @@ pub enum HttpError {
     Unavailable { seconds: f64, last: String },
     #[error("{url}: the answer is not what a vLLM server sends: {message}")]
     Protocol { url: String, message: String },
-}
-
-/// Per-server counters for progress and the closing figures.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerStats {
-    pub url: String,
-    pub requests: u64,
-    pub failures: u64,
-    /// Tokens the server computed (scored positions and generated tokens).
-    pub tokens: u64,
-    /// Whether the last request to it succeeded.
-    pub healthy: bool,
 }
 
 struct Replica {
@@ -113,33 +83,6 @@ pub struct Pool {
     replicas: Vec<Replica>,
     client: Client<HttpConnector, Full<Bytes>>,
     options: ServerOptions,
-}
-
-/// A server address as given, normalised to `http://host:port[/prefix]`
-/// (a trailing `/` or `/v1` dropped).
-pub fn normalize_url(url: &str) -> Result<String, String> {
-    let given = url.trim();
-    if given.starts_with("https://") {
-        return Err(format!(
-            "`{url}`: https is not supported; reach the vLLM server over http (on the cluster network or through an SSH tunnel)"
-        ));
-    }
-    let Some(rest) = given.strip_prefix("http://") else {
-        return Err(format!(
-            "`{url}` is not an http:// URL (e.g. http://gpu-node-1:8000)"
-        ));
-    };
-    // The OpenAI-style base URL people copy ends in /v1; our paths add it.
-    let rest = rest.trim_end_matches('/');
-    let rest = rest.strip_suffix("/v1").unwrap_or(rest);
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("`{url}` names no host"));
-    }
-    let normalized = format!("http://{rest}");
-    normalized
-        .parse::<hyper::Uri>()
-        .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
-    Ok(normalized)
 }
 
 impl Pool {
