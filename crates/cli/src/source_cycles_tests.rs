@@ -13,7 +13,6 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("engine", &["batch", "generate"]),
     ("engine", &["config", "gguf", "models"]),
     ("engine", &["hub", "source"]),
-    ("formats", &["sides", "summary"]),
 ];
 
 type Module = Vec<String>;

@@ -6,8 +6,10 @@
 //! Every file carries `schema_version`; readers accept [`READABLE_VERSIONS`].
 //! Every write goes to a temporary name and is renamed into place.
 
+mod aggregates;
 pub mod examples;
 pub mod fields;
+mod identity;
 pub mod positions;
 pub mod sides;
 pub mod summary;

@@ -6,32 +6,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::summary::{
-    nan_as_null, Aggregates, Context, ModelIdentity, ServerIdentity, TemplateIdentity,
-};
+use crate::aggregates::{nan_as_null, Aggregates};
+pub use crate::aggregates::{CdfPoint, Estimate, Group, Groups, PositionSplit, SplitStats};
+use crate::identity::Context;
+pub use crate::identity::{ComparedIdentity, NamedContext};
 
 /// The name of the reference side set by `--base` (always the first).
 pub const BASE_SIDE: &str = "base";
 /// The answering side's name in a stage order.
 pub const ALIGNED_SIDE: &str = "aligned";
-
-/// A compared side's context, recorded (and fingerprinted) with the settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NamedContext {
-    pub name: String,
-    pub context: Context,
-}
-
-/// A compared side's model as fingerprinted (as `base` and `base_weights` are).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ComparedIdentity {
-    pub name: String,
-    pub model: ModelIdentity,
-    pub weights: String,
-    pub chat_template: Option<TemplateIdentity>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<ServerIdentity>,
-}
 
 /// A compared side's part of one examples.jsonl line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,58 +75,4 @@ pub struct SettledToken {
     pub token_id: u32,
     pub token: String,
     pub count: u64,
-}
-
-/// A statistic with its 95 % interval (null ends where undefined).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Estimate {
-    #[serde(with = "nan_as_null")]
-    pub value: f64,
-    #[serde(with = "nan_as_null")]
-    pub low: f64,
-    #[serde(with = "nan_as_null")]
-    pub high: f64,
-}
-
-/// The headline statistics over a subset of positions, with intervals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SplitStats {
-    pub examples: usize,
-    pub positions: u64,
-    pub unshifted: Estimate,
-    pub marginal: Estimate,
-    pub shifted: Estimate,
-    /// Mean KL(aligned || base) over the positions where it is known.
-    pub kl_aligned_base: Estimate,
-}
-
-/// The first `first` answer positions against the rest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PositionSplit {
-    pub first: u32,
-    pub head: SplitStats,
-    pub rest: SplitStats,
-}
-
-/// One point of the base-rank CDF: the share of positions whose base rank of
-/// the aligned token is at most `rank`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CdfPoint {
-    pub rank: u32,
-    pub share: f64,
-}
-
-/// Statistics by the value of one record field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Groups {
-    pub field: String,
-    /// By value, largest group first; records without the field are `(none)`.
-    pub groups: Vec<Group>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Group {
-    pub value: String,
-    #[serde(flatten)]
-    pub stats: SplitStats,
 }
