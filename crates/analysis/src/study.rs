@@ -57,6 +57,21 @@ impl StudyError {
     }
 }
 
+impl StudyError {
+    /// The engine error at the root of this one, however it was wrapped
+    /// (loading a side, rendering a context, running a record).
+    pub fn engine(&self) -> Option<&aligntds_engine::EngineError> {
+        use crate::context::ContextError;
+        match self {
+            StudyError::Load { source, .. } => Some(source),
+            StudyError::Run(RunError::Engine(e) | RunError::Context(ContextError::Engine(e))) => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What a study reports while it works.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress<'a> {
@@ -328,8 +343,25 @@ impl Study {
                 .collect();
         let mut first_contexts = vec![None; sides.len()];
         if let Some(first) = records.first() {
-            for ((slot, context), text) in first_contexts.iter_mut().zip(&contexts).zip(&texts) {
-                *slot = Some(crate::context::render(context, text, first).map_err(RunError::from)?);
+            let each = first_contexts
+                .iter_mut()
+                .zip(&contexts)
+                .zip(&texts)
+                .zip(&sides);
+            for (((slot, context), text), (name, _)) in each {
+                *slot = Some(crate::context::render(context, text, first).map_err(
+                    |e| match e {
+                        // The side is known here: name it, so its flags can be.
+                        crate::context::ContextError::Engine(
+                            source @ aligntds_engine::EngineError::NoChatTemplate { .. },
+                        ) => StudyError::Load {
+                            side: *name,
+                            reference: text.reference.clone(),
+                            source,
+                        },
+                        other => RunError::from(other).into(),
+                    },
+                )?);
             }
         }
         // Servers are checked before any local weights load: a wrong URL or

@@ -71,8 +71,8 @@ pub fn engine_error(e: EngineError, model: Option<&str>) -> anyhow::Error {
                 crate::errors::engine_flag(&option, None)
             )
         }
-        (EngineError::Template { name, message }, _) if name == "<none>" => {
-            anyhow::anyhow!("{message}; pass --chat-template NAME|FILE")
+        (e @ EngineError::NoChatTemplate { .. }, _) => {
+            anyhow::anyhow!("{e}; pass --chat-template NAME|FILE")
         }
         (e @ EngineError::UnsupportedArchitecture { .. }, model) => {
             let EngineError::UnsupportedArchitecture { path, .. } = &e else {

@@ -140,20 +140,21 @@ pub fn study_error(e: StudyError, flags: Flags) -> anyhow::Error {
         StudyError::Load {
             side: s,
             reference,
-            source: EngineError::Template { name, message },
-        } if name == "<none>" => anyhow::anyhow!(
-            "cannot load the {s} model `{reference}`: {message}; pass {} NAME|FILE or another {}",
+            source: source @ EngineError::NoChatTemplate { .. },
+        } => anyhow::anyhow!(
+            "cannot load the {s} model `{reference}`: {source}; pass {} NAME|FILE or another {}",
             flag(Field::ChatTemplate(s), flags),
             flag(Field::Context(s), flags)
         ),
         StudyError::Folder(f @ aligntds_analysis::run_folder::FolderError::Fingerprint { .. }) => {
             anyhow::anyhow!("{f} (pass --overwrite to replace it)")
         }
-        StudyError::Run(aligntds_analysis::run::RunError::Context(
-            aligntds_analysis::context::ContextError::Engine(EngineError::Template { name, message }),
-        )) if name == "<none>" => anyhow::anyhow!(
-            "{message}; pass --aligned-chat-template / --base-chat-template NAME|FILE or another --aligned-context / --base-context"
-        ),
+        StudyError::Run(_) if matches!(e.engine(), Some(EngineError::NoChatTemplate { .. })) => {
+            anyhow::anyhow!(
+                "{}; pass --aligned-chat-template / --base-chat-template NAME|FILE or another --aligned-context / --base-context",
+                e.engine().map(|e| e.to_string()).unwrap_or_default()
+            )
+        }
         StudyError::Run(aligntds_analysis::run::RunError::NoAnswer { id }) => anyhow::anyhow!(
             "record {id}: --response dataset, but the record has no answer (output or output_ids); use --response auto to generate missing answers"
         ),

@@ -244,3 +244,71 @@ fn an_architecture_the_engine_does_not_run_points_to_a_vllm_server() {
         "{message}"
     );
 }
+
+/// A copy of the llama3 fixture without any chat template (a base model).
+fn templateless(dir: &Path) -> String {
+    let copy = dir.join("no-template");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(fixture("llama3")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n != "chat_template.jinja") {
+            std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let config = copy.join("tokenizer_config.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    value.as_object_mut().unwrap().remove("chat_template");
+    std::fs::write(&config, value.to_string()).unwrap();
+    copy.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_chat_context_on_a_model_without_a_template_names_the_sides_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base_model = templateless(tmp.path());
+    let out = tmp.path().join("out");
+    let out = out.to_str().unwrap();
+    let cases: [(Vec<String>, &[&str]); 2] = [
+        (
+            strs_owned(&["--aligned", &base_model, "--base", &fixture("mistral")]),
+            &[
+                "no chat template",
+                "--aligned-chat-template NAME|FILE",
+                "--aligned-context",
+            ],
+        ),
+        (
+            strs_owned(&[
+                "--aligned",
+                &fixture("llama3"),
+                "--base",
+                &fixture("mistral"),
+                "--compare",
+                &format!("raw={base_model}"),
+                "--compare-context",
+                "raw=chat",
+            ]),
+            &[
+                "no chat template",
+                "--compare-chat-template raw= NAME|FILE",
+                "--compare-context raw=",
+            ],
+        ),
+    ];
+    for (sides, needles) in cases {
+        let mut args = vec!["analyze".to_string()];
+        args.extend(sides);
+        args.extend(strs_owned(&["--query", "Hi?", "--out", out]));
+        let result = aligntds(&strs(&args));
+        assert_eq!(result.status.code(), Some(2), "{args:?}");
+        let message = stderr(&result);
+        for needle in needles {
+            assert!(message.contains(needle), "{needle} missing: {message}");
+        }
+    }
+}
+
+fn strs_owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}

@@ -36,6 +36,9 @@ pub enum EngineError {
     Tokenizer { path: PathBuf, message: String },
     #[error("chat template `{name}`: {message}")]
     Template { name: String, message: String },
+    /// A chat prompt for a model without a chat template and none chosen.
+    #[error("model `{reference}` has no chat template (a base model?); choose a chat template (a shipped name or a Jinja file) or use a plain prompt")]
+    NoChatTemplate { reference: String },
     #[error("setting `{option}`: {message}")]
     Option { option: String, message: String },
     #[error("input: {0}")]

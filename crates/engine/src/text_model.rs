@@ -167,13 +167,12 @@ impl TextModel {
         messages: &[ChatMessage],
         vars: &crate::template::TemplateVars,
     ) -> Result<String> {
-        let template = self.chat_template.as_ref().ok_or_else(|| EngineError::Template {
-            name: "<none>".into(),
-            message: format!(
-                "model `{}` has no chat template (a base model?); choose a chat template (a shipped name or a Jinja file) or use a plain prompt",
-                self.reference
-            ),
-        })?;
+        let template = self
+            .chat_template
+            .as_ref()
+            .ok_or_else(|| EngineError::NoChatTemplate {
+                reference: self.reference.clone(),
+            })?;
         template
             .render_with(messages, true, &self.template_tokens(), vars)
             .map_err(|e| match e {
