@@ -142,21 +142,37 @@ fn a_study_file_with_keys_runs_as_the_same_flags_do() {
     );
 }
 
-/// A copy of the llama3 fixture whose config names another architecture.
-fn mamba_checkpoint(dir: &Path) -> String {
-    let copy = dir.join("mamba");
+/// A copy of the llama3 fixture named `name`, without the files `skip`, with
+/// `edit` applied to the JSON file `file`.
+fn fixture_copy(
+    dir: &Path,
+    name: &str,
+    skip: &str,
+    file: &str,
+    edit: impl Fn(&mut serde_json::Value),
+) -> String {
+    let copy = dir.join(name);
     std::fs::create_dir(&copy).unwrap();
     for entry in std::fs::read_dir(fixture("llama3")).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        if path.file_name().is_some_and(|n| n != skip) {
+            std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        }
     }
-    let config = copy.join("config.json");
+    let path = copy.join(file);
     let mut value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    value["model_type"] = "mamba".into();
-    value["architectures"] = serde_json::json!(["MambaForCausalLM"]);
-    std::fs::write(&config, value.to_string()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(&path, value.to_string()).unwrap();
     copy.to_string_lossy().into_owned()
+}
+
+/// A copy of the llama3 fixture whose config names another architecture.
+fn mamba_checkpoint(dir: &Path) -> String {
+    fixture_copy(dir, "mamba", "", "config.json", |v| {
+        v["model_type"] = "mamba".into();
+        v["architectures"] = serde_json::json!(["MambaForCausalLM"]);
+    })
 }
 
 /// The llama3 fixture's GGUF twin with `general.architecture` set to `mamba`.
@@ -247,20 +263,15 @@ fn an_architecture_the_engine_does_not_run_points_to_a_vllm_server() {
 
 /// A copy of the llama3 fixture without any chat template (a base model).
 fn templateless(dir: &Path) -> String {
-    let copy = dir.join("no-template");
-    std::fs::create_dir(&copy).unwrap();
-    for entry in std::fs::read_dir(fixture("llama3")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|n| n != "chat_template.jinja") {
-            std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    let config = copy.join("tokenizer_config.json");
-    let mut value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    value.as_object_mut().unwrap().remove("chat_template");
-    std::fs::write(&config, value.to_string()).unwrap();
-    copy.to_string_lossy().into_owned()
+    fixture_copy(
+        dir,
+        "no-template",
+        "chat_template.jinja",
+        "tokenizer_config.json",
+        |v| {
+            v.as_object_mut().unwrap().remove("chat_template");
+        },
+    )
 }
 
 #[test]

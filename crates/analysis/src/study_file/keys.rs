@@ -82,26 +82,6 @@ impl StudyKeys {
         "id_field",
     ];
 
-    /// Whether the file sets `key` (one of [`Self::NAMES`]).
-    pub fn has(&self, key: &str) -> bool {
-        match key {
-            "top_k" => self.top_k.is_some(),
-            "unshifted_max" => self.unshifted_max.is_some(),
-            "marginal_max" => self.marginal_max.is_some(),
-            "max_new_tokens" => self.max_new_tokens.is_some(),
-            "response" => self.response.is_some(),
-            "stops" => self.stops.is_some(),
-            "limit" => self.limit.is_some(),
-            "batch" => self.batch.is_some(),
-            "dtype" => self.dtype.is_some(),
-            "curve_positions" => self.curve_positions.is_some(),
-            "query_field" => self.query_field.is_some(),
-            "answer_field" => self.answer_field.is_some(),
-            "id_field" => self.id_field.is_some(),
-            _ => false,
-        }
-    }
-
     /// Unsets `key`: a flag given beside the file overrides it.
     pub fn clear(&mut self, key: &str) {
         match key {

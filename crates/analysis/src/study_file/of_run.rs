@@ -54,17 +54,15 @@ fn absolute(path: &str) -> String {
 }
 
 /// The dtype the run's local sides used, from their weights' description
-/// (`q (auto: ...)` -> q); None when every side ran on servers.
+/// (`q (auto: ...)` -> q, by DtypeKey's own names); None when every side ran
+/// on servers.
 fn dtype_of(weights: &[&str]) -> Option<DtypeKey> {
-    weights
-        .iter()
-        .find_map(|w| match w.split_whitespace().next()? {
-            "f32" => Some(DtypeKey::F32),
-            "bf16" => Some(DtypeKey::Bf16),
-            "f16" => Some(DtypeKey::F16),
-            "q" => Some(DtypeKey::Q),
-            _ => None,
-        })
+    weights.iter().find_map(|w| {
+        let word = w.split_whitespace().next()?;
+        serde_json::from_value(serde_json::Value::String(word.into()))
+            .ok()
+            .filter(|d| *d != DtypeKey::Auto)
+    })
 }
 
 /// Writes `bytes` to `dir/study/NAME` and returns the path relative to `dir`.
