@@ -4,7 +4,6 @@
 //! the distributions; metrics work on rows and need no model.
 
 pub mod backend;
-pub mod compare;
 pub mod context;
 pub mod dataset;
 mod hashing;
@@ -15,17 +14,12 @@ pub mod merge;
 pub mod metrics;
 pub mod output;
 pub mod prefixes;
-pub mod resampling;
 pub mod row_kernels;
 pub mod run;
 pub mod run_folder;
 pub mod settings;
-pub mod splits;
-pub mod stages;
-pub mod stats;
 pub mod study;
 pub mod study_file;
-pub mod summary;
 pub mod synthetic;
 pub mod vllm;
 

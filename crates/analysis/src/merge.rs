@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use aligntds_formats::summary::Summary;
 
-use crate::run::ExampleResult;
 use crate::run_folder::{read_parts, read_stamp, RunFolder, Stamp};
 use crate::settings::{Field, SettingError, Shard};
 use crate::study::StudyError;
+use aligntds_stats::ExampleResult;
 
 fn refuse(field: Field, message: String) -> StudyError {
     SettingError::new(field, message).into()

@@ -11,7 +11,7 @@ use aligntds_formats::sides::{SideSummary, BASE_SIDE};
 use aligntds_formats::summary::{Manifest, Summary};
 use aligntds_formats::{FormatError, SCHEMA_VERSION};
 
-use crate::run::ExampleResult;
+use aligntds_stats::ExampleResult;
 
 /// Writes a finished run into `dir` and returns its summary.
 pub fn write_run(
@@ -34,8 +34,12 @@ pub fn write_run(
     let lines: Vec<ExampleLine> = results.iter().map(|e| e.example.clone()).collect();
     aligntds_formats::examples::write(dir, &lines)?;
     let group_by = manifest.group_by.as_deref();
-    let aggregates =
-        crate::summary::aggregates_of(results, &|e| &e.positions, curve_positions, group_by);
+    let aggregates = aligntds_stats::summary::aggregates_of(
+        results,
+        &|e| &e.positions,
+        curve_positions,
+        group_by,
+    );
     let identity = &manifest.identity;
     let compare = &identity.settings.compare;
     let mut sides = Vec::new();
@@ -54,7 +58,7 @@ pub fn write_run(
                     .get(i)
                     .map_or_else(String::new, |m| m.model.reference.clone()),
                 context: c.context.clone(),
-                aggregates: crate::summary::aggregates_of(
+                aggregates: aligntds_stats::summary::aggregates_of(
                     results,
                     &|e| compared_positions(e, i),
                     curve_positions,
@@ -63,7 +67,7 @@ pub fn write_run(
             });
         }
     }
-    let stages = crate::stages::stages(results, identity.settings.thresholds);
+    let stages = aligntds_stats::stages::stages(results, identity.settings.thresholds);
     crate::study_file::write_for_run(dir, &manifest, curve_positions, &lines)?;
     let summary = Summary {
         schema_version: SCHEMA_VERSION,

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::run::ExampleResult;
+use aligntds_stats::ExampleResult;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {

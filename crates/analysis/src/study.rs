@@ -16,12 +16,11 @@ use aligntds_formats::FormatError;
 
 use crate::backend::{Backend, LocalBackend, Side};
 use crate::dataset::{self, DatasetError, Record};
-use crate::run::{
-    analyze_example_sides, check_compatible, check_vocabularies, ExampleResult, RunError,
-};
+use crate::run::{analyze_example_sides, check_compatible, check_vocabularies, RunError};
 use crate::run_folder::{fingerprint, sha256_file, FolderError, RunFolder, Stamp};
 use crate::settings::{Field, Queries, SettingError, SideName, StudySettings};
 use crate::vllm::{ConnectError, VllmBackend};
+use aligntds_stats::ExampleResult;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {

@@ -18,7 +18,8 @@ use aligntds_formats::summary::{
 use aligntds_formats::FormatError;
 
 use crate::output::write_run;
-use crate::run::{record_of, ExampleResult};
+use crate::run::record_of;
+use aligntds_stats::ExampleResult;
 
 /// Token texts of the synthetic vocabulary; the first ones are the cases every
 /// viewer must escape.

@@ -13,12 +13,13 @@ use aligntds_analysis::backend::Side;
 use aligntds_analysis::context::{default_stops, render};
 use aligntds_analysis::dataset::Record;
 use aligntds_analysis::live::{Chooser, LiveError, LivePair, LiveRequest, LiveSettings};
-use aligntds_analysis::run::{analyze_example, ExampleResult};
+use aligntds_analysis::run::analyze_example;
 use aligntds_analysis::settings::{
     ContextKind, Queries, ResponseSource, SideSettings, StudySettings,
 };
 use aligntds_engine::{GenerateOptions, LanguageModel, LoadOptions};
 use aligntds_formats::positions::PositionRecord;
+use aligntds_stats::ExampleResult;
 
 const TOLERANCE: f64 = 1e-4;
 const QUERY: &str = "Name three colours of the sea.";

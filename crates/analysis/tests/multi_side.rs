@@ -11,13 +11,13 @@ mod common;
 
 use common::{fixture, smollm2};
 
-use aligntds_analysis::compare::{compare, Operand};
 use aligntds_analysis::settings::{
     ComparedSide, ContextKind, Queries, ResponseSource, StudySettings,
 };
 use aligntds_analysis::Study;
 use aligntds_formats::positions::{for_each_example, for_each_example_by_side, PositionRecord};
 use aligntds_formats::summary::Summary;
+use aligntds_stats::compare::{compare, Operand};
 
 const QUERIES: &str = r#"{"id": "q1", "instruction": "What is the capital of France?", "category": "facts"}
 {"id": "q2", "instruction": "Give me two tips for sleeping better.", "category": "advice"}

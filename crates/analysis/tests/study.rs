@@ -334,7 +334,7 @@ fn version_1_runs_still_read() {
     })
     .unwrap();
     assert_eq!(rows, 12);
-    let text = aligntds_analysis::summary::render_text(&summary);
+    let text = aligntds_stats::summary::render_text(&summary);
     assert!(text.starts_with("2 examples, 12 positions"), "{text}");
     // Its identity, read and written by today's types (field mapping, compared
     // sides, servers: all absent when unset), still hashes to the fingerprint

@@ -7,9 +7,9 @@ use aligntds_analysis::settings::{
     ComparedSide, Context, ContextKind, Field, FieldMap, Queries, ResponseSource, Runtime,
     SettingError, Shard, SideName, SideSettings, StudySettings, Thresholds,
 };
-use aligntds_analysis::summary::render_text;
 use aligntds_analysis::{Progress, Study};
 use aligntds_formats::summary::{ServerUse, Summary};
+use aligntds_stats::summary::render_text;
 use anyhow::{Context as _, Result};
 
 use crate::args::{
@@ -505,7 +505,7 @@ pub fn summarize(args: SummarizeArgs) -> Result<()> {
 }
 
 pub fn compare(args: CompareArgs) -> Result<()> {
-    use aligntds_analysis::compare::{compare, render_text, CompareError, Operand};
+    use aligntds_stats::compare::{compare, render_text, CompareError, Operand};
     let (a, b) = (Operand::parse(&args.a), Operand::parse(&args.b));
     let comparison = compare(&a, &b, args.common).map_err(|e| match e {
         CompareError::Mismatch { message, common } if common > 0 => {

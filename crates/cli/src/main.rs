@@ -69,5 +69,8 @@ fn tune_malloc() {
 fn tune_malloc() {}
 
 #[cfg(test)]
+#[path = "dependency_rules_tests.rs"]
+mod dependency_rules_tests;
+#[cfg(test)]
 #[path = "source_cycles_tests.rs"]
 mod source_cycles_tests;

@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use aligntds_formats::sides::Estimate;
+use aligntds_stats::format::{percent, percent_with_interval};
 use serde::Serialize;
 
 use crate::svg::{self, Series};
@@ -23,24 +24,11 @@ pub struct Table {
 }
 
 fn pct(x: f64) -> String {
-    if x.is_finite() {
-        format!("{:.1} %", x * 100.0)
-    } else {
-        "–".into()
-    }
+    percent(x).unwrap_or_else(|| "–".into())
 }
 
 fn with_interval(e: &Estimate) -> String {
-    if e.value.is_finite() {
-        format!(
-            "{} [{:.1}, {:.1}]",
-            pct(e.value),
-            e.low * 100.0,
-            e.high * 100.0
-        )
-    } else {
-        "–".into()
-    }
+    percent_with_interval(e).unwrap_or_else(|| "–".into())
 }
 
 /// Each multi-side run's sides table and stage view.
@@ -209,7 +197,7 @@ pub fn position_table(runs: &[Run]) -> Option<Table> {
 /// Each later run against the first on the queries both hold: paired
 /// differences with intervals and permutation p-values.
 pub fn comparison_table(runs: &[Run]) -> Result<Option<Table>, ReportError> {
-    use aligntds_analysis::compare::{compare, CompareError, Operand};
+    use aligntds_stats::compare::{compare, CompareError, Operand};
     let Some((first, rest)) = runs.split_first() else {
         return Ok(None);
     };

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use aligntds_analysis::live::{LiveOutcome, LiveRequest};
-use aligntds_analysis::run::ExampleResult;
 use aligntds_formats::summary::Context;
+use aligntds_stats::ExampleResult;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::AppState;

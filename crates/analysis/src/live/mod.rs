@@ -28,9 +28,10 @@ pub use side::{LiveSide, SideEngine};
 
 use crate::context::{default_stops, render};
 use crate::dataset::Record;
-use crate::run::{check_vocabularies, record_of, ExampleResult, RunError};
+use crate::run::{check_vocabularies, record_of, RunError};
 use crate::settings::{Field, SettingError, SideName, SideSettings};
 use crate::study::{model_identity, StudyError};
+use aligntds_stats::ExampleResult;
 
 /// A loaded pair, ready to stream answers.
 pub struct LivePair {

@@ -8,10 +8,10 @@ use aligntds_formats::summary::{
     RankBin, ResponseSources, ShiftedToken, Skipped, Summary,
 };
 
-use crate::metrics::Category;
+use crate::describe::{percentile, Running};
+use crate::record::{ExampleResult, SideOf};
 use crate::resampling::{RESAMPLES, SEED};
-use crate::run::{ExampleResult, SideOf};
-use crate::stats::{percentile, Running};
+use aligntds_formats::summary::Category;
 
 /// Base-rank histogram bins (inclusive upper bounds), the last open-ended.
 pub const RANK_BINS: &[(&str, u32)] = &[
@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn intervals_resample_whole_examples_around_the_run_statistics() {
         let examples: Vec<ExampleResult> = (0..24)
-            .map(|i| crate::synthetic::example(i, 20 + 7 * (i % 5), 10))
+            .map(|i| crate::testing::example(i, 20 + 7 * (i % 5)))
             .collect();
         let a = aggregates(&examples, 50);
         let i = a.intervals.clone().unwrap();

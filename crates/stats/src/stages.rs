@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use aligntds_formats::sides::{Estimate, SettledToken, StageBar, StageShare, Stages, ALIGNED_SIDE};
 use aligntds_formats::summary::Thresholds;
 
+use crate::record::ExampleResult;
 use crate::resampling::{bootstrap, Cluster};
 use crate::resampling::{RESAMPLES, SEED};
-use crate::run::ExampleResult;
 
 /// The name of the positions no stage settles.
 pub const UNSETTLED: &str = "unsettled";
@@ -129,7 +129,7 @@ mod tests {
         //   t0: base 1            -> base settles (top-1 and rank <= 3)
         //   t1: base 2, sft 1     -> sft (top-1); base (rank <= 3)
         //   t2: base 7, sft 5, aligned 1 -> aligned for both bars
-        let mut e = crate::synthetic::example(0, 3, 2);
+        let mut e = crate::testing::example(0, 3);
         for (p, (b, a)) in e.positions.iter_mut().zip([(1, 1), (2, 1), (7, 1)]) {
             p.base_rank = b;
             p.aligned_rank = a;

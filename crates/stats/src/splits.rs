@@ -10,10 +10,10 @@ use aligntds_formats::positions::PositionRecord;
 use aligntds_formats::sides::{CdfPoint, Estimate, Group, Groups, PositionSplit, SplitStats};
 use aligntds_formats::summary::Category;
 
+use crate::record::ExampleResult;
+use crate::record::SideOf;
 use crate::resampling::{bootstrap, Cluster};
 use crate::resampling::{RESAMPLES, SEED};
-use crate::run::ExampleResult;
-use crate::run::SideOf;
 
 /// The head lengths of [`position_splits`].
 pub const HEADS: [u32; 4] = [1, 5, 10, 20];
@@ -155,15 +155,7 @@ pub fn rank_cdf(examples: &[ExampleResult], side: &SideOf) -> Vec<CdfPoint> {
 }
 
 fn percent(e: &Estimate) -> String {
-    if e.value.is_nan() {
-        return "-".into();
-    }
-    format!(
-        "{:.1} % [{:.1}, {:.1}]",
-        e.value * 100.0,
-        e.low * 100.0,
-        e.high * 100.0
-    )
+    crate::format::percent_with_interval(e).unwrap_or_else(|| "-".into())
 }
 
 /// The multi-side, stage, position-split and group parts of the terminal
@@ -237,14 +229,7 @@ pub fn render_text(summary: &aligntds_formats::summary::Summary) -> String {
 mod tests {
     use super::*;
 
-    fn position(t: u32, base_rank: u32, kl: f64) -> PositionRecord {
-        let mut p = crate::synthetic::example(0, 1, 2).positions[0].clone();
-        p.position = t;
-        p.base_rank = base_rank;
-        p.category = Category::of(base_rank, Default::default());
-        p.kl_aligned_base = Some(kl);
-        p
-    }
+    use crate::testing::position;
 
     #[test]
     fn the_cdf_steps_1_to_10_then_1_2_5() {
@@ -255,7 +240,7 @@ mod tests {
             "stops at the first rank reaching the largest seen"
         );
         assert_eq!(*cdf_ranks(u32::MAX).last().unwrap(), 2_000_000_000);
-        let mut e = crate::synthetic::example(0, 1, 2);
+        let mut e = crate::testing::example(0, 1);
         e.positions = [1, 1, 2, 7, 40]
             .iter()
             .map(|&r| position(0, r, 0.0))
@@ -273,14 +258,14 @@ mod tests {
     #[test]
     fn splits_and_groups_count_by_hand() {
         // Example a: ranks 5, 1, 1, 2 at positions 0..4; example b: 1, 9, 1.
-        let mut a = crate::synthetic::example(0, 1, 2);
+        let mut a = crate::testing::example(0, 1);
         a.positions = [(5, 1.0), (1, 0.0), (1, 0.0), (2, 0.5)]
             .iter()
             .enumerate()
             .map(|(t, &(r, kl))| position(t as u32, r, kl))
             .collect();
         a.example.fields.insert("category".into(), "safety".into());
-        let mut b = crate::synthetic::example(1, 1, 2);
+        let mut b = crate::testing::example(1, 1);
         b.positions = [(1, 0.0), (9, 2.0), (1, 0.0)]
             .iter()
             .enumerate()

@@ -80,8 +80,8 @@ fn interval(estimate: f64, mut draws: Vec<f64>, level: f64, seed: u64) -> Interv
     let tail = (1.0 - level) / 2.0 * 100.0;
     Interval {
         estimate,
-        low: crate::stats::percentile(&draws, tail),
-        high: crate::stats::percentile(&draws, 100.0 - tail),
+        low: crate::describe::percentile(&draws, tail),
+        high: crate::describe::percentile(&draws, 100.0 - tail),
         level,
         resamples: draws.len(),
         seed,
