@@ -97,7 +97,9 @@ async fn assert_inert(client: &Client) {
     for s in scripts.as_array().unwrap() {
         let src = s.as_str().unwrap_or("inline");
         assert!(
-            src.ends_with("assets/report.js") || src.contains("data/r"),
+            src.ends_with("assets/tds-page.js")
+                || src.ends_with("assets/report.js")
+                || src.contains("data/r"),
             "unexpected script {src}"
         );
     }

@@ -2,30 +2,13 @@
 // token panel. Text from models and data sets only ever goes into
 // textContent, never into markup. Per-example data arrives through a script
 // tag (works from file://, where fetch() of local files is blocked).
+// Needs tds-page.js loaded first.
 (function () {
   'use strict';
+  var page = window.aligntdsPage;
+  var el = page.el, visible = page.visible, prob = page.prob, num = page.num;
   var CATEGORY = ['unshifted', 'marginal', 'shifted'];
-  var CLASS = ['u', 'm', 's'];
-
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
-  // Whitespace made visible in lists, where a bare space would be invisible.
-  function visible(s) {
-    if (s === '') return '∅';
-    return s.replace(/ /g, '␣').replace(/\n/g, '↵').replace(/\t/g, '⇥');
-  }
-  function prob(logprob) {
-    var p = Math.exp(logprob);
-    return p >= 1e-4 ? p.toFixed(4) : p.toExponential(1);
-  }
-  function num(x) {
-    if (x === null || x === undefined) return '–';
-    return x === 0 || Math.abs(x) >= 1e-3 ? x.toFixed(4) : x.toExponential(2);
-  }
+  var CLASS = CATEGORY.map(function (c) { return page.CATEGORY_CLASS[c]; });
 
   function initTable() {
     var table = document.getElementById('example-table');

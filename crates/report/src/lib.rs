@@ -69,6 +69,8 @@ impl Run {
 /// The report's stylesheet (category colours and cues), shared by the live page.
 pub const STYLE: &str = include_str!("../assets/report.css");
 const SCRIPT: &str = include_str!("../assets/report.js");
+/// Helpers shared by the report's pages and the live page (a classic script).
+pub const PAGE_SCRIPT: &str = include_str!("../assets/tds-page.js");
 
 /// Writes `bytes` to `path` through a temporary name, so no reader sees half a file.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
@@ -158,7 +160,11 @@ fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
     for dir in ["figures", "assets", "data"] {
         create_dir(&out.join(dir))?;
     }
-    for (name, text) in [("report.css", STYLE), ("report.js", SCRIPT)] {
+    for (name, text) in [
+        ("report.css", STYLE),
+        ("tds-page.js", PAGE_SCRIPT),
+        ("report.js", SCRIPT),
+    ] {
         write_file(&out.join("assets").join(name), text.as_bytes())?;
     }
     let examples: Vec<Vec<ExampleInfo>> = runs

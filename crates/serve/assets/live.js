@@ -1,10 +1,12 @@
 // aligntds live: streams answers from /api/analyze and /api/continue, colours
 // each token as it arrives, and keeps the whole state (query, options,
 // branches) in the URL so a link reproduces it. Text from models and users only
-// ever goes into textContent, never into markup.
+// ever goes into textContent, never into markup. Needs tds-page.js loaded first.
 (function () {
   'use strict';
-  var CATEGORY = { unshifted: 'u', marginal: 'm', shifted: 's' };
+  var page = window.aligntdsPage;
+  var el = page.el, visible = page.visible, prob = page.prob, num = page.num;
+  var CATEGORY = page.CATEGORY_CLASS;
   var $ = function (id) { return document.getElementById(id); };
   var form = $('query-form'), query = $('query'), system = $('system'), maxNew = $('max-new');
   var alignedContext = $('aligned-context'), baseContext = $('base-context');
@@ -19,24 +21,6 @@
   var running = null; // the AbortController of the stream in flight
   var queue = [];     // streams waiting for their turn (one at a time)
 
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
-  function visible(s) {
-    if (s === '') return '∅';
-    return s.replace(/ /g, '␣').replace(/\n/g, '↵').replace(/\t/g, '⇥');
-  }
-  function prob(logprob) {
-    var p = Math.exp(logprob);
-    return p >= 1e-4 ? p.toFixed(4) : p.toExponential(1);
-  }
-  function num(x) {
-    if (x === null || x === undefined) return '–';
-    return x === 0 || Math.abs(x) >= 1e-3 ? x.toFixed(4) : x.toExponential(2);
-  }
   function showError(message) {
     errorBox.hidden = !message;
     errorBox.textContent = message || '';

@@ -44,6 +44,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(|| async { page(LIVE_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
+            "/assets/tds-page.js",
+            get(|| async {
+                page(
+                    aligntds_report::PAGE_SCRIPT,
+                    "text/javascript; charset=utf-8",
+                )
+            }),
+        )
+        .route(
             "/assets/live.css",
             get(|| async { page(LIVE_CSS, "text/css; charset=utf-8") }),
         )

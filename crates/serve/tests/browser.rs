@@ -93,7 +93,7 @@ async fn assert_inert(client: &Client) {
         "return Array.from(document.scripts).map(s => s.getAttribute('src'))",
     )
     .await;
-    assert_eq!(scripts, json!(["/assets/live.js"]));
+    assert_eq!(scripts, json!(["/assets/tds-page.js", "/assets/live.js"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
