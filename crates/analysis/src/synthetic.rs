@@ -17,8 +17,8 @@ use aligntds_formats::summary::{
 };
 use aligntds_formats::FormatError;
 
-use crate::output::write_run;
-use crate::run::record_of;
+use crate::study::output::write_run;
+use crate::study::record::record_of;
 use aligntds_stats::ExampleResult;
 
 /// Token texts of the synthetic vocabulary; the first ones are the cases every

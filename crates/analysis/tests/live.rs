@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aligntds_analysis::backend::Side;
-use aligntds_analysis::context::{default_stops, render};
-use aligntds_analysis::dataset::Record;
+use aligntds_analysis::input::context::{default_stops, render};
+use aligntds_analysis::input::dataset::Record;
 use aligntds_analysis::live::{Chooser, LiveError, LivePair, LiveRequest, LiveSettings};
-use aligntds_analysis::run::analyze_example;
 use aligntds_analysis::settings::{
     ContextKind, Queries, ResponseSource, SideSettings, StudySettings,
 };
+use aligntds_analysis::study::record::analyze_example;
 use aligntds_engine::{GenerateOptions, LanguageModel, LoadOptions};
 use aligntds_formats::positions::PositionRecord;
 use aligntds_stats::ExampleResult;

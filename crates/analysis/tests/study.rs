@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use aligntds_analysis::run_folder::RunFolder;
 use aligntds_analysis::settings::{ContextKind, Queries, Shard, StudySettings};
+use aligntds_analysis::study::folder::RunFolder;
 use aligntds_analysis::{merge, Study};
 use aligntds_formats::summary::Summary;
 
@@ -293,7 +293,7 @@ fn a_changed_hub_snapshot_refuses_to_resume() {
         Some("1111111111111111111111111111111111111111")
     );
     // The run's study.toml pins the Hub id to that commit, and loads it.
-    let study = aligntds_analysis::study_file::load(&out.join("study.toml")).unwrap();
+    let study = aligntds_analysis::settings::study_file::load(&out.join("study.toml")).unwrap();
     assert_eq!(
         study.aligned.model,
         "acme/tiny@1111111111111111111111111111111111111111"
@@ -342,7 +342,7 @@ fn version_1_runs_still_read() {
     let identity = serde_json::to_value(&summary.manifest.identity).unwrap();
     assert!(identity.get("fields").is_none());
     assert_eq!(
-        aligntds_analysis::run_folder::fingerprint(&identity),
+        aligntds_analysis::study::folder::fingerprint(&identity),
         summary.manifest.fingerprint
     );
 }

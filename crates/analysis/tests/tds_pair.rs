@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use aligntds_analysis::backend::Side;
-use aligntds_analysis::context::{Context, ContextKind};
-use aligntds_analysis::dataset::Record;
+use aligntds_analysis::input::context::{Context, ContextKind};
+use aligntds_analysis::input::dataset::Record;
 use aligntds_analysis::metrics::Thresholds;
-use aligntds_analysis::run::{analyze_example, check_compatible};
 use aligntds_analysis::settings::{ResponseSource, RunSettings};
+use aligntds_analysis::study::record::{analyze_example, check_compatible};
 use aligntds_engine::{LanguageModel, LoadOptions};
 use aligntds_formats::summary::RecordedSettings;
 

@@ -218,7 +218,7 @@ fn analyze_error(
 /// overrides the file's key, which overrides the default; side flags are refused.
 fn apply_study_file(
     args: &AnalyzeArgs,
-    file: &aligntds_analysis::study_file::StudySides,
+    file: &aligntds_analysis::settings::study_file::StudySides,
     settings: &mut StudySettings,
 ) -> anyhow::Result<()> {
     let path = args.study.as_deref().unwrap_or(std::path::Path::new(""));
@@ -258,7 +258,7 @@ fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
     let flags = Flags::Analyze(&[]);
     let setting = |e: SettingError| study_error(e.into(), flags);
     let file = match &args.study {
-        Some(path) => Some(aligntds_analysis::study_file::load(path)?),
+        Some(path) => Some(aligntds_analysis::settings::study_file::load(path)?),
         None => None,
     };
     let (data, query) = match (&args.data, &args.query, &file) {

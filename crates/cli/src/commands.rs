@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 
 use std::sync::Arc;
 
+use aligntds_analysis::backend::vllm::{ConnectError, ServerOptions, VllmBackend};
 use aligntds_analysis::backend::{Backend, LocalBackend};
 use aligntds_analysis::settings::SideName;
-use aligntds_analysis::vllm::{ConnectError, ServerOptions, VllmBackend};
 use aligntds_engine::TextModel;
 
 use crate::args::{BenchArgs, Command, GenerateArgs, InspectArgs, ModelOptions, ServerArgs};

@@ -146,7 +146,7 @@ pub fn study_error(e: StudyError, flags: Flags) -> anyhow::Error {
             flag(Field::ChatTemplate(s), flags),
             flag(Field::Context(s), flags)
         ),
-        StudyError::Folder(f @ aligntds_analysis::run_folder::FolderError::Fingerprint { .. }) => {
+        StudyError::Folder(f @ aligntds_analysis::study::folder::FolderError::Fingerprint { .. }) => {
             anyhow::anyhow!("{f} (pass --overwrite to replace it)")
         }
         StudyError::Run(_) if matches!(e.engine(), Some(EngineError::NoChatTemplate { .. })) => {
@@ -155,7 +155,7 @@ pub fn study_error(e: StudyError, flags: Flags) -> anyhow::Error {
                 e.engine().map(|e| e.to_string()).unwrap_or_default()
             )
         }
-        StudyError::Run(aligntds_analysis::run::RunError::NoAnswer { id }) => anyhow::anyhow!(
+        StudyError::Run(aligntds_analysis::study::record::RunError::NoAnswer { id }) => anyhow::anyhow!(
             "record {id}: --response dataset, but the record has no answer (output or output_ids); use --response auto to generate missing answers"
         ),
         other => anyhow::Error::new(other),

@@ -44,8 +44,10 @@ pub fn threads(threads: Option<usize>) -> Result<()> {
 }
 
 /// The server flags as the library's options.
-pub fn server_options(args: &crate::args::ServerTuning) -> aligntds_analysis::vllm::ServerOptions {
-    aligntds_analysis::vllm::ServerOptions {
+pub fn server_options(
+    args: &crate::args::ServerTuning,
+) -> aligntds_analysis::backend::vllm::ServerOptions {
+    aligntds_analysis::backend::vllm::ServerOptions {
         max_in_flight: args.max_in_flight,
         request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
         retry_window: std::time::Duration::from_secs(args.retry_window),

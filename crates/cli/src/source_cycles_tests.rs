@@ -81,32 +81,57 @@ fn expand(prefix: &[String], tree: &str, out: &mut Vec<Module>) {
     }
 }
 
-fn references(code: &str) -> Vec<Module> {
+/// The paths named after `root::` (`crate` or `super`), in `use` trees and in code.
+fn paths_after(code: &str, root: &str) -> Vec<Module> {
     let mut out = Vec::new();
+    let (use_root, root) = (format!("use {root}::"), format!("{root}::"));
     let mut rest = code;
-    while let Some(at) = rest.find("use crate::") {
-        let tail = &rest[at + "use crate::".len()..];
+    while let Some(at) = rest.find(&use_root) {
+        let tail = &rest[at + use_root.len()..];
         let end = tail.find(';').unwrap_or(tail.len());
         expand(&[], &tail[..end], &mut out);
         rest = &tail[end..];
     }
     let bytes = code.as_bytes();
     let mut from = 0;
-    while let Some(at) = code[from..].find("crate::") {
-        let start = from + at + "crate::".len();
+    while let Some(at) = code[from..].find(&root) {
+        let start = from + at + root.len();
+        // `super::super::x` is counted once, from its first `super`.
+        let whole_word = from + at == 0
+            || !(bytes[from + at - 1] == b':'
+                || bytes[from + at - 1].is_ascii_alphanumeric()
+                || bytes[from + at - 1] == b'_');
         let mut end = start;
         while end < bytes.len()
             && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] == b':')
         {
             end += 1;
         }
-        let path: Module = code[start..end]
-            .split("::")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
-        out.push(path);
+        if whole_word {
+            let path: Module = code[start..end]
+                .split("::")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            out.push(path);
+        }
         from = end.max(start);
+    }
+    out
+}
+
+/// The modules a file names: `crate::` paths as they are, `super::` paths
+/// from the file's parent module (each further `super` one level up).
+fn references(module: &[String], code: &str) -> Vec<Module> {
+    let mut out = paths_after(code, "crate");
+    for path in paths_after(code, "super") {
+        let ups = 1 + path.iter().take_while(|p| *p == "super").count();
+        let Some(base) = module.len().checked_sub(ups) else {
+            continue;
+        };
+        let mut full = module[..base].to_vec();
+        full.extend(path.into_iter().skip(ups - 1));
+        out.push(full);
     }
     out
 }
@@ -123,7 +148,7 @@ fn graph(src: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
     for (module, file) in &modules {
         let text = std::fs::read_to_string(file).unwrap();
         let mut targets = BTreeSet::new();
-        for path in references(&code(&text)) {
+        for path in references(module, &code(&text)) {
             let target = (1..=path.len())
                 .rev()
                 .map(|k| path[..k].to_vec())
@@ -245,4 +270,19 @@ fn the_checker_sees_a_cycle_and_a_parent_declaring_its_children_is_none() {
     assert_eq!(found, vec![want]);
     std::fs::write(src.join("b.rs"), "pub struct Y; pub struct Z;\n").unwrap();
     assert!(cycles(&graph(src)).is_empty());
+    // `super::` paths count from the file's parent: a::inner names b and a,
+    // b names a::inner, and a names b.
+    std::fs::write(
+        src.join("a/inner.rs"),
+        "pub struct X;\nuse super::super::b::Y;\nfn h() { super::g() }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("b.rs"),
+        "pub struct Y;\nfn f() { crate::a::inner::X; }\n",
+    )
+    .unwrap();
+    let inner: Module = vec!["a".into(), "inner".into()];
+    let want: Vec<Module> = vec![vec!["a".into()], inner, vec!["b".into()]];
+    assert_eq!(cycles(&graph(src)), vec![want]);
 }

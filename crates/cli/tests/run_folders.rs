@@ -52,7 +52,7 @@ fn a_second_process_on_the_same_folder_is_refused_naming_the_first() {
     let _ = first.kill();
     let _ = first.wait();
     // The folder is still the first run's: its stamp, and no outputs of a finished run.
-    let stamp = aligntds_analysis::run_folder::read_stamp(&out).unwrap();
+    let stamp = aligntds_analysis::study::folder::read_stamp(&out).unwrap();
     assert_eq!(stamp.settings["settings"]["top_k"], 10);
     assert!(!out.join("summary.json").exists());
 }

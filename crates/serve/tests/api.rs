@@ -120,7 +120,7 @@ async fn analyze_streams_every_token_then_done_and_a_branch_and_save_follow() {
     // analyze scores the same answers, branch included, to the same categories.
     let queries = std::fs::read_to_string(dir.join("queries.jsonl")).unwrap();
     assert_eq!(queries.lines().count(), 2);
-    let mut study = aligntds_analysis::study_file::load(&dir.join("study.toml"))
+    let mut study = aligntds_analysis::settings::study_file::load(&dir.join("study.toml"))
         .unwrap()
         .settings();
     study.out = tmp.path().join("again");

@@ -3,14 +3,14 @@
 use aligntds_engine::template::single_turn;
 use aligntds_engine::TextModel;
 
-use crate::dataset::Record;
+use crate::input::dataset::Record;
 
 /// The original study's zero-shot template (URIAL's): ends with the opening ``` fence.
 pub const ZERO_SHOT: &str = "# Query: \n ```{query}``` \n\n \n# Answer: \n ```";
 
 /// A URIAL-style in-context alignment prefix written for aligntds: a system
 /// preamble and three stylistic examples in the zero-shot format.
-pub const URIAL_PREFIX: &str = include_str!("../data/urial_prefix.txt");
+pub const URIAL_PREFIX: &str = include_str!("../../data/urial_prefix.txt");
 
 pub use aligntds_formats::summary::{Context, ContextKind};
 

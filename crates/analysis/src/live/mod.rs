@@ -26,10 +26,10 @@ mod side;
 pub use settings::{Chooser, LiveError, LiveLimits, LiveRequest, LiveSettings};
 pub use side::{LiveSide, SideEngine};
 
-use crate::context::{default_stops, render};
-use crate::dataset::Record;
-use crate::run::{check_vocabularies, record_of, RunError};
+use crate::input::context::{default_stops, render};
+use crate::input::dataset::Record;
 use crate::settings::{Field, SettingError, SideName, SideSettings};
+use crate::study::record::{check_vocabularies, record_of, RunError};
 use crate::study::{model_identity, StudyError};
 use aligntds_stats::ExampleResult;
 
@@ -355,7 +355,9 @@ impl LivePair {
             answer.push(token);
             let m = side::metrics(a.view(token)?, b.view(token)?, token, top_k, thresholds);
             let aligned_category = Category::of(m.aligned_rank, thresholds);
-            let decode = |ids: &[u32], logprobs: &[f32]| crate::run::top_tokens(tok, ids, logprobs);
+            let decode = |ids: &[u32], logprobs: &[f32]| {
+                crate::study::record::top_tokens(tok, ids, logprobs)
+            };
             let text = tok.decode(&[token], false)?;
             let piece = tok.inner().id_to_token(token).unwrap_or_default();
             let share = cursor.next(tok, &answer, false)?;
@@ -385,7 +387,10 @@ impl LivePair {
                     answer.truncate(given.len() + keep);
                     let mut kept = answer[given.len()..].to_vec();
                     if !kept.is_empty() {
-                        crate::run::trim_closing_fence(&chooser_side.text.tokenizer, &mut kept)?;
+                        crate::study::record::trim_closing_fence(
+                            &chooser_side.text.tokenizer,
+                            &mut kept,
+                        )?;
                     }
                     answer.truncate(given.len() + kept.len());
                     break format!("stop string {stop:?}");
@@ -473,11 +478,11 @@ impl LivePair {
             )
             .into());
         }
-        std::fs::create_dir_all(dir).map_err(|e| crate::run_folder::FolderError::File {
+        std::fs::create_dir_all(dir).map_err(|e| crate::study::folder::FolderError::File {
             path: dir.to_path_buf(),
             message: e.to_string(),
         })?;
-        let folder = crate::run_folder::RunFolder::lock(dir)?;
+        let folder = crate::study::folder::RunFolder::lock(dir)?;
         let mut identity = self.identity.clone();
         identity.settings = recorded(&self.settings, contexts.0, contexts.1, max_new_tokens);
         let fingerprint =
@@ -491,7 +496,7 @@ impl LivePair {
             servers: Vec::new(),
             group_by: None,
         };
-        Ok(crate::output::write_run(
+        Ok(crate::study::output::write_run(
             folder.dir(),
             results,
             manifest,

@@ -5,8 +5,8 @@
 use aligntds_engine::EngineError;
 use aligntds_formats::summary::{ContextKind, Thresholds};
 
-use crate::run::RunError;
 use crate::settings::{Field, Runtime, SettingError, SideName, SideSettings};
+use crate::study::record::RunError;
 
 /// Which side chooses the answer tokens after the given prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,7 +107,7 @@ pub struct LiveSettings {
     pub stops: Vec<String>,
     pub limits: LiveLimits,
     /// How sides on vLLM servers are reached.
-    pub server_options: crate::vllm::ServerOptions,
+    pub server_options: crate::backend::vllm::ServerOptions,
 }
 
 impl LiveSettings {

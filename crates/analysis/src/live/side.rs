@@ -211,7 +211,7 @@ pub(super) fn push_both<'m>(
 }
 
 fn remote(e: crate::backend::BackendError) -> LiveError {
-    LiveError::Run(crate::run::RunError::Backend(e))
+    LiveError::Run(crate::study::record::RunError::Backend(e))
 }
 
 /// The metrics at one position from both sides' views, as `analyze` computes

@@ -3,6 +3,8 @@
 //! (what inference servers return: ranks, categories, log-ratio and top lists
 //! stay exact, divergences and entropies become lower bounds).
 
+pub mod row_kernels;
+
 pub use aligntds_formats::summary::{Category, Thresholds};
 
 /// 1 + the number of tokens strictly more probable than `token`: ties share the best rank.
@@ -57,7 +59,7 @@ pub fn entropy(log_p: &[f32]) -> f64 {
 
 /// The k most probable token ids, most probable first; ties go to the lower id.
 pub fn top_k(row: &[f32], k: usize) -> Vec<u32> {
-    crate::row_kernels::top_k(row, k)
+    crate::metrics::row_kernels::top_k(row, k)
 }
 
 /// The original AlignTDS's metrics (src/compute_dist_diff.py, src/demo/generate_html.py):
@@ -170,10 +172,10 @@ pub fn compare(
     let n = top.max(1).min(aligned_list.len());
     let (la, lb) = (aligned[token as usize], base[token as usize]);
     let a1 = aligned_list[0];
-    let [aligned_rank] = crate::row_kernels::ranks(aligned, [la]);
+    let [aligned_rank] = crate::metrics::row_kernels::ranks(aligned, [la]);
     let [base_rank, aligned_top1_base_rank] =
-        crate::row_kernels::ranks(base, [lb, base[a1 as usize]]);
-    let d = crate::row_kernels::divergences(aligned, base);
+        crate::metrics::row_kernels::ranks(base, [lb, base[a1 as usize]]);
+    let d = crate::metrics::row_kernels::divergences(aligned, base);
     let side = |row: &[f32], list: &[u32]| -> (Vec<u32>, Vec<f32>) {
         let ids: Vec<u32> = list[..n.min(top)].to_vec();
         let logprobs = ids.iter().map(|&i| row[i as usize]).collect();
@@ -221,7 +223,7 @@ impl TopKRow {
     /// The view of a full row that keeps its `k` best tokens.
     pub fn from_full(row: &[f32], target: u32, k: usize) -> Self {
         let target_logprob = row[target as usize];
-        let [target_rank] = crate::row_kernels::ranks(row, [target_logprob]);
+        let [target_rank] = crate::metrics::row_kernels::ranks(row, [target_logprob]);
         let top = top_k(row, k.max(1))
             .into_iter()
             .map(|id| (id, row[id as usize]))

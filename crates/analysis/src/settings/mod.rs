@@ -2,6 +2,8 @@
 //! model loads. Library errors name the settings field ([`Field`]); the CLI
 //! maps fields to the flags the user typed.
 
+pub mod study_file;
+
 use std::path::PathBuf;
 
 pub use aligntds_formats::fields::FieldMap;
@@ -137,7 +139,7 @@ impl SettingError {
 /// Where the queries come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Queries {
-    /// A data file (JSON, JSONL, Parquet or CSV; see [`crate::dataset`]).
+    /// A data file (JSON, JSONL, Parquet or CSV; see [`crate::input::dataset`]).
     File(PathBuf),
     /// One query.
     Single(String),

@@ -125,14 +125,14 @@ impl RunFolder {
                     expected: stamp.fingerprint.clone(),
                 });
             }
-            crate::output::remove_outputs(&self.dir).map_err(|e| file_err(&self.dir, e))?;
+            crate::study::output::remove_outputs(&self.dir).map_err(|e| file_err(&self.dir, e))?;
             if found.fingerprint != stamp.fingerprint {
                 std::fs::remove_dir_all(&parts)
                     .or_else(|e| if parts.exists() { Err(e) } else { Ok(()) })
                     .map_err(|e| file_err(&parts, e))?;
             }
         } else {
-            crate::output::remove_outputs(&self.dir).map_err(|e| file_err(&self.dir, e))?;
+            crate::study::output::remove_outputs(&self.dir).map_err(|e| file_err(&self.dir, e))?;
         }
         std::fs::create_dir_all(&parts).map_err(|e| file_err(&parts, e))?;
         self.stamp(stamp)

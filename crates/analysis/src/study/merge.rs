@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use aligntds_formats::summary::Summary;
 
-use crate::run_folder::{read_parts, read_stamp, RunFolder, Stamp};
 use crate::settings::{Field, SettingError, Shard};
+use crate::study::folder::{read_parts, read_stamp, RunFolder, Stamp};
 use crate::study::StudyError;
 use aligntds_stats::ExampleResult;
 
@@ -151,8 +151,8 @@ pub fn merge(
             ),
         ));
     }
-    crate::output::remove_outputs(out).map_err(|e| {
-        StudyError::Folder(crate::run_folder::FolderError::File {
+    crate::study::output::remove_outputs(out).map_err(|e| {
+        StudyError::Folder(crate::study::folder::FolderError::File {
             path: out.to_path_buf(),
             message: e.to_string(),
         })
@@ -165,7 +165,7 @@ pub fn merge(
     manifest.shard = None;
     manifest.merged_from = Some(inputs.iter().map(|d| d.display().to_string()).collect());
     let results: Vec<ExampleResult> = all.into_values().collect();
-    Ok(crate::output::write_run(
+    Ok(crate::study::output::write_run(
         out,
         &results,
         manifest,

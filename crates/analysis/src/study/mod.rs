@@ -3,6 +3,11 @@
 //! written. Front ends (the CLI, a server, bindings) call [`Study::prepare`]
 //! and [`Study::run`] with a progress callback.
 
+pub mod folder;
+pub mod merge;
+pub mod output;
+pub mod record;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,12 +19,12 @@ use aligntds_formats::summary::{
 };
 use aligntds_formats::FormatError;
 
+use crate::backend::vllm::{ConnectError, VllmBackend};
 use crate::backend::{Backend, LocalBackend, Side};
-use crate::dataset::{self, DatasetError, Record};
-use crate::run::{analyze_example_sides, check_compatible, check_vocabularies, RunError};
-use crate::run_folder::{fingerprint, sha256_file, FolderError, RunFolder, Stamp};
+use crate::input::dataset::{self, DatasetError, Record};
 use crate::settings::{Field, Queries, SettingError, SideName, StudySettings};
-use crate::vllm::{ConnectError, VllmBackend};
+use crate::study::folder::{fingerprint, sha256_file, FolderError, RunFolder, Stamp};
+use crate::study::record::{analyze_example_sides, check_compatible, check_vocabularies, RunError};
 use aligntds_stats::ExampleResult;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +65,7 @@ impl StudyError {
     /// The engine error at the root of this one, however it was wrapped
     /// (loading a side, rendering a context, running a record).
     pub fn engine(&self) -> Option<&aligntds_engine::EngineError> {
-        use crate::context::ContextError;
+        use crate::input::context::ContextError;
         match self {
             StudyError::Load { source, .. } => Some(source),
             StudyError::Run(RunError::Engine(e) | RunError::Context(ContextError::Engine(e))) => {
@@ -225,7 +230,7 @@ fn name_side(e: RunError, side: SideName) -> RunError {
 pub(crate) fn connect_side(
     side: SideName,
     s: &crate::settings::SideSettings,
-    options: crate::vllm::ServerOptions,
+    options: crate::backend::vllm::ServerOptions,
     text: &Arc<TextModel>,
     top_k: usize,
     prompt: Option<&str>,
@@ -348,10 +353,10 @@ impl Study {
                 .zip(&texts)
                 .zip(&sides);
             for (((slot, context), text), (name, _)) in each {
-                *slot = Some(crate::context::render(context, text, first).map_err(
-                    |e| match e {
+                *slot = Some(
+                    crate::input::context::render(context, text, first).map_err(|e| match e {
                         // The side is known here: name it, so its flags can be.
-                        crate::context::ContextError::Engine(
+                        crate::input::context::ContextError::Engine(
                             source @ aligntds_engine::EngineError::NoChatTemplate { .. },
                         ) => StudyError::Load {
                             side: *name,
@@ -359,8 +364,8 @@ impl Study {
                             source,
                         },
                         other => RunError::from(other).into(),
-                    },
-                )?);
+                    })?,
+                );
             }
         }
         // Servers are checked before any local weights load: a wrong URL or
@@ -645,7 +650,7 @@ impl Study {
             servers: self.server_uses(),
             group_by: self.settings.group_by.clone(),
         };
-        let summary = crate::output::write_run(
+        let summary = crate::study::output::write_run(
             self.folder.dir(),
             &results,
             manifest,

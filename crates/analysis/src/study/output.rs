@@ -68,7 +68,7 @@ pub fn write_run(
         }
     }
     let stages = aligntds_stats::stages::stages(results, identity.settings.thresholds);
-    crate::study_file::write_for_run(dir, &manifest, curve_positions, &lines)?;
+    crate::settings::study_file::write_for_run(dir, &manifest, curve_positions, &lines)?;
     let summary = Summary {
         schema_version: SCHEMA_VERSION,
         manifest,
@@ -93,7 +93,7 @@ pub fn remove_outputs(dir: &Path) -> std::io::Result<()> {
         aligntds_formats::SUMMARY_FILE,
         aligntds_formats::POSITIONS_FILE,
         aligntds_formats::EXAMPLES_FILE,
-        crate::study_file::RUN_STUDY_FILE,
+        crate::settings::study_file::RUN_STUDY_FILE,
     ] {
         match std::fs::remove_file(dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

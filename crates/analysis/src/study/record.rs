@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use aligntds_stats::ExampleResult;
 
 use crate::backend::{BackendError, Rows, Side};
-use crate::context::{render, ContextError};
-use crate::dataset::Record;
+use crate::input::context::{render, ContextError};
+use crate::input::dataset::Record;
 use crate::metrics::{compare, compare_top_k, Category, PositionMetrics, TopKRow};
 use crate::settings::{ResponseSource, RunSettings};
 
@@ -136,7 +136,7 @@ fn generate_answer(
 ) -> Result<(Vec<u32>, String, Generation), RunError> {
     let mut stops = settings.recorded.stops.clone();
     stops.extend(
-        crate::context::default_stops(settings.recorded.aligned_context.kind)
+        crate::input::context::default_stops(settings.recorded.aligned_context.kind)
             .iter()
             .map(|s| s.to_string()),
     );
