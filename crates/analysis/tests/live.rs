@@ -14,9 +14,10 @@ use aligntds_analysis::input::context::{default_stops, render};
 use aligntds_analysis::input::dataset::Record;
 use aligntds_analysis::live::{Chooser, LiveError, LivePair, LiveRequest, LiveSettings};
 use aligntds_analysis::settings::{
-    ContextKind, Queries, ResponseSource, SideSettings, StudySettings,
+    BackendSettings, ContextKind, Queries, ResponseSource, SideSettings, StudySettings,
 };
 use aligntds_analysis::study::record::analyze_example;
+use aligntds_analysis::Study;
 use aligntds_engine::{GenerateOptions, LanguageModel, LoadOptions};
 use aligntds_formats::positions::PositionRecord;
 use aligntds_stats::ExampleResult;
@@ -227,6 +228,7 @@ fn branches_continue_as_generate_does_and_score_as_analyze_does() {
                     max_new_tokens: 12,
                     stop_strings: default_stops(kind).iter().map(|s| s.to_string()).collect(),
                     eos_token_ids: text.eos_token_ids.clone(),
+                    cancel: Default::default(),
                 },
             )
             .unwrap();
@@ -458,10 +460,10 @@ fn a_side_on_vllm_servers_streams_what_the_local_engine_does() {
     let remote = |aligned: bool, base: bool| {
         let mut s = live_settings(&study);
         if aligned {
-            s.aligned.servers = vec![url.clone()];
+            s.aligned.backend = BackendSettings::from_servers(vec![url.clone()], None);
         }
         if base {
-            s.base.servers = vec![url.clone()];
+            s.base.backend = BackendSettings::from_servers(vec![url.clone()], None);
         }
         LivePair::load(s).unwrap()
     };
@@ -501,7 +503,7 @@ fn a_side_on_vllm_servers_streams_what_the_local_engine_does() {
         prefix_ids: ids[..3].to_vec(),
         with: Some(Chooser::Base),
         max_new_tokens: Some(12),
-        ..request
+        ..request.clone()
     };
     let local_branch = local.stream(&branch, &|| false, &mut |_| {}).unwrap();
     let remote_branch = remote(false, true)
@@ -513,4 +515,42 @@ fn a_side_on_vllm_servers_streams_what_the_local_engine_does() {
         "base branch",
     );
     assert_eq!(remote_branch.stop_reason, local_branch.stop_reason);
+    // "Save as run" from a pair with its base on servers records the servers
+    // as `analyze` does for the same sides: the served model and the
+    // invocation's server use, by side.
+    let pair = remote(false, true);
+    let streamed = pair.stream(&request, &|| false, &mut |_| {}).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let contexts = pair.request_contexts(&request);
+    let saved = pair
+        .save_run(
+            &tmp.path().join("saved"),
+            &[streamed.result],
+            (&contexts.0, &contexts.1),
+            24,
+        )
+        .unwrap()
+        .manifest;
+    let mut settings = study.clone();
+    settings.base.backend = BackendSettings::from_servers(vec![url.clone()], None);
+    settings.out = tmp.path().join("analyzed");
+    let analyzed = Study::prepare(settings)
+        .unwrap()
+        .run(&mut |_| {})
+        .unwrap()
+        .summary
+        .manifest;
+    assert!(analyzed.identity.base_server.is_some());
+    assert_eq!(saved.identity.base_server, analyzed.identity.base_server);
+    assert_eq!(saved.identity.base_weights, analyzed.identity.base_weights);
+    assert_eq!(saved.identity.aligned_server, None);
+    let by_side = |m: &aligntds_formats::summary::Manifest| {
+        m.servers
+            .iter()
+            .map(|u| (u.side.clone(), u.url.clone(), u.requests > 0))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by_side(&saved), by_side(&analyzed));
+    let normalized = aligntds_analysis::settings::normalize_url(&url).unwrap();
+    assert_eq!(by_side(&saved), vec![("base".into(), normalized, true)]);
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use aligntds_analysis::settings::{ContextKind, Queries, Shard, StudySettings};
 use aligntds_analysis::study::folder::RunFolder;
-use aligntds_analysis::{merge, Study};
+use aligntds_analysis::{merge, Study, StudyError};
 use aligntds_formats::summary::Summary;
 
 fn fixture(name: &str) -> String {
@@ -120,6 +120,61 @@ fn a_study_runs_resumes_and_merges_to_identical_files() {
     run(other);
     refused(&[s0, tmp.path().join("o1")], &out, "different settings");
     assert!(!out.join("summary.json").exists());
+}
+
+/// The study's cancel token, set from another thread, stops the run: no
+/// record starts after it and records in flight stop at their next decoding
+/// step or scoring chunk. The folder holds the records that finished and
+/// resumes to the uninterrupted run's files.
+#[test]
+fn a_cancelled_study_stops_and_resumes_to_the_same_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queries = six_queries(tmp.path());
+    let full = tmp.path().join("full");
+    run(settings(&queries, &full));
+    let reference = std::fs::read(full.join("positions.parquet")).unwrap();
+    let out = tmp.path().join("cut");
+    for batch in [1, 3] {
+        let _ = std::fs::remove_dir_all(&out);
+        let mut s = settings(&queries, &out);
+        s.runtime.batch = Some(batch);
+        let study = Study::prepare(s.clone()).unwrap();
+        let cancel = study.canceller();
+        let error = study
+            .run(&mut |p| {
+                if let aligntds_analysis::Progress::Example { done: 2, .. } = p {
+                    let setter = cancel.clone();
+                    std::thread::spawn(move || setter.cancel()).join().unwrap();
+                }
+            })
+            .err()
+            .expect("cancelled");
+        let StudyError::Cancelled { done, total } = error else {
+            panic!("batch {batch}: {error}");
+        };
+        // Records in flight beside the second may finish; none starts after it.
+        assert!(
+            (2..=1 + batch).contains(&done) && total == 6,
+            "batch {batch}: {done}/{total}"
+        );
+        assert!(!out.join("summary.json").exists());
+        drop(study);
+        let mut resumed = 0;
+        Study::prepare(s)
+            .unwrap()
+            .run(&mut |p| {
+                if let aligntds_analysis::Progress::Started { resumed: r, .. } = p {
+                    resumed = r;
+                }
+            })
+            .unwrap();
+        assert_eq!(resumed, done, "batch {batch}");
+        assert_eq!(
+            std::fs::read(out.join("positions.parquet")).unwrap(),
+            reference,
+            "batch {batch}"
+        );
+    }
 }
 
 #[test]

@@ -55,6 +55,7 @@ fn tds_of_the_fixture_pair_matches_torch() {
             compare: vec![],
         },
         strict: false,
+        cancel: Default::default(),
     };
     let as_ids = |v: &serde_json::Value| {
         v.as_array()
@@ -159,6 +160,7 @@ fn dataset_answers_replace_unknown_end_markers_with_eos() {
             compare: vec![],
         },
         strict: false,
+        cancel: Default::default(),
     };
     let record = Record {
         output: Some("Hello there! </s>".into()),

@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Write};
 
 use aligntds_analysis::settings::{
-    ComparedSide, Context, ContextKind, Field, FieldMap, Queries, ResponseSource, Runtime,
-    SettingError, Shard, SideName, SideSettings, StudySettings, Thresholds,
+    BackendSettings, ComparedSide, Context, ContextKind, Field, FieldMap, Queries, ResponseSource,
+    Runtime, SettingError, Shard, SideName, SideSettings, StudySettings, Thresholds,
 };
 use aligntds_analysis::{Progress, Study};
 use aligntds_formats::summary::{ServerUse, Summary};
@@ -76,8 +76,7 @@ pub(crate) fn side(name: SideName, args: &PairArgs) -> Result<SideSettings, Sett
             template: template.clone(),
             enable_thinking: args.enable_thinking,
         },
-        servers: servers.clone(),
-        served_name: served_name.clone(),
+        backend: BackendSettings::from_servers(servers.clone(), served_name.clone()),
     })
 }
 
@@ -106,8 +105,7 @@ fn compare_sides(args: &AnalyzeArgs) -> anyhow::Result<Vec<ComparedSide>> {
                     template: None,
                     enable_thinking: args.pair.enable_thinking,
                 },
-                servers: Vec::new(),
-                served_name: None,
+                backend: BackendSettings::Local,
             },
         });
     }
@@ -145,12 +143,30 @@ fn compare_sides(args: &AnalyzeArgs) -> anyhow::Result<Vec<ComparedSide>> {
                     })?)
                 }
                 "--compare-template" => s.context.template = Some(value.to_string()),
-                "--compare-server" => s.servers.push(value.to_string()),
-                _ => s.served_name = Some(value.to_string()),
+                "--compare-server" => {
+                    let (mut servers, served_name) = vllm_of(&s.backend);
+                    servers.push(value.to_string());
+                    s.backend = BackendSettings::from_servers(servers, served_name);
+                }
+                _ => {
+                    let (servers, _) = vllm_of(&s.backend);
+                    s.backend = BackendSettings::from_servers(servers, Some(value.to_string()));
+                }
             }
         }
     }
     Ok(sides)
+}
+
+/// A side's servers and served name so far, to add a flag's value to.
+fn vllm_of(backend: &BackendSettings) -> (Vec<String>, Option<String>) {
+    match backend {
+        BackendSettings::Local => (Vec::new(), None),
+        BackendSettings::Vllm {
+            servers,
+            served_name,
+        } => (servers.clone(), served_name.clone()),
+    }
 }
 
 /// The flags that set one side (clap ids): a study file holds its sides, so

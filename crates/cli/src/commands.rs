@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 
 use std::sync::Arc;
 
-use aligntds_analysis::backend::vllm::{ConnectError, ServerOptions, VllmBackend};
+use aligntds_analysis::backend::vllm::{ServerOptions, VllmBackend};
+use aligntds_analysis::backend::ConnectError;
 use aligntds_analysis::backend::{Backend, LocalBackend};
 use aligntds_analysis::settings::SideName;
 use aligntds_engine::TextModel;
@@ -279,6 +280,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         max_new_tokens: args.max_new_tokens,
         stop_strings: args.stops.clone(),
         eos_token_ids: text.eos_token_ids.clone(),
+        cancel: Default::default(),
     };
     let started = std::time::Instant::now();
     let out = backend.generate(&prompt, &options)?;
@@ -308,6 +310,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         StopReason::StopString(s) => format!("stop string {s:?}"),
         StopReason::MaxNewTokens => format!("--max-new-tokens ({})", args.max_new_tokens),
         StopReason::ContextFull => "the end of the model's context".to_string(),
+        StopReason::Cancelled => "cancelled".to_string(),
     };
     eprintln!(
         "weights {}; {} prompt tokens, {} generated in {elapsed:.2} s ({:.1} tokens/s); stopped at {reason}",

@@ -636,8 +636,8 @@ fn report_renders_the_figures_with_the_summary_numbers() {
     );
     assert_eq!(
         index.matches("<script").count(),
-        1,
-        "only the site's own script"
+        2,
+        "only the site's own scripts (tds-page.js, report.js)"
     );
     // One page and one data script per example.
     for n in 1..=2 {

@@ -278,6 +278,9 @@ impl<'m> BatchGenerator<'m> {
         if s.cache.len() + 1 > self.decoder.config().max_position_embeddings {
             return Ok(Some(StopReason::ContextFull));
         }
+        if s.options.cancel.is_cancelled() {
+            return Ok(Some(StopReason::Cancelled));
+        }
         Ok(None)
     }
 }

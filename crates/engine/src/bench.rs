@@ -83,6 +83,7 @@ pub fn generate(
         max_new_tokens: tokens,
         stop_strings: vec![],
         eos_token_ids: vec![u32::MAX],
+        cancel: Default::default(),
     };
     let mut produced = 0;
     let best_seconds = if batch <= 1 {

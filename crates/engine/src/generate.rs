@@ -13,6 +13,9 @@ pub struct GenerateOptions {
     pub stop_strings: Vec<String>,
     /// Tokens that end generation (kept as the answer's last token).
     pub eos_token_ids: Vec<u32>,
+    /// Checked after every decoding step: once set, generation stops with
+    /// [`StopReason::Cancelled`] (the tokens so far kept).
+    pub cancel: crate::Cancel,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub enum StopReason {
     MaxNewTokens,
     /// The model's context (max_position_embeddings) is full.
     ContextFull,
+    /// The options' cancel token was set.
+    Cancelled,
 }
 
 #[derive(Debug, Clone)]

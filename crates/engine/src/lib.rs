@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod bench;
+mod cancel;
 pub mod config;
 pub mod error;
 pub mod fastmath;
@@ -26,6 +27,7 @@ pub mod text_model;
 pub mod tokenizer;
 
 pub use batch::{BatchGenerator, Finished, Request};
+pub use cancel::Cancel;
 pub use candle_core::{DType, Device};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateOptions, Generation, StopReason};

@@ -42,6 +42,7 @@ fn gguf_twins_match_the_safetensors_goldens() {
             max_new_tokens: expected.len(),
             stop_strings: vec![],
             eos_token_ids: vec![u32::MAX],
+            cancel: Default::default(),
         };
         let out = model
             .generate(&ids(&generation["prompt"]), &options)
@@ -229,6 +230,7 @@ fn a_quantized_phi3_splits_its_fused_projections_without_dequantizing() {
         max_new_tokens: 10,
         stop_strings: vec![],
         eos_token_ids: vec![u32::MAX],
+        cancel: Default::default(),
     };
     let out = quantized.generate(&prompt, &options).unwrap();
     let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();

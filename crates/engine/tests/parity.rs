@@ -44,6 +44,7 @@ fn greedy_generation_matches_transformers_and_teacher_forcing() {
             max_new_tokens: expected.len(),
             stop_strings: vec![],
             eos_token_ids: vec![u32::MAX],
+            cancel: Default::default(),
         };
         let out = model.generate(&prompt, &options).unwrap();
         assert_eq!(out.tokens, expected, "{name}: greedy tokens");
@@ -80,11 +81,43 @@ fn generation_stops_at_eos_and_keeps_it() {
         max_new_tokens: 50,
         stop_strings: vec![],
         eos_token_ids: vec![expected[3]],
+        cancel: Default::default(),
     };
     let out = model.generate(&prompt, &options).unwrap();
     let first = expected.iter().position(|&t| t == expected[3]).unwrap();
     assert_eq!(out.tokens, expected[..=first].to_vec());
     assert_eq!(out.stop_reason, StopReason::Eos);
+}
+
+/// A cancel token set from another thread stops generation at its next
+/// decoding step, keeping what was generated (transformers' greedy tokens).
+#[test]
+fn a_cancel_set_from_another_thread_stops_generation_at_its_next_step() {
+    let model = load("llama2");
+    let golden = &read_json(&fixture_dir("llama2").join("goldens.json"))["generation"];
+    let prompt = ids(&golden["prompt"]);
+    let expected = ids(&golden["tokens"]);
+    let options = GenerateOptions {
+        max_new_tokens: 50,
+        stop_strings: vec![],
+        eos_token_ids: vec![u32::MAX],
+        cancel: aligntds_engine::Cancel::new(),
+    };
+    let setter = options.cancel.clone();
+    std::thread::spawn(move || setter.cancel()).join().unwrap();
+    let out = model.generate(&prompt, &options).unwrap();
+    // The prefill gives the first token; the check after it ends the loop.
+    assert_eq!(out.stop_reason, StopReason::Cancelled);
+    assert_eq!(out.tokens, expected[..1].to_vec());
+    // A batch whose requests share the token stops every one of them.
+    let prompts = vec![prompt.clone(), prompt[..prompt.len() - 1].to_vec()];
+    for answer in model.generate_batch(&prompts, &options, 2).unwrap() {
+        let answer = answer.unwrap();
+        assert_eq!(
+            (answer.stop_reason, answer.tokens.len()),
+            (StopReason::Cancelled, 1)
+        );
+    }
 }
 
 #[test]
@@ -108,6 +141,7 @@ fn generation_stops_before_a_stop_string_dropping_the_token_it_starts_in() {
         max_new_tokens: 50,
         stop_strings: vec!["never-generated".into(), stop.clone()],
         eos_token_ids: vec![u32::MAX],
+        cancel: Default::default(),
     };
     let out = model.generate(&prompt, &options).unwrap();
     let text_before = tok.decode(&expected[..k], false).unwrap();
@@ -174,6 +208,7 @@ fn long_rope_keeps_one_regime_per_sequence_through_the_cache() {
         max_new_tokens: 10,
         stop_strings: vec![],
         eos_token_ids: vec![u32::MAX],
+        cancel: Default::default(),
     };
     let out = model.generate(prompt, &options).unwrap();
     let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();

@@ -91,6 +91,7 @@ fn check(dtype: DTypeChoice) {
         max_new_tokens: 16,
         stop_strings: vec![],
         eos_token_ids: vec![],
+        cancel: Default::default(),
     };
     let mut generator = model.batch_generator(2);
     let requests: Vec<Request> = contexts

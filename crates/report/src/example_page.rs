@@ -457,7 +457,7 @@ mod tests {
         assert!(page.contains("<code>x&amp;y</code>"));
         assert!(page.contains("data-data=\"..&#x2f;data&#x2f;r0&#x2f;e00001.js\""));
         // The only tags named script are the page's own.
-        assert_eq!(page.matches("<script").count(), 1);
+        assert_eq!(page.matches("<script").count(), 2);
         assert!(!page.contains("<img"));
     }
 

@@ -141,7 +141,7 @@ async fn info(State(state): State<Arc<AppState>>) -> Response {
         let model = live.and_then(|l| l.model());
         serde_json::json!({
             "model": s.model,
-            "servers": s.servers,
+            "servers": s.servers(),
             "context": s.context.kind.as_str(),
             "chat_template": live.and_then(|l| l.text.chat_template.as_ref().map(|t| t.name.clone())),
             "weights": live.map(|l| l.weights()),

@@ -11,9 +11,58 @@ use aligntds_engine::{EngineError, GenerateOptions, Generation, LanguageModel, T
 use crate::metrics::TopKRow;
 
 pub mod local;
+mod session;
 pub mod vllm;
 
 pub use local::LocalBackend;
+pub use session::{push_both, ScoringSession, Session, View};
+
+use crate::settings::{BackendSettings, ServerOptions, SideName};
+
+/// The one place that turns a side's backend setting into a remote backend,
+/// checked (for vLLM: the served model, its context length, its
+/// log-probabilities, with `probe` as a first prompt). None for the local
+/// engine, whose weights the caller loads once per model and wraps in a
+/// [`LocalBackend`]. A new kind of backend adds its arm here.
+pub fn connect(
+    side: SideName,
+    settings: &BackendSettings,
+    options: ServerOptions,
+    text: &Arc<TextModel>,
+    top_k: Option<usize>,
+    probe: Option<&str>,
+) -> Result<Option<Arc<dyn Backend>>, ConnectError> {
+    Ok(match settings {
+        BackendSettings::Local => None,
+        BackendSettings::Vllm {
+            servers,
+            served_name,
+        } => Some(Arc::new(vllm::VllmBackend::connect(
+            side,
+            servers,
+            served_name.as_deref(),
+            options,
+            text.clone(),
+            top_k,
+            probe,
+        )?)),
+    })
+}
+
+/// Why a side's remote backend cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// A setting of the side (an address, a served name) is wrong.
+    #[error(transparent)]
+    Setting(#[from] crate::settings::SettingError),
+    /// The side's server refused or failed the checks.
+    #[error("the {} side's server: {source}", side.as_str())]
+    Server {
+        side: SideName,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -92,6 +141,22 @@ pub trait Backend: Send + Sync {
         _generation: &Generation,
     ) -> Result<Option<Box<dyn Scored + 'a>>, BackendError> {
         Ok(None)
+    }
+    /// A step-by-step session after `prompt`, with room for `reserve` more
+    /// tokens; views keep at least `top_k` tokens; greedy choices stop at
+    /// `eos` (empty: the model's own). A backend without a stepping engine of
+    /// its own returns a [`ScoringSession`] over its scoring and generation.
+    fn session<'m>(
+        &'m self,
+        prompt: &[u32],
+        reserve: usize,
+        top_k: usize,
+        eos: &[u32],
+    ) -> Result<Box<dyn Session<'m> + 'm>, BackendError>;
+    /// What the run's identity records of the server computing this side
+    /// (None for the local engine).
+    fn server_identity(&self) -> Option<aligntds_formats::summary::ServerIdentity> {
+        None
     }
     /// Greedy generation from `prompt` (eos ids empty: the model's own).
     fn generate(

@@ -9,11 +9,9 @@
 //! answer is an [`ExampleResult`] that [`save_run`] writes as a run folder.
 //! `aligntds serve` streams this to its live page.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aligntds_engine::tokenizer::PieceCursor;
-use aligntds_engine::{LoadOptions, TextModel};
 use aligntds_formats::examples::ExampleLine;
 use aligntds_formats::positions::PositionRecord;
 use aligntds_formats::summary::{
@@ -24,13 +22,13 @@ mod settings;
 mod side;
 
 pub use settings::{Chooser, LiveError, LiveLimits, LiveRequest, LiveSettings};
-pub use side::{LiveSide, SideEngine};
+pub use side::LiveSide;
 
 use crate::input::context::{default_stops, render};
 use crate::input::dataset::Record;
-use crate::settings::{Field, SettingError, SideName, SideSettings};
+use crate::settings::{Field, SettingError, SideName};
 use crate::study::record::{check_vocabularies, record_of, RunError};
-use crate::study::{model_identity, StudyError};
+use crate::study::StudyError;
 use aligntds_stats::ExampleResult;
 
 /// A loaded pair, ready to stream answers.
@@ -73,101 +71,45 @@ impl LivePair {
     /// checked before any local weights load.
     pub fn load(settings: LiveSettings) -> Result<Self, StudyError> {
         settings.validate()?;
-        let (a, b) = (&settings.aligned, &settings.base);
-        let (aligned_text, base_text) = crate::study::load_text_sides(a, b)?;
-        check_vocabularies(&aligned_text, &base_text)?;
-        // Servers are checked before any local weights load.
-        let connect = |side: SideName, s: &SideSettings, text: &Arc<TextModel>| {
-            let probe = Record::query("probe", "Hello?");
-            let prompt = render(&s.context, text, &probe).ok();
-            crate::study::connect_side(
-                side,
-                s,
-                settings.server_options,
-                text,
-                settings.top_k,
-                prompt.as_deref(),
-            )
-            .map(|b| SideEngine::Remote(b))
+        let sides = [
+            (SideName::Aligned, &settings.aligned),
+            (SideName::Base, &settings.base),
+        ];
+        let texts = crate::study::sides::load_texts(&sides)?;
+        check_vocabularies(&texts[0], &texts[1])?;
+        // Servers are checked with a short query's prompt before any local weights load.
+        let probe = Record::query("probe", "Hello?");
+        let probes: Vec<Option<String>> = sides
+            .iter()
+            .zip(&texts)
+            .map(|((_, s), text)| render(&s.context, text, &probe).ok())
+            .collect();
+        let plan = crate::study::sides::LoadPlan {
+            runtime: &settings.runtime,
+            server_options: settings.server_options,
+            top_k: settings.top_k,
+            max_new_tokens: settings.limits.max_new_tokens,
         };
-        let aligned_remote = a
-            .is_remote()
-            .then(|| connect(SideName::Aligned, a, &aligned_text))
-            .transpose()?;
-        let base_remote = b
-            .is_remote()
-            .then(|| connect(SideName::Base, b, &base_text))
-            .transpose()?;
-        let same_weights = !a.is_remote() && !b.is_remote() && a.model == b.model;
-        let local_models = [a, b].iter().filter(|s| !s.is_remote()).count();
-        let device = aligntds_engine::parse_device(&settings.runtime.device.to_string())
-            .map_err(|e| SettingError::new(Field::Device, e.to_string()))?;
-        let options = LoadOptions {
-            dtype: settings.runtime.dtype,
-            device,
-            chat_template: None,
-            models_in_memory: if same_weights { 1 } else { local_models.max(1) },
-        };
-        let weights =
-            |side, text: &Arc<TextModel>| crate::study::load_weights(side, text, &options);
-        let aligned_engine = match aligned_remote {
-            Some(engine) => engine,
-            None => SideEngine::Local(weights(SideName::Aligned, &aligned_text)?),
-        };
-        let base_engine = match (base_remote, &aligned_engine) {
-            (Some(engine), _) => engine,
-            (None, SideEngine::Local(m)) if same_weights => SideEngine::Local(m.clone()),
-            (None, _) => SideEngine::Local(weights(SideName::Base, &base_text)?),
-        };
-        let aligned = LiveSide {
-            text: aligned_text,
-            engine: aligned_engine,
-        };
-        let base = LiveSide {
-            text: base_text,
-            engine: base_engine,
-        };
-        if let (Some(ma), Some(mb)) = (aligned.model(), base.model()) {
-            if ma.logits_width() != mb.logits_width() {
-                return Err(RunError::Incompatible(format!(
-                    "logits widths differ: aligned {}, base {}",
-                    ma.logits_width(),
-                    mb.logits_width()
-                ))
-                .into());
-            }
-        }
-        let template = |m: &TextModel| {
-            m.chat_template
-                .as_ref()
-                .map(|t| aligntds_formats::summary::TemplateIdentity {
-                    name: t.name.clone(),
-                    sha256: crate::hashing::fingerprint(&serde_json::json!(t.source)),
-                })
-        };
-        let identity = RunIdentity {
-            tool: format!("aligntds {} (serve)", env!("CARGO_PKG_VERSION")),
-            aligned: model_identity(&aligned.text)?,
-            base: model_identity(&base.text)?,
-            aligned_weights: aligned.weights(),
-            base_weights: base.weights(),
-            device: settings.runtime.device.to_string(),
-            aligned_chat_template: template(&aligned.text),
-            base_chat_template: template(&base.text),
-            settings: recorded(
+        let loaded = crate::study::sides::load_backends(&sides, texts, &probes, &plan)?;
+        let identity = crate::study::sides::identity(
+            format!("aligntds {} (serve)", env!("CARGO_PKG_VERSION")),
+            &loaded,
+            &[],
+            &settings.runtime,
+            recorded(
                 &settings,
                 &settings.aligned.context,
                 &settings.base.context,
                 0,
             ),
-            data: None,
-            data_sha256: None,
-            query: None,
-            limit: None,
-            aligned_server: None,
-            base_server: None,
-            compare: Vec::new(),
-            fields: None,
+        )?;
+        let mut live = loaded.into_iter().map(|l| LiveSide {
+            text: l.side.text,
+            backend: l.side.backend,
+            model: l.model,
+        });
+        let (Some(aligned), Some(base)) = (live.next(), live.next()) else {
+            unreachable!("a live pair has two sides")
         };
         Ok(Self {
             aligned,
@@ -408,7 +350,7 @@ impl LivePair {
             if !a.fits_one() || !b.fits_one() {
                 break "context_full".to_string();
             }
-            side::push_both(&mut a, &mut b, token)?;
+            crate::backend::push_both(a.as_mut(), b.as_mut(), token)?;
         };
         let streamed = positions.len();
         positions.truncate(answer.len());
@@ -493,7 +435,10 @@ impl LivePair {
             fingerprint,
             timings: None,
             merged_from: None,
-            servers: Vec::new(),
+            servers: crate::study::sides::server_uses([
+                ("aligned", &self.aligned.backend),
+                ("base", &self.base.backend),
+            ]),
             group_by: None,
         };
         Ok(crate::study::output::write_run(

@@ -95,6 +95,16 @@ impl From<EngineError> for LiveError {
     }
 }
 
+/// A backend's engine error reads as the engine's, as in a study.
+impl From<crate::backend::BackendError> for LiveError {
+    fn from(e: crate::backend::BackendError) -> Self {
+        match e {
+            crate::backend::BackendError::Engine(e) => LiveError::Run(RunError::Engine(e)),
+            other => LiveError::Run(RunError::Backend(other)),
+        }
+    }
+}
+
 /// Settings of a live pair: the two sides, how they load, what is scored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveSettings {

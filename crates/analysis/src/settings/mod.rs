@@ -188,17 +188,57 @@ pub struct SideSettings {
     /// A shipped template name, a name the model lists, or a Jinja file.
     pub chat_template: Option<String>,
     pub context: Context,
-    /// vLLM servers (replicas of one model) that compute this side; empty:
-    /// the local engine. With servers, `model` gives only the tokenizer,
-    /// chat template and special tokens (its weights are never read).
-    pub servers: Vec<String>,
-    /// The model's name on the servers; needed only when they serve several.
-    pub served_name: Option<String>,
+    /// What computes the side's distributions.
+    pub backend: BackendSettings,
 }
 
 impl SideSettings {
+    /// Whether the side runs anywhere but the local engine (then `model`
+    /// gives only the tokenizer, chat template and special tokens; its
+    /// weights are never read).
     pub fn is_remote(&self) -> bool {
-        !self.servers.is_empty()
+        self.backend != BackendSettings::Local
+    }
+
+    /// The side's server addresses (none on the local engine).
+    pub fn servers(&self) -> &[String] {
+        match &self.backend {
+            BackendSettings::Local => &[],
+            BackendSettings::Vllm { servers, .. } => servers,
+        }
+    }
+}
+
+/// What computes a side's distributions: a setting, so that code naming a
+/// backend's implementation lives in `backend/` alone. How requests to
+/// servers are paced ([`ServerOptions`]) is the invocation's, shared by its
+/// remote sides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum BackendSettings {
+    /// The local engine on the side's own weights.
+    #[default]
+    Local,
+    /// vLLM servers, replicas of one model.
+    Vllm {
+        servers: Vec<String>,
+        /// The model's name on the servers; needed only when they serve several.
+        served_name: Option<String>,
+    },
+}
+
+impl BackendSettings {
+    /// vLLM servers where any are given, else the local engine (as the
+    /// CLI's and study files' `servers` lists read). A served name without
+    /// servers is kept so that validation can name it.
+    pub fn from_servers(servers: Vec<String>, served_name: Option<String>) -> Self {
+        if servers.is_empty() && served_name.is_none() {
+            BackendSettings::Local
+        } else {
+            BackendSettings::Vllm {
+                servers,
+                served_name,
+            }
+        }
     }
 }
 
@@ -293,8 +333,7 @@ impl StudySettings {
             model: model.to_string(),
             chat_template: None,
             context: Context::of(kind),
-            servers: Vec::new(),
-            served_name: None,
+            backend: BackendSettings::Local,
         };
         Self {
             aligned: side(aligned, ContextKind::Chat),
@@ -356,6 +395,7 @@ impl StudySettings {
                     .collect(),
             },
             strict: self.strict,
+            cancel: Default::default(),
         }
     }
 
@@ -505,13 +545,19 @@ fn check_side_list(sides: &[(SideName, &SideSettings)]) -> Result<(), SettingErr
                 "the `custom` context needs a template containing {query}",
             ));
         }
-        if side.served_name.is_some() && !side.is_remote() {
-            return Err(SettingError::new(
-                Field::ServedName(name),
-                "names a model on the side's servers, but the side has none (give its server URLs)",
-            ));
+        if let BackendSettings::Vllm {
+            servers,
+            served_name: Some(_),
+        } = &side.backend
+        {
+            if servers.is_empty() {
+                return Err(SettingError::new(
+                    Field::ServedName(name),
+                    "names a model on the side's servers, but the side has none (give its server URLs)",
+                ));
+            }
         }
-        for url in &side.servers {
+        for url in side.servers() {
             normalize_url(url).map_err(|m| SettingError::new(Field::Server(name), m))?;
         }
     }
@@ -530,6 +576,9 @@ pub struct RunSettings {
     pub recorded: RecordedSettings,
     /// An unanalyzable record is an error instead of a skip (not fingerprinted).
     pub strict: bool,
+    /// Once set, a record stops at its next decoding step or scoring chunk
+    /// with [`crate::study::record::RunError::Cancelled`] (not fingerprinted).
+    pub cancel: aligntds_engine::Cancel,
 }
 
 /// How a side talks to its servers.

@@ -7,24 +7,22 @@ pub mod folder;
 pub mod merge;
 pub mod output;
 pub mod record;
+pub mod sides;
 
-use std::sync::Arc;
+pub use sides::model_identity;
+
 use std::time::Instant;
 
-use aligntds_engine::{EngineError, LanguageModel, LoadOptions, TextModel};
-use aligntds_formats::sides::ComparedIdentity;
-use aligntds_formats::summary::{
-    FileIdentity, Manifest, ModelIdentity, RunIdentity, ServerIdentity, ServerUse, SideTimings,
-    Summary, TemplateIdentity, Timings,
-};
+use aligntds_engine::EngineError;
+use aligntds_formats::summary::{Manifest, RunIdentity, ServerUse, SideTimings, Summary, Timings};
 use aligntds_formats::FormatError;
 
-use crate::backend::vllm::{ConnectError, VllmBackend};
-use crate::backend::{Backend, LocalBackend, Side};
+use crate::backend::ConnectError;
+use crate::backend::Side;
 use crate::input::dataset::{self, DatasetError, Record};
 use crate::settings::{Field, Queries, SettingError, SideName, StudySettings};
 use crate::study::folder::{fingerprint, sha256_file, FolderError, RunFolder, Stamp};
-use crate::study::record::{analyze_example_sides, check_compatible, check_vocabularies, RunError};
+use crate::study::record::{analyze_example_sides, check_vocabularies, RunError};
 use aligntds_stats::ExampleResult;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +47,10 @@ pub enum StudyError {
     /// A remote side's server failed a check with an HTTP error.
     #[error(transparent)]
     Server(ConnectError),
+    /// The study's cancel token was set: `done` of `total` records are in the
+    /// run folder, which resumes where it stopped (no outputs were written).
+    #[error("cancelled after {done} of {total} records; run the same study again to resume")]
+    Cancelled { done: usize, total: usize },
 }
 
 impl StudyError {
@@ -113,154 +115,7 @@ pub struct Study {
     fingerprint: String,
     load_seconds: f64,
     folder: RunFolder,
-}
-
-/// How the weights load; the chat templates belong to the text sides, loaded before.
-fn load_options(settings: &StudySettings, models: usize) -> Result<LoadOptions, StudyError> {
-    let device = aligntds_engine::parse_device(&settings.runtime.device.to_string())
-        .map_err(|e| SettingError::new(Field::Device, setting_message(e)))?;
-    Ok(LoadOptions {
-        dtype: settings.runtime.dtype,
-        device,
-        chat_template: None,
-        models_in_memory: models,
-    })
-}
-
-fn setting_message(e: EngineError) -> String {
-    match e {
-        EngineError::Option { message, .. } => message,
-        other => other.to_string(),
-    }
-}
-
-/// A model as fingerprinted: its files with sha256 (a Hub model by its commit
-/// and cached blob ids, which are content hashes), so a changed file or a
-/// re-pushed Hub model never resumes an old run.
-pub fn model_identity(model: &TextModel) -> Result<ModelIdentity, FolderError> {
-    let mut files = Vec::new();
-    for path in &model.source.files {
-        let bytes = std::fs::metadata(path)
-            .map_err(|e| FolderError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })?
-            .len();
-        let blob = std::fs::read_link(path)
-            .ok()
-            .filter(|_| model.source.kind == "hub")
-            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
-        files.push(FileIdentity {
-            file: path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            bytes,
-            sha256: match blob {
-                Some(id) => format!("blob:{id}"),
-                None => sha256_file(path)?,
-            },
-        });
-    }
-    Ok(ModelIdentity {
-        reference: model.reference.clone(),
-        kind: Some(model.source.kind.to_string()),
-        commit: model.source.commit.clone(),
-        files,
-    })
-}
-
-/// Both sides' text models (tokenizer, template, special tokens), one load
-/// where both sides name the same model and template; a remote side's never
-/// reads its weights.
-pub(crate) fn load_text_sides(
-    a: &crate::settings::SideSettings,
-    b: &crate::settings::SideSettings,
-) -> Result<(Arc<TextModel>, Arc<TextModel>), StudyError> {
-    let mut texts = load_text_list(&[(SideName::Aligned, a), (SideName::Base, b)])?.into_iter();
-    match (texts.next(), texts.next()) {
-        (Some(a), Some(b)) => Ok((a, b)),
-        _ => unreachable!("two sides give two text models"),
-    }
-}
-
-/// Every side's text model, in order, each distinct (model, template,
-/// remote) loaded once.
-fn load_text_list(
-    sides: &[(SideName, &crate::settings::SideSettings)],
-) -> Result<Vec<Arc<TextModel>>, StudyError> {
-    let mut texts: Vec<Arc<TextModel>> = Vec::with_capacity(sides.len());
-    for (i, &(side, s)) in sides.iter().enumerate() {
-        let same = sides[..i].iter().position(|(_, o)| {
-            o.model == s.model
-                && o.chat_template == s.chat_template
-                && o.is_remote() == s.is_remote()
-        });
-        if let Some(j) = same {
-            texts.push(texts[j].clone());
-            continue;
-        }
-        let template = s.chat_template.as_deref();
-        let text = if s.is_remote() {
-            TextModel::load_text_only(&s.model, template)
-        } else {
-            TextModel::load(&s.model, template)
-        }
-        .map_err(|source| StudyError::Load {
-            side,
-            reference: s.model.clone(),
-            source,
-        })?;
-        texts.push(Arc::new(text));
-    }
-    Ok(texts)
-}
-
-/// A pair check's error, told which reference side it was about.
-fn name_side(e: RunError, side: SideName) -> RunError {
-    match (e, side) {
-        (RunError::Incompatible(m), SideName::Compare(_)) => RunError::Incompatible(format!(
-            "{side} (a compared side): {}",
-            m.replace("base model", "compared model")
-                .replace("base ", "compared ")
-        )),
-        (e, _) => e,
-    }
-}
-
-/// A remote side's servers, checked (models, context length, logprobs) with
-/// `prompt` as a probe.
-pub(crate) fn connect_side(
-    side: SideName,
-    s: &crate::settings::SideSettings,
-    options: crate::backend::vllm::ServerOptions,
-    text: &Arc<TextModel>,
-    top_k: usize,
-    prompt: Option<&str>,
-) -> Result<Arc<VllmBackend>, StudyError> {
-    VllmBackend::connect(
-        side,
-        &s.servers,
-        s.served_name.as_deref(),
-        options,
-        text.clone(),
-        Some(top_k),
-        prompt,
-    )
-    .map(Arc::new)
-    .map_err(StudyError::from_connect)
-}
-
-/// A side's weights, on top of its loaded text model.
-pub(crate) fn load_weights(
-    side: SideName,
-    text: &Arc<TextModel>,
-    options: &LoadOptions,
-) -> Result<Arc<LanguageModel>, StudyError> {
-    LanguageModel::from_text(text.clone(), options)
-        .map(Arc::new)
-        .map_err(|source| StudyError::Load {
-            side,
-            reference: text.reference.clone(),
-            source,
-        })
+    cancel: aligntds_engine::Cancel,
 }
 
 impl Study {
@@ -310,20 +165,11 @@ impl Study {
         }
         let folder = RunFolder::lock(&settings.out)?;
         let sides = settings.sides();
-        let mut local_models: Vec<&str> = sides
-            .iter()
-            .filter(|(_, s)| !s.is_remote())
-            .map(|(_, s)| s.model.as_str())
-            .collect();
-        local_models.sort();
-        local_models.dedup();
-        let options = load_options(&settings, local_models.len())?;
         let started = Instant::now();
         // Text sides first: tokenizers and templates load without weights, so a
         // bad template, a top-k beyond the vocabulary or two vocabularies that
-        // differ fail before the slow part. A remote side's text side never
-        // needs its weights.
-        let texts = load_text_list(&sides)?;
+        // differ fail before the slow part.
+        let texts = sides::load_texts(&sides)?;
         let aligned_text = texts[0].clone();
         let vocabulary = aligned_text.tokenizer.vocab_size();
         if settings.top_k > vocabulary {
@@ -337,7 +183,7 @@ impl Study {
             .into());
         }
         for ((name, _), text) in sides.iter().zip(&texts).skip(1) {
-            check_vocabularies(&aligned_text, text).map_err(|e| name_side(e, *name))?;
+            check_vocabularies(&aligned_text, text).map_err(|e| sides::name_side(e, *name))?;
         }
         let run = settings.run_settings();
         let contexts: Vec<&crate::settings::Context> =
@@ -368,126 +214,41 @@ impl Study {
                 );
             }
         }
-        // Servers are checked before any local weights load: a wrong URL or
-        // name fails fast.
-        let mut remotes: Vec<Option<Arc<VllmBackend>>> = Vec::with_capacity(sides.len());
-        for (((name, s), text), prompt) in sides.iter().zip(&texts).zip(&first_contexts) {
-            remotes.push(if s.is_remote() {
-                Some(connect_side(
-                    *name,
-                    s,
-                    settings.server_options,
-                    text,
-                    settings.top_k,
-                    prompt.as_deref(),
-                )?)
-            } else {
-                None
-            });
-        }
-        let local = |backend: LocalBackend| match settings.runtime.reuse_prefixes {
-            true => backend,
-            false => backend.without_prefix_reuse(),
+        let plan = sides::LoadPlan {
+            runtime: &settings.runtime,
+            server_options: settings.server_options,
+            top_k: settings.top_k,
+            max_new_tokens: settings.max_new_tokens,
         };
-        // One backend per local model: sides naming the same weights share it.
-        // The aligned side's batch sets how many records are in flight, since
-        // only it generates.
-        let mut loaded: Vec<(&str, Arc<dyn Backend>)> = Vec::new();
-        let mut backends: Vec<Arc<dyn Backend>> = Vec::with_capacity(sides.len());
-        for (((name, s), text), remote) in sides.iter().zip(&texts).zip(&remotes) {
-            let backend: Arc<dyn Backend> = match remote {
-                Some(r) => r.clone(),
-                None => match loaded.iter().find(|(m, _)| *m == s.model) {
-                    Some((_, b)) => b.clone(),
-                    None => {
-                        let model = load_weights(*name, text, &options)?;
-                        let backend: Arc<dyn Backend> = if *name == SideName::Aligned {
-                            let batch = settings.runtime.batch.unwrap_or_else(|| {
-                                let tokens = settings.max_new_tokens + DEFAULT_PROMPT_TOKENS;
-                                model.default_batch(tokens.min(model.context_length()))
-                            });
-                            Arc::new(local(LocalBackend::with_batch(model, batch)))
-                        } else {
-                            Arc::new(local(LocalBackend::new(model)))
-                        };
-                        loaded.push((s.model.as_str(), backend.clone()));
-                        backend
-                    }
-                },
-            };
-            backends.push(backend);
-        }
+        let loaded = sides::load_backends(&sides, texts, &first_contexts, &plan)?;
         let load_seconds = started.elapsed().as_secs_f64();
-        let built: Vec<Side> = texts
-            .into_iter()
-            .zip(backends)
-            .map(|(t, b)| Side::new(t, b))
-            .collect();
-        for ((name, _), side) in sides.iter().zip(&built).skip(1) {
-            check_compatible(&built[0], side).map_err(|e| name_side(e, *name))?;
-        }
-        let server_identity = |r: &Option<Arc<VllmBackend>>| {
-            r.as_ref().map(|r| ServerIdentity {
-                served_model: r.served().name.clone(),
-                max_model_len: r.served().max_model_len,
-                logprobs: r.logprobs(),
-            })
-        };
-        let data_sha256 = match &settings.queries {
+        let compared_names: Vec<String> = settings.compare.iter().map(|c| c.name.clone()).collect();
+        let mut identity = sides::identity(
+            format!("aligntds {}", env!("CARGO_PKG_VERSION")),
+            &loaded,
+            &compared_names,
+            &settings.runtime,
+            run.recorded.clone(),
+        )?;
+        identity.data_sha256 = match &settings.queries {
             Queries::File(p) => Some(sha256_file(p)?),
             Queries::Single(_) => None,
         };
-        let template = |m: &TextModel| {
-            m.chat_template.as_ref().map(|t| TemplateIdentity {
-                name: t.name.clone(),
-                sha256: fingerprint(&serde_json::json!(t.source)),
-            })
+        identity.data = match &settings.queries {
+            Queries::File(p) => Some(p.display().to_string()),
+            Queries::Single(_) => None,
         };
-        let mut compare = Vec::with_capacity(settings.compare.len());
-        for ((c, side), remote) in settings.compare.iter().zip(&built[2..]).zip(&remotes[2..]) {
-            compare.push(ComparedIdentity {
-                name: c.name.clone(),
-                model: model_identity(&side.text)?,
-                weights: side.backend.weights(),
-                chat_template: template(&side.text),
-                server: server_identity(remote),
-            });
-        }
-        let mut built = built.into_iter();
+        identity.query = match &settings.queries {
+            Queries::Single(q) => Some(q.clone()),
+            Queries::File(_) => None,
+        };
+        identity.limit = settings.limit;
+        identity.fields = settings.fields.recorded();
+        let mut built = loaded.into_iter().map(|l| l.side);
         let (Some(aligned), Some(base)) = (built.next(), built.next()) else {
             unreachable!("a study has an aligned and a base side")
         };
-        let compared: Vec<(String, Side)> = settings
-            .compare
-            .iter()
-            .map(|c| c.name.clone())
-            .zip(built)
-            .collect();
-        let identity = RunIdentity {
-            tool: format!("aligntds {}", env!("CARGO_PKG_VERSION")),
-            aligned: model_identity(&aligned.text)?,
-            base: model_identity(&base.text)?,
-            aligned_weights: aligned.backend.weights(),
-            base_weights: base.backend.weights(),
-            device: settings.runtime.device.to_string(),
-            aligned_chat_template: template(&aligned.text),
-            base_chat_template: template(&base.text),
-            settings: run.recorded.clone(),
-            data: match &settings.queries {
-                Queries::File(p) => Some(p.display().to_string()),
-                Queries::Single(_) => None,
-            },
-            data_sha256,
-            query: match &settings.queries {
-                Queries::Single(q) => Some(q.clone()),
-                Queries::File(_) => None,
-            },
-            limit: settings.limit,
-            aligned_server: server_identity(&remotes[0]),
-            base_server: server_identity(&remotes[1]),
-            compare,
-            fields: settings.fields.recorded(),
-        };
+        let compared: Vec<(String, Side)> = compared_names.into_iter().zip(built).collect();
         // The shard is not fingerprinted, so the shards of one analysis share a fingerprint.
         let fingerprint = fingerprint(&serde_json::to_value(&identity).unwrap_or_default());
         Ok(Self {
@@ -500,6 +261,7 @@ impl Study {
             fingerprint,
             load_seconds,
             folder,
+            cancel: Default::default(),
         })
     }
 
@@ -509,6 +271,15 @@ impl Study {
 
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// A token that stops [`Self::run`] from any thread: no record starts
+    /// after it is set, and records in flight stop at their next decoding
+    /// step or scoring chunk; `run` then returns [`StudyError::Cancelled`]
+    /// and the folder resumes. (A request already sent to a server is
+    /// waited for.)
+    pub fn canceller(&self) -> aligntds_engine::Cancel {
+        self.cancel.clone()
     }
 
     pub fn sides(&self) -> (&Side, &Side) {
@@ -525,25 +296,11 @@ impl Study {
 
     /// What each server of a remote side has done so far in this invocation.
     pub fn server_uses(&self) -> Vec<ServerUse> {
-        let mut uses = Vec::new();
-        let mut seen: Vec<&Arc<dyn Backend>> = Vec::new();
-        for (side, s) in self.named_sides() {
-            // A backend shared by sides counts once, under its first side.
-            if seen.iter().any(|b| Arc::ptr_eq(b, &s.backend)) {
-                continue;
-            }
-            seen.push(&s.backend);
-            for stat in s.backend.server_stats() {
-                uses.push(ServerUse {
-                    side: side.to_string(),
-                    url: stat.url,
-                    requests: stat.requests,
-                    failed_requests: stat.failures,
-                    tokens: stat.tokens,
-                });
-            }
-        }
-        uses
+        sides::server_uses(
+            self.named_sides()
+                .into_iter()
+                .map(|(name, s)| (name, &s.backend)),
+        )
     }
 
     /// Analyzes every record of the run (or shard) not yet done, then writes
@@ -584,7 +341,8 @@ impl Study {
             total: selected.len(),
             resumed,
         });
-        let run = self.settings.run_settings();
+        let mut run = self.settings.run_settings();
+        run.cancel = self.cancel.clone();
         let run_started = Instant::now();
         let pending: Vec<(usize, &Record)> = selected
             .iter()
@@ -625,13 +383,22 @@ impl Study {
             .collect();
         let analyze =
             |record: &Record| analyze_example_sides(&self.aligned, &references, record, &run);
-        if workers == 1 {
-            for (index, record) in &pending {
-                finished(*index, record, analyze(record))?;
-            }
+        let analyzed = if workers == 1 {
+            pending
+                .iter()
+                .take_while(|_| !self.cancel.is_cancelled())
+                .try_for_each(|(index, record)| finished(*index, record, analyze(record)))
         } else {
-            in_parallel(workers, &pending, analyze, &mut finished)?;
+            in_parallel(workers, &pending, &self.cancel, analyze, &mut finished)
+        };
+        if self.cancel.is_cancelled() {
+            // Records that finished are journaled; one cut short is redone on resume.
+            return Err(StudyError::Cancelled {
+                done: self.folder.done()?.len(),
+                total,
+            });
         }
+        analyzed?;
         progress(Progress::Writing);
         let results: Vec<ExampleResult> = results.into_values().collect();
         let timings = timings(
@@ -660,9 +427,6 @@ impl Study {
     }
 }
 
-/// Prompt tokens assumed per generated answer when the default batch is sized.
-const DEFAULT_PROMPT_TOKENS: usize = 1024;
-
 /// Analyzes `pending` on `workers` threads; results come back to the calling
 /// thread (which journals them) as each finishes. An error stops new records
 /// from starting; records already running finish and are kept. The error
@@ -672,6 +436,7 @@ const DEFAULT_PROMPT_TOKENS: usize = 1024;
 fn in_parallel<'r>(
     workers: usize,
     pending: &[(usize, &'r Record)],
+    cancel: &aligntds_engine::Cancel,
     analyze: impl Fn(&Record) -> Result<ExampleResult, RunError> + Sync,
     finished: &mut dyn FnMut(
         usize,
@@ -687,8 +452,9 @@ fn in_parallel<'r>(
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..workers {
             let (tx, next, stop, analyze) = (tx.clone(), &next, &stop, &analyze);
+            let cancel = cancel.clone();
             scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) && !cancel.is_cancelled() {
                     let Some(&(index, record)) = pending.get(next.fetch_add(1, Ordering::Relaxed))
                     else {
                         break;

@@ -27,6 +27,9 @@ pub enum RunError {
     Incompatible(String),
     #[error("record {id}: {message}")]
     Record { id: String, message: String },
+    /// The run's cancel token was set while this record was analyzed.
+    #[error("cancelled")]
+    Cancelled,
     #[error("record {id}: answers come only from the data set, but the record has no answer (output or output_ids)")]
     NoAnswer { id: String },
     /// A record that cannot be analyzed (an error only under `strict`).
@@ -144,6 +147,7 @@ fn generate_answer(
         max_new_tokens: settings.recorded.max_new_tokens,
         stop_strings: stops,
         eos_token_ids: aligned.text.eos_token_ids.clone(),
+        cancel: settings.cancel.clone(),
     };
     let out = aligned.backend.generate(prompt, &options)?;
     let mut ids = out.tokens.clone();
@@ -155,6 +159,7 @@ fn generate_answer(
         }
         StopReason::MaxNewTokens => "max_new_tokens".to_string(),
         StopReason::ContextFull => "context_full".to_string(),
+        StopReason::Cancelled => return Err(RunError::Cancelled),
     };
     Ok((ids, reason, out))
 }
@@ -211,6 +216,9 @@ pub fn analyze_example_sides(
     settings: &RunSettings,
 ) -> Result<ExampleResult, RunError> {
     let recorded = &settings.recorded;
+    if settings.cancel.is_cancelled() {
+        return Err(RunError::Cancelled);
+    }
     if references.len() != 1 + recorded.compare.len() {
         return Err(RunError::Incompatible(format!(
             "{} reference sides for the settings' {} (base and {} compared)",
@@ -356,6 +364,10 @@ pub fn analyze_example_sides(
         generation.as_ref(),
         top_k,
         |first, rows_a, rows_refs| {
+            // Checked per chunk of positions, so a long answer stops soon.
+            if settings.cancel.is_cancelled() {
+                return Err(RunError::Cancelled);
+            }
             let decode = |ids: &[u32], logprobs: &[f32]| top_tokens(tok, ids, logprobs);
             for (rows_b, positions) in rows_refs.iter().zip(by_side.iter_mut()) {
                 let metrics =

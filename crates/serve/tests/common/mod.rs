@@ -61,8 +61,7 @@ fn side(model: &str, kind: ContextKind) -> SideSettings {
         model: model.into(),
         chat_template: None,
         context: Context::of(kind),
-        servers: Vec::new(),
-        served_name: None,
+        backend: Default::default(),
     }
 }
 

@@ -5,9 +5,10 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{FairMutex, FairMutexGuard, ReentrantMutex, ReentrantMutexGuard};
 
-use aligntds_engine::{GenerateOptions, Generation, LanguageModel, PrefixCache};
+use aligntds_engine::score::argmax;
+use aligntds_engine::{GenerateOptions, Generation, LanguageModel, PrefixCache, Stepper};
 
-use super::{Backend, BackendError, Rows, Scored};
+use super::{Backend, BackendError, Rows, Scored, Session, View};
 use crate::input::prefixes::Prefixes;
 
 mod batch;
@@ -144,6 +145,21 @@ impl Scored for LocalScored<'_> {
 }
 
 impl Backend for LocalBackend {
+    /// The engine's own stepper: a key/value cache fed one token per step,
+    /// full rows. (Not under the turn: only the live pair steps, on one thread.)
+    fn session<'m>(
+        &'m self,
+        prompt: &[u32],
+        reserve: usize,
+        _top_k: usize,
+        _eos: &[u32],
+    ) -> Result<Box<dyn Session<'m> + 'm>, BackendError> {
+        let mut stepper = self.model.stepper(prompt.len() + reserve);
+        let mut row = Vec::new();
+        stepper.feed(prompt, &mut row)?;
+        Ok(Box::new(LocalSession { stepper, row }))
+    }
+
     fn weights(&self) -> String {
         self.model.weights_dtype.clone()
     }
@@ -232,5 +248,34 @@ impl Backend for LocalBackend {
             GenerationService::start(self.model.clone(), self.turn.clone(), self.batch)
         });
         Ok(service.generate(prompt, options, prefix)?)
+    }
+}
+
+/// A sequence on the local engine, one token per step.
+struct LocalSession<'m> {
+    stepper: Stepper<'m>,
+    /// The log-distribution after the tokens fed so far.
+    row: Vec<f32>,
+}
+
+impl<'m> Session<'m> for LocalSession<'m> {
+    fn choose(&mut self) -> Result<u32, BackendError> {
+        Ok(argmax(&self.row) as u32)
+    }
+
+    fn view(&mut self, _token: u32) -> Result<View<'_>, BackendError> {
+        Ok(View::Full(&self.row))
+    }
+
+    fn push(&mut self, token: u32) -> Result<(), BackendError> {
+        Ok(self.stepper.feed(&[token], &mut self.row)?)
+    }
+
+    fn fits_one(&self) -> bool {
+        self.stepper.fits(1)
+    }
+
+    fn stepper(&mut self) -> Option<(&mut Stepper<'m>, &mut Vec<f32>)> {
+        Some((&mut self.stepper, &mut self.row))
     }
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 
 pub use pool::{normalize_url, HttpError, Pool, ServerOptions, ServerStats};
 
-use crate::backend::{Backend, BackendError, Rows, Scored};
+use crate::backend::{Backend, BackendError, ConnectError, Rows, Scored};
 use crate::metrics::{TopKRow, COMPAT_KEEP};
 use crate::settings::{Field, SettingError, SideName};
 
@@ -33,19 +33,6 @@ pub struct ServedModel {
     pub max_logprobs: Option<usize>,
     /// The model path or id the server loaded (its /v1/models `root`).
     pub root: Option<String>,
-}
-
-/// Why a side's servers cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error(transparent)]
-    Setting(#[from] SettingError),
-    #[error("the {} side's server: {source}", side.as_str())]
-    Http {
-        side: SideName,
-        #[source]
-        source: HttpError,
-    },
 }
 
 /// One side computed by vLLM servers (one or several replicas of one model).
@@ -120,7 +107,10 @@ impl VllmBackend {
                 probe_token,
                 text.tokenizer.vocab_size(),
             )
-            .map_err(|source| ConnectError::Http { side, source })?;
+            .map_err(|source| ConnectError::Server {
+                side,
+                source: Box::new(source),
+            })?;
             if let Some(max) = allowed {
                 if max < needed {
                     return Err(SettingError::new(
@@ -147,8 +137,13 @@ impl VllmBackend {
                 )
             })?;
             for (i, url) in urls.iter().enumerate() {
-                let theirs = protocol::tokenize(&pool, i, &served.name, prompt)
-                    .map_err(|source| ConnectError::Http { side, source })?;
+                let theirs =
+                    protocol::tokenize(&pool, i, &served.name, prompt).map_err(|source| {
+                        ConnectError::Server {
+                            side,
+                            source: Box::new(source),
+                        }
+                    })?;
                 if let Some(message) = first_difference(&text, &ours, &theirs) {
                     return Err(SettingError::new(
                         Field::Model(side),
@@ -236,6 +231,27 @@ impl Scored for RemoteScored {
 }
 
 impl Backend for VllmBackend {
+    fn session<'m>(
+        &'m self,
+        prompt: &[u32],
+        _reserve: usize,
+        top_k: usize,
+        eos: &[u32],
+    ) -> Result<Box<dyn crate::backend::Session<'m> + 'm>, BackendError> {
+        // vLLM's prefix cache makes each step's request cost about one token.
+        Ok(Box::new(crate::backend::ScoringSession::new(
+            self, prompt, top_k, eos,
+        )))
+    }
+
+    fn server_identity(&self) -> Option<aligntds_formats::summary::ServerIdentity> {
+        Some(aligntds_formats::summary::ServerIdentity {
+            served_model: self.served().name.clone(),
+            max_model_len: self.served().max_model_len,
+            logprobs: self.logprobs(),
+        })
+    }
+
     fn weights(&self) -> String {
         format!("vllm:{}", self.served.name)
     }
@@ -312,6 +328,15 @@ impl Backend for VllmBackend {
         loop {
             let room = limit.saturating_sub(prompt.len() + tokens.len());
             let want = options.max_new_tokens - tokens.len();
+            // Checked before each request; one in flight is waited for.
+            if options.cancel.is_cancelled() {
+                return Ok(Generation {
+                    tokens,
+                    logprobs,
+                    stop_reason: StopReason::Cancelled,
+                    hidden_states: Vec::new(),
+                });
+            }
             if room == 0 {
                 return Ok(Generation {
                     tokens,

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 pub use keys::{DtypeKey, StudyKeys};
 pub use of_run::{write_for_run, RUN_STUDY_FILE};
 
-use crate::settings::{ComparedSide, Context, ContextKind, SideSettings, StudySettings};
+use crate::settings::{
+    BackendSettings, ComparedSide, Context, ContextKind, SideSettings, StudySettings,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StudyFileError {
@@ -224,8 +226,10 @@ pub fn parse(text: &str, path: &Path) -> Result<StudySides, StudyFileError> {
                 template: entry.template.clone(),
                 enable_thinking: entry.enable_thinking,
             },
-            servers: entry.servers.clone(),
-            served_name: entry.served_name.clone(),
+            backend: BackendSettings::from_servers(
+                entry.servers.clone(),
+                entry.served_name.clone(),
+            ),
         })
     };
     for (key, entry) in [("aligned", &file.aligned), ("base", &file.base)] {
@@ -297,7 +301,7 @@ servers = ["http://gpu1:8000"]
         let names: Vec<&str> = s.compare.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["sft", "dpo"]);
         assert_eq!(s.compare[0].side.context.kind, ContextKind::Plain);
-        assert_eq!(s.compare[1].side.servers, ["http://gpu1:8000"]);
+        assert_eq!(s.compare[1].side.servers(), ["http://gpu1:8000"]);
         assert_eq!(s.data.unwrap(), Path::new("/studies/queries.json"));
         assert_eq!(s.out.unwrap(), Path::new("/studies/runs/stages"));
         assert_eq!(s.group_by.as_deref(), Some("category"));
