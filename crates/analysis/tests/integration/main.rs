@@ -1,0 +1,8 @@
+//! The analysis crate's integration tests as one binary (one link on a
+//! 2-core machine); `tests/env` holds those that set process environment
+//! variables, which would race with the others in one process.
+
+mod common;
+mod live;
+mod multi_side;
+mod tds_pair;
