@@ -51,6 +51,35 @@ pub struct ExampleLine {
     pub schema_version: u32,
 }
 
+/// A line with nothing set but the schema version: for code that builds
+/// lines (a live answer, synthetic runs, tests) and sets what it knows.
+impl Default for ExampleLine {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            query: String::new(),
+            aligned_context: String::new(),
+            base_context: String::new(),
+            answer: String::new(),
+            answer_ids: Vec::new(),
+            source: String::new(),
+            stop_reason: String::new(),
+            eos_replaced: false,
+            generation_seconds: 0.0,
+            aligned_scoring_seconds: 0.0,
+            base_scoring_seconds: 0.0,
+            unshifted: 0,
+            marginal: 0,
+            shifted: 0,
+            skipped: None,
+            skip_detail: None,
+            fields: Default::default(),
+            sides: Vec::new(),
+            schema_version: crate::SCHEMA_VERSION,
+        }
+    }
+}
+
 impl ExampleLine {
     pub fn tokens(&self) -> u64 {
         (self.unshifted + self.marginal + self.shifted) as u64

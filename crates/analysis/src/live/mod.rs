@@ -371,18 +371,11 @@ impl LivePair {
             answer_ids: answer,
             source: "generate".into(),
             stop_reason: stop_reason.clone(),
-            eos_replaced: false,
             generation_seconds: started.elapsed().as_secs_f64(),
-            aligned_scoring_seconds: 0.0,
-            base_scoring_seconds: 0.0,
             unshifted: count(Category::Unshifted),
             marginal: count(Category::Marginal),
             shifted: count(Category::Shifted),
-            skipped: None,
-            skip_detail: None,
-            fields: Default::default(),
-            sides: Vec::new(),
-            schema_version: aligntds_formats::SCHEMA_VERSION,
+            ..Default::default()
         };
         Ok(LiveOutcome {
             result: ExampleResult {
