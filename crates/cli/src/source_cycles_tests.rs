@@ -8,12 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Cycles still to break (the engine's public-boundary step of the house issue).
-const KNOWN: &[(&str, &[&str])] = &[
-    ("engine", &["batch", "generate"]),
-    ("engine", &["config", "gguf", "models"]),
-    ("engine", &["hub", "source"]),
-];
+/// Cycles still to break: none. (A cycle that must stay for a while goes
+/// here as `("crate", &["module", "other"])`, so that breaking it is seen.)
+const KNOWN: &[(&str, &[&str])] = &[];
 
 type Module = Vec<String>;
 

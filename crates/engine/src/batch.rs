@@ -302,6 +302,23 @@ fn hidden_rows(hidden: &candle_core::Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(hidden.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
 }
 
+/// Greedy decoding of `prompt` (token ids, at least one; continuing `prefix`'s
+/// cache where it is given and the prompt continues it): a batch of one, so a
+/// sequence stops by exactly the rules it would in a batch.
+pub(crate) fn generate_one(
+    decoder: &Decoder,
+    tokenizer: &TextTokenizer,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    prefix: Option<&std::sync::Arc<crate::prefix::PrefixCache>>,
+) -> Result<Generation> {
+    let generator = BatchGenerator::new(decoder, tokenizer, options.eos_token_ids.clone(), 1);
+    let requests = requests(&[prompt.to_vec()], options, prefix);
+    generate_all(generator, requests)?
+        .pop()
+        .unwrap_or_else(|| Err(EngineError::Input("no generation".into())))
+}
+
 /// Generates every request with at most `batch` decoded together, waiting
 /// ones joining as others finish; results in the requests' order (their keys
 /// must be 0..n).

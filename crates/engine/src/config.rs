@@ -6,7 +6,20 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
-use crate::models::Architecture;
+
+/// The model families the engine runs (their registry, with each one's
+/// switches, is `models::REGISTRY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Llama,
+    Mistral,
+    Qwen2,
+    Gemma3,
+    Qwen3,
+    Olmo2,
+    Gemma2,
+    Phi3,
+}
 
 /// A raw `config.json`, with typed getters whose errors name the file and field.
 pub struct RawConfig {

@@ -1,9 +1,8 @@
 //! Greedy generation with a key/value cache: options, results, stop rules.
-//! The decoding loop itself is batched (batch.rs).
+//! The decoding loop itself is batched (batch.rs, which also has the
+//! single-sequence entry point).
 
-use crate::batch::BatchGenerator;
-use crate::error::{EngineError, Result};
-use crate::models::decoder::Decoder;
+use crate::error::Result;
 use crate::tokenizer::TextTokenizer;
 
 #[derive(Debug, Clone)]
@@ -42,23 +41,6 @@ pub struct Generation {
     /// ([`crate::LanguageModel::scoring_from_generation`]). Empty where the
     /// generator keeps none (an inference server).
     pub hidden_states: Vec<f32>,
-}
-
-/// Greedy decoding of `prompt` (token ids, at least one; continuing `prefix`'s
-/// cache where it is given and the prompt continues it): a batch of one, so a
-/// sequence stops by exactly the rules it would in a batch.
-pub fn generate(
-    decoder: &Decoder,
-    tokenizer: &TextTokenizer,
-    prompt: &[u32],
-    options: &GenerateOptions,
-    prefix: Option<&std::sync::Arc<crate::prefix::PrefixCache>>,
-) -> Result<Generation> {
-    let generator = BatchGenerator::new(decoder, tokenizer, options.eos_token_ids.clone(), 1);
-    let requests = crate::batch::requests(&[prompt.to_vec()], options, prefix);
-    crate::batch::generate_all(generator, requests)?
-        .pop()
-        .unwrap_or_else(|| Err(EngineError::Input("no generation".into())))
 }
 
 /// When the decoded answer contains a stop string, the number of tokens to keep

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
-use serde_json::json;
 
 use crate::error::{EngineError, Result};
 
@@ -58,7 +57,7 @@ impl GgufFile {
         })
     }
 
-    fn error(&self, key: &str, message: impl Into<String>) -> EngineError {
+    pub(crate) fn error(&self, key: &str, message: impl Into<String>) -> EngineError {
         EngineError::Config {
             path: self.path.clone(),
             field: key.to_string(),
@@ -186,79 +185,6 @@ impl GgufFile {
             })
     }
 
-    /// The registry row of this file's architecture (and its model_type).
-    pub(crate) fn spec(&self) -> Result<(&'static str, &'static crate::models::GgufSpec)> {
-        let arch = self.architecture()?;
-        crate::models::gguf_spec(&arch, |key| self.get(&format!("{arch}.{key}")).is_some())
-            .ok_or_else(|| EngineError::UnsupportedArchitecture {
-                path: self.path.clone(),
-                found: format!("{arch} (general.architecture)"),
-                supported: format!("{} (GGUF)", crate::models::gguf_names()),
-            })
-    }
-
-    /// A Hugging Face style config.json equivalent for the file's architecture,
-    /// parsed afterwards by the architecture's own config code.
-    pub fn hf_config(&self) -> Result<serde_json::Value> {
-        let arch = self.architecture()?;
-        let k = |name: &str| format!("{arch}.{name}");
-        let (model_type, spec) = self.spec()?;
-        let heads = self.u64(&k("attention.head_count"))?;
-        let hidden = self.u64(&k("embedding_length"))?;
-        let vocab = match self.opt_u64(&k("vocab_size"))? {
-            Some(v) => v,
-            None => self
-                .get("tokenizer.ggml.tokens")
-                .and_then(|v| v.to_vec().ok())
-                .map(|v| v.len() as u64)
-                .ok_or_else(|| {
-                    self.error(
-                        "tokenizer.ggml.tokens",
-                        "missing; cannot tell the vocabulary size",
-                    )
-                })?,
-        };
-        let mut c = json!({
-            "model_type": model_type,
-            "hidden_size": hidden,
-            "intermediate_size": self.u64(&k("feed_forward_length"))?,
-            "num_hidden_layers": self.u64(&k("block_count"))?,
-            "num_attention_heads": heads,
-            "num_key_value_heads": self.opt_u64(&k("attention.head_count_kv"))?.unwrap_or(heads),
-            "head_dim": self.opt_u64(&k("attention.key_length"))?.unwrap_or(hidden / heads.max(1)),
-            "max_position_embeddings": self.opt_u64(&k("context_length"))?.unwrap_or(2048),
-            "rms_norm_eps": self.opt_f64(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6),
-            "vocab_size": vocab,
-            // llama.cpp writes the output projection only when it differs from the embedding
-            "tie_word_embeddings": !self.has_tensor("output.weight"),
-            "bos_token_id": self.opt_u64("tokenizer.ggml.bos_token_id")?,
-            "eos_token_id": self.opt_u64("tokenizer.ggml.eos_token_id")?,
-            "attention_bias": self.has_tensor("blk.0.attn_q.bias"),
-        });
-        let theta = self.opt_f64(&k("rope.freq_base"))?;
-        let scaling = match self.opt_string(&k("rope.scaling.type")).as_deref() {
-            None | Some("none") => None,
-            Some("linear") => Some(
-                json!({"rope_type": "linear", "factor": self.opt_f64(&k("rope.scaling.factor"))?.unwrap_or(1.0)}),
-            ),
-            Some(other) => {
-                return Err(self.error(
-                    &k("rope.scaling.type"),
-                    format!("unsupported rope scaling `{other}`; supported: none, linear"),
-                ))
-            }
-        };
-        c["rope_theta"] = json!(theta.unwrap_or(spec.default_rope_theta));
-        c["rope_scaling"] = json!(scaling);
-        if let Some(w) = self.opt_u64(&k("attention.sliding_window"))? {
-            c["sliding_window"] = json!(w);
-        }
-        if let Some(extras) = spec.config {
-            extras(self, &mut c)?;
-        }
-        Ok(c)
-    }
-
     /// Gemma 3 layer kinds: `sliding_window_pattern` as a per-layer bool array
     /// (true = sliding) or an integer n (every n-th layer full); llama.cpp's default is 6.
     pub(crate) fn sliding_pattern(&self, key: &str, layers: u64) -> Result<Vec<&'static str>> {
@@ -317,6 +243,44 @@ impl GgufFile {
     }
 }
 
+/// What reading an architecture from GGUF takes: llama.cpp's name for it,
+/// what its converter changed, and the metadata that becomes config.json.
+pub(crate) struct GgufSpec {
+    /// `general.architecture` as llama.cpp writes it.
+    pub name: &'static str,
+    /// A metadata key (after `{name}.`) that must be present for this row,
+    /// for architectures llama.cpp writes under another's name (Mistral as `llama`).
+    pub requires_key: Option<&'static str>,
+    /// The converter permuted Q/K rows for its rope layout; undone on load.
+    pub permuted_qk: bool,
+    /// Norm weights are stored as 1 + w where Hugging Face stores w.
+    pub norms_plus_one: bool,
+    /// `ffn_norm` is the norm before the MLP of a pre+post ("sandwich") layer,
+    /// not the post-attention norm of a pre-norm layer.
+    pub sandwich_norms: bool,
+    /// `ffn_up` holds the gate and up projections together (Phi-3's `gate_up_proj`).
+    pub fused_gate_up: bool,
+    /// rope_theta when the file gives none.
+    pub default_rope_theta: f64,
+    /// Architecture-specific keys from the metadata into the config (after the common ones).
+    pub config: Option<fn(&GgufFile, &mut serde_json::Value) -> Result<()>>,
+}
+
+impl GgufSpec {
+    pub(crate) const fn plain(name: &'static str, default_rope_theta: f64) -> Self {
+        Self {
+            name,
+            requires_key: None,
+            permuted_qk: false,
+            norms_plus_one: false,
+            sandwich_norms: false,
+            fused_gate_up: false,
+            default_rope_theta,
+            config: None,
+        }
+    }
+}
+
 /// How a GGUF tensor maps to a Hugging Face one.
 pub struct TensorMapping {
     pub hf_name: String,
@@ -329,7 +293,7 @@ pub struct TensorMapping {
 /// The Hugging Face name of a GGUF tensor, or None for tensors the decoder does not use.
 pub(crate) fn map_tensor(
     name: &str,
-    spec: &crate::models::GgufSpec,
+    spec: &GgufSpec,
     heads: usize,
     kv_heads: usize,
 ) -> Option<TensorMapping> {

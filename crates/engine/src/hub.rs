@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use hf_hub::{api::sync::ApiBuilder, Cache, Repo, RepoType};
 
+use crate::checkpoint::{shard_paths, CheckpointFiles, Weights};
 use crate::error::{EngineError, Result};
-use crate::source::{shard_paths, CheckpointFiles};
 
 fn offline() -> bool {
     std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
@@ -21,7 +21,7 @@ pub(crate) fn fetch_checkpoint(
     reference: &str,
     id: &str,
     revision: Option<&str>,
-    want: crate::source::Weights,
+    want: Weights,
 ) -> Result<CheckpointFiles> {
     let repo = match revision {
         Some(rev) => Repo::with_revision(id.to_string(), RepoType::Model, rev.to_string()),
@@ -86,7 +86,7 @@ pub(crate) fn fetch_checkpoint(
     };
     let config = get("config.json", true)?.unwrap_or_default();
     let weights = match get("model.safetensors.index.json", false)? {
-        _ if want == crate::source::Weights::Skipped => Vec::new(),
+        _ if want == Weights::Skipped => Vec::new(),
         Some(index) => {
             let mut files = Vec::new();
             for name in shard_paths(&index)? {

@@ -191,7 +191,7 @@ impl LanguageModel {
         if options.eos_token_ids.is_empty() {
             options.eos_token_ids = self.text.eos_token_ids.clone();
         }
-        crate::generate::generate(
+        crate::batch::generate_one(
             &self.decoder,
             &self.text.tokenizer,
             prompt,

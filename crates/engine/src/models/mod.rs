@@ -22,20 +22,10 @@ pub(crate) use quantized_linear::PASS_ROWS;
 mod qwen2;
 mod qwen3;
 
+pub use crate::config::Architecture;
 use crate::config::{ModelConfig, RawConfig};
 use crate::error::{EngineError, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Architecture {
-    Llama,
-    Mistral,
-    Qwen2,
-    Gemma3,
-    Qwen3,
-    Olmo2,
-    Gemma2,
-    Phi3,
-}
+use crate::gguf::GgufSpec;
 
 struct Registration {
     architecture: Architecture,
@@ -44,44 +34,6 @@ struct Registration {
     parse: fn(&RawConfig) -> Result<ModelConfig>,
     /// How llama.cpp's converter writes this architecture, if we read its GGUF files.
     gguf: Option<GgufSpec>,
-}
-
-/// What reading an architecture from GGUF takes: llama.cpp's name for it,
-/// what its converter changed, and the metadata that becomes config.json.
-pub(crate) struct GgufSpec {
-    /// `general.architecture` as llama.cpp writes it.
-    pub name: &'static str,
-    /// A metadata key (after `{name}.`) that must be present for this row,
-    /// for architectures llama.cpp writes under another's name (Mistral as `llama`).
-    pub requires_key: Option<&'static str>,
-    /// The converter permuted Q/K rows for its rope layout; undone on load.
-    pub permuted_qk: bool,
-    /// Norm weights are stored as 1 + w where Hugging Face stores w.
-    pub norms_plus_one: bool,
-    /// `ffn_norm` is the norm before the MLP of a pre+post ("sandwich") layer,
-    /// not the post-attention norm of a pre-norm layer.
-    pub sandwich_norms: bool,
-    /// `ffn_up` holds the gate and up projections together (Phi-3's `gate_up_proj`).
-    pub fused_gate_up: bool,
-    /// rope_theta when the file gives none.
-    pub default_rope_theta: f64,
-    /// Architecture-specific keys from the metadata into the config (after the common ones).
-    pub config: Option<fn(&crate::gguf::GgufFile, &mut serde_json::Value) -> Result<()>>,
-}
-
-impl GgufSpec {
-    const fn plain(name: &'static str, default_rope_theta: f64) -> Self {
-        Self {
-            name,
-            requires_key: None,
-            permuted_qk: false,
-            norms_plus_one: false,
-            sandwich_norms: false,
-            fused_gate_up: false,
-            default_rope_theta,
-            config: None,
-        }
-    }
 }
 
 const REGISTRY: &[Registration] = &[
