@@ -392,9 +392,9 @@ impl Study {
             in_parallel(workers, &pending, &self.cancel, analyze, &mut finished)
         };
         if self.cancel.is_cancelled() {
-            // Records that finished are journaled; one cut short is redone on resume.
+            // Records that finished are journaled (and in `results`); one cut short is redone on resume.
             return Err(StudyError::Cancelled {
-                done: self.folder.done()?.len(),
+                done: results.len(),
                 total,
             });
         }

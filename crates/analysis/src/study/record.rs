@@ -280,13 +280,6 @@ pub fn analyze_example_sides(
         stop_reason,
         eos_replaced,
         generation_seconds,
-        aligned_scoring_seconds: 0.0,
-        base_scoring_seconds: 0.0,
-        unshifted: 0,
-        marginal: 0,
-        shifted: 0,
-        skipped: None,
-        skip_detail: None,
         fields: record.fields.clone(),
         sides: names[1..]
             .iter()
@@ -300,7 +293,7 @@ pub fn analyze_example_sides(
                 shifted: 0,
             })
             .collect(),
-        schema_version: aligntds_formats::SCHEMA_VERSION,
+        ..Default::default()
     };
     let answer_ids = example.answer_ids.clone();
     let limits: Vec<(&str, usize, usize)> = std::iter::once((
