@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::generate::GenerateOptions;
+use crate::generation::generate::GenerateOptions;
 use crate::model::LanguageModel;
 
 /// The prompt generation starts from.

@@ -9,12 +9,11 @@ use candle_nn::VarBuilder;
 
 use crate::config::{ModelConfig, RawConfig};
 use crate::error::{EngineError, Result};
-use crate::generate::{GenerateOptions, Generation};
+use crate::generation::generate::{GenerateOptions, Generation};
+use crate::loading::options::{DTypeChoice, LoadOptions};
+use crate::loading::source::CheckpointFiles;
 use crate::models::decoder::Decoder;
-use crate::options::{DTypeChoice, LoadOptions};
 use crate::score::LogProbRows;
-use crate::source::CheckpointFiles;
-pub use crate::text_model::ResolvedSource;
 use crate::text_model::{Origin, TextModel};
 
 /// The largest default batch: past it a decode step on a CPU is compute-bound
@@ -40,11 +39,6 @@ impl LanguageModel {
         Self::from_text(Arc::new(text), options)
     }
 
-    pub fn load_files(files: CheckpointFiles, options: &LoadOptions) -> Result<Self> {
-        let text = TextModel::from_checkpoint(files, options.chat_template.as_deref())?;
-        Self::from_text(Arc::new(text), options)
-    }
-
     /// Loads the weights that go with `text` (its chat template stays as loaded;
     /// `options.chat_template` is not consulted).
     pub fn from_text(text: Arc<TextModel>, options: &LoadOptions) -> Result<Self> {
@@ -55,7 +49,7 @@ impl LanguageModel {
             });
         }
         let (decoder, weights_dtype) = match &text.origin {
-            Origin::Gguf(path) => crate::gguf_model::load_weights(path, options)?,
+            Origin::Gguf(path) => crate::loading::gguf_model::load_weights(path, options)?,
             Origin::Checkpoint(files) => load_checkpoint_weights(files, options)?,
         };
         Ok(Self {
@@ -132,7 +126,7 @@ impl LanguageModel {
     }
 
     /// Runs a context prefix once, for sequences that continue it
-    /// ([`Self::prepare_scoring_after`], [`crate::batch::Request::prefix`]).
+    /// ([`Self::prepare_scoring_after`], [`crate::generation::batch::Request::prefix`]).
     pub fn prefix_cache(&self, tokens: &[u32]) -> Result<crate::prefix::PrefixCache> {
         if tokens.is_empty() {
             return Err(EngineError::Input("an empty prefix".into()));
@@ -191,7 +185,7 @@ impl LanguageModel {
         if options.eos_token_ids.is_empty() {
             options.eos_token_ids = self.text.eos_token_ids.clone();
         }
-        crate::batch::generate_one(
+        crate::generation::batch::generate_one(
             &self.decoder,
             &self.text.tokenizer,
             prompt,
@@ -212,28 +206,28 @@ impl LanguageModel {
     }
 
     /// Greedy generation of many prompts, at most `batch` decoded together
-    /// (see [`crate::batch`]); results in the prompts' order, one per prompt.
+    /// (see [`crate::generation::batch`]); results in the prompts' order, one per prompt.
     pub fn generate_batch(
         &self,
         prompts: &[Vec<u32>],
         options: &GenerateOptions,
         batch: usize,
     ) -> Result<Vec<Result<Generation>>> {
-        let requests = crate::batch::requests(prompts, options, None);
-        crate::batch::generate_all(self.batch_generator(batch), requests)
+        let requests = crate::generation::batch::requests(prompts, options, None);
+        crate::generation::batch::generate_all(self.batch_generator(batch), requests)
     }
 
     /// A sequence fed a few tokens at a time with its own cache (room
     /// reserved for `reserve` tokens), giving the log-distribution after each
-    /// feed; see [`crate::stepper`].
-    pub fn stepper(&self, reserve: usize) -> crate::stepper::Stepper<'_> {
-        crate::stepper::Stepper::new(&self.decoder, reserve)
+    /// feed; see [`crate::generation::stepper`].
+    pub fn stepper(&self, reserve: usize) -> crate::generation::stepper::Stepper<'_> {
+        crate::generation::stepper::Stepper::new(&self.decoder, reserve)
     }
 
     /// A generator that decodes up to `capacity` sequences together, for callers
     /// that feed it as requests arrive (join, then step until each finishes).
-    pub fn batch_generator(&self, capacity: usize) -> crate::batch::BatchGenerator<'_> {
-        crate::batch::BatchGenerator::new(
+    pub fn batch_generator(&self, capacity: usize) -> crate::generation::batch::BatchGenerator<'_> {
+        crate::generation::batch::BatchGenerator::new(
             &self.decoder,
             &self.text.tokenizer,
             self.text.eos_token_ids.clone(),

@@ -46,7 +46,7 @@ impl LogProbRows<'_> {
 /// Replaces logits by log-probabilities: the max is subtracted before
 /// exponentiating and the sum is accumulated in f64.
 pub fn log_softmax_in_place(row: &mut [f32]) {
-    crate::fastmath::log_softmax_in_place(row)
+    crate::kernels::fastmath::log_softmax_in_place(row)
 }
 
 /// Scores `tokens[start..]`: for each position t in `start..tokens.len()`, the
@@ -108,7 +108,7 @@ fn log_probs_into(
         // The logits were written where their log-probabilities go.
         buffer
             .par_chunks_mut(width)
-            .for_each(crate::fastmath::log_softmax_in_place);
+            .for_each(crate::kernels::fastmath::log_softmax_in_place);
         return Ok(());
     }
     let logits = decoder.logits(&rows)?.contiguous()?;
@@ -122,20 +122,13 @@ fn log_probs_into(
         buffer
             .par_chunks_mut(width)
             .zip(logits.par_chunks(width))
-            .for_each(|(out, row)| crate::fastmath::log_softmax_into(row, out));
+            .for_each(|(out, row)| crate::kernels::fastmath::log_softmax_into(row, out));
         return Ok(());
     }
     drop(storage);
     buffer.copy_from_slice(&logits.flatten_all()?.to_vec1::<f32>()?);
     buffer.par_chunks_mut(width).for_each(log_softmax_in_place);
     Ok(())
-}
-
-/// Seconds each side spent in its forward pass and log-softmax (the sink's time excluded).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PairTimings {
-    pub a_seconds: f64,
-    pub b_seconds: f64,
 }
 
 /// A sequence after its forward pass: the hidden states, from which the
@@ -440,82 +433,6 @@ impl<'a> PreparedScoring<'a> {
             buffer,
         )
     }
-}
-
-/// One side of a paired scoring: a model, its full sequence (context + answer)
-/// and where the answer starts.
-pub struct Side<'a> {
-    pub decoder: &'a Decoder,
-    pub tokens: &'a [u32],
-    pub answer_start: usize,
-}
-
-/// Scores the same answer under two sides in lockstep: for each chunk of answer
-/// positions, the sink gets the index of the chunk's first answer token and both
-/// sides' log-distributions for it. One forward pass per side.
-pub fn score_pair<F>(
-    a: Side<'_>,
-    b: Side<'_>,
-    chunk_rows: Option<usize>,
-    mut sink: F,
-) -> Result<PairTimings>
-where
-    F: FnMut(usize, LogProbRows<'_>, LogProbRows<'_>) -> Result<()>,
-{
-    let answer = a.tokens.len().saturating_sub(a.answer_start);
-    if answer != b.tokens.len().saturating_sub(b.answer_start)
-        || a.answer_start == 0
-        || b.answer_start == 0
-    {
-        return Err(EngineError::Input(
-            "paired scoring needs the same answer after a non-empty context on both sides".into(),
-        ));
-    }
-    if a.decoder.logits_width() != b.decoder.logits_width() {
-        return Err(EngineError::Input(format!(
-            "the two models' logits widths differ ({} vs {})",
-            a.decoder.logits_width(),
-            b.decoder.logits_width()
-        )));
-    }
-    let mut timings = PairTimings::default();
-    if answer == 0 {
-        return Ok(timings);
-    }
-    let clock = std::time::Instant::now();
-    let prepared_a = PreparedScoring::new(a.decoder, a.tokens, a.answer_start)?;
-    timings.a_seconds += clock.elapsed().as_secs_f64();
-    let clock = std::time::Instant::now();
-    let prepared_b = PreparedScoring::new(b.decoder, b.tokens, b.answer_start)?;
-    timings.b_seconds += clock.elapsed().as_secs_f64();
-    let width = a.decoder.logits_width();
-    let rows_per_chunk = chunk_rows.unwrap_or(pair_chunk_rows(width)).max(1);
-    let (mut buf_a, mut buf_b) = (Vec::new(), Vec::new());
-    let mut i = 0;
-    while i < answer {
-        let n = rows_per_chunk.min(answer - i);
-        let clock = std::time::Instant::now();
-        prepared_a.log_probs(i, n, &mut buf_a)?;
-        timings.a_seconds += clock.elapsed().as_secs_f64();
-        let clock = std::time::Instant::now();
-        prepared_b.log_probs(i, n, &mut buf_b)?;
-        timings.b_seconds += clock.elapsed().as_secs_f64();
-        sink(
-            i,
-            LogProbRows {
-                first_position: a.answer_start + i,
-                width,
-                data: &buf_a,
-            },
-            LogProbRows {
-                first_position: b.answer_start + i,
-                width,
-                data: &buf_b,
-            },
-        )?;
-        i += n;
-    }
-    Ok(timings)
 }
 
 /// Rows per chunk when two sides hold a chunk each: [`DEFAULT_CHUNK_BYTES`] in all.

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::RawConfig;
 use crate::error::{EngineError, Result};
-use crate::gguf::GgufFile;
-use crate::source::{CheckpointFiles, ModelSource, Weights};
+use crate::loading::gguf::GgufFile;
+use crate::loading::source::{CheckpointFiles, ModelSource, Weights};
 use crate::template::{ChatMessage, ChatTemplate, TemplateTokens};
 use crate::tokenizer::TextTokenizer;
 
@@ -60,12 +60,16 @@ impl TextModel {
         match ModelSource::parse(reference)? {
             ModelSource::Gguf(path) => Self::from_gguf(&path, chat_template),
             ModelSource::Checkpoint(dir) => Self::from_checkpoint(
-                crate::source::local_checkpoint(reference, &dir, want)?,
+                crate::loading::source::local_checkpoint(reference, &dir, want)?,
                 chat_template,
             ),
             ModelSource::Hub { id, revision } => {
-                let files =
-                    crate::hub::fetch_checkpoint(reference, &id, revision.as_deref(), want)?;
+                let files = crate::loading::hub::fetch_checkpoint(
+                    reference,
+                    &id,
+                    revision.as_deref(),
+                    want,
+                )?;
                 let mut text = Self::from_checkpoint(files, chat_template)?;
                 text.source.kind = "hub";
                 Ok(text)
@@ -121,7 +125,7 @@ impl TextModel {
             vocab_size: parsed.vocab_size,
             eos_token_ids: parsed.eos_token_ids,
         };
-        let (inner, tokenizer_config) = crate::gguf_tokenizer::build(&gguf)?;
+        let (inner, tokenizer_config) = crate::loading::gguf_tokenizer::build(&gguf)?;
         let tokenizer = TextTokenizer::from_tokenizer(inner, path, &tokenizer_config)?;
         check_vocabulary(&tokenizer, &config, path)?;
         let templates = crate::template::model_templates(&tokenizer_config, None)?;

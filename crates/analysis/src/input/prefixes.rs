@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use aligntds_engine::prefix::shared_prefix_len;
+use aligntds_engine::shared_prefix_len;
 use aligntds_engine::{EngineError, PrefixCache};
 
 /// Shorter shared prefixes are not worth a cache copy per sequence.

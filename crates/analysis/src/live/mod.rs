@@ -320,11 +320,9 @@ impl LivePair {
                     break "eos".to_string();
                 }
                 let fresh = &answer[given.len()..];
-                if let Some((keep, stop)) = aligntds_engine::generate::find_stop(
-                    &chooser_side.text.tokenizer,
-                    fresh,
-                    &stops,
-                )? {
+                if let Some((keep, stop)) =
+                    aligntds_engine::find_stop(&chooser_side.text.tokenizer, fresh, &stops)?
+                {
                     // As analyze does: the stop's token goes, then a closing fence.
                     answer.truncate(given.len() + keep);
                     let mut kept = answer[given.len()..].to_vec();

@@ -3,7 +3,7 @@
 //! pass per side for its top-k. `metrics.rs` keeps the plain definitions they
 //! are tested against.
 
-use aligntds_engine::fastmath::{exp_f32, ln_f32};
+use aligntds_engine::math::{exp_f32, ln_f32};
 
 const LANES: usize = 8;
 

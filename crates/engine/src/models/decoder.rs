@@ -7,13 +7,13 @@ use candle_nn::{RmsNorm, VarBuilder};
 
 use crate::config::{Activation, LayerAttention, ModelConfig, NormPlacement, QkNorm};
 use crate::error::{EngineError, Result};
-use crate::models::cpu_ops::{CausalSoftmax, GatedActivation};
+use crate::kernels::cpu_ops::{CausalSoftmax, GatedActivation};
 use crate::models::kv_cache::LayerCache;
 pub use crate::models::kv_cache::{KvCache, Segment};
 use crate::models::projections::{linear, linear_part, packs, rms_norm, Linear, Weights};
 pub use crate::models::projections::{QuantizedWeights, RowSource};
 use crate::models::quantized_linear::{QuantizedLinear, TokenEmbedding, DECODE_ROWS, PASS_ROWS};
-use crate::rope;
+use crate::models::rope;
 
 /// Upper bound on one attention score block, so long sequences never hold
 /// `[heads, T, T]` scores at once.
@@ -184,7 +184,7 @@ impl Attention {
         let q = q
             .reshape((n, nkv, self.num_heads / nkv, hd))?
             .contiguous()?;
-        Ok(crate::models::cpu_ops::decode_attention(
+        Ok(crate::kernels::cpu_ops::decode_attention(
             &q,
             &caches,
             window,
@@ -800,7 +800,7 @@ impl Decoder {
             // As `logits` computes it, (x / cap).tanh() * cap in f32 (to 2e-7 of the tanh).
             let cap = cap as f32;
             out.iter_mut()
-                .for_each(|x| *x = crate::models::cpu_ops::soft_cap(*x, cap));
+                .for_each(|x| *x = crate::kernels::cpu_ops::soft_cap(*x, cap));
         }
         Ok(true)
     }

@@ -43,7 +43,10 @@ pub fn config(raw: &RawConfig) -> Result<ModelConfig> {
 /// query scale: llama.cpp takes hidden_size / heads for the 46-layer 27B model
 /// and head_dim otherwise (what every Gemma 2 config sets), unless
 /// `attention.scale` is given.
-pub(crate) fn gguf_config(g: &crate::gguf::GgufFile, c: &mut serde_json::Value) -> Result<()> {
+pub(crate) fn gguf_config(
+    g: &crate::loading::gguf::GgufFile,
+    c: &mut serde_json::Value,
+) -> Result<()> {
     use serde_json::json;
     let k = |name: &str| format!("gemma2.{name}");
     c["attn_logit_softcapping"] = json!(g.opt_f64(&k("attn_logit_softcapping"))?.unwrap_or(50.0));

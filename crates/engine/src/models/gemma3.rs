@@ -82,7 +82,10 @@ pub(super) fn activation(raw: &RawConfig, family: &str) -> Result<Activation> {
 
 /// The Gemma 3 keys llama.cpp's converter writes beyond the common ones: rope
 /// bases per layer kind, the sliding pattern, the query scale and the final softcap.
-pub(crate) fn gguf_config(g: &crate::gguf::GgufFile, c: &mut serde_json::Value) -> Result<()> {
+pub(crate) fn gguf_config(
+    g: &crate::loading::gguf::GgufFile,
+    c: &mut serde_json::Value,
+) -> Result<()> {
     use serde_json::json;
     let k = |name: &str| format!("gemma3.{name}");
     // Gemma 3 keys rope by layer kind: the common rope_theta / rope_scaling become the full layers'.

@@ -1,31 +1,30 @@
-//! Supported architectures. Each file turns a raw `config.json` into a checked
-//! [`ModelConfig`]; the shared [`decoder`] runs all of them. Adding an
-//! architecture means one file here (its config function, and for GGUF its
-//! metadata extras), one registry row (HF names and the GGUF spec), and any new
-//! decoder switch it needs.
+//! Supported architectures. Each family's file turns a raw `config.json` into
+//! a checked [`ModelConfig`]; the shared [`decoder`] runs all of them, with
+//! its projections (`projections`, `quantized_linear`), key/value caches and
+//! rotary embeddings beside it; the arithmetic they call is in `kernels/`.
+//! Adding an architecture means one file here (its config function, and for
+//! GGUF its metadata extras), one registry row (HF names and the GGUF spec),
+//! and any new decoder switch it needs.
 
-mod cpu_ops;
-pub mod decoder;
-mod dense_gemv;
+pub(crate) mod decoder;
 mod gemma2;
 mod gemma3;
 mod kv_cache;
 mod llama;
 mod mistral;
 mod olmo2;
-mod packed_gemm;
 mod phi3;
 mod projections;
-mod quantized_gemv;
 mod quantized_linear;
 pub(crate) use quantized_linear::PASS_ROWS;
 mod qwen2;
 mod qwen3;
+pub(crate) mod rope;
 
 pub use crate::config::Architecture;
 use crate::config::{ModelConfig, RawConfig};
 use crate::error::{EngineError, Result};
-use crate::gguf::GgufSpec;
+use crate::loading::gguf::GgufSpec;
 
 struct Registration {
     architecture: Architecture,

@@ -33,7 +33,10 @@ pub fn config(raw: &RawConfig) -> Result<ModelConfig> {
 
 /// The Phi-3 keys llama.cpp's converter writes beyond the common ones: a
 /// sliding window of 0 means none.
-pub(crate) fn gguf_config(_: &crate::gguf::GgufFile, c: &mut serde_json::Value) -> Result<()> {
+pub(crate) fn gguf_config(
+    _: &crate::loading::gguf::GgufFile,
+    c: &mut serde_json::Value,
+) -> Result<()> {
     if c.get("sliding_window").and_then(|w| w.as_u64()) == Some(0) {
         c["sliding_window"] = serde_json::Value::Null;
     }
@@ -44,7 +47,7 @@ pub(crate) fn gguf_config(_: &crate::gguf::GgufFile, c: &mut serde_json::Value) 
 /// tensors, its original context and attention factor (computed as
 /// transformers does where the file gives none).
 pub(crate) fn gguf_long_rope(
-    g: &crate::gguf::GgufFile,
+    g: &crate::loading::gguf::GgufFile,
     short: Vec<f32>,
     long: Vec<f32>,
     context: usize,

@@ -11,7 +11,7 @@ use candle_nn::{RmsNorm, VarBuilder};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::models::packed_gemm::{self, PackedWeight};
+use crate::kernels::packed_gemm::{self, PackedWeight};
 use crate::models::quantized_linear::{dense_forward_many, gemv_outputs, QuantizedLinear};
 
 /// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
@@ -273,7 +273,11 @@ pub(super) fn linear_part(
             q.clone()
         } else {
             let order: Vec<usize> = rows.clone().collect();
-            Arc::new(crate::gguf::reorder_qtensor_rows(q, &order, &q.device())?)
+            Arc::new(crate::loading::gguf::reorder_qtensor_rows(
+                q,
+                &order,
+                &q.device(),
+            )?)
         };
         return Ok(Linear::Quantized {
             linear: QuantizedLinear::new(q, bias()?)?,

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 /// Most input rows a decode step (every sequence's newest token) sends through
 /// the block kernels of quantized_gemv; more go to dequantized tiles and GEMM.
-pub const DECODE_ROWS: usize = super::quantized_gemv::MAX_ROWS;
+pub const DECODE_ROWS: usize = crate::kernels::quantized_gemv::MAX_ROWS;
 
 /// The same limit for every other pass (prefill, scoring). Lower, so a
 /// record's scores do not depend on whether a shared prefix was reused: the
@@ -130,8 +130,8 @@ impl QuantizedLinear {
         let usable = x.device().is_cpu()
             && rows <= max_rows.min(DECODE_ROWS)
             && linears.iter().all(|l| {
-                super::quantized_gemv::block_bytes(l.weight.dtype()).is_some()
-                    && in_dim % super::quantized_gemv::block_weights(l.weight.dtype()) == 0
+                crate::kernels::quantized_gemv::block_bytes(l.weight.dtype()).is_some()
+                    && in_dim % crate::kernels::quantized_gemv::block_weights(l.weight.dtype()) == 0
                     && l.weight.shape().dims2().is_ok_and(|(_, k)| k == in_dim)
             });
         if !usable {
@@ -146,13 +146,13 @@ impl QuantizedLinear {
             let weights: Vec<_> = linears
                 .iter()
                 .zip(&data)
-                .map(|(l, d)| super::quantized_gemv::GemvWeight {
+                .map(|(l, d)| crate::kernels::quantized_gemv::GemvWeight {
                     dtype: l.weight.dtype(),
                     data: d,
                     n: l.weight.shape().dims()[0],
                 })
                 .collect();
-            let outs = super::quantized_gemv::gemv_many(&weights, in_dim, &xs);
+            let outs = crate::kernels::quantized_gemv::gemv_many(&weights, in_dim, &xs);
             let biases = linears.iter().map(|l| l.bias.as_ref());
             gemv_outputs(x, rows, outs, biases)
         })())
@@ -222,7 +222,8 @@ pub fn dense_forward_many(
     let first = linears.first()?;
     let (_, in_dim) = first.weight().dims2().ok()?;
     let rows = x.elem_count() / in_dim.max(1);
-    let block = super::quantized_gemv::block_weights(candle_core::quantized::GgmlDType::F32);
+    let block =
+        crate::kernels::quantized_gemv::block_weights(candle_core::quantized::GgmlDType::F32);
     let usable = x.device().is_cpu()
         && x.dtype() == DType::F32
         && rows <= max_rows.min(DECODE_ROWS)
@@ -248,13 +249,13 @@ pub fn dense_forward_many(
             };
             let n = l.weight().dims()[0];
             let start = layout.start_offset();
-            weights.push(super::quantized_gemv::GemvWeight {
+            weights.push(crate::kernels::quantized_gemv::GemvWeight {
                 dtype: candle_core::quantized::GgmlDType::F32,
                 data: bytemuck::cast_slice(&data[start..start + n * in_dim]),
                 n,
             });
         }
-        let outs = super::quantized_gemv::gemv_many(&weights, in_dim, &xs);
+        let outs = crate::kernels::quantized_gemv::gemv_many(&weights, in_dim, &xs);
         gemv_outputs(x, rows, outs, linears.iter().map(|l| l.bias()))
     })())
 }
@@ -265,7 +266,7 @@ pub enum TokenEmbedding {
     Dense(candle_nn::Embedding),
     Quantized(Arc<QTensor>),
     /// Tied to a packed output projection: rows are read from its panels.
-    Packed(Arc<super::packed_gemm::PackedWeight>),
+    Packed(Arc<crate::kernels::packed_gemm::PackedWeight>),
 }
 
 impl TokenEmbedding {

@@ -195,8 +195,9 @@ fn path_like_references_that_do_not_exist_are_never_hub_lookups() {
         "../elsewhere/model".into(),
         in_existing.display().to_string(),
     ] {
-        let err = aligntds_engine::source::ModelSource::parse(&reference)
-            .expect_err("error")
+        let err = aligntds_engine::TextModel::load_text_only(&reference, None)
+            .err()
+            .expect("error")
             .to_string();
         assert!(
             err.contains("no such file or folder")
@@ -205,27 +206,15 @@ fn path_like_references_that_do_not_exist_are_never_hub_lookups() {
             "{reference}: {err}"
         );
     }
-    // A Hub id stays a Hub id; an existing folder and a GGUF file are what they are.
-    assert!(matches!(
-        aligntds_engine::source::ModelSource::parse("acme/tiny-llama@main").unwrap(),
-        aligntds_engine::source::ModelSource::Hub {
-            revision: Some(_),
-            ..
-        }
-    ));
-    let gguf = fixture_dir("llama3").with_extension("gguf");
-    assert_eq!(
-        aligntds_engine::source::ModelSource::parse(gguf.to_str().unwrap())
+    // An existing folder and a GGUF file are what they are.
+    let kind = |path: std::path::PathBuf| {
+        aligntds_engine::TextModel::load_text_only(path.to_str().unwrap(), None)
             .unwrap()
-            .kind(),
-        "gguf"
-    );
-    assert_eq!(
-        aligntds_engine::source::ModelSource::parse(fixture_dir("llama3").to_str().unwrap())
-            .unwrap()
-            .kind(),
-        "checkpoint"
-    );
+            .source
+            .kind
+    };
+    assert_eq!(kind(fixture_dir("llama3").with_extension("gguf")), "gguf");
+    assert_eq!(kind(fixture_dir("llama3")), "checkpoint");
 }
 
 #[test]
@@ -267,20 +256,24 @@ fn hub_cache_layout_is_used_offline() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), snapshot.join(entry.file_name())).unwrap();
     }
-    let files = with_env(
+    let text = with_env(
         &[
             ("HF_HOME", home.path().to_str().unwrap()),
             ("HF_HUB_OFFLINE", "1"),
         ],
-        || aligntds_engine::source::resolve("acme/tiny-llama"),
+        || aligntds_engine::TextModel::load("acme/tiny-llama", None),
     )
     .unwrap();
-    assert!(files.config.starts_with(&snapshot));
-    assert_eq!(files.weights, vec![snapshot.join("model.safetensors")]);
-    assert_eq!(
-        files.chat_template,
-        Some(snapshot.join("chat_template.jinja"))
-    );
+    let source = &text.source;
+    assert_eq!(source.commit.as_deref(), Some("0123456789abcdef"));
+    for file in ["config.json", "model.safetensors", "chat_template.jinja"] {
+        assert!(
+            source.files.contains(&snapshot.join(file)),
+            "{file} not among {:?}",
+            source.files
+        );
+    }
+    assert!(source.files.iter().all(|f| f.starts_with(&snapshot)));
 }
 
 fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {

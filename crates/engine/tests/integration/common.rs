@@ -79,7 +79,7 @@ pub fn max_error_with(
                 let top = floats(&golden["top_logprobs"]);
                 if top[0] - top[1] > top1_margin {
                     assert_eq!(
-                        aligntds_engine::score::argmax(row) as u32,
+                        aligntds_engine::argmax(row) as u32,
                         ids(&golden["top_ids"])[0],
                         "top-1 at position {pos}"
                     );

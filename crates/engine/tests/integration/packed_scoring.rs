@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use crate::common::*;
-use aligntds_engine::score::ScoreRequest;
+use aligntds_engine::ScoreRequest;
 use aligntds_engine::{DType, DTypeChoice, LanguageModel};
 
 const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-fn all_rows(prepared: &aligntds_engine::score::PreparedScoring<'_>) -> Vec<f32> {
+fn all_rows(prepared: &aligntds_engine::PreparedScoring<'_>) -> Vec<f32> {
     let mut out = Vec::new();
     if prepared.answer_len() > 0 {
         prepared
@@ -46,7 +46,7 @@ fn sequences(model: &LanguageModel) -> Vec<(Vec<u32>, usize)> {
 
 fn check(model: &LanguageModel, name: &str) {
     let seqs = sequences(model);
-    let shared = aligntds_engine::prefix::shared_prefix_len(&seqs[0].0, &seqs[1].0);
+    let shared = aligntds_engine::shared_prefix_len(&seqs[0].0, &seqs[1].0);
     assert!(shared > 8, "{name}: the sequences share {shared} tokens");
     let prefix = Arc::new(model.prefix_cache(&seqs[0].0[..shared]).unwrap());
     // Each sequence twice: from scratch and after the prefix (the short one too).

@@ -178,7 +178,7 @@ fn half_precision_dtypes_load_and_stay_close() {
 /// Target log-probabilities of `tokens[start..]` scored after a cached `prefix`.
 fn after_prefix(
     model: &aligntds_engine::LanguageModel,
-    prefix: &aligntds_engine::prefix::PrefixCache,
+    prefix: &aligntds_engine::PrefixCache,
     tokens: &[u32],
     start: usize,
 ) -> Vec<f32> {

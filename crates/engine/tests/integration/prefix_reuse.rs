@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::common::*;
-use aligntds_engine::batch::Request;
+use aligntds_engine::Request;
 use aligntds_engine::{DType, DTypeChoice, GenerateOptions, LanguageModel};
 
 const GEMMA3: &str = "models/gemma-3-270m-q4_k_m.gguf";
@@ -67,7 +67,7 @@ fn check(dtype: DTypeChoice) {
         .iter()
         .map(|(q, _)| tok.encode(&context(q)).unwrap())
         .collect();
-    let shared = aligntds_engine::prefix::shared_prefix_len(&contexts[0], &contexts[1]);
+    let shared = aligntds_engine::shared_prefix_len(&contexts[0], &contexts[1]);
     assert!(shared > 200, "the records share {shared} tokens");
     let prefix = Arc::new(model.prefix_cache(&contexts[0][..shared]).unwrap());
     // Scoring: every answer position's whole row, with and without the prefix.

@@ -9,7 +9,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use aligntds_engine::batch::Request as Sequence;
+use aligntds_engine::Request as Sequence;
 use aligntds_engine::{
     EngineError, Finished, GenerateOptions, Generation, LanguageModel, PrefixCache,
 };

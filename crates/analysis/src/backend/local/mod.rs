@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{FairMutex, FairMutexGuard, ReentrantMutex, ReentrantMutexGuard};
 
-use aligntds_engine::score::argmax;
+use aligntds_engine::argmax;
 use aligntds_engine::{GenerateOptions, Generation, LanguageModel, PrefixCache, Stepper};
 
 use super::{Backend, BackendError, Rows, Scored, Session, View};
@@ -95,7 +95,7 @@ impl LocalBackend {
 }
 
 struct LocalScored<'a> {
-    prepared: aligntds_engine::score::PreparedScoring<'a>,
+    prepared: aligntds_engine::PreparedScoring<'a>,
     buffer: Vec<f32>,
     backend: &'a LocalBackend,
     /// Taken at the first rows; last, so the buffer is given back before the
@@ -173,7 +173,7 @@ impl Backend for LocalBackend {
     }
 
     fn chunk_rows(&self) -> usize {
-        aligntds_engine::score::pair_chunk_rows(self.model.logits_width())
+        aligntds_engine::pair_chunk_rows(self.model.logits_width())
     }
 
     fn concurrency(&self) -> usize {

@@ -416,7 +416,7 @@ impl VllmBackend {
             let reason = if options.eos_token_ids.contains(&tokens[n - 1]) {
                 Some((n, StopReason::Eos))
             } else if any_stop {
-                aligntds_engine::generate::find_stop(tok, &tokens[..n], &options.stop_strings)?
+                aligntds_engine::find_stop(tok, &tokens[..n], &options.stop_strings)?
                     .map(|(keep, s)| (keep, StopReason::StopString(s)))
             } else {
                 None

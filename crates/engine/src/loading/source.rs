@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::shard_paths;
-pub use crate::checkpoint::{CheckpointFiles, Weights};
 use crate::error::{EngineError, Result};
+use crate::loading::checkpoint::shard_paths;
+pub use crate::loading::checkpoint::{CheckpointFiles, Weights};
 
 const SINGLE_WEIGHTS: &str = "model.safetensors";
 const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
@@ -74,29 +74,6 @@ impl ModelSource {
             )),
         }
     }
-
-    /// `checkpoint`, `gguf` or `hub`, as manifests record it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Checkpoint(_) => "checkpoint",
-            Self::Gguf(_) => "gguf",
-            Self::Hub { .. } => "hub",
-        }
-    }
-}
-
-/// Resolves a checkpoint reference (a folder or a Hub id) to its files.
-pub fn resolve(reference: &str) -> Result<CheckpointFiles> {
-    match ModelSource::parse(reference)? {
-        ModelSource::Checkpoint(dir) => local_checkpoint(reference, &dir, Weights::Required),
-        ModelSource::Hub { id, revision } => {
-            crate::hub::fetch_checkpoint(reference, &id, revision.as_deref(), Weights::Required)
-        }
-        ModelSource::Gguf(_) => Err(EngineError::ModelReference {
-            reference: reference.into(),
-            message: "is a GGUF file, not a checkpoint directory".into(),
-        }),
-    }
 }
 
 /// Splits `owner/name[@revision]`; `None` when the text cannot be a hub id.
@@ -158,7 +135,15 @@ pub(crate) fn local_checkpoint(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_hub_id;
+    use super::{parse_hub_id, ModelSource};
+
+    #[test]
+    fn a_hub_id_with_a_revision_stays_a_hub_id() {
+        assert!(matches!(
+            ModelSource::parse("acme/tiny-llama@main").unwrap(),
+            ModelSource::Hub { revision: Some(r), .. } if r == "main"
+        ));
+    }
 
     #[test]
     fn hub_ids_are_recognised() {

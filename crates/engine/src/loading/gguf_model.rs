@@ -12,11 +12,11 @@ use candle_nn::VarBuilder;
 
 use crate::config::{RawConfig, RopeScaling};
 use crate::error::{EngineError, Result};
-use crate::gguf::{
+use crate::loading::gguf::{
     fix_dense, map_tensor, reorder_qtensor_rows, unpermute_rows, GgufFile, TensorMapping,
 };
+use crate::loading::options::{DTypeChoice, LoadOptions};
 use crate::models::decoder::{Decoder, QuantizedWeights, RowSource};
-use crate::options::{DTypeChoice, LoadOptions};
 
 /// Bytes of memory the system can still give, from /proc/meminfo (Linux); None elsewhere.
 fn available_memory() -> Option<u64> {

@@ -66,7 +66,7 @@ impl<'m> Stepper<'m> {
             .flatten_all()?
             .to_vec1::<f32>()?;
         row.resize(logits.len(), 0.0);
-        crate::fastmath::log_softmax_into(&logits, row);
+        crate::kernels::fastmath::log_softmax_into(&logits, row);
         self.tokens.extend_from_slice(tokens);
         Ok(())
     }
@@ -103,7 +103,7 @@ impl<'m> Stepper<'m> {
         let width = logits.len() / 2;
         for (row, logits) in [a_row, b_row].into_iter().zip(logits.chunks_exact(width)) {
             row.resize(width, 0.0);
-            crate::fastmath::log_softmax_into(logits, row);
+            crate::kernels::fastmath::log_softmax_into(logits, row);
         }
         a.tokens.push(a_token);
         b.tokens.push(b_token);

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
-use crate::gguf::{GgufFile, GgufSpec};
+use crate::loading::gguf::{GgufFile, GgufSpec};
 
 impl GgufFile {
     /// The registry row of this file's architecture (and its model_type).

@@ -6,7 +6,7 @@
 //! prompts prefilled together.
 
 use crate::error::{EngineError, Result};
-use crate::generate::{find_stop, GenerateOptions, Generation, StopReason};
+use crate::generation::generate::{find_stop, GenerateOptions, Generation, StopReason};
 use crate::models::decoder::{Decoder, KvCache, Segment};
 use crate::models::PASS_ROWS;
 use crate::prefix::PrefixCache;
@@ -243,7 +243,7 @@ impl<'m> BatchGenerator<'m> {
             .chunks_exact(width)
             .map(|logits| {
                 let mut row = vec![0f32; logits.len()];
-                crate::fastmath::log_softmax_into(logits, &mut row);
+                crate::kernels::fastmath::log_softmax_into(logits, &mut row);
                 let id = argmax(&row);
                 (id as u32, row[id])
             })

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, Result};
-use crate::gguf::GgufFile;
+use crate::loading::gguf::GgufFile;
 
 const CONTROL: i64 = 3;
 const USER_DEFINED: i64 = 4;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use hf_hub::{api::sync::ApiBuilder, Cache, Repo, RepoType};
 
-use crate::checkpoint::{shard_paths, CheckpointFiles, Weights};
 use crate::error::{EngineError, Result};
+use crate::loading::checkpoint::{shard_paths, CheckpointFiles, Weights};
 
 fn offline() -> bool {
     std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {

@@ -25,11 +25,11 @@ macro_rules! widest {
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $kernel($($arg),*)
                 }
-                if $crate::simd::has_avx512() {
+                if $crate::math::has_avx512() {
                     // SAFETY: every feature avx512 enables was detected on this CPU.
                     return unsafe { avx512($($arg),*) };
                 }
-                if $crate::simd::has_avx2() {
+                if $crate::math::has_avx2() {
                     // SAFETY: as above.
                     return unsafe { avx2($($arg),*) };
                 }
@@ -55,15 +55,15 @@ pub fn has_avx2() -> bool {
 mod tests {
     #[inline(always)]
     fn kernel(row: &[f32], out: &mut [f32]) -> f32 {
-        let max = crate::fastmath::max_f32(row);
+        let max = crate::kernels::fastmath::max_f32(row);
         let mut sum = 0f32;
         for (o, &x) in out.iter_mut().zip(row) {
-            *o = crate::fastmath::exp_f32(x - max) * 1.5 + x / 3.0;
+            *o = crate::kernels::fastmath::exp_f32(x - max) * 1.5 + x / 3.0;
         }
         for &o in out.iter() {
             sum += o;
         }
-        sum + crate::fastmath::sum_exp(row, max) as f32
+        sum + crate::kernels::fastmath::sum_exp(row, max) as f32
     }
 
     widest!(fn dispatched(row: &[f32], out: &mut [f32]) -> f32 = kernel);

@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::config::Activation;
-use crate::fastmath::exp_f32;
+use crate::kernels::fastmath::exp_f32;
 
 fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     let data = storage.as_slice::<f32>()?;
@@ -82,7 +82,7 @@ impl CustomOp1 for CausalSoftmax {
 /// `cap * tanh(x / cap)`, as transformers soft-caps Gemma 2's attention scores.
 #[inline(always)]
 pub(crate) fn soft_cap(x: f32, cap: f32) -> f32 {
-    crate::fastmath::tanh_f32(x / cap) * cap
+    crate::kernels::fastmath::tanh_f32(x / cap) * cap
 }
 
 /// The softmax of `scale * row` into `out`: the exponentials in one
@@ -90,7 +90,7 @@ pub(crate) fn soft_cap(x: f32, cap: f32) -> f32 {
 /// depend on the vector width.
 #[inline(always)]
 fn softmax_row_kernel(row: &[f32], out: &mut [f32], scale: f32) {
-    let max = crate::fastmath::max_f32(row) * scale;
+    let max = crate::kernels::fastmath::max_f32(row) * scale;
     for (o, &x) in out.iter_mut().zip(row) {
         *o = exp_f32(x * scale - max);
     }
@@ -214,7 +214,7 @@ fn decode_group_kernel(shape: &DecodeShape, q: &[f32], kg: &[f32], vg: &[f32], o
                 .for_each(|sc| *sc = soft_cap(*sc, cap));
         }
         let visible = &mut scores[first..];
-        let max = crate::fastmath::max_f32(visible);
+        let max = crate::kernels::fastmath::max_f32(visible);
         for sc in visible.iter_mut() {
             *sc = exp_f32(*sc - max);
         }

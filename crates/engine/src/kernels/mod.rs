@@ -1,0 +1,18 @@
+//! CPU kernels: the arithmetic under the decoder and the per-row work, apart
+//! from the architectures that call them. Each is written so the compiler
+//! vectorises it, compiled again for AVX2 and AVX-512 and chosen at run time
+//! (`simd::widest!`), and tested in its file against a plain definition.
+//!
+//! - `simd`: the runtime dispatch macro and CPU feature checks.
+//! - `fastmath`: branch-free exp, ln and tanh, lane-wise max and sums.
+//! - `cpu_ops`: fused attention softmax and gated activations (candle custom ops).
+//! - `packed_gemm`: dense f32 projections over weights packed once at load.
+//! - `quantized_gemv`, `dense_gemv`: decode-time products straight from GGUF
+//!   blocks or dense rows, for a few rows at a time.
+
+pub(crate) mod cpu_ops;
+pub(crate) mod dense_gemv;
+pub(crate) mod fastmath;
+pub(crate) mod packed_gemm;
+pub(crate) mod quantized_gemv;
+pub(crate) mod simd;
