@@ -13,11 +13,11 @@ use std::sync::Arc;
 use aligntds_analysis::backend::vllm::{ServerOptions, VllmBackend};
 use aligntds_analysis::backend::ConnectError;
 use aligntds_analysis::backend::{Backend, LocalBackend};
-use aligntds_analysis::settings::SideName;
-use aligntds_engine::TextModel;
+use aligntds_analysis::settings::{Field, SideName};
+use aligntds_engine::{Remedy, TextModel};
 
 use crate::args::{BenchArgs, Command, GenerateArgs, InspectArgs, ModelOptions, ServerArgs};
-use crate::errors::Flags;
+use crate::errors::{flag, unsupported_architecture_hint, Flags};
 use crate::runtime::{device, dtype, threads};
 
 pub fn run(command: Command) -> Result<()> {
@@ -63,33 +63,24 @@ fn man(args: crate::args::ManArgs) -> Result<()> {
     Ok(())
 }
 
-/// An engine error with the engine's setting names turned into this command's flags.
+/// An engine error with what the engine says to do, worded with this command's flags.
 pub fn engine_error(e: EngineError, model: Option<&str>) -> anyhow::Error {
-    match (e, model) {
-        (EngineError::Option { option, message }, _) => {
-            anyhow::anyhow!(
-                "option `{}`: {message}",
-                crate::errors::engine_flag(&option, None)
-            )
+    let e = match (e.setting(), e.remedy()) {
+        (Some((setting, message)), _) => {
+            let field = Field::of_load_setting(setting, SideName::Aligned);
+            return anyhow::anyhow!("option `{}`: {message}", flag(field, Flags::Model));
         }
-        (e @ EngineError::NoChatTemplate { .. }, _) => {
-            anyhow::anyhow!("{e}; pass --chat-template NAME|FILE")
+        (None, Some(Remedy::ChooseChatTemplate)) => {
+            return anyhow::anyhow!("{e}; pass --chat-template NAME|FILE");
         }
-        (e @ EngineError::UnsupportedArchitecture { .. }, model) => {
-            let EngineError::UnsupportedArchitecture { path, .. } = &e else {
-                unreachable!()
-            };
-            let hint = crate::errors::unsupported_architecture_hint(path, "--server");
-            let e = anyhow::anyhow!("{e}. {hint}");
-            match model {
-                Some(m) => e.context(format!("cannot load model `{m}`")),
-                None => e,
-            }
+        (None, Some(Remedy::RunOnServer { gguf })) => {
+            anyhow::anyhow!("{e}. {}", unsupported_architecture_hint(gguf, "--server"))
         }
-        (other, Some(model)) => {
-            anyhow::Error::new(other).context(format!("cannot load model `{model}`"))
-        }
-        (other, None) => anyhow::Error::new(other),
+        _ => anyhow::Error::new(e),
+    };
+    match model {
+        Some(m) => e.context(format!("cannot load model `{m}`")),
+        None => e,
     }
 }
 
@@ -128,11 +119,9 @@ fn connect(
         None,
     )
     .map_err(|e| match e {
-        ConnectError::Setting(s) => anyhow::anyhow!(
-            "option `{}`: {}",
-            crate::errors::flag(s.field, Flags::Model),
-            s.message
-        ),
+        ConnectError::Setting(s) => {
+            anyhow::anyhow!("option `{}`: {}", flag(s.field, Flags::Model), s.message)
+        }
         other => anyhow::Error::new(other),
     })?;
     Ok((text, backend))

@@ -2,8 +2,8 @@
 //! settings fields (`top_k`, `aligned.chat_template`), this maps them.
 
 use aligntds_analysis::settings::{Field, SideName};
+use aligntds_analysis::study::Remedy;
 use aligntds_analysis::StudyError;
-use aligntds_engine::EngineError;
 
 /// Which command's flags a field maps to.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +57,10 @@ pub fn flag(field: Field, flags: Flags) -> String {
             Flags::Model => "--served-name".into(),
         },
         Field::MaxInFlight => "--max-in-flight".into(),
-        Field::ChatTemplate(s) => named(s, "chat-template"),
+        Field::ChatTemplate(s) => match flags {
+            Flags::Model => "--chat-template".into(),
+            Flags::Analyze(_) | Flags::Merge => named(s, "chat-template"),
+        },
         Field::Context(s) => named(s, "context"),
         Field::Prefix(s) => named(s, "prefix"),
         Field::Template(s) => named(s, "template"),
@@ -81,23 +84,11 @@ pub fn flag(field: Field, flags: Flags) -> String {
     }
 }
 
-/// An engine setting named by the engine (`dtype`, `chat_template`, ...) as a flag of `side`.
-pub fn engine_flag(option: &str, side: Option<SideName>) -> String {
-    match (option, side) {
-        ("chat_template", Some(SideName::Compare(_))) => "--compare-chat-template".into(),
-        ("chat_template", Some(s)) => format!("--{}-chat-template", s.as_str()),
-        (other, _) => format!("--{}", other.replace('_', "-")),
-    }
-}
-
 /// What to do about an architecture the local engine does not run: a vLLM
 /// server runs it (the text side, tokenizer and template, stays local), except
 /// from a GGUF file, whose tokenizer and template cannot be read either.
-pub fn unsupported_architecture_hint(path: &std::path::Path, server_flag: &str) -> String {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
+pub fn unsupported_architecture_hint(gguf: bool, server_flag: &str) -> String {
+    if gguf {
         format!(
             "A GGUF file of this architecture cannot be read here, for the local engine or for a \
              server (its tokenizer and chat template come from the file); give the model's checkpoint \
@@ -112,52 +103,32 @@ pub fn unsupported_architecture_hint(path: &std::path::Path, server_flag: &str) 
     }
 }
 
-/// A study error as the user should read it.
+/// A study error as the user should read it: what the library says to do,
+/// worded with this command's flags.
 pub fn study_error(e: StudyError, flags: Flags) -> anyhow::Error {
-    match e {
-        StudyError::Load {
-            side: s,
-            reference,
-            source: source @ EngineError::UnsupportedArchitecture { .. },
-        } => {
-            let EngineError::UnsupportedArchitecture { path, .. } = &source else {
-                unreachable!()
-            };
-            let hint = unsupported_architecture_hint(path, &flag(Field::Server(s), flags));
-            anyhow::anyhow!("cannot load the {s} model `{reference}`: {source}. {hint}")
+    let Some(remedy) = e.remedy() else {
+        return anyhow::Error::new(e);
+    };
+    match remedy {
+        Remedy::Setting { field, message } => {
+            anyhow::anyhow!("option `{}`: {message}", flag(field, flags))
         }
-        StudyError::Setting(s) => {
-            anyhow::anyhow!("option `{}`: {}", flag(s.field, flags), s.message)
+        Remedy::Server { side, gguf } => {
+            let hint = unsupported_architecture_hint(gguf, &flag(Field::Server(side), flags));
+            anyhow::anyhow!("{e}. {hint}")
         }
-        StudyError::Load {
-            side: s,
-            reference,
-            source: EngineError::Option { option, message },
-        } => anyhow::anyhow!(
-            "option `{}`: {message} (loading the {s} model `{reference}`)",
-            engine_flag(&option, Some(s)),
-        ),
-        StudyError::Load {
-            side: s,
-            reference,
-            source: source @ EngineError::NoChatTemplate { .. },
-        } => anyhow::anyhow!(
-            "cannot load the {s} model `{reference}`: {source}; pass {} NAME|FILE or another {}",
+        Remedy::ChatTemplate { side: Some(s) } => anyhow::anyhow!(
+            "{e}; pass {} NAME|FILE or another {}",
             flag(Field::ChatTemplate(s), flags),
             flag(Field::Context(s), flags)
         ),
-        StudyError::Folder(f @ aligntds_analysis::study::folder::FolderError::Fingerprint { .. }) => {
-            anyhow::anyhow!("{f} (pass --overwrite to replace it)")
-        }
-        StudyError::Run(_) if matches!(e.engine(), Some(EngineError::NoChatTemplate { .. })) => {
-            anyhow::anyhow!(
-                "{}; pass --aligned-chat-template / --base-chat-template NAME|FILE or another --aligned-context / --base-context",
-                e.engine().map(|e| e.to_string()).unwrap_or_default()
-            )
-        }
-        StudyError::Run(aligntds_analysis::study::record::RunError::NoAnswer { id }) => anyhow::anyhow!(
-            "record {id}: --response dataset, but the record has no answer (output or output_ids); use --response auto to generate missing answers"
+        Remedy::ChatTemplate { side: None } => anyhow::anyhow!(
+            "{}; pass --aligned-chat-template / --base-chat-template NAME|FILE or another --aligned-context / --base-context",
+            e.engine().map_or_else(|| e.to_string(), |e| e.to_string())
         ),
-        other => anyhow::Error::new(other),
+        Remedy::Overwrite => anyhow::anyhow!("{e} (pass --overwrite to replace it)"),
+        Remedy::GenerateAnswers => anyhow::anyhow!(
+            "{e} (--response dataset); pass --response auto to generate the missing answers"
+        ),
     }
 }

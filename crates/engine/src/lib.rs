@@ -28,7 +28,7 @@ pub mod tokenizer;
 pub use cancel::Cancel;
 pub use candle_core::{DType, Device};
 pub use config::Architecture;
-pub use error::{EngineError, Result};
+pub use error::{EngineError, LoadSetting, Remedy, Result};
 pub use generation::batch::{BatchGenerator, Finished, Request};
 pub use generation::generate::{find_stop, GenerateOptions, Generation, StopReason};
 pub use generation::stepper::Stepper;
@@ -55,5 +55,5 @@ pub fn set_threads(threads: usize) -> Result<()> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
-        .map_err(|e| EngineError::option("threads", e.to_string()))
+        .map_err(|e| EngineError::option(crate::LoadSetting::Threads, e.to_string()))
 }

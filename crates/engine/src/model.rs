@@ -255,7 +255,7 @@ fn load_checkpoint_weights(
         DTypeChoice::Float(d) => d,
         DTypeChoice::Auto => DType::F32,
         DTypeChoice::Quantized => {
-            return Err(EngineError::option("dtype", format!("`q` keeps GGUF weights quantized, but `{}` is a safetensors checkpoint; use f32, bf16 or f16", files.reference)))
+            return Err(EngineError::option(crate::LoadSetting::Dtype, format!("`q` keeps GGUF weights quantized, but `{}` is a safetensors checkpoint; use f32, bf16 or f16", files.reference)))
         }
     };
     let config = crate::models::parse_config(&RawConfig::load(&files.config)?)?;

@@ -354,7 +354,7 @@ pub fn select(
         .collect();
     names.extend(model.keys().map(|k| format!("{k} (from the model)")));
     Err(EngineError::option(
-        "chat_template",
+        crate::LoadSetting::ChatTemplate,
         format!(
             "`{choice}` is neither a file nor a known template; known: {}",
             names.join(", ")

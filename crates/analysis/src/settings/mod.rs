@@ -83,6 +83,17 @@ impl std::fmt::Display for SideName {
 }
 
 impl Field {
+    /// The field that sets an engine load setting when `side` loads.
+    pub fn of_load_setting(setting: aligntds_engine::LoadSetting, side: SideName) -> Field {
+        use aligntds_engine::LoadSetting;
+        match setting {
+            LoadSetting::Dtype => Field::Dtype,
+            LoadSetting::Device => Field::Device,
+            LoadSetting::Threads => Field::Threads,
+            LoadSetting::ChatTemplate => Field::ChatTemplate(side),
+        }
+    }
+
     /// The field's name in [`StudySettings`] (library spelling).
     pub fn name(self) -> String {
         let side = |s: SideName, f: &str| format!("{}.{f}", s.key());

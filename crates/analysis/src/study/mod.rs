@@ -7,7 +7,10 @@ pub mod folder;
 pub mod merge;
 pub mod output;
 pub mod record;
+mod remedy;
 pub mod sides;
+
+pub use remedy::Remedy;
 
 pub use sides::model_identity;
 

@@ -280,9 +280,9 @@ fn load_options(runtime: &Runtime, models: usize) -> Result<LoadOptions, StudyEr
 }
 
 fn setting_message(e: EngineError) -> String {
-    match e {
-        EngineError::Option { message, .. } => message,
-        other => other.to_string(),
+    match e.setting() {
+        Some((_, message)) => message.to_string(),
+        None => e.to_string(),
     }
 }
 

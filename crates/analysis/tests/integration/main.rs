@@ -5,4 +5,5 @@
 mod common;
 mod live;
 mod multi_side;
+mod remedies;
 mod tds_pair;

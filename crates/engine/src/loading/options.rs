@@ -45,7 +45,7 @@ pub fn parse_dtype(text: &str) -> Result<DTypeChoice> {
         "q" => Ok(DTypeChoice::Quantized),
         "auto" => Ok(DTypeChoice::Auto),
         other => Err(EngineError::option(
-            "dtype",
+            crate::LoadSetting::Dtype,
             format!("unknown dtype `{other}`; use auto, f32, bf16, f16 or q"),
         )),
     }
@@ -60,18 +60,21 @@ pub fn parse_device(text: &str) -> Result<Device> {
             Some(Ok(n)) => n,
             _ => {
                 return Err(EngineError::option(
-                    "device",
+                    crate::LoadSetting::Device,
                     format!("unknown device `{text}`; use cpu, cuda or cuda:N"),
                 ))
             }
         },
     };
     if !candle_core::utils::cuda_is_available() {
-        return Err(EngineError::option(
-            "device",
+        return Err(EngineError::option(crate::LoadSetting::Device,
             format!("`{text}` needs a build with CUDA support: rebuild with `cargo build --release --features cuda`"),
         ));
     }
-    Device::new_cuda(ordinal)
-        .map_err(|e| EngineError::option("device", format!("cannot open `{text}`: {e}")))
+    Device::new_cuda(ordinal).map_err(|e| {
+        EngineError::option(
+            crate::LoadSetting::Device,
+            format!("cannot open `{text}`: {e}"),
+        )
+    })
 }
