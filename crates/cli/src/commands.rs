@@ -10,9 +10,10 @@ use anyhow::{Context, Result};
 
 use std::sync::Arc;
 
-use aligntds_analysis::backend::vllm::{ServerOptions, VllmBackend};
+use aligntds_analysis::backend::vllm::ServerOptions;
 use aligntds_analysis::backend::ConnectError;
-use aligntds_analysis::backend::{Backend, LocalBackend};
+use aligntds_analysis::backend::{self, Backend, LocalBackend};
+use aligntds_analysis::settings::BackendSettings;
 use aligntds_analysis::settings::{Field, SideName};
 use aligntds_engine::{Remedy, TextModel};
 
@@ -105,16 +106,17 @@ fn connect(
     model: &str,
     options: &ModelOptions,
     server: &ServerArgs,
-) -> Result<(Arc<TextModel>, VllmBackend)> {
+) -> Result<(Arc<TextModel>, Arc<dyn Backend>)> {
     let text = TextModel::load_text_only(model, options.chat_template.as_deref())
         .map(Arc::new)
         .map_err(|e| engine_error(e, Some(model)))?;
-    let backend = VllmBackend::connect(
+    let settings =
+        BackendSettings::from_servers(server.servers.clone(), server.served_name.clone());
+    let backend = backend::connect(
         SideName::Aligned,
-        &server.servers,
-        server.served_name.as_deref(),
+        &settings,
         ServerOptions::default(),
-        text.clone(),
+        &text,
         None,
         None,
     )
@@ -123,32 +125,31 @@ fn connect(
             anyhow::anyhow!("option `{}`: {}", flag(s.field, Flags::Model), s.message)
         }
         other => anyhow::Error::new(other),
-    })?;
+    })?
+    .context("--server names no server")?;
     Ok((text, backend))
 }
 
-fn describe_remote(text: &TextModel, backend: &VllmBackend) -> serde_json::Value {
-    let served = backend.served();
+fn describe_remote(text: &TextModel, backend: &dyn Backend) -> serde_json::Value {
     let tok = &text.tokenizer;
     let special = |t: &Option<aligntds_engine::tokenizer::SpecialToken>| {
         t.as_ref()
             .map_or("none".to_string(), |t| format!("{} ({})", t.text, t.id))
     };
-    serde_json::json!({
+    let mut info = serde_json::json!({
         "model": text.reference,
         "source": text.source.kind,
-        "servers": backend.urls(),
-        "served_model": served.name,
-        "server_model_path": served.root,
-        "max_model_len": served.max_model_len,
-        "max_logprobs": served.max_logprobs.map_or("unlimited".to_string(), |m| m.to_string()),
         "vocabulary": tok.vocab_size(),
         "bos": special(&tok.bos),
         "adds_bos": tok.add_bos,
         "eos": special(&tok.eos),
         "stop_token_ids": text.eos_token_ids,
         "chat_template": text.chat_template.as_ref().map_or("none (a base model?)".to_string(), |t| t.name.clone()),
-    })
+    });
+    for (key, value) in backend.describe() {
+        info[key] = value;
+    }
+    info
 }
 
 fn inspect(args: InspectArgs) -> Result<()> {
@@ -157,7 +158,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
         describe(&model, &args.options)
     } else {
         let (text, backend) = connect(&args.model, &args.options, &args.server)?;
-        describe_remote(&text, &backend)
+        describe_remote(&text, backend.as_ref())
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -248,8 +249,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         let model = Arc::new(load(&args.model, &args.options)?);
         (model.text.clone(), Arc::new(LocalBackend::new(model)))
     } else {
-        let (text, backend) = connect(&args.model, &args.options, &args.server)?;
-        (text, Arc::new(backend))
+        connect(&args.model, &args.options, &args.server)?
     };
     let prompt_text = match (&args.prompt, &args.chat) {
         (Some(p), _) => p.clone(),

@@ -158,6 +158,12 @@ pub trait Backend: Send + Sync {
     fn server_identity(&self) -> Option<aligntds_formats::summary::ServerIdentity> {
         None
     }
+    /// Where this side's distributions come from, for `inspect`: a server's
+    /// addresses and what it reported (empty for the local engine, whose
+    /// model describes itself).
+    fn describe(&self) -> Vec<(&'static str, serde_json::Value)> {
+        Vec::new()
+    }
     /// Greedy generation from `prompt` (eos ids empty: the model's own).
     fn generate(
         &self,

@@ -256,6 +256,20 @@ impl Backend for VllmBackend {
         format!("vllm:{}", self.served.name)
     }
 
+    fn describe(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let served = self.served();
+        let max_logprobs = served
+            .max_logprobs
+            .map_or("unlimited".to_string(), |m| m.to_string());
+        vec![
+            ("servers", self.urls().into()),
+            ("served_model", served.name.clone().into()),
+            ("server_model_path", served.root.clone().into()),
+            ("max_model_len", served.max_model_len.into()),
+            ("max_logprobs", max_logprobs.into()),
+        ]
+    }
+
     fn logits_width(&self) -> Option<usize> {
         None
     }
