@@ -19,7 +19,7 @@ fn settings(dir: &Path, queries: &str) -> StudySettings {
         &fixture("llama3"),
         &fixture("mistral"),
         Queries::File(data),
-        &dir.join("out"),
+        dir.join("out"),
     );
     s.aligned.context.kind = ContextKind::Plain;
     s.max_new_tokens = 4;
