@@ -87,7 +87,7 @@ impl LanguageModel {
     }
 
     /// The forward passes of several sequences, packed into few passes; see
-    /// [`crate::score::prepare_packed`]. One result per request, in order.
+    /// `crate::score::prepare_packed`. One result per request, in order.
     pub fn prepare_scoring_packed(
         &self,
         requests: &[crate::score::ScoreRequest<'_>],
@@ -145,7 +145,7 @@ impl LanguageModel {
         crate::score::PreparedScoring::with_prefix(&self.decoder, prefix, tokens, answer_start)
     }
 
-    /// Scores `tokens[start..]` in one forward pass; see [`crate::score::score_sequence`].
+    /// Scores `tokens[start..]` in one forward pass; see `crate::score::score_sequence`.
     pub fn score<F>(&self, tokens: &[u32], start: usize, sink: F) -> Result<()>
     where
         F: FnMut(LogProbRows<'_>) -> Result<()>,
@@ -206,7 +206,7 @@ impl LanguageModel {
     }
 
     /// Greedy generation of many prompts, at most `batch` decoded together
-    /// (see [`crate::generation::batch`]); results in the prompts' order, one per prompt.
+    /// (see `crate::generation::batch`); results in the prompts' order, one per prompt.
     pub fn generate_batch(
         &self,
         prompts: &[Vec<u32>],
@@ -219,7 +219,7 @@ impl LanguageModel {
 
     /// A sequence fed a few tokens at a time with its own cache (room
     /// reserved for `reserve` tokens), giving the log-distribution after each
-    /// feed; see [`crate::generation::stepper`].
+    /// feed; see `crate::generation::stepper`.
     pub fn stepper(&self, reserve: usize) -> crate::generation::stepper::Stepper<'_> {
         crate::generation::stepper::Stepper::new(&self.decoder, reserve)
     }
@@ -237,7 +237,7 @@ impl LanguageModel {
 
     /// A batch size for this machine and model: enough sequences that a decode
     /// step is a matrix product rather than a matrix-vector one, with their
-    /// key/value caches (at `tokens_per_sequence`) within [`BATCH_CACHE_BYTES`].
+    /// key/value caches (at `tokens_per_sequence`) within `BATCH_CACHE_BYTES`.
     pub fn default_batch(&self, tokens_per_sequence: usize) -> usize {
         let c = self.config();
         let bytes_per_token =

@@ -150,7 +150,7 @@ pub struct ScoredHidden {
     answer_len: usize,
 }
 
-/// One sequence for [`prepare_packed`]: its tokens, where its answer starts,
+/// One sequence for [`crate::LanguageModel::prepare_scoring_packed`]: its tokens, where its answer starts,
 /// and the cached prefix it continues, if any.
 #[derive(Clone, Copy)]
 pub struct ScoreRequest<'r> {
@@ -435,7 +435,7 @@ impl<'a> PreparedScoring<'a> {
     }
 }
 
-/// Rows per chunk when two sides hold a chunk each: [`DEFAULT_CHUNK_BYTES`] in all.
+/// Rows per chunk when two sides hold a chunk each: `DEFAULT_CHUNK_BYTES` (256 MiB) in all.
 pub fn pair_chunk_rows(width: usize) -> usize {
     (DEFAULT_CHUNK_BYTES / 2 / (width.max(1) * 4)).max(1)
 }

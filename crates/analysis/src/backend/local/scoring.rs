@@ -1,7 +1,7 @@
 //! Forward passes of records in flight, packed: a record that wants its
 //! scoring pass queues its sequence; whichever waiting record finds no pass
 //! running takes the model's turn, runs every queued sequence that fits one
-//! packed pass (see [`aligntds_engine::prepare_packed`]) and hands each
+//! packed pass (see [`aligntds_engine::LanguageModel::prepare_scoring_packed`]) and hands each
 //! record its hidden states. Records that finish generating while a pass or a
 //! decode step runs thus share the next pass, and short records still give the
 //! projections many rows. A packed sequence's scores equal, bit for bit, those
