@@ -8,8 +8,13 @@
 #   bash scripts/bench.sh CHECKPOINT_DIR   (f32 against transformers only, e.g. a random one
 #                                           from make_fixtures.py --bench DIR --bench-family NAME)
 #   SCORE_TOKENS=512 GEN_TOKENS=128 REPEATS=3 BENCH_THREADS=N bash scripts/bench.sh
+#   bash scripts/bench.sh --size 0.6b|1b   (the size ladder against transformers, f32 and
+#                                           bf16, interleaved rounds: see scripts/bench_ladder.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--size" ]; then
+  exec bash scripts/bench_ladder.sh "${2:?--size takes 0.6b or 1b}"
+fi
 model=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 score_tokens=${SCORE_TOKENS:-512}
 gen_tokens=${GEN_TOKENS:-128}

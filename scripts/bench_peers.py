@@ -6,7 +6,8 @@ file and the same token ids:
   bench_peers.py llama.cpp    score|generate MODEL.gguf [TOKENS] [REPEATS]
 
 transformers loads the GGUF dequantized to f32 (the weights aligntds uses with
---dtype f32); llama.cpp (llama-cpp-python) runs the file as it is (aligntds
+--dtype f32), or a checkpoint folder in BENCH_DTYPE (f32, the default, or bf16:
+the weights aligntds uses with --dtype bf16); llama.cpp (llama-cpp-python) runs the file as it is (aligntds
 --dtype q). Scoring: one forward pass over TOKENS pseudo-random ids with logits
 for every position (transformers then log_softmax over every row, as aligntds
 does; llama.cpp's time is its forward pass alone). Generation: greedy, TOKENS
@@ -21,6 +22,7 @@ tool, case, model = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 length = int(sys.argv[4]) if len(sys.argv) > 4 else (512 if case == "score" else 128)
 repeats = int(sys.argv[5]) if len(sys.argv) > 5 else 3
 threads = int(os.environ.get("BENCH_THREADS", os.cpu_count()))
+dtype_name = os.environ.get("BENCH_DTYPE", "f32")
 PROMPT = "The three primary colors are"
 
 
@@ -54,8 +56,9 @@ if tool == "transformers":
     where = dict(pretrained_model_name_or_path=model) if model.is_dir() else \
         dict(pretrained_model_name_or_path=model.parent, gguf_file=model.name)
     tok = transformers.AutoTokenizer.from_pretrained(**where)
-    lm = transformers.AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32).eval()
-    label = f"transformers {transformers.__version__} f32, {threads} threads"
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    lm = transformers.AutoModelForCausalLM.from_pretrained(**where, dtype=dtype).eval()
+    label = f"transformers {transformers.__version__} {dtype_name}, {threads} threads"
     with torch.inference_mode():
         if case == "score":
             ids = torch.tensor([token_ids(length, len(tok))])

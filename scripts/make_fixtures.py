@@ -6,8 +6,10 @@ Dev time only (not run by CI): `pip install torch transformers tokenizers gguf`,
 leaving the others' files byte for byte). Writes fixtures/<name>/ (a Hugging Face
 checkpoint) and fixtures/<name>/goldens.json, plus fixtures/tokenizers.json and
 fixtures/templates.json. Re-running with the same package versions reproduces
-the files. `--bench DIR` instead writes a SmolLM2-135M-shaped random checkpoint
-(about 540 MB, not committed) for throughput measurements.
+the files. `--bench DIR` instead writes a random checkpoint for throughput
+measurements (not committed): SmolLM2-135M-shaped (about 540 MB), or with
+`--bench-size 0.6b|1b` the real shapes of Qwen3-0.6B (2.4 GB) and Llama-3.2-1B
+(4.9 GB) in f32 (scripts/bench.sh --size makes them itself).
 """
 import argparse
 import json
@@ -485,11 +487,31 @@ BENCH_FAMILIES = {
 }
 
 
-def bench(dest, family="llama"):
+# The size ladder: released models' real shapes (config.json of Qwen/Qwen3-0.6B and
+# meta-llama/Llama-3.2-1B), random weights. The tokenizer stays the small test one:
+# speed depends on the shapes (the vocabulary is the logits' width), not on it.
+BENCH_SIZES = {
+    "0.6b": ("Qwen3Config", dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+                                 rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True)),
+    "1b": ("LlamaConfig", dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                               num_attention_heads=32, num_key_value_heads=8, head_dim=64, max_position_embeddings=131072,
+                               rms_norm_eps=1e-5, tie_word_embeddings=True,
+                               rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=32.0,
+                                                    low_freq_factor=1.0, high_freq_factor=4.0,
+                                                    original_max_position_embeddings=8192))),
+}
+
+
+def bench(dest, family="llama", size="135m"):
     dest = Path(dest)
     toks = {"bl": train_byte_level(corpus(), 2000)}
-    cls, extra = BENCH_FAMILIES[family]
-    cfg = getattr(transformers, cls)(**{**BENCH_SHAPE, **extra})
+    if size == "135m":
+        cls, extra = BENCH_FAMILIES[family]
+        cfg = getattr(transformers, cls)(**{**BENCH_SHAPE, **extra})
+    else:
+        cls, shape = BENCH_SIZES[size]
+        cfg = getattr(transformers, cls)(**shape)
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(cfg).float()
     model.save_pretrained(dest)
@@ -502,12 +524,14 @@ def main():
     ap.add_argument("--bench", metavar="DIR", help="write a SmolLM2-135M-shaped random checkpoint to DIR instead")
     ap.add_argument("--bench-family", default="llama", choices=list(BENCH_FAMILIES),
                     help="with --bench: the architecture of that checkpoint")
+    ap.add_argument("--bench-size", default="135m", choices=["135m", *BENCH_SIZES],
+                    help="with --bench: 135m (SmolLM2's shape in --bench-family), or a real model's shape")
     ap.add_argument("--only", nargs="+", metavar="NAME", choices=list(FIXTURES),
                     help="rebuild only these fixtures, with the tokenizers the committed llama2 (sp) and "
                          "qwen2 (bl) fixtures carry, merging their rows into tokenizers.json and templates.json")
     args = ap.parse_args()
     if args.bench:
-        return bench(args.bench, args.bench_family)
+        return bench(args.bench, args.bench_family, args.bench_size)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     names = args.only or list(FIXTURES)
     if args.only:
