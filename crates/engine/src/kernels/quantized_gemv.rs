@@ -1,5 +1,7 @@
-//! Matrix-vector products straight from GGUF blocks (or dense f32 rows), for
-//! generation (a few rows at a time: a batch of sequences' newest tokens). Each block is dequantized in registers and multiplied with
+//! Matrix-vector products straight from GGUF blocks (or dense f32, bf16 or
+//! f16 rows), for generation (a few rows at a time: a batch of sequences'
+//! newest tokens). Each block is dequantized (a half-precision row widened)
+//! in registers and multiplied with
 //! the f32 activations, so no 8-bit rounding of the activations happens (the
 //! results match the dequantized weights' f32 product, as teacher forcing
 //! computes it) and the loops vectorise: candle's kernels for Q4_1 and Q5_0
@@ -21,8 +23,10 @@ pub fn block_bytes(dtype: GgmlDType) -> Option<usize> {
         GgmlDType::Q8_0 => Some(34),
         GgmlDType::Q4K => Some(144),
         GgmlDType::Q6K => Some(210),
-        // Dense f32 weights, 32 to a "block": the same loop serves decoding in f32.
+        // Dense weights, 32 to a "block": the same loop serves decoding in
+        // f32, and in bf16 and f16 reads each weight's two bytes once per step.
         GgmlDType::F32 => Some(4 * QK),
+        GgmlDType::BF16 | GgmlDType::F16 => Some(2 * QK),
         _ => None,
     }
 }
@@ -156,6 +160,21 @@ fn unpack(dtype: GgmlDType, b: &[u8], q: &mut [f32; QK], h: &impl Fn(u16) -> f32
             let bytes: &[u8; 4 * QK] = b[..4 * QK].try_into().unwrap_or(&[0; 4 * QK]);
             for (o, c) in q.iter_mut().zip(bytes.chunks_exact(4)) {
                 *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            (1.0, 0.0)
+        }
+        GgmlDType::BF16 => {
+            // bf16 is the top half of an f32: widening is a shift, exact.
+            let bytes: &[u8; 2 * QK] = b[..2 * QK].try_into().unwrap_or(&[0; 2 * QK]);
+            for (o, c) in q.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
+            }
+            (1.0, 0.0)
+        }
+        GgmlDType::F16 => {
+            let bytes: &[u8; 2 * QK] = b[..2 * QK].try_into().unwrap_or(&[0; 2 * QK]);
+            for (o, c) in q.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = h(u16::from_le_bytes([c[0], c[1]]));
             }
             (1.0, 0.0)
         }
@@ -313,7 +332,7 @@ fn dequantize_rows(
             }
         };
     }
-    by_type!(Q4_0, Q4_1, Q5_0, Q8_0, Q4K, Q6K)
+    by_type!(Q4_0, Q4_1, Q5_0, Q8_0, Q4K, Q6K, BF16, F16)
 }
 
 #[inline(always)]
@@ -474,13 +493,10 @@ pub fn gemv_many(weights: &[GemvWeight], k: usize, x: &[f32]) -> Vec<Vec<f32>> {
         for (w, out) in weights.iter().zip(transposed.iter_mut()) {
             let bytes_per_row = w.data.len() / w.n.max(1);
             // Enough rows per task that thread hand-offs stay small next to the work.
-            // Dense f32 rows take more per task, so the kernel's prefetch of
+            // Dense rows take more per task, so the kernel's prefetch of
             // the next rows covers most of them (a multiple of its 4-row block).
-            let task_bytes = if w.dtype == GgmlDType::F32 {
-                65536
-            } else {
-                16384
-            };
+            let dense = matches!(w.dtype, GgmlDType::F32 | GgmlDType::BF16 | GgmlDType::F16);
+            let task_bytes = if dense { 65536 } else { 16384 };
             let rows_per_task = (task_bytes / bytes_per_row.max(1)).clamp(8, w.n.max(8)) / 4 * 4;
             for (o, d) in out
                 .chunks_mut(rows_per_task * m)
@@ -539,6 +555,8 @@ mod tests {
             GgmlDType::Q4K,
             GgmlDType::Q6K,
             GgmlDType::F32,
+            GgmlDType::BF16,
+            GgmlDType::F16,
         ] {
             let q = QTensor::quantize(&dense, dtype).unwrap();
             let deq = q.dequantize(&Device::Cpu).unwrap();

@@ -207,29 +207,36 @@ pub(super) fn gemv_outputs<'b>(
         .collect()
 }
 
-/// The products of dense f32 projections that share the input `x`, for a few
-/// rows (decoding), through the same kernel as the quantized ones: each weight
-/// row is read once for every row of `x`, and a row's result does not depend
-/// on the others. `None` where it does not apply (another dtype or device,
-/// many rows, a width the kernel's blocks do not divide), so the caller uses
-/// the GEMM.
+/// The products of dense projections (f32, bf16 or f16 weights) that share
+/// the input `x`, for a few rows (decoding), through the same kernel as the
+/// quantized ones: each weight row is read once for every row of `x` (a
+/// half-precision one widened in registers, with f32 sums), and a row's result
+/// does not depend on the others. `None` where it does not apply (another
+/// device, many rows, a width the kernel's blocks do not divide), so the
+/// caller uses the GEMM.
 pub fn dense_forward_many(
     linears: &[&candle_nn::Linear],
     x: &Tensor,
     max_rows: usize,
 ) -> Option<candle_core::Result<Vec<Tensor>>> {
+    use candle_core::quantized::GgmlDType;
     use candle_core::{CpuStorage, Storage};
     let first = linears.first()?;
     let (_, in_dim) = first.weight().dims2().ok()?;
     let rows = x.elem_count() / in_dim.max(1);
-    let block =
-        crate::kernels::quantized_gemv::block_weights(candle_core::quantized::GgmlDType::F32);
+    let dtype = match first.weight().dtype() {
+        DType::F32 => GgmlDType::F32,
+        DType::BF16 => GgmlDType::BF16,
+        DType::F16 => GgmlDType::F16,
+        _ => return None,
+    };
+    let block = crate::kernels::quantized_gemv::block_weights(dtype);
     let usable = x.device().is_cpu()
-        && x.dtype() == DType::F32
+        && (x.dtype() == DType::F32 || x.dtype() == first.weight().dtype())
         && rows <= max_rows.min(DECODE_ROWS)
         && in_dim % block == 0
         && linears.iter().all(|l| {
-            l.weight().dtype() == DType::F32
+            l.weight().dtype() == first.weight().dtype()
                 && l.weight().is_contiguous()
                 && l.weight().dims2().is_ok_and(|(_, k)| k == in_dim)
         });
@@ -237,23 +244,28 @@ pub fn dense_forward_many(
         return None;
     }
     Some((|| {
-        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let guards: Vec<_> = linears
             .iter()
             .map(|l| l.weight().storage_and_layout())
             .collect();
         let mut weights = Vec::with_capacity(linears.len());
         for ((storage, layout), l) in guards.iter().zip(linears) {
-            let Storage::Cpu(CpuStorage::F32(data)) = &**storage else {
-                candle_core::bail!("a dense f32 weight not in CPU f32 storage");
-            };
             let n = l.weight().dims()[0];
-            let start = layout.start_offset();
-            weights.push(crate::kernels::quantized_gemv::GemvWeight {
-                dtype: candle_core::quantized::GgmlDType::F32,
-                data: bytemuck::cast_slice(&data[start..start + n * in_dim]),
-                n,
-            });
+            let (start, end) = (layout.start_offset(), layout.start_offset() + n * in_dim);
+            let data: &[u8] = match &**storage {
+                Storage::Cpu(CpuStorage::F32(d)) => bytemuck::cast_slice(&d[start..end]),
+                Storage::Cpu(CpuStorage::BF16(d)) => {
+                    use half::slice::HalfFloatSliceExt;
+                    bytemuck::cast_slice(d[start..end].reinterpret_cast())
+                }
+                Storage::Cpu(CpuStorage::F16(d)) => {
+                    use half::slice::HalfFloatSliceExt;
+                    bytemuck::cast_slice(d[start..end].reinterpret_cast())
+                }
+                _ => candle_core::bail!("a dense weight not in CPU f32, bf16 or f16 storage"),
+            };
+            weights.push(crate::kernels::quantized_gemv::GemvWeight { dtype, data, n });
         }
         let outs = crate::kernels::quantized_gemv::gemv_many(&weights, in_dim, &xs);
         gemv_outputs(x, rows, outs, linears.iter().map(|l| l.bias()))
