@@ -11,3 +11,10 @@ if [ -z "${ALIGNTDS_VLLM_URLS:-}" ] && [ "${ALIGNTDS_SKIP_VLLM:-}" != 1 ]; then
   set -a; . target/vllm-servers.env; set +a
 fi
 cargo test --release --workspace --locked "$@"
+# Every kernel path on this CPU: the engine's tests again with the runtime
+# dispatch capped lower (AVX-512 without AVX512-BF16, AVX2, none); a level
+# above what the CPU has runs what it has.
+for level in avx512 avx2 portable; do
+  echo "== engine tests with ALIGNTDS_CPU=$level"
+  ALIGNTDS_CPU=$level cargo test --release -p aligntds-engine --locked
+done

@@ -110,11 +110,22 @@ impl LanguageModel {
     }
 
     /// Whether a decode step computes each sequence's states as it would
-    /// decoding that sequence alone (f32 and quantized weights on the CPU,
-    /// whose decode kernels take row by row), so scores taken from a batched
-    /// generation's states do not depend on the batch. Not in bf16 or f16.
+    /// decoding that sequence alone (on the CPU with f32 activations: f32,
+    /// quantized and packed bf16 weights, whose kernels take row by row), so
+    /// scores taken from a batched generation's states do not depend on the
+    /// batch. Not where the activations are bf16 or f16.
     pub fn decode_rows_independent(&self) -> bool {
         self.decoder.device().is_cpu() && self.decoder.dtype() == DType::F32
+    }
+
+    /// Whether scores taken from a generation's kept states equal a
+    /// teacher-forced pass's up to f32 rounding (f32 and quantized weights).
+    /// Packed bf16 weights round each product's activations to bf16, which
+    /// turns the two passes' last-bit differences into hundredths (0.2 at
+    /// most on the real-model test, against 2e-5 in f32): a study
+    /// teacher-forces there.
+    pub fn generation_scores_match_forcing(&self) -> bool {
+        self.decode_rows_independent() && self.decoder.weights_dtype() == DType::F32
     }
 
     /// The log-distributions of a sequence whose forward pass has run.

@@ -124,17 +124,10 @@ mod avx512 {
     }
 }
 
-/// Whether this CPU runs the blocked kernel (AVX-512F); elsewhere the generic
+/// Whether this CPU runs the blocked kernel (AVX-512); elsewhere the generic
 /// loop of quantized_gemv serves f32 too.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::simd::has_avx512()
 }
 
 /// `out[j * m + r] = Σ_k w[j][k] x[r][k]` for weight rows `w` (`[rows, k]`)

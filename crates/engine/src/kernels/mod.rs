@@ -13,6 +13,7 @@
 pub(crate) mod cpu_ops;
 pub(crate) mod dense_gemv;
 pub(crate) mod fastmath;
+pub(crate) mod packed_bf16;
 pub(crate) mod packed_gemm;
 pub(crate) mod quantized_gemv;
 pub(crate) mod simd;

@@ -12,35 +12,38 @@
 //!
 //! Layout: panel `p` holds output columns `p * NR .. p * NR + NR` as `[k][NR]`
 //! (the last panel padded with zero columns), so the kernel reads a panel
-//! front to back while broadcasting one activation per row and step.
+//! front to back while broadcasting one activation per row and step. A bf16
+//! weight is packed the same way in pairs of `k` (see packed_bf16).
 
 use rayon::prelude::*;
 
+use super::packed_bf16;
+
 /// Output columns per panel: two AVX-512 vectors.
-const NR: usize = 32;
+pub(super) const NR: usize = 32;
 /// Activation rows per register block: 2 x 12 accumulators, two weight
 /// vectors and a broadcast within AVX-512's 32 registers.
-const MR: usize = 12;
+pub(super) const MR: usize = 12;
 
 /// A weight `[n, k]` (output rows of `k` inputs) in column panels.
 pub struct PackedWeight {
     n: usize,
     k: usize,
-    panels: Vec<f32>,
+    panels: Panels,
+}
+
+/// The panels' values: f32, or bf16 pairs (see packed_bf16).
+#[derive(PartialEq)]
+enum Panels {
+    F32(Vec<f32>),
+    Bf16(Vec<u32>),
 }
 
 impl PackedWeight {
     /// Whether this CPU runs the packed kernel (AVX-512F); elsewhere
     /// projections keep candle's layout and GEMM.
     pub fn available() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        super::simd::has_avx512()
     }
 
     /// Packs the row-major weight `w` (`n` rows of `k`).
@@ -53,7 +56,58 @@ impl PackedWeight {
         );
         let mut panels = vec![0f32; n.div_ceil(NR) * k * NR];
         fill_panels(w, n, k, &mut panels);
-        Self { n, k, panels }
+        Self {
+            n,
+            k,
+            panels: Panels::F32(panels),
+        }
+    }
+
+    /// Whether this CPU runs the bf16 kernel (see packed_bf16).
+    pub fn available_bf16() -> bool {
+        packed_bf16::available()
+    }
+
+    /// Packs the row-major bf16 weight `w` (`n` rows of `k`, as bits) in pairs.
+    pub fn pack_bf16(w: &[u16], n: usize, k: usize) -> Self {
+        assert_eq!(
+            w.len(),
+            n * k,
+            "weight of {} values is not {n} x {k}",
+            w.len()
+        );
+        let mut panels = vec![0u32; n.div_ceil(NR) * packed_bf16::pair_count(k) * NR];
+        packed_bf16::fill_pair_panels(w, n, k, &mut panels);
+        Self {
+            n,
+            k,
+            panels: Panels::Bf16(panels),
+        }
+    }
+
+    /// [`Self::pack_rows`] for a bf16 weight whose rows come in f32 (a GGUF
+    /// file's), rounded to bf16 as a bf16 load rounds them.
+    pub fn pack_rows_bf16<E>(
+        n: usize,
+        k: usize,
+        mut rows: impl FnMut(usize, usize) -> Result<Vec<f32>, E>,
+    ) -> Result<Self, E> {
+        let k2 = packed_bf16::pair_count(k);
+        let per_block = ((8 << 20) / (4 * k2 * NR).max(1)).max(1);
+        let mut panels = vec![0u32; n.div_ceil(NR) * k2 * NR];
+        for (b, chunk) in panels.chunks_mut(per_block * k2 * NR).enumerate() {
+            let r0 = b * per_block * NR;
+            let count = (per_block * NR).min(n - r0);
+            let block = rows(r0, count)?;
+            assert_eq!(block.len(), count * k, "rows {r0}.. of a {n} x {k} weight");
+            let bits: Vec<u16> = block.iter().map(|&v| packed_bf16::bf16_bits(v)).collect();
+            packed_bf16::fill_pair_panels(&bits, count, k, chunk);
+        }
+        Ok(Self {
+            n,
+            k,
+            panels: Panels::Bf16(panels),
+        })
     }
 
     /// Packs a weight read in row blocks: `rows(r0, count)` gives rows
@@ -82,7 +136,11 @@ impl PackedWeight {
             assert_eq!(block.len(), count * k, "rows {r0}.. of a {n} x {k} weight");
             fill_panels(&block, count, k, chunk);
         }
-        Ok(Self { n, k, panels })
+        Ok(Self {
+            n,
+            k,
+            panels: Panels::F32(panels),
+        })
     }
 
     /// Output rows.
@@ -95,11 +153,16 @@ impl PackedWeight {
         self.k
     }
 
-    /// Weight row `j` (`k` values), as a token embedding looks it up.
+    /// Weight row `j` (`k` values, bf16 ones widened), as a token embedding looks it up.
     pub fn row(&self, j: usize) -> Vec<f32> {
-        let (p, c) = (j / NR, j % NR);
-        let panel = &self.panels[p * self.k * NR..(p + 1) * self.k * NR];
-        (0..self.k).map(|i| panel[i * NR + c]).collect()
+        match &self.panels {
+            Panels::F32(panels) => {
+                let (p, c) = (j / NR, j % NR);
+                let panel = &panels[p * self.k * NR..(p + 1) * self.k * NR];
+                (0..self.k).map(|i| panel[i * NR + c]).collect()
+            }
+            Panels::Bf16(panels) => packed_bf16::row(panels, self.k, j),
+        }
     }
 
     /// `x · Wᵀ` for `m` rows of `x` (`[m, k]`): `[m, n]`.
@@ -180,6 +243,12 @@ fn products(weights: &[&PackedWeight], x: &[f32], m: usize, outs: &mut [&mut Vec
         .enumerate()
         .flat_map(|(i, w)| (0..w.n.div_ceil(NR)).map(move |p| (i, p)))
         .collect();
+    // bf16 panels take the activations as bf16 pairs, converted once.
+    let pairs = weights
+        .iter()
+        .any(|w| matches!(w.panels, Panels::Bf16(_)))
+        .then(|| packed_bf16::activation_pairs(x, m, k));
+    let k2 = packed_bf16::pair_count(k);
     // Panels per task: enough work (about 2^18 multiply-adds) that handing a
     // task to a thread costs little next to it, as in a one-row decode step.
     let per_task = (1usize << 18).div_ceil(m.max(1) * k.max(1) * NR);
@@ -189,11 +258,23 @@ fn products(weights: &[&PackedWeight], x: &[f32], m: usize, outs: &mut [&mut Vec
         .for_each(|(i, p)| {
             let w = weights[i];
             let cols = NR.min(w.n - p * NR);
-            let panel = &w.panels[p * k * NR..(p + 1) * k * NR];
             // SAFETY: the buffer has room for `m * w.n` values and this task
             // writes columns `p * NR .. p * NR + cols` of each row, which no
             // other task writes; the buffers outlive every task.
-            unsafe { panel_product(x, m, k, panel, ptrs[i].0.add(p * NR), w.n, cols) };
+            let out = unsafe { ptrs[i].0.add(p * NR) };
+            match (&w.panels, &pairs) {
+                (Panels::F32(panels), _) => {
+                    let panel = &panels[p * k * NR..(p + 1) * k * NR];
+                    // SAFETY: as above.
+                    unsafe { panel_product(x, m, k, panel, out, w.n, cols) };
+                }
+                (Panels::Bf16(panels), Some(pairs)) => {
+                    let panel = &panels[p * k2 * NR..(p + 1) * k2 * NR];
+                    // SAFETY: as above.
+                    unsafe { packed_bf16::panel_product(pairs, m, k2, panel, out, w.n, cols) };
+                }
+                (Panels::Bf16(_), None) => unreachable!("pairs are made for bf16 panels"),
+            }
         });
     for (out, w) in outs.iter_mut().zip(weights) {
         // SAFETY: the tasks above wrote all `m * w.n` values (every panel's
@@ -357,7 +438,7 @@ mod tests {
         })
         .unwrap_or_else(|()| unreachable!());
         assert_eq!(asked, [(0, 32), (32, 32), (64, 6)]);
-        assert_eq!(blocks.panels, whole.panels);
+        assert!(blocks.panels == whole.panels);
     }
 
     #[test]

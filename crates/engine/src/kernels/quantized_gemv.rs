@@ -435,11 +435,7 @@ fn rows(
         }
     } else {
         #[cfg(target_arch = "x86_64")]
-        if super::dense_gemv::available()
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if super::dense_gemv::available() {
             // SAFETY: every feature the function enables was detected on this CPU just above.
             #[allow(unsafe_code)]
             if unsafe { rows_avx512_tiled(dtype, rows, bytes_per_row, x, out) } {
@@ -449,18 +445,11 @@ fn rows(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if super::simd::has_avx512() {
             // SAFETY: every feature the function enables was detected on this CPU just above.
             return unsafe { rows_avx512(dtype, rows, bytes_per_row, x, xsums, out) };
         }
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if super::simd::has_avx2() {
             // SAFETY: as above.
             return unsafe { rows_avx2(dtype, rows, bytes_per_row, x, xsums, out) };
         }

@@ -39,16 +39,103 @@ macro_rules! widest {
     };
 }
 
-/// Whether this CPU runs AVX-512F, AVX2 and FMA (cached by std after the first call).
-#[cfg(target_arch = "x86_64")]
-pub fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f") && has_avx2()
+/// Instruction sets the kernels may use, lowest first. `ALIGNTDS_CPU` caps
+/// what the CPU offers (`portable`, `avx2`, `avx512`; unset or `native`: all
+/// it has), so every path can be run and tested on a CPU that has the widest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// No runtime-dispatched SIMD: the loops as the baseline build compiles them.
+    Portable,
+    /// AVX2 and FMA (and F16C), no AVX-512.
+    Avx2,
+    /// AVX-512 (F, BW, VL), without AVX512-BF16.
+    Avx512,
+    /// AVX-512 with AVX512-BF16 (the packed bf16 kernel).
+    Avx512Bf16,
 }
 
-/// Whether this CPU runs AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Portable => "portable",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+            Level::Avx512Bf16 => "avx512-bf16",
+        }
+    }
+}
+
+/// The cap `ALIGNTDS_CPU` sets (read once); an unknown value is refused
+/// loudly at the first kernel call rather than ignored.
+fn cap() -> Level {
+    static CAP: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| match std::env::var("ALIGNTDS_CPU").as_deref() {
+        Err(_) | Ok("") | Ok("native") => Level::Avx512Bf16,
+        Ok("avx512") => Level::Avx512,
+        Ok("avx2") => Level::Avx2,
+        Ok("portable") => Level::Portable,
+        Ok(other) => panic!(
+            "ALIGNTDS_CPU={other}: use native, avx512, avx2 or portable (kernels capped at that level)"
+        ),
+    })
+}
+
+/// The widest level the kernels use here: what the CPU has, under the cap.
+pub fn level() -> Level {
+    if has_avx512_bf16() {
+        Level::Avx512Bf16
+    } else if has_avx512() {
+        Level::Avx512
+    } else if has_avx2() {
+        Level::Avx2
+    } else {
+        Level::Portable
+    }
+}
+
+/// Whether kernels may use AVX-512 (F, BW, VL) with AVX2, FMA and F16C.
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cap() >= Level::Avx512
+            && has_avx2()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether kernels may use AVX2, FMA and F16C.
 pub fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    #[cfg(target_arch = "x86_64")]
+    {
+        cap() >= Level::Avx2
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether kernels may use AVX512-BF16 (with AVX-512).
+pub fn has_avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cap() >= Level::Avx512Bf16
+            && has_avx512()
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use crate::error::{EngineError, Result};
 use crate::kernels::cpu_ops::{CausalSoftmax, GatedActivation};
 use crate::models::kv_cache::LayerCache;
 pub use crate::models::kv_cache::{KvCache, Segment};
-use crate::models::projections::{linear, linear_part, packs, rms_norm, Linear, Weights};
+use crate::models::projections::{
+    compute_dtype, linear, linear_part, packs, rms_norm, Linear, Weights,
+};
 pub use crate::models::projections::{QuantizedWeights, RowSource};
 use crate::models::quantized_linear::{QuantizedLinear, TokenEmbedding, DECODE_ROWS, PASS_ROWS};
 use crate::models::rope;
@@ -449,7 +451,10 @@ pub struct Decoder {
     rope_full: RopeFrequencies,
     rope_sliding: RopeFrequencies,
     device: Device,
+    /// The activations' dtype (see `compute_dtype`).
     dtype: DType,
+    /// The dense weights' dtype as loaded (f32 for quantized models' others).
+    weights_dtype: DType,
 }
 
 impl Decoder {
@@ -465,6 +470,7 @@ impl Decoder {
             vb: vb.clone(),
             quantized,
             rows,
+            compute: compute_dtype(&vb),
         };
         let model = root.pp("model");
         // A tied output projection is packed once and the embedding looks its
@@ -549,7 +555,8 @@ impl Decoder {
             rope_full: RopeFrequencies::new(&cfg.rope_full, cfg.head_dim),
             rope_sliding: RopeFrequencies::new(&cfg.rope_sliding, cfg.head_dim),
             device: vb.device().clone(),
-            dtype: vb.dtype(),
+            dtype: root.compute,
+            weights_dtype: vb.dtype(),
             embed,
             layers,
             norm,
@@ -568,6 +575,10 @@ impl Decoder {
 
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    pub fn weights_dtype(&self) -> DType {
+        self.weights_dtype
     }
 
     /// Width of the logits: the embedding's row count, which may exceed the tokenizer's vocabulary.

@@ -1,6 +1,6 @@
 //! The decoder's projections and how their weights load: dense (candle's
-//! layout and GEMM), packed f32 panels (see packed_gemm), or kept quantized
-//! (see quantized_linear), each by Hugging Face name.
+//! layout and GEMM), packed f32 or bf16 panels (see packed_gemm), or kept
+//! quantized (see quantized_linear), each by Hugging Face name.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +17,8 @@ use crate::models::quantized_linear::{dense_forward_many, gemv_outputs, Quantize
 /// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
 pub type QuantizedWeights = HashMap<String, Arc<QTensor>>;
 
-/// A projection: dense weights, packed f32 ones (CPU with AVX-512), or quantized ones.
+/// A projection: dense weights, packed f32 or bf16 ones (CPU with AVX-512,
+/// and AVX512-BF16 for bf16), or quantized ones.
 pub(super) enum Linear {
     Dense(candle_nn::Linear),
     /// `counted`: false for an output projection tied to the (already counted) embedding.
@@ -129,10 +130,28 @@ fn packed_forward_many(
     gemv_outputs(x, rows, outs, linears.iter().map(|(_, bias)| *bias))
 }
 
-/// Whether dense weights loaded this way are packed for the packed kernel:
-/// f32 on a CPU that runs it.
+/// Whether dense weights loaded this way are packed for the packed kernels:
+/// f32 or bf16 on a CPU that runs the kernel for it.
 pub(super) fn packs(vb: &VarBuilder) -> bool {
-    vb.device().is_cpu() && vb.dtype() == DType::F32 && PackedWeight::available()
+    vb.device().is_cpu()
+        && match vb.dtype() {
+            DType::F32 => PackedWeight::available(),
+            DType::BF16 => PackedWeight::available_bf16(),
+            _ => false,
+        }
+}
+
+/// The dtype activations are computed in: the weights' own, except that bf16
+/// weights packed for the bf16 kernel are multiplied with f32 activations
+/// (rounded to bf16 pairs inside the product, outputs summed and kept in
+/// f32), so attention, norms and activations run the fused f32 kernels, and
+/// the results stand closer to f32 than a model rounded to bf16 throughout.
+pub(super) fn compute_dtype(vb: &VarBuilder) -> DType {
+    if vb.dtype() == DType::BF16 && packs(vb) {
+        DType::F32
+    } else {
+        vb.dtype()
+    }
 }
 
 /// A weight `[n, k]` from its tensor, packed straight from the tensor's
@@ -143,17 +162,20 @@ fn pack(weight: &Tensor) -> Result<Arc<PackedWeight>> {
     let (n, k) = weight.dims2()?;
     let weight = weight.contiguous()?;
     let (storage, layout) = weight.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-        return Err(
-            candle_core::Error::Msg("a packed weight must be f32 on the CPU".into()).into(),
-        );
-    };
-    let start = layout.start_offset();
-    Ok(Arc::new(PackedWeight::pack(
-        &data[start..start + n * k],
-        n,
-        k,
-    )))
+    let range = layout.start_offset()..layout.start_offset() + n * k;
+    Ok(Arc::new(match &*storage {
+        Storage::Cpu(CpuStorage::F32(data)) => PackedWeight::pack(&data[range], n, k),
+        Storage::Cpu(CpuStorage::BF16(data)) => {
+            use half::slice::HalfFloatSliceExt;
+            PackedWeight::pack_bf16(data[range].reinterpret_cast(), n, k)
+        }
+        _ => {
+            return Err(candle_core::Error::Msg(
+                "a packed weight must be f32 or bf16 on the CPU".into(),
+            )
+            .into())
+        }
+    }))
 }
 
 /// Row blocks of a weight, read without materialising the whole tensor:
@@ -172,6 +194,8 @@ pub(super) struct Weights<'a> {
     pub(super) vb: VarBuilder<'a>,
     pub(super) quantized: Option<&'a QuantizedWeights>,
     pub(super) rows: Option<&'a dyn RowSource>,
+    /// The activations' dtype (see [`compute_dtype`]): norms and biases load in it.
+    pub(super) compute: DType,
 }
 
 impl Weights<'_> {
@@ -180,6 +204,7 @@ impl Weights<'_> {
             vb: self.vb.pp(name),
             quantized: self.quantized,
             rows: self.rows,
+            compute: self.compute,
         }
     }
 
@@ -208,11 +233,12 @@ impl Weights<'_> {
                     }
                     .into());
                 }
-                return Ok(Arc::new(PackedWeight::pack_rows(
-                    rows.len(),
-                    k,
-                    |r0, count| source.rows(full, rows.start + r0, count),
-                )?));
+                let read = |r0, count| source.rows(full, rows.start + r0, count);
+                return Ok(Arc::new(if self.vb.dtype() == DType::BF16 {
+                    PackedWeight::pack_rows_bf16(rows.len(), k, read)?
+                } else {
+                    PackedWeight::pack_rows(rows.len(), k, read)?
+                }));
             }
         }
         let weight = self.vb.get((n, k), name)?;
@@ -254,7 +280,7 @@ pub(super) fn linear_part(
         if !bias {
             return Ok(None);
         }
-        let b = w.vb.pp(name).get(total_out, "bias")?;
+        let b = w.vb.pp(name).get(total_out, "bias")?.to_dtype(w.compute)?;
         Ok(Some(if whole {
             b
         } else {
@@ -303,7 +329,7 @@ pub(super) fn linear_part(
 
 /// RMSNorm; Gemma's scales by (1 + weight), folded into the weight here.
 pub(super) fn rms_norm(w: &Weights, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
-    let weight = w.vb.pp(name).get(size, "weight")?;
+    let weight = w.vb.pp(name).get(size, "weight")?.to_dtype(w.compute)?;
     let weight = if cfg.switches.norm_weight_offset {
         (weight + 1.0)?
     } else {

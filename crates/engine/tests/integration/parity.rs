@@ -277,3 +277,19 @@ fn the_added_architectures_load_in_every_dtype() {
         }
     }
 }
+
+/// Which kernels ran is printed, and `ALIGNTDS_CPU` caps them: scripts/test.sh
+/// runs these tests again at each lower level, so every path is checked on a
+/// CPU that has the widest.
+#[test]
+fn the_kernel_level_is_what_the_cpu_has_under_aligntds_cpu() {
+    use aligntds_engine::math::{level, Level};
+    let cap = std::env::var("ALIGNTDS_CPU").ok();
+    eprintln!("kernels at level {} (ALIGNTDS_CPU={cap:?})", level().name());
+    match cap.as_deref() {
+        Some("portable") => assert_eq!(level(), Level::Portable),
+        Some("avx2") => assert!(level() <= Level::Avx2, "{:?}", level()),
+        Some("avx512") => assert!(level() <= Level::Avx512, "{:?}", level()),
+        _ => {}
+    }
+}

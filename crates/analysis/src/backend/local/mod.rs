@@ -209,10 +209,11 @@ impl Backend for LocalBackend {
     ) -> Result<Option<Box<dyn Scored + 'a>>, BackendError> {
         let answer = tokens.get(answer_start..).unwrap_or_default();
         let width = self.model.config().hidden_size;
-        // In bf16 or f16 a batched step's states depend on the batch: there
-        // a teacher-forced pass keeps the scores independent of it.
+        // Where a batched step's states depend on the batch (bf16 or f16
+        // activations), or scores from them stray from teacher forcing (bf16
+        // weights), a teacher-forced pass scores the answer.
         if answer_start == 0
-            || !self.model.decode_rows_independent()
+            || !self.model.generation_scores_match_forcing()
             || !generation.tokens.starts_with(answer)
             || generation.hidden_states.len() < answer.len() * width
         {
