@@ -9,7 +9,13 @@ GGUF files (it dequantizes them to f32). Dev time only:
 Writes fixtures/real/<name>.json: per position top-20 ids and log-probabilities
 for a few chat and plain sequences, tokenizations of a varied text sample, the
 rendered chat template (SmolLM2) and a 64-token greedy generation.
+
+`--bf16` instead writes fixtures/real/<name>.bf16.json: the same sequences
+scored by transformers in bf16 (the GGUF dequantized to bf16), at the ids of
+<name>.json's f32 top-20 and target, and how far those are from f32: the bar aligntds's
+bf16 is held to (no further from f32 than transformers' own bf16).
 """
+import sys
 import json
 from pathlib import Path
 
@@ -85,7 +91,43 @@ def build(name, gguf_file, chat):
     print(f"wrote fixtures/real/{name}.json")
 
 
+def build_bf16(name, gguf_file):
+    import subprocess
+    import tempfile
+
+    golden = json.loads((OUT / f"{name}.json").read_text())
+    # transformers keeps a GGUF file's weights quantized whatever dtype is asked
+    # for, so the file goes through an f32 checkpoint first (as for vLLM), and
+    # that loads with its weights rounded to bf16, as aligntds --dtype bf16 does.
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "vllm_checkpoint.py"), str(MODELS / gguf_file), folder],
+                       check=True, stdout=subprocess.DEVNULL)
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
+    sequences, worst = [], 0.0
+    for seq in golden["sequences"]:
+        ids, start = seq["tokens"], seq["start"]
+        with torch.no_grad():
+            # As a bf16 user computes them: bf16 logits, log-softmax in f32.
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
+        rows = []
+        for t, pos in zip(range(start, len(ids)), seq["positions"]):
+            got = [round(logp[t - 1, i].item(), 6) for i in pos["top_ids"]]
+            target = round(logp[t - 1, ids[t]].item(), 6)
+            worst = max(worst, abs(target - pos["target_logprob"]),
+                        max(abs(a - b) for a, b in zip(got, pos["top_logprobs"])))
+            rows.append({"top_logprobs": got, "target_logprob": target})
+        sequences.append({"positions": rows})
+    out = {"transformers": transformers.__version__, "torch": torch.__version__, "file": gguf_file,
+           "max_abs_delta_from_f32": round(worst, 6), "sequences": sequences}
+    (OUT / f"{name}.bf16.json").write_text(json.dumps(out) + "\n")
+    print(f"wrote fixtures/real/{name}.bf16.json: transformers bf16 within {worst:.4f} of f32 (top-20 and target)")
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
-    build("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", chat=True)
-    build("gemma3", "gemma-3-270m-q4_k_m.gguf", chat=False)
+    if "--bf16" in sys.argv:
+        build_bf16("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        build_bf16("gemma3", "gemma-3-270m-q4_k_m.gguf")
+    else:
+        build("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", chat=True)
+        build("gemma3", "gemma-3-270m-q4_k_m.gguf", chat=False)

@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use super::packed_gemm::{MR, NR};
 
-/// Whether this CPU runs the bf16 kernel (AVX-512F and AVX512-BF16); elsewhere
-/// bf16 projections keep candle's layout (and the decode kernel).
+/// Whether this CPU runs `vdpbf16ps` (AVX-512F and AVX512-BF16); elsewhere
+/// the pairs are widened to f32 for the same products.
 pub fn available() -> bool {
     super::simd::has_avx512_bf16()
 }
@@ -124,20 +124,91 @@ pub(super) unsafe fn panel_product(
         }
         return;
     }
-    // Portable loop, in the order Intel defines `vdpbf16ps` (the odd element's
-    // product added first, then the even one's; bf16 products are exact in f32).
-    for r in 0..m {
-        let xr = &x[r * k2..(r + 1) * k2];
-        for c in 0..cols {
-            let mut acc = 0f32;
-            for (i, &xw) in xr.iter().enumerate() {
-                let w = panel[i * NR + c];
-                acc += widen((xw >> 16) as u16) * widen((w >> 16) as u16);
-                acc += widen(xw as u16) * widen(w as u16);
+    // Elsewhere the pairs are widened to f32 and multiplied in the same
+    // order, so every CPU computes the same bits.
+    let mut r0 = 0;
+    while r0 < m {
+        let rows = WIDENING_ROWS.min(m - r0);
+        let xs = &x[r0 * k2..(r0 + rows) * k2];
+        let mut acc = [[0f32; NR]; WIDENING_ROWS];
+        macro_rules! run {
+            ($($r:literal)*) => {
+                match rows {
+                    $($r => {
+                        let mut part = [[0f32; NR]; $r];
+                        widening::<$r>(xs, k2, panel, &mut part);
+                        acc[..$r].copy_from_slice(&part);
+                    })*
+                    _ => widening::<WIDENING_ROWS>(xs, k2, panel, &mut acc),
+                }
+            };
+        }
+        run!(1 2 3);
+        for (r, row) in acc.iter().take(rows).enumerate() {
+            for (c, &v) in row.iter().take(cols).enumerate() {
+                *out.add((r0 + r) * ld + c) = v;
             }
-            *out.add(r * ld + c) = acc;
+        }
+        r0 += rows;
+    }
+}
+
+/// Activation rows per block of the widening kernel.
+const WIDENING_ROWS: usize = 4;
+
+/// `R` rows of activation pairs against one pair panel, widened to f32, in
+/// the order Intel defines `vdpbf16ps`: per pair, the odd element's product
+/// added first, then the even one's (a bf16 product is exact in f32, and Rust
+/// never fuses the add, so this equals the instruction bit for bit). Written
+/// so the compiler vectorises across the panel's columns; compiled for the
+/// widest vectors this CPU has.
+#[inline(always)]
+fn widening_kernel<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mut [[f32; NR]; R]) {
+    for (i, words) in panel.chunks_exact(NR).take(k2).enumerate() {
+        let words: &[u32; NR] = words.try_into().unwrap_or(&[0; NR]);
+        let (mut odd, mut even) = ([0f32; NR], [0f32; NR]);
+        for c in 0..NR {
+            odd[c] = f32::from_bits(words[c] & 0xffff_0000);
+            even[c] = f32::from_bits(words[c] << 16);
+        }
+        for (r, a) in acc.iter_mut().enumerate() {
+            let xw = x[r * k2 + i];
+            let (xo, xe) = (f32::from_bits(xw & 0xffff_0000), f32::from_bits(xw << 16));
+            for c in 0..NR {
+                a[c] += xo * odd[c];
+                a[c] += xe * even[c];
+            }
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn widening_avx512<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mut [[f32; NR]; R]) {
+    widening_kernel(x, k2, panel, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn widening_avx2<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mut [[f32; NR]; R]) {
+    widening_kernel(x, k2, panel, acc)
+}
+
+/// The widening kernel for the widest vectors the CPU has (under ALIGNTDS_CPU).
+#[allow(unsafe_code)]
+fn widening<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mut [[f32; NR]; R]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::simd::has_avx512() {
+            // SAFETY: AVX-512F, AVX2 and FMA were detected (has_avx512 checks them).
+            return unsafe { widening_avx512(x, k2, panel, acc) };
+        }
+        if super::simd::has_avx2() {
+            // SAFETY: AVX2 and FMA were detected.
+            return unsafe { widening_avx2(x, k2, panel, acc) };
+        }
+    }
+    widening_kernel(x, k2, panel, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -243,11 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_computes_what_the_portable_loop_does() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX512-BF16, so only the portable loop runs");
-            return;
-        }
+    fn every_path_computes_the_instructions_order_to_the_bit() {
         let (n, k, m) = (70, 130, 29);
         let (w, x) = (bf16_values(n * k, 3), bf16_values(m * k, 4));
         let bits: Vec<u16> = w.iter().map(|&v| bf16_bits(v)).collect();
@@ -255,8 +322,8 @@ mod tests {
         let mut panels = vec![0u32; n.div_ceil(NR) * k2 * NR];
         fill_pair_panels(&bits, n, k, &mut panels);
         let pairs = activation_pairs(&x, m, k);
-        let kernel = pack(&w, n, k).matmul(&x, m);
-        let mut portable = vec![0f32; m * n];
+        // The definition: per pair, odd product then even product, f32 adds.
+        let mut want = vec![0f32; m * n];
         for (p, panel) in panels.chunks(k2 * NR).enumerate() {
             let cols = NR.min(n - p * NR);
             for r in 0..m {
@@ -267,14 +334,37 @@ mod tests {
                         acc += widen((xw >> 16) as u16) * widen((ww >> 16) as u16);
                         acc += widen(xw as u16) * widen(ww as u16);
                     }
-                    portable[r * n + p * NR + c] = acc;
+                    want[r * n + p * NR + c] = acc;
                 }
             }
         }
-        // Products of bf16 values are exact in f32 and the order is the one
-        // Intel defines, so the two agree to the bit (no denormals here).
-        for (i, (a, b)) in kernel.iter().zip(&portable).enumerate() {
-            assert_eq!(a.to_bits(), b.to_bits(), "output {i}: {a} vs {b}");
+        let same = |got: &[f32], want: &[f32], path: &str| {
+            for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{path}, output {i}: {a} vs {b}");
+            }
+        };
+        // The path this CPU takes (vdpbf16ps where it has AVX512-BF16).
+        let path = if available() { "vdpbf16ps" } else { "widening" };
+        eprintln!("packed bf16 on this CPU: {path}");
+        same(&pack(&w, n, k).matmul(&x, m), &want, path);
+        // The widening kernel, dispatched and as the baseline build compiles it.
+        let panel = &panels[..k2 * NR];
+        let rows = &pairs[..WIDENING_ROWS * k2];
+        let (mut dispatched, mut baseline) =
+            ([[0f32; NR]; WIDENING_ROWS], [[0f32; NR]; WIDENING_ROWS]);
+        widening(rows, k2, panel, &mut dispatched);
+        widening_kernel(rows, k2, panel, &mut baseline);
+        for r in 0..WIDENING_ROWS {
+            same(
+                &dispatched[r][..NR.min(n)],
+                &want[r * n..r * n + NR.min(n)],
+                "widening",
+            );
+            same(
+                &baseline[r][..NR.min(n)],
+                &want[r * n..r * n + NR.min(n)],
+                "widening, baseline",
+            );
         }
     }
 

@@ -63,11 +63,6 @@ impl PackedWeight {
         }
     }
 
-    /// Whether this CPU runs the bf16 kernel (see packed_bf16).
-    pub fn available_bf16() -> bool {
-        packed_bf16::available()
-    }
-
     /// Packs the row-major bf16 weight `w` (`n` rows of `k`, as bits) in pairs.
     pub fn pack_bf16(w: &[u16], n: usize, k: usize) -> Self {
         assert_eq!(

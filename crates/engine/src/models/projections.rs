@@ -131,12 +131,14 @@ fn packed_forward_many(
 }
 
 /// Whether dense weights loaded this way are packed for the packed kernels:
-/// f32 or bf16 on a CPU that runs the kernel for it.
+/// f32 on a CPU that runs the kernel (AVX-512), bf16 on any CPU (with
+/// `vdpbf16ps` where it has AVX512-BF16, widened to f32 in the same order
+/// elsewhere).
 pub(super) fn packs(vb: &VarBuilder) -> bool {
     vb.device().is_cpu()
         && match vb.dtype() {
             DType::F32 => PackedWeight::available(),
-            DType::BF16 => PackedWeight::available_bf16(),
+            DType::BF16 => true,
             _ => false,
         }
 }

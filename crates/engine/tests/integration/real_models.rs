@@ -160,3 +160,32 @@ fn quantized_scoring_matches_transformers_on_the_same_weights() {
         assert!(err <= REAL_TOLERANCE, "{name} q: {err}");
     }
 }
+
+/// bf16 is held to transformers' own bf16: on the same sequences, no further
+/// from the f32 goldens (top-20 and target log-probabilities) than
+/// transformers in bf16 is (fixtures/real/<name>.bf16.json, made by
+/// make_real_goldens.py --bf16 from the same weights rounded to bf16).
+#[test]
+fn real_models_in_bf16_stay_as_close_to_f32_as_transformers_bf16() {
+    for (name, file) in [("smollm2", SMOLLM2), ("gemma3", GEMMA3)] {
+        let Some(model) = real(file, DTypeChoice::Float(aligntds_engine::DType::BF16)) else {
+            return;
+        };
+        let theirs = golden(&format!("{name}.bf16"))["max_abs_delta_from_f32"]
+            .as_f64()
+            .unwrap();
+        let ours = golden(name)["sequences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            // bf16 may swap a top-1 that leads by less than its rounding.
+            .map(|seq| max_error_with(&model, seq, None, 0.5))
+            .fold(0f64, f64::max);
+        let kernels = aligntds_engine::math::level().name();
+        eprintln!("{name} bf16 ({kernels}): max |delta log-prob| from f32 {ours:.4}; transformers bf16 {theirs:.4}");
+        assert!(
+            ours <= theirs,
+            "{name}: {ours} from f32, transformers bf16 {theirs}"
+        );
+    }
+}
