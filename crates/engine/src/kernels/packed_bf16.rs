@@ -80,14 +80,39 @@ pub(super) fn activation_pairs(x: &[f32], m: usize, k: usize) -> Vec<u32> {
     let mut out = vec![0u32; m * k2];
     out.par_chunks_mut(k2)
         .zip(x.par_chunks(k.max(1)))
-        .for_each(|(o, row)| {
-            for (w, pair) in o.iter_mut().zip(row.chunks(2)) {
-                let hi = pair.get(1).map_or(0, |&v| bf16_bits(v) as u32);
-                *w = bf16_bits(pair[0]) as u32 | (hi << 16);
-            }
-        });
+        .for_each(|(o, row)| row_pairs(row, o));
     out
 }
+
+/// [`bf16_bits`] without a branch, so a row of them vectorises: rounds to
+/// nearest even on the 16 bits dropped, and keeps a NaN a quiet NaN.
+#[inline(always)]
+fn round_bits(bits: u32) -> u32 {
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    let nan = (bits & 0x7fff_ffff) > 0x7f80_0000;
+    if nan {
+        (bits >> 16) | 0x40
+    } else {
+        rounded
+    }
+}
+
+#[inline(always)]
+fn row_pairs_kernel(row: &[f32], out: &mut [u32]) {
+    let pairs = row.chunks_exact(2);
+    let tail = pairs.remainder().first().map(|v| round_bits(v.to_bits()));
+    for (o, pair) in out.iter_mut().zip(pairs) {
+        *o = round_bits(pair[0].to_bits()) | (round_bits(pair[1].to_bits()) << 16);
+    }
+    if let (Some(t), Some(last)) = (tail, out.last_mut()) {
+        *last = t;
+    }
+}
+
+crate::widest!(
+    /// One activation row as bf16 pairs (an odd last value paired with zero).
+    fn row_pairs(row: &[f32], out: &mut [u32]) = row_pairs_kernel
+);
 
 /// One pair panel against every row of the activation pairs `x` (`[m, k2]`):
 /// row `r`'s `cols` outputs go to `out + r * ld`.
@@ -383,6 +408,42 @@ mod tests {
         let both = matmul_many(&[&packed, &other], &x, m);
         assert_eq!(both[0], all);
         assert_eq!(both[1], other.matmul(&x, m));
+    }
+
+    #[test]
+    fn activations_round_to_bf16_as_the_half_crate_does() {
+        let mut values: Vec<f32> = (0..20_000)
+            .map(|i| f32::from_bits((i as u32).wrapping_mul(2_654_435_761)))
+            .collect();
+        values.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            1e-40,
+            f32::from_bits(0x3f80_8000), // a tie, rounds to even (down)
+            f32::from_bits(0x3f81_8000), // a tie, rounds to even (up)
+            f32::from_bits(0x7f7f_ffff), // rounds up to infinity
+        ]);
+        assert_eq!(
+            values.len() % 2,
+            1,
+            "an odd length: the last value pairs with zero"
+        );
+        let pairs = activation_pairs(&values, 1, values.len());
+        for (i, &v) in values.iter().enumerate() {
+            let word = pairs[i / 2];
+            let got = if i % 2 == 0 {
+                word as u16
+            } else {
+                (word >> 16) as u16
+            };
+            assert_eq!(got, bf16_bits(v), "{v:e} ({:#x})", v.to_bits());
+        }
+        assert_eq!(pairs.last().map(|w| w >> 16), Some(0));
     }
 
     #[test]
