@@ -273,23 +273,8 @@ mod avx512bf16 {
                 hi[r] = _mm512_dpbf16_ps(hi[r], xv, w1);
             }
         }
-        let mask_lo: __mmask16 = if cols >= 16 {
-            0xffff
-        } else {
-            (1u16 << cols) - 1
-        };
-        let mask_hi: __mmask16 = if cols >= NR {
-            0xffff
-        } else if cols > 16 {
-            (1u16 << (cols - 16)) - 1
-        } else {
-            0
-        };
-        for r in 0..R {
-            let o = out.add(r * ld);
-            _mm512_mask_storeu_ps(o, mask_lo, lo[r]);
-            _mm512_mask_storeu_ps(o.add(16), mask_hi, hi[r]);
-        }
+        // SAFETY: as this function's own contract.
+        super::super::packed_gemm::avx512::store::<R>(&lo, &hi, out, ld, cols);
     }
 }
 

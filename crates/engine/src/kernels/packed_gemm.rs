@@ -329,7 +329,7 @@ unsafe fn panel_product(
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-mod avx512 {
+pub(super) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::NR;
@@ -361,6 +361,22 @@ mod avx512 {
                 hi[r] = _mm512_fmadd_ps(xv, w1, hi[r]);
             }
         }
+        store::<R>(&lo, &hi, out, ld, cols);
+    }
+
+    /// Writes `R` rows of one panel's accumulators (`lo`: columns 0..16,
+    /// `hi`: 16..32), the first `cols` columns of each, to `out + r * ld`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available and `out + r * ld + c` writable for `c < cols`.
+    #[target_feature(enable = "avx512f")]
+    pub(in crate::kernels) unsafe fn store<const R: usize>(
+        lo: &[__m512; R],
+        hi: &[__m512; R],
+        out: *mut f32,
+        ld: usize,
+        cols: usize,
+    ) {
         let mask_lo: __mmask16 = if cols >= 16 {
             0xffff
         } else {
