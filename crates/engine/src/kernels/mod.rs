@@ -15,5 +15,6 @@ pub(crate) mod dense_gemv;
 pub(crate) mod fastmath;
 pub(crate) mod packed_bf16;
 pub(crate) mod packed_gemm;
+mod panels;
 pub(crate) mod quantized_gemv;
 pub(crate) mod simd;

@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::packed_gemm::{MR, NR};
+use super::panels::{MR, NR};
 
 /// Whether this CPU runs `vdpbf16ps` (AVX-512F and AVX512-BF16); elsewhere
 /// the pairs are widened to f32 for the same products.
@@ -34,7 +34,7 @@ pub(super) fn bf16_bits(v: f32) -> u16 {
     half::bf16::from_f32(v).to_bits()
 }
 
-fn widen(bits: u16) -> f32 {
+pub(super) fn widen(bits: u16) -> f32 {
     f32::from_bits((bits as u32) << 16)
 }
 
@@ -274,13 +274,12 @@ mod avx512bf16 {
             }
         }
         // SAFETY: as this function's own contract.
-        super::super::packed_gemm::avx512::store::<R>(&lo, &hi, out, ld, cols);
+        super::super::panels::avx512::store::<R>(&lo, &hi, out, ld, cols);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::packed_gemm::{matmul_many, PackedWeight};
     use super::*;
 
     /// Values that are bf16 already (a bf16 model's weights and activations).
@@ -292,35 +291,6 @@ mod tests {
                 ))
             })
             .collect()
-    }
-
-    fn pack(w: &[f32], n: usize, k: usize) -> PackedWeight {
-        let bits: Vec<u16> = w.iter().map(|&v| bf16_bits(v)).collect();
-        PackedWeight::pack_bf16(&bits, n, k)
-    }
-
-    #[test]
-    fn products_match_f64_sums_for_ragged_shapes_and_odd_widths() {
-        for (n, k, m) in [(7, 5, 1), (33, 64, 13), (70, 97, 25), (32, 3, 12)] {
-            let (w, x) = (bf16_values(n * k, 1), bf16_values(m * k, 2));
-            let packed = pack(&w, n, k);
-            let out = packed.matmul(&x, m);
-            for r in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|i| w[j * k + i] as f64 * x[r * k + i] as f64)
-                        .sum();
-                    let got = out[r * n + j] as f64;
-                    assert!(
-                        (got - want).abs() < 1e-5 * want.abs().max(1.0),
-                        "{n}x{k}, m {m}: ({r}, {j}) {got} vs {want}"
-                    );
-                }
-            }
-            for j in 0..n {
-                assert_eq!(packed.row(j), w[j * k..(j + 1) * k], "row {j}");
-            }
-        }
     }
 
     #[test]
@@ -356,7 +326,17 @@ mod tests {
         // The path this CPU takes (vdpbf16ps where it has AVX512-BF16).
         let path = if available() { "vdpbf16ps" } else { "widening" };
         eprintln!("packed bf16 on this CPU: {path}");
-        same(&pack(&w, n, k).matmul(&x, m), &want, path);
+        let mut got = vec![0f32; m * n];
+        for (p, panel) in panels.chunks(k2 * NR).enumerate() {
+            let cols = NR.min(n - p * NR);
+            // SAFETY: `got` holds m rows of n, and this panel writes columns
+            // p * NR .. p * NR + cols of each.
+            #[allow(unsafe_code)]
+            unsafe {
+                panel_product(&pairs, m, k2, panel, got.as_mut_ptr().add(p * NR), n, cols)
+            };
+        }
+        same(&got, &want, path);
         // The widening kernel, dispatched and as the baseline build compiles it.
         let panel = &panels[..k2 * NR];
         let rows = &pairs[..WIDENING_ROWS * k2];
@@ -376,23 +356,6 @@ mod tests {
                 "widening, baseline",
             );
         }
-    }
-
-    #[test]
-    fn a_row_gets_the_same_bits_whatever_rows_share_its_pass() {
-        let (n, k, m) = (70, 96, 29);
-        let (w, x) = (bf16_values(n * k, 5), bf16_values(m * k, 6));
-        let packed = pack(&w, n, k);
-        let all = packed.matmul(&x, m);
-        for r in 0..m {
-            let alone = packed.matmul(&x[r * k..(r + 1) * k], 1);
-            assert_eq!(alone, all[r * n..(r + 1) * n], "row {r} alone");
-        }
-        // With an f32 weight in the same pass, each equals its product alone.
-        let other = PackedWeight::pack(&bf16_values(40 * k, 7), 40, k);
-        let both = matmul_many(&[&packed, &other], &x, m);
-        assert_eq!(both[0], all);
-        assert_eq!(both[1], other.matmul(&x, m));
     }
 
     #[test]
@@ -429,19 +392,5 @@ mod tests {
             assert_eq!(got, bf16_bits(v), "{v:e} ({:#x})", v.to_bits());
         }
         assert_eq!(pairs.last().map(|w| w >> 16), Some(0));
-    }
-
-    #[test]
-    fn packing_f32_rows_rounds_them_to_bf16() {
-        let (n, k) = (70, 24);
-        let raw: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.013).sin()).collect();
-        let rounded: Vec<f32> = raw.iter().map(|&v| widen(bf16_bits(v))).collect();
-        let from_rows = PackedWeight::pack_rows_bf16(n, k, |r0, rows| {
-            Ok::<_, ()>(raw[r0 * k..(r0 + rows) * k].to_vec())
-        })
-        .unwrap_or_else(|()| unreachable!());
-        for j in 0..n {
-            assert_eq!(from_rows.row(j), rounded[j * k..(j + 1) * k], "row {j}");
-        }
     }
 }

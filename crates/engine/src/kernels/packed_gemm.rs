@@ -19,11 +19,7 @@ use rayon::prelude::*;
 
 use super::packed_bf16;
 
-/// Output columns per panel: two AVX-512 vectors.
-pub(super) const NR: usize = 32;
-/// Activation rows per register block: 2 x 12 accumulators, two weight
-/// vectors and a broadcast within AVX-512's 32 registers.
-pub(super) const MR: usize = 12;
+use super::panels::{MR, NR};
 
 /// A weight `[n, k]` (output rows of `k` inputs) in column panels.
 pub struct PackedWeight {
@@ -329,7 +325,7 @@ unsafe fn panel_product(
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-pub(super) mod avx512 {
+mod avx512 {
     use std::arch::x86_64::*;
 
     use super::NR;
@@ -361,39 +357,7 @@ pub(super) mod avx512 {
                 hi[r] = _mm512_fmadd_ps(xv, w1, hi[r]);
             }
         }
-        store::<R>(&lo, &hi, out, ld, cols);
-    }
-
-    /// Writes `R` rows of one panel's accumulators (`lo`: columns 0..16,
-    /// `hi`: 16..32), the first `cols` columns of each, to `out + r * ld`.
-    ///
-    /// # Safety
-    /// AVX-512F must be available and `out + r * ld + c` writable for `c < cols`.
-    #[target_feature(enable = "avx512f")]
-    pub(in crate::kernels) unsafe fn store<const R: usize>(
-        lo: &[__m512; R],
-        hi: &[__m512; R],
-        out: *mut f32,
-        ld: usize,
-        cols: usize,
-    ) {
-        let mask_lo: __mmask16 = if cols >= 16 {
-            0xffff
-        } else {
-            (1u16 << cols) - 1
-        };
-        let mask_hi: __mmask16 = if cols >= NR {
-            0xffff
-        } else if cols > 16 {
-            (1u16 << (cols - 16)) - 1
-        } else {
-            0
-        };
-        for r in 0..R {
-            let o = out.add(r * ld);
-            _mm512_mask_storeu_ps(o, mask_lo, lo[r]);
-            _mm512_mask_storeu_ps(o.add(16), mask_hi, hi[r]);
-        }
+        super::super::panels::avx512::store::<R>(&lo, &hi, out, ld, cols);
     }
 }
 
@@ -470,5 +434,83 @@ mod tests {
         let both = matmul_many(&[&packed, &other], &x, m);
         assert_eq!(both[0], all);
         assert_eq!(both[1], other.matmul(&x, m));
+    }
+}
+
+/// The bf16 pair panels through the packed weight (see packed_bf16).
+#[cfg(test)]
+mod bf16_tests {
+    use super::packed_bf16::{bf16_bits, widen};
+    use super::{matmul_many, PackedWeight};
+
+    /// Values that are bf16 already (a bf16 model's weights and activations).
+    fn bf16_values(count: usize, seed: usize) -> Vec<f32> {
+        (0..count)
+            .map(|i| {
+                widen(bf16_bits(
+                    (((i * 7919 + seed) % 1000) as f32 / 500.0 - 1.0) * 0.7,
+                ))
+            })
+            .collect()
+    }
+
+    fn pack(w: &[f32], n: usize, k: usize) -> PackedWeight {
+        let bits: Vec<u16> = w.iter().map(|&v| bf16_bits(v)).collect();
+        PackedWeight::pack_bf16(&bits, n, k)
+    }
+
+    #[test]
+    fn products_match_f64_sums_for_ragged_shapes_and_odd_widths() {
+        for (n, k, m) in [(7, 5, 1), (33, 64, 13), (70, 97, 25), (32, 3, 12)] {
+            let (w, x) = (bf16_values(n * k, 1), bf16_values(m * k, 2));
+            let packed = pack(&w, n, k);
+            let out = packed.matmul(&x, m);
+            for r in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|i| w[j * k + i] as f64 * x[r * k + i] as f64)
+                        .sum();
+                    let got = out[r * n + j] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5 * want.abs().max(1.0),
+                        "{n}x{k}, m {m}: ({r}, {j}) {got} vs {want}"
+                    );
+                }
+            }
+            for j in 0..n {
+                assert_eq!(packed.row(j), w[j * k..(j + 1) * k], "row {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_whatever_rows_share_its_pass() {
+        let (n, k, m) = (70, 96, 29);
+        let (w, x) = (bf16_values(n * k, 5), bf16_values(m * k, 6));
+        let packed = pack(&w, n, k);
+        let all = packed.matmul(&x, m);
+        for r in 0..m {
+            let alone = packed.matmul(&x[r * k..(r + 1) * k], 1);
+            assert_eq!(alone, all[r * n..(r + 1) * n], "row {r} alone");
+        }
+        // With an f32 weight in the same pass, each equals its product alone.
+        let other = PackedWeight::pack(&bf16_values(40 * k, 7), 40, k);
+        let both = matmul_many(&[&packed, &other], &x, m);
+        assert_eq!(both[0], all);
+        assert_eq!(both[1], other.matmul(&x, m));
+    }
+
+    #[test]
+    fn packing_f32_rows_rounds_them_to_bf16() {
+        let (n, k) = (70, 24);
+        let raw: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.013).sin()).collect();
+        let rounded: Vec<f32> = raw.iter().map(|&v| widen(bf16_bits(v))).collect();
+        let from_rows = PackedWeight::pack_rows_bf16(n, k, |r0, rows| {
+            Ok::<_, ()>(raw[r0 * k..(r0 + rows) * k].to_vec())
+        })
+        .unwrap_or_else(|()| unreachable!());
+        for j in 0..n {
+            assert_eq!(from_rows.row(j), rounded[j * k..(j + 1) * k], "row {j}");
+        }
     }
 }

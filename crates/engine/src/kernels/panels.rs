@@ -1,0 +1,49 @@
+//! What the packed kernels share (packed_gemm for f32 panels, packed_bf16
+//! for bf16 pairs): the panel and register-block sizes and the masked store
+//! of a block's accumulators.
+
+/// Output columns per panel: two AVX-512 vectors.
+pub(super) const NR: usize = 32;
+/// Activation rows per register block: 2 x 12 accumulators, two weight
+/// vectors and a broadcast within AVX-512's 32 registers.
+pub(super) const MR: usize = 12;
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+pub(super) mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::NR;
+
+    /// Writes `R` rows of one panel's accumulators (`lo`: columns 0..16,
+    /// `hi`: 16..32), the first `cols` columns of each, to `out + r * ld`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available and `out + r * ld + c` writable for `c < cols`.
+    #[target_feature(enable = "avx512f")]
+    pub(in crate::kernels) unsafe fn store<const R: usize>(
+        lo: &[__m512; R],
+        hi: &[__m512; R],
+        out: *mut f32,
+        ld: usize,
+        cols: usize,
+    ) {
+        let mask_lo: __mmask16 = if cols >= 16 {
+            0xffff
+        } else {
+            (1u16 << cols) - 1
+        };
+        let mask_hi: __mmask16 = if cols >= NR {
+            0xffff
+        } else if cols > 16 {
+            (1u16 << (cols - 16)) - 1
+        } else {
+            0
+        };
+        for r in 0..R {
+            let o = out.add(r * ld);
+            _mm512_mask_storeu_ps(o, mask_lo, lo[r]);
+            _mm512_mask_storeu_ps(o.add(16), mask_hi, hi[r]);
+        }
+    }
+}
