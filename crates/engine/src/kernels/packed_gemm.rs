@@ -377,27 +377,39 @@ mod tests {
             .collect()
     }
 
+    /// The packed product of `x` (`m` rows) against f64 sums of the weight
+    /// `w` (`n` rows of `k`) within `tolerance` (relative), and the packed
+    /// rows read back as `w`.
+    pub(super) fn products_match_f64(
+        packed: &PackedWeight,
+        w: &[f32],
+        x: &[f32],
+        (n, k, m): (usize, usize, usize),
+        tolerance: f64,
+    ) {
+        let out = packed.matmul(x, m);
+        for r in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k)
+                    .map(|i| w[j * k + i] as f64 * x[r * k + i] as f64)
+                    .sum();
+                let got = out[r * n + j] as f64;
+                assert!(
+                    (got - want).abs() < tolerance * want.abs().max(1.0),
+                    "{n}x{k}, m {m}: ({r}, {j}) {got} vs {want}"
+                );
+            }
+        }
+        for j in 0..n {
+            assert_eq!(packed.row(j), w[j * k..(j + 1) * k], "row {j}");
+        }
+    }
+
     #[test]
     fn products_match_f64_sums_for_ragged_shapes() {
         for (n, k, m) in [(7, 5, 1), (33, 64, 13), (70, 96, 25), (32, 3, 12)] {
             let (w, x) = (weight(n, k), input(m, k));
-            let packed = PackedWeight::pack(&w, n, k);
-            let out = packed.matmul(&x, m);
-            for r in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|i| w[j * k + i] as f64 * x[r * k + i] as f64)
-                        .sum();
-                    let got = out[r * n + j] as f64;
-                    assert!(
-                        (got - want).abs() < 1e-4 * want.abs().max(1.0),
-                        "{n}x{k}, m {m}: ({r}, {j}) {got} vs {want}"
-                    );
-                }
-            }
-            for j in 0..n {
-                assert_eq!(packed.row(j), w[j * k..(j + 1) * k], "row {j}");
-            }
+            products_match_f64(&PackedWeight::pack(&w, n, k), &w, &x, (n, k, m), 1e-4);
         }
     }
 
@@ -441,6 +453,7 @@ mod tests {
 #[cfg(test)]
 mod bf16_tests {
     use super::packed_bf16::{bf16_bits, widen};
+    use super::tests::products_match_f64;
     use super::{matmul_many, PackedWeight};
 
     /// Values that are bf16 already (a bf16 model's weights and activations).
@@ -463,23 +476,7 @@ mod bf16_tests {
     fn products_match_f64_sums_for_ragged_shapes_and_odd_widths() {
         for (n, k, m) in [(7, 5, 1), (33, 64, 13), (70, 97, 25), (32, 3, 12)] {
             let (w, x) = (bf16_values(n * k, 1), bf16_values(m * k, 2));
-            let packed = pack(&w, n, k);
-            let out = packed.matmul(&x, m);
-            for r in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|i| w[j * k + i] as f64 * x[r * k + i] as f64)
-                        .sum();
-                    let got = out[r * n + j] as f64;
-                    assert!(
-                        (got - want).abs() < 1e-5 * want.abs().max(1.0),
-                        "{n}x{k}, m {m}: ({r}, {j}) {got} vs {want}"
-                    );
-                }
-            }
-            for j in 0..n {
-                assert_eq!(packed.row(j), w[j * k..(j + 1) * k], "row {j}");
-            }
+            products_match_f64(&pack(&w, n, k), &w, &x, (n, k, m), 1e-5);
         }
     }
 

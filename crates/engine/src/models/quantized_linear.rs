@@ -207,11 +207,11 @@ pub(super) fn gemv_outputs<'b>(
         .collect()
 }
 
-/// The products of dense projections (f32, bf16 or f16 weights) that share
-/// the input `x`, for a few rows (decoding), through the same kernel as the
-/// quantized ones: each weight row is read once for every row of `x` (a
-/// half-precision one widened in registers, with f32 sums), and a row's result
-/// does not depend on the others. `None` where it does not apply (another
+/// The products of dense projections (f32 or f16 weights; bf16 ones are
+/// packed, see packed_bf16) that share the input `x`, for a few rows
+/// (decoding), through the same kernel as the quantized ones: each weight row
+/// is read once for every row of `x` (an f16 one widened in registers, with
+/// f32 sums), and a row's result does not depend on the others. `None` where it does not apply (another
 /// device, many rows, a width the kernel's blocks do not divide), so the
 /// caller uses the GEMM.
 pub fn dense_forward_many(
@@ -226,7 +226,6 @@ pub fn dense_forward_many(
     let rows = x.elem_count() / in_dim.max(1);
     let dtype = match first.weight().dtype() {
         DType::F32 => GgmlDType::F32,
-        DType::BF16 => GgmlDType::BF16,
         DType::F16 => GgmlDType::F16,
         _ => return None,
     };
@@ -255,15 +254,11 @@ pub fn dense_forward_many(
             let (start, end) = (layout.start_offset(), layout.start_offset() + n * in_dim);
             let data: &[u8] = match &**storage {
                 Storage::Cpu(CpuStorage::F32(d)) => bytemuck::cast_slice(&d[start..end]),
-                Storage::Cpu(CpuStorage::BF16(d)) => {
-                    use half::slice::HalfFloatSliceExt;
-                    bytemuck::cast_slice(d[start..end].reinterpret_cast())
-                }
                 Storage::Cpu(CpuStorage::F16(d)) => {
                     use half::slice::HalfFloatSliceExt;
                     bytemuck::cast_slice(d[start..end].reinterpret_cast())
                 }
-                _ => candle_core::bail!("a dense weight not in CPU f32, bf16 or f16 storage"),
+                _ => candle_core::bail!("a dense weight not in CPU f32 or f16 storage"),
             };
             weights.push(crate::kernels::quantized_gemv::GemvWeight { dtype, data, n });
         }
