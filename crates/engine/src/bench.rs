@@ -109,3 +109,44 @@ pub fn generate(
         best_seconds,
     })
 }
+
+/// Speeds of one dense f32 projection `[m, k] · [n, k]ᵀ`, in GFLOP/s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProjectionSpeed {
+    /// The packed kernel this CPU runs (under `ALIGNTDS_CPU`).
+    pub packed: f64,
+    /// candle's GEMM, which projections use where no packed kernel runs.
+    pub candle: f64,
+}
+
+/// Times one f32 projection of `m` rows through the packed kernel and through
+/// candle's GEMM (what a CPU without one runs), the best of `repeats` runs
+/// after a warm-up each, on deterministic values.
+pub fn projection(m: usize, n: usize, k: usize, repeats: usize) -> Result<ProjectionSpeed> {
+    use crate::kernels::packed_gemm::{matmul_many, PackedWeight};
+    use candle_core::{Device, Tensor};
+    let values = |count: usize, seed: usize| -> Vec<f32> {
+        (0..count)
+            .map(|i| ((i * 7919 + seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    };
+    let (w, x) = (values(n * k, 1), values(m * k, 2));
+    let flops = (2 * m * n * k) as f64;
+    let packed = PackedWeight::pack(&w, n, k);
+    let packed_seconds = best_of(repeats, || {
+        std::hint::black_box(matmul_many(&[&packed], &x, m));
+        Ok(())
+    })?;
+    let (wt, xt) = (
+        Tensor::from_vec(w, (n, k), &Device::Cpu)?,
+        Tensor::from_vec(x, (m, k), &Device::Cpu)?,
+    );
+    let candle_seconds = best_of(repeats, || {
+        std::hint::black_box(xt.matmul(&wt.t()?)?);
+        Ok(())
+    })?;
+    Ok(ProjectionSpeed {
+        packed: flops / packed_seconds / 1e9,
+        candle: flops / candle_seconds / 1e9,
+    })
+}

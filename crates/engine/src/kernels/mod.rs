@@ -6,7 +6,8 @@
 //! - `simd`: the runtime dispatch macro and CPU feature checks.
 //! - `fastmath`: branch-free exp, ln and tanh, lane-wise max and sums.
 //! - `cpu_ops`: fused attention softmax and gated activations (candle custom ops).
-//! - `packed_gemm`: dense f32 projections over weights packed once at load.
+//! - `packed_gemm`: dense projections over weights packed once at load, with
+//!   the f32 panel kernels in `packed_f32` (AVX-512, AVX2) and bf16 in `packed_bf16`.
 //! - `quantized_gemv`, `dense_gemv`: decode-time products straight from GGUF
 //!   blocks or dense rows, for a few rows at a time.
 
@@ -14,6 +15,7 @@ pub(crate) mod cpu_ops;
 pub(crate) mod dense_gemv;
 pub(crate) mod fastmath;
 pub(crate) mod packed_bf16;
+mod packed_f32;
 pub(crate) mod packed_gemm;
 mod panels;
 pub(crate) mod quantized_gemv;

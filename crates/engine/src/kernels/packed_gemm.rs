@@ -17,9 +17,9 @@
 
 use rayon::prelude::*;
 
-use super::packed_bf16;
+use super::{packed_bf16, packed_f32};
 
-use super::panels::{MR, NR};
+use super::panels::NR;
 
 /// A weight `[n, k]` (output rows of `k` inputs) in column panels.
 pub struct PackedWeight {
@@ -36,10 +36,11 @@ enum Panels {
 }
 
 impl PackedWeight {
-    /// Whether this CPU runs the packed kernel (AVX-512F); elsewhere
-    /// projections keep candle's layout and GEMM.
+    /// Whether this CPU runs a packed kernel (AVX-512F, or AVX2 with FMA:
+    /// the same chains, so the same bits); elsewhere projections keep
+    /// candle's layout and GEMM.
     pub fn available() -> bool {
-        super::simd::has_avx512()
+        packed_f32::path() != packed_f32::Path::Portable
     }
 
     /// Packs the row-major weight `w` (`n` rows of `k`).
@@ -240,6 +241,11 @@ fn products(weights: &[&PackedWeight], x: &[f32], m: usize, outs: &mut [&mut Vec
         .any(|w| matches!(w.panels, Panels::Bf16(_)))
         .then(|| packed_bf16::activation_pairs(x, m, k));
     let k2 = packed_bf16::pair_count(k);
+    // f32 panels take them in the kernels' order, packed once.
+    let xp = weights
+        .iter()
+        .any(|w| matches!(w.panels, Panels::F32(_)))
+        .then(|| packed_f32::pack_activations(x, m, k));
     // Panels per task: enough work (about 2^18 multiply-adds) that handing a
     // task to a thread costs little next to it, as in a one-row decode step.
     let per_task = (1usize << 18).div_ceil(m.max(1) * k.max(1) * NR);
@@ -253,111 +259,24 @@ fn products(weights: &[&PackedWeight], x: &[f32], m: usize, outs: &mut [&mut Vec
             // writes columns `p * NR .. p * NR + cols` of each row, which no
             // other task writes; the buffers outlive every task.
             let out = unsafe { ptrs[i].0.add(p * NR) };
-            match (&w.panels, &pairs) {
-                (Panels::F32(panels), _) => {
+            match (&w.panels, &pairs, &xp) {
+                (Panels::F32(panels), _, Some(xp)) => {
                     let panel = &panels[p * k * NR..(p + 1) * k * NR];
                     // SAFETY: as above.
-                    unsafe { panel_product(x, m, k, panel, out, w.n, cols) };
+                    unsafe { packed_f32::panel_product(xp, m, k, panel, out, w.n, cols) };
                 }
-                (Panels::Bf16(panels), Some(pairs)) => {
+                (Panels::Bf16(panels), Some(pairs), _) => {
                     let panel = &panels[p * k2 * NR..(p + 1) * k2 * NR];
                     // SAFETY: as above.
                     unsafe { packed_bf16::panel_product(pairs, m, k2, panel, out, w.n, cols) };
                 }
-                (Panels::Bf16(_), None) => unreachable!("pairs are made for bf16 panels"),
+                _ => unreachable!("activations are packed for every kind of panel"),
             }
         });
     for (out, w) in outs.iter_mut().zip(weights) {
         // SAFETY: the tasks above wrote all `m * w.n` values (every panel's
         // columns of every row), within the capacity reserved for them.
         unsafe { out.set_len(m * w.n) };
-    }
-}
-
-/// One panel against every row of `x`: row `r`'s `cols` outputs go to
-/// `out + r * ld`.
-///
-/// # Safety
-/// `out + r * ld + c` must be writable for every `r < m`, `c < cols`.
-#[allow(unsafe_code)]
-unsafe fn panel_product(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    panel: &[f32],
-    out: *mut f32,
-    ld: usize,
-    cols: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if PackedWeight::available() {
-        let mut r0 = 0;
-        while r0 < m {
-            let rows = MR.min(m - r0);
-            let xs = x[r0 * k..].as_ptr();
-            let o = out.add(r0 * ld);
-            macro_rules! run {
-                ($($r:literal)*) => {
-                    match rows {
-                        $($r => avx512::block::<$r>(xs, k, panel.as_ptr(), o, ld, cols),)*
-                        _ => avx512::block::<MR>(xs, k, panel.as_ptr(), o, ld, cols),
-                    }
-                };
-            }
-            run!(1 2 3 4 5 6 7 8 9 10 11);
-            r0 += rows;
-        }
-        return;
-    }
-    // Portable loop (weights are only packed where the kernel runs, so this
-    // serves tests on other CPUs): the same one-chain-per-output order.
-    for r in 0..m {
-        let xr = &x[r * k..(r + 1) * k];
-        for c in 0..cols {
-            let mut acc = 0f32;
-            for (i, &xv) in xr.iter().enumerate() {
-                acc = xv.mul_add(panel[i * NR + c], acc);
-            }
-            *out.add(r * ld + c) = acc;
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::NR;
-
-    /// `R` rows of `x` (row stride `k`) against one panel (`[k][NR]`): `cols`
-    /// outputs per row to `out + r * ld`. Each output is one fused
-    /// multiply-add chain over `k` in order.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `x` must hold `R` rows of `k` values, the
-    /// panel `k * NR` values, and `out + r * ld + c` be writable for `c < cols`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn block<const R: usize>(
-        x: *const f32,
-        k: usize,
-        panel: *const f32,
-        out: *mut f32,
-        ld: usize,
-        cols: usize,
-    ) {
-        let mut lo = [_mm512_setzero_ps(); R];
-        let mut hi = [_mm512_setzero_ps(); R];
-        for i in 0..k {
-            let w0 = _mm512_loadu_ps(panel.add(i * NR));
-            let w1 = _mm512_loadu_ps(panel.add(i * NR + 16));
-            for r in 0..R {
-                let xv = _mm512_set1_ps(*x.add(r * k + i));
-                lo[r] = _mm512_fmadd_ps(xv, w0, lo[r]);
-                hi[r] = _mm512_fmadd_ps(xv, w1, hi[r]);
-            }
-        }
-        super::super::panels::avx512::store::<R>(&lo, &hi, out, ld, cols);
     }
 }
 
