@@ -114,8 +114,9 @@ crate::widest!(
     fn row_pairs(row: &[f32], out: &mut [u32]) = row_pairs_kernel
 );
 
-/// One pair panel against every row of the activation pairs `x` (`[m, k2]`):
-/// row `r`'s `cols` outputs go to `out + r * ld`.
+/// One pair panel against every row of the activation pairs `x` (`[m, k2]`
+/// as panels::interleave_rows lays them out): row `r`'s `cols` outputs go to
+/// `out + r * ld`.
 ///
 /// # Safety
 /// `out + r * ld + c` must be writable for every `r < m`, `c < cols`.
@@ -153,28 +154,35 @@ pub(super) unsafe fn panel_product(
     // order, so every CPU computes the same bits.
     let mut r0 = 0;
     while r0 < m {
-        let rows = WIDENING_ROWS.min(m - r0);
-        let xs = &x[r0 * k2..(r0 + rows) * k2];
-        let mut acc = [[0f32; NR]; WIDENING_ROWS];
-        macro_rules! run {
-            ($($r:literal)*) => {
-                match rows {
-                    $($r => {
-                        let mut part = [[0f32; NR]; $r];
-                        widening::<$r>(xs, k2, panel, &mut part);
-                        acc[..$r].copy_from_slice(&part);
-                    })*
-                    _ => widening::<WIDENING_ROWS>(xs, k2, panel, &mut acc),
-                }
-            };
-        }
-        run!(1 2 3);
-        for (r, row) in acc.iter().take(rows).enumerate() {
-            for (c, &v) in row.iter().take(cols).enumerate() {
-                *out.add((r0 + r) * ld + c) = v;
+        // A block of up to MR rows, in register blocks of up to WIDENING_ROWS.
+        let stride = MR.min(m - r0);
+        let block = &x[r0 * k2..(r0 + stride) * k2];
+        let mut s0 = 0;
+        while s0 < stride {
+            let rows = WIDENING_ROWS.min(stride - s0);
+            let xs = &block[s0..];
+            let mut acc = [[0f32; NR]; WIDENING_ROWS];
+            macro_rules! run {
+                ($($r:literal)*) => {
+                    match rows {
+                        $($r => {
+                            let mut part = [[0f32; NR]; $r];
+                            widening::<$r>(xs, stride, k2, panel, &mut part);
+                            acc[..$r].copy_from_slice(&part);
+                        })*
+                        _ => widening::<WIDENING_ROWS>(xs, stride, k2, panel, &mut acc),
+                    }
+                };
             }
+            run!(1 2 3);
+            for (r, row) in acc.iter().take(rows).enumerate() {
+                for (c, &v) in row.iter().take(cols).enumerate() {
+                    *out.add((r0 + s0 + r) * ld + c) = v;
+                }
+            }
+            s0 += rows;
         }
-        r0 += rows;
+        r0 += stride;
     }
 }
 
@@ -183,12 +191,21 @@ const WIDENING_ROWS: usize = 4;
 
 /// `R` rows of activation pairs against one pair panel, widened to f32, in
 /// the order Intel defines `vdpbf16ps`: per pair, the odd element's product
-/// added first, then the even one's (a bf16 product is exact in f32, and Rust
-/// never fuses the add, so this equals the instruction bit for bit). Written
-/// so the compiler vectorises across the panel's columns; compiled for the
-/// widest vectors this CPU has.
+/// added first, then the even one's. A product of two bf16 values is exact in
+/// f32 (16 significant bits of 24; normal values), so adding it rounds once
+/// whether the add is fused (`FUSED`: one FMA where the CPU has them, half
+/// the instructions) or not (the baseline build, where `mul_add` would be a
+/// library call): both equal the instruction bit for bit. Written so the
+/// compiler vectorises across the panel's columns; compiled for the widest
+/// vectors this CPU has.
 #[inline(always)]
-fn widening_kernel<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mut [[f32; NR]; R]) {
+fn widening_kernel<const R: usize, const FUSED: bool>(
+    x: &[u32],
+    stride: usize,
+    k2: usize,
+    panel: &[u32],
+    acc: &mut [[f32; NR]; R],
+) {
     for (i, words) in panel.chunks_exact(NR).take(k2).enumerate() {
         let words: &[u32; NR] = words.try_into().unwrap_or(&[0; NR]);
         let (mut odd, mut even) = ([0f32; NR], [0f32; NR]);
@@ -197,11 +214,16 @@ fn widening_kernel<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mu
             even[c] = f32::from_bits(words[c] << 16);
         }
         for (r, a) in acc.iter_mut().enumerate() {
-            let xw = x[r * k2 + i];
+            let xw = x[i * stride + r];
             let (xo, xe) = (f32::from_bits(xw & 0xffff_0000), f32::from_bits(xw << 16));
             for c in 0..NR {
-                a[c] += xo * odd[c];
-                a[c] += xe * even[c];
+                if FUSED {
+                    a[c] = xo.mul_add(odd[c], a[c]);
+                    a[c] = xe.mul_add(even[c], a[c]);
+                } else {
+                    a[c] += xo * odd[c];
+                    a[c] += xe * even[c];
+                }
             }
         }
     }
@@ -209,31 +231,49 @@ fn widening_kernel<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mu
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn widening_avx512<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mut [[f32; NR]; R]) {
-    widening_kernel(x, k2, panel, acc)
+fn widening_avx512<const R: usize>(
+    x: &[u32],
+    stride: usize,
+    k2: usize,
+    panel: &[u32],
+    acc: &mut [[f32; NR]; R],
+) {
+    widening_kernel::<R, true>(x, stride, k2, panel, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn widening_avx2<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mut [[f32; NR]; R]) {
-    widening_kernel(x, k2, panel, acc)
+fn widening_avx2<const R: usize>(
+    x: &[u32],
+    stride: usize,
+    k2: usize,
+    panel: &[u32],
+    acc: &mut [[f32; NR]; R],
+) {
+    widening_kernel::<R, true>(x, stride, k2, panel, acc)
 }
 
 /// The widening kernel for the widest vectors the CPU has (under ALIGNTDS_CPU).
 #[allow(unsafe_code)]
-fn widening<const R: usize>(x: &[u32], k2: usize, panel: &[u32], acc: &mut [[f32; NR]; R]) {
+fn widening<const R: usize>(
+    x: &[u32],
+    stride: usize,
+    k2: usize,
+    panel: &[u32],
+    acc: &mut [[f32; NR]; R],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if super::simd::has_avx512() {
             // SAFETY: AVX-512F, AVX2 and FMA were detected (has_avx512 checks them).
-            return unsafe { widening_avx512(x, k2, panel, acc) };
+            return unsafe { widening_avx512(x, stride, k2, panel, acc) };
         }
         if super::simd::has_avx2() {
             // SAFETY: AVX2 and FMA were detected.
-            return unsafe { widening_avx2(x, k2, panel, acc) };
+            return unsafe { widening_avx2(x, stride, k2, panel, acc) };
         }
     }
-    widening_kernel(x, k2, panel, acc)
+    widening_kernel::<R, false>(x, stride, k2, panel, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -243,13 +283,13 @@ mod avx512bf16 {
 
     use super::NR;
 
-    /// `R` rows of activation pairs (row stride `k2`) against one pair panel
-    /// (`[k2][NR]`): `cols` outputs per row to `out + r * ld`, each one
+    /// `R` rows of interleaved activation pairs (`[k2][R]`) against one pair
+    /// panel (`[k2][NR]`): `cols` outputs per row to `out + r * ld`, each one
     /// `vdpbf16ps` chain over the pairs in order.
     ///
     /// # Safety
-    /// AVX-512F and AVX512-BF16 must be available; `x` must hold `R` rows of
-    /// `k2` words, the panel `k2 * NR`, and `out + r * ld + c` be writable for
+    /// AVX-512F and AVX512-BF16 must be available; `x` must hold `k2 * R`
+    /// words, the panel `k2 * NR`, and `out + r * ld + c` be writable for
     /// `c < cols`.
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn block<const R: usize>(
@@ -267,8 +307,7 @@ mod avx512bf16 {
             let w1: __m512bh =
                 std::mem::transmute(_mm512_loadu_si512(panel.add(i * NR + 16).cast()));
             for r in 0..R {
-                let xv: __m512bh =
-                    std::mem::transmute(_mm512_set1_epi32(*x.add(r * k2 + i) as i32));
+                let xv: __m512bh = std::mem::transmute(_mm512_set1_epi32(*x.add(i * R + r) as i32));
                 lo[r] = _mm512_dpbf16_ps(lo[r], xv, w0);
                 hi[r] = _mm512_dpbf16_ps(hi[r], xv, w1);
             }
@@ -327,23 +366,33 @@ mod tests {
         let path = if available() { "vdpbf16ps" } else { "widening" };
         eprintln!("packed bf16 on this CPU: {path}");
         let mut got = vec![0f32; m * n];
+        let interleaved = super::super::panels::interleave_rows(&pairs, m, k2);
         for (p, panel) in panels.chunks(k2 * NR).enumerate() {
             let cols = NR.min(n - p * NR);
             // SAFETY: `got` holds m rows of n, and this panel writes columns
             // p * NR .. p * NR + cols of each.
             #[allow(unsafe_code)]
             unsafe {
-                panel_product(&pairs, m, k2, panel, got.as_mut_ptr().add(p * NR), n, cols)
+                panel_product(
+                    &interleaved,
+                    m,
+                    k2,
+                    panel,
+                    got.as_mut_ptr().add(p * NR),
+                    n,
+                    cols,
+                )
             };
         }
         same(&got, &want, path);
         // The widening kernel, dispatched and as the baseline build compiles it.
         let panel = &panels[..k2 * NR];
-        let rows = &pairs[..WIDENING_ROWS * k2];
+        let rows =
+            super::super::panels::interleave_rows(&pairs[..WIDENING_ROWS * k2], WIDENING_ROWS, k2);
         let (mut dispatched, mut baseline) =
             ([[0f32; NR]; WIDENING_ROWS], [[0f32; NR]; WIDENING_ROWS]);
-        widening(rows, k2, panel, &mut dispatched);
-        widening_kernel(rows, k2, panel, &mut baseline);
+        widening(&rows, WIDENING_ROWS, k2, panel, &mut dispatched);
+        widening_kernel::<WIDENING_ROWS, false>(&rows, WIDENING_ROWS, k2, panel, &mut baseline);
         for r in 0..WIDENING_ROWS {
             same(
                 &dispatched[r][..NR.min(n)],

@@ -4,6 +4,8 @@
 //! kernel (the typical laptop) and the portable loop compute the same bits;
 //! which one runs is chosen at run time (under ALIGNTDS_CPU).
 
+#[cfg(doc)]
+use super::panels::interleave_rows;
 use super::panels::{MR, NR};
 
 /// The f32 panel kernels, widest first.
@@ -27,26 +29,8 @@ pub(super) fn path() -> Path {
     }
 }
 
-/// The activations `x` (`[m, k]`) in the kernels' order: blocks of `MR` rows
-/// (the last may be shorter), block `b` at `b * MR * k` as `[k][rows]`, so a
-/// register block reads its broadcasts from one sequential stream instead of
-/// `MR` rows `k` apart (12 streams the prefetchers lose track of).
-pub(super) fn pack_activations(x: &[f32], m: usize, k: usize) -> Vec<f32> {
-    let mut packed = vec![0f32; m * k];
-    for (b, block) in packed.chunks_mut(MR * k).enumerate() {
-        let rows = block.len() / k.max(1);
-        for r in 0..rows {
-            let row = &x[(b * MR + r) * k..(b * MR + r + 1) * k];
-            for (i, &v) in row.iter().enumerate() {
-                block[i * rows + r] = v;
-            }
-        }
-    }
-    packed
-}
-
 /// One panel against every row of the activations `x`, as
-/// [`pack_activations`] lays them out: row `r`'s `cols` outputs go to
+/// [`interleave_rows`] lays them out: row `r`'s `cols` outputs go to
 /// `out + r * ld`.
 ///
 /// # Safety
@@ -291,7 +275,7 @@ mod tests {
             eprintln!("packed f32 {path:?}: ran");
             for rows in [1, 2, 3, 5, 6, 7, 12, 13, m] {
                 let mut got = vec![f32::NAN; rows * n];
-                let xp = pack_activations(&x[..rows * k], rows, k);
+                let xp = super::super::panels::interleave_rows(&x[..rows * k], rows, k);
                 for (p, panel) in panels.chunks(k * NR).enumerate() {
                     let cols = NR.min(n - p * NR);
                     // SAFETY: `got` holds `rows` rows of `n`; this panel

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::{packed_bf16, packed_f32};
 
-use super::panels::NR;
+use super::panels::{interleave_rows, NR};
 
 /// A weight `[n, k]` (output rows of `k` inputs) in column panels.
 pub struct PackedWeight {
@@ -235,17 +235,17 @@ fn products(weights: &[&PackedWeight], x: &[f32], m: usize, outs: &mut [&mut Vec
         .enumerate()
         .flat_map(|(i, w)| (0..w.n.div_ceil(NR)).map(move |p| (i, p)))
         .collect();
-    // bf16 panels take the activations as bf16 pairs, converted once.
+    // The activations in the kernels' order (panels::interleave_rows), once
+    // per product: as f32 for f32 panels, as bf16 pairs for bf16 panels.
+    let k2 = packed_bf16::pair_count(k);
     let pairs = weights
         .iter()
         .any(|w| matches!(w.panels, Panels::Bf16(_)))
-        .then(|| packed_bf16::activation_pairs(x, m, k));
-    let k2 = packed_bf16::pair_count(k);
-    // f32 panels take them in the kernels' order, packed once.
+        .then(|| interleave_rows(&packed_bf16::activation_pairs(x, m, k), m, k2));
     let xp = weights
         .iter()
         .any(|w| matches!(w.panels, Panels::F32(_)))
-        .then(|| packed_f32::pack_activations(x, m, k));
+        .then(|| interleave_rows(x, m, k));
     // Panels per task: enough work (about 2^18 multiply-adds) that handing a
     // task to a thread costs little next to it, as in a one-row decode step.
     let per_task = (1usize << 18).div_ceil(m.max(1) * k.max(1) * NR);
