@@ -74,14 +74,12 @@ pub(super) fn row(panels: &[u32], k: usize, j: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Activation rows `[m, k]` as bf16 pairs `[m, k / 2]`, in parallel.
+/// Activation rows `[m, k]` as bf16 pairs (`k / 2` words a row), in the
+/// kernels' order (panels::interleave_rows), in parallel.
 pub(super) fn activation_pairs(x: &[f32], m: usize, k: usize) -> Vec<u32> {
-    let k2 = pair_count(k);
-    let mut out = vec![0u32; m * k2];
-    out.par_chunks_mut(k2)
-        .zip(x.par_chunks(k.max(1)))
-        .for_each(|(o, row)| row_pairs(row, o));
-    out
+    super::panels::interleave_rows_with(m, pair_count(k), |r, out| {
+        row_pairs(&x[r * k..(r + 1) * k], out)
+    })
 }
 
 /// [`bf16_bits`] without a branch, so a row of them vectorises: rounds to
@@ -115,7 +113,7 @@ crate::widest!(
 );
 
 /// One pair panel against every row of the activation pairs `x` (`[m, k2]`
-/// as panels::interleave_rows lays them out): row `r`'s `cols` outputs go to
+/// as [`activation_pairs`] lays them out): row `r`'s `cols` outputs go to
 /// `out + r * ld`.
 ///
 /// # Safety
@@ -318,11 +316,11 @@ mod avx512bf16 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Values that are bf16 already (a bf16 model's weights and activations).
-    fn bf16_values(count: usize, seed: usize) -> Vec<f32> {
+    pub(in crate::kernels) fn bf16_values(count: usize, seed: usize) -> Vec<f32> {
         (0..count)
             .map(|i| {
                 widen(bf16_bits(
@@ -340,7 +338,10 @@ mod tests {
         let k2 = pair_count(k);
         let mut panels = vec![0u32; n.div_ceil(NR) * k2 * NR];
         fill_pair_panels(&bits, n, k, &mut panels);
-        let pairs = activation_pairs(&x, m, k);
+        // Row-major pairs for the definition (one row's layout is its pairs).
+        let pairs: Vec<u32> = (0..m)
+            .flat_map(|r| activation_pairs(&x[r * k..(r + 1) * k], 1, k))
+            .collect();
         // The definition: per pair, odd product then even product, f32 adds.
         let mut want = vec![0f32; m * n];
         for (p, panel) in panels.chunks(k2 * NR).enumerate() {
@@ -366,7 +367,7 @@ mod tests {
         let path = if available() { "vdpbf16ps" } else { "widening" };
         eprintln!("packed bf16 on this CPU: {path}");
         let mut got = vec![0f32; m * n];
-        let interleaved = super::super::panels::interleave_rows(&pairs, m, k2);
+        let interleaved = activation_pairs(&x, m, k);
         for (p, panel) in panels.chunks(k2 * NR).enumerate() {
             let cols = NR.min(n - p * NR);
             // SAFETY: `got` holds m rows of n, and this panel writes columns
@@ -387,8 +388,7 @@ mod tests {
         same(&got, &want, path);
         // The widening kernel, dispatched and as the baseline build compiles it.
         let panel = &panels[..k2 * NR];
-        let rows =
-            super::super::panels::interleave_rows(&pairs[..WIDENING_ROWS * k2], WIDENING_ROWS, k2);
+        let rows = activation_pairs(&x[..WIDENING_ROWS * k], WIDENING_ROWS, k);
         let (mut dispatched, mut baseline) =
             ([[0f32; NR]; WIDENING_ROWS], [[0f32; NR]; WIDENING_ROWS]);
         widening(&rows, WIDENING_ROWS, k2, panel, &mut dispatched);

@@ -241,7 +241,7 @@ fn products(weights: &[&PackedWeight], x: &[f32], m: usize, outs: &mut [&mut Vec
     let pairs = weights
         .iter()
         .any(|w| matches!(w.panels, Panels::Bf16(_)))
-        .then(|| interleave_rows(&packed_bf16::activation_pairs(x, m, k), m, k2));
+        .then(|| packed_bf16::activation_pairs(x, m, k));
     let xp = weights
         .iter()
         .any(|w| matches!(w.panels, Panels::F32(_)))
@@ -371,20 +371,10 @@ mod tests {
 /// The bf16 pair panels through the packed weight (see packed_bf16).
 #[cfg(test)]
 mod bf16_tests {
+    use super::packed_bf16::tests::bf16_values;
     use super::packed_bf16::{bf16_bits, widen};
     use super::tests::products_match_f64;
     use super::{matmul_many, PackedWeight};
-
-    /// Values that are bf16 already (a bf16 model's weights and activations).
-    fn bf16_values(count: usize, seed: usize) -> Vec<f32> {
-        (0..count)
-            .map(|i| {
-                widen(bf16_bits(
-                    (((i * 7919 + seed) % 1000) as f32 / 500.0 - 1.0) * 0.7,
-                ))
-            })
-            .collect()
-    }
 
     fn pack(w: &[f32], n: usize, k: usize) -> PackedWeight {
         let bits: Vec<u16> = w.iter().map(|&v| bf16_bits(v)).collect();

@@ -17,8 +17,8 @@ use crate::models::quantized_linear::{dense_forward_many, gemv_outputs, Quantize
 /// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
 pub type QuantizedWeights = HashMap<String, Arc<QTensor>>;
 
-/// A projection: dense weights, packed f32 or bf16 ones (CPU with AVX-512,
-/// and AVX512-BF16 for bf16), or quantized ones.
+/// A projection: dense weights, packed f32 or bf16 ones (see [`packs`]), or
+/// quantized ones.
 pub(super) enum Linear {
     Dense(candle_nn::Linear),
     /// `counted`: false for an output projection tied to the (already counted) embedding.
@@ -131,9 +131,9 @@ fn packed_forward_many(
 }
 
 /// Whether dense weights loaded this way are packed for the packed kernels:
-/// f32 on a CPU that runs the kernel (AVX-512), bf16 on any CPU (with
-/// `vdpbf16ps` where it has AVX512-BF16, widened to f32 in the same order
-/// elsewhere).
+/// f32 on a CPU that runs a packed f32 kernel (AVX-512, or AVX2 with FMA),
+/// bf16 on any CPU (with `vdpbf16ps` where it has AVX512-BF16, widened to
+/// f32 in the same order elsewhere).
 pub(super) fn packs(vb: &VarBuilder) -> bool {
     vb.device().is_cpu()
         && match vb.dtype() {
