@@ -33,6 +33,30 @@ fn main() {
         flops / best / 1e9,
         lanes
     );
+    #[cfg(target_arch = "x86_64")]
+    if aligntds_engine::math::has_avx512_bf16() {
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            checksum += (0..threads)
+                .into_par_iter()
+                .map(|_| {
+                    // SAFETY: AVX-512F and AVX512-BF16 were detected.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        x86::avx512_bf16() as f64
+                    }
+                })
+                .sum::<f64>();
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        // Each vdpbf16ps lane multiplies and adds two pairs: 4 flops.
+        let flops = (4 * 16 * CHAINS * STEPS * threads) as f64;
+        println!(
+            "bf16 dot-product peak (vdpbf16ps): {:.1} GFLOP/s (checksum {checksum:.3})",
+            flops / best / 1e9
+        );
+    }
 }
 
 /// The widest kernel this CPU runs, with its lanes per vector.
@@ -92,6 +116,20 @@ mod x86 {
         for _ in 0..STEPS {
             for v in acc.iter_mut() {
                 *v = _mm512_fmadd_ps(*v, a, b);
+            }
+        }
+        acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+    }
+
+    /// # Safety
+    /// AVX-512F and AVX512-BF16 must be available.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn avx512_bf16() -> f32 {
+        let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(black_box(0x3f80_3f80)));
+        let mut acc = black_box([_mm512_set1_ps(1.0); CHAINS]);
+        for _ in 0..STEPS {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbf16_ps(*v, a, a);
             }
         }
         acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()

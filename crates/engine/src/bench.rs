@@ -117,6 +117,8 @@ pub struct ProjectionSpeed {
     pub packed: f64,
     /// candle's GEMM, which projections use where no packed kernel runs.
     pub candle: f64,
+    /// The packed kernel over the same weight rounded to bf16 (pair panels).
+    pub packed_bf16: f64,
 }
 
 /// Times one f32 projection of `m` rows through the packed kernel and through
@@ -137,6 +139,18 @@ pub fn projection(m: usize, n: usize, k: usize, repeats: usize) -> Result<Projec
         std::hint::black_box(matmul_many(&[&packed], &x, m));
         Ok(())
     })?;
+    drop(packed);
+    let bits: Vec<u16> = w
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_bits())
+        .collect();
+    let packed = PackedWeight::pack_bf16(&bits, n, k);
+    drop(bits);
+    let bf16_seconds = best_of(repeats, || {
+        std::hint::black_box(matmul_many(&[&packed], &x, m));
+        Ok(())
+    })?;
+    drop(packed);
     let (wt, xt) = (
         Tensor::from_vec(w, (n, k), &Device::Cpu)?,
         Tensor::from_vec(x, (m, k), &Device::Cpu)?,
@@ -148,5 +162,6 @@ pub fn projection(m: usize, n: usize, k: usize, repeats: usize) -> Result<Projec
     Ok(ProjectionSpeed {
         packed: flops / packed_seconds / 1e9,
         candle: flops / candle_seconds / 1e9,
+        packed_bf16: flops / bf16_seconds / 1e9,
     })
 }
