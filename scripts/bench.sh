@@ -10,9 +10,12 @@
 #   SCORE_TOKENS=512 GEN_TOKENS=128 REPEATS=3 BENCH_THREADS=N bash scripts/bench.sh
 #   bash scripts/bench.sh --size 0.6b|1b   (the size ladder against transformers, f32 and
 #                                           bf16, interleaved rounds: see scripts/bench_ladder.sh)
+#   bash scripts/bench.sh --size 0.6b|1b --quantized   (the same shapes quantized by llama.cpp,
+#                                           q and q8 against llama.cpp: scripts/bench_quantized.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--size" ]; then
+  [ "${3:-}" = "--quantized" ] && exec bash scripts/bench_quantized.sh "${2:?--size takes 0.6b or 1b}"
   exec bash scripts/bench_ladder.sh "${2:?--size takes 0.6b or 1b}"
 fi
 model=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}

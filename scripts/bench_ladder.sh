@@ -33,15 +33,11 @@ if [ ! -f "$dir/model.safetensors" ]; then
   echo "making the $size checkpoint in $dir"
   "$py" scripts/make_fixtures.py --bench "$dir" --bench-size "$size"
 fi
-cargo build --release --locked -q -p aligntds
-ours=target/release/aligntds
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+. scripts/bench_record.sh  # builds aligntds ($ours), sets $results and record
 
 # once TOOL DTYPE CASE: one process, one timed run; appends "tool|dtype|case|tokens/s|rss MB".
 once() {
-  local tool=$1 dtype=$2 case=$3 log tokens
-  log=$(mktemp)
+  local tool=$1 dtype=$2 case=$3 tokens
   tokens=$score_tokens; [ "$case" = generate ] && tokens=$gen_tokens
   local cmd
   if [ "$tool" = aligntds ]; then
@@ -51,17 +47,7 @@ once() {
   else
     cmd=(env BENCH_DTYPE="$dtype" "$py" scripts/bench_peers.py transformers "$case" "$dir" "$tokens" 1)
   fi
-  if /usr/bin/time -f "peak_rss_kb %M" "${cmd[@]}" >"$log" 2>&1; then
-    local speed rss
-    speed=$(grep -oE '= [0-9.]+ tokens/s' "$log" | tail -1 | grep -oE '[0-9.]+')
-    rss=$(grep -oE 'peak_rss_kb [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
-    echo "$tool|$dtype|$case|$speed|$((rss / 1024))" >>"$results"
-    printf '%-12s %-5s %-8s %8s tokens/s\n' "$tool" "$dtype" "$case" "$speed"
-  else
-    echo "$tool $dtype $case failed:" >&2
-    tail -5 "$log" >&2
-  fi
-  rm -f "$log"
+  record "$tool|$dtype|$case" "${cmd[@]}"
 }
 
 for round in $(seq "$rounds"); do

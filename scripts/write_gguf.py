@@ -60,7 +60,7 @@ def add_weight(w, name, t, quantize):
         w.add_tensor(name, data)
 
 
-def write(src: Path, dest: Path, quantize: bool = False):
+def write(src: Path, dest: Path, quantize: bool = False, pad_vocab: bool = False):
     cfg = json.loads((src / "config.json").read_text())
     tok = json.loads((src / "tokenizer.json").read_text())
     tcfg = json.loads((src / "tokenizer_config.json").read_text())
@@ -159,9 +159,14 @@ def write(src: Path, dest: Path, quantize: bool = False):
     by_id = {i: t for t, i in tok["model"]["vocab"].items()}
     by_id.update({a["id"]: a["content"] for a in tok["added_tokens"]})
     tokens = [by_id[i] for i in range(len(by_id))]
+    # With pad_vocab, rows past the tokenizer (a fixture's or a benchmark checkpoint's small
+    # tokenizer under a larger embedding) get placeholders, as convert_hf_to_gguf pads them:
+    # llama.cpp takes the vocabulary size from this list and checks the embedding against it.
+    pads = {f"[PAD{i}]" for i in range(len(tokens), cfg["vocab_size"] if pad_vocab else 0)}
+    tokens += sorted(pads, key=lambda t: int(t[4:-1]))
     specials = {a["content"] for a in tok["added_tokens"] if a["special"]}
     user = {a["content"] for a in tok["added_tokens"] if not a["special"]}
-    kind = lambda t: (gguf.TokenType.CONTROL if t in specials else gguf.TokenType.USER_DEFINED if t in user
+    kind = lambda t: (gguf.TokenType.UNUSED if t in pads else gguf.TokenType.CONTROL if t in specials else gguf.TokenType.USER_DEFINED if t in user
                       else gguf.TokenType.BYTE if t.startswith("<0x") else gguf.TokenType.NORMAL)
     if tok["model"].get("byte_fallback"):
         w.add_tokenizer_model("llama")

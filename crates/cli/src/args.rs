@@ -488,6 +488,9 @@ pub enum DtypeArg {
     F16,
     /// Keep GGUF weights quantized.
     Q,
+    /// As q, and decode steps quantize activations to 8 bits for integer
+    /// dot products with Q8_0 and Q4_0 blocks (llama.cpp's arithmetic).
+    Q8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,6 +13,7 @@ pub fn dtype(arg: DtypeArg) -> DTypeChoice {
         DtypeArg::Bf16 => DTypeChoice::Float(DType::BF16),
         DtypeArg::F16 => DTypeChoice::Float(DType::F16),
         DtypeArg::Q => DTypeChoice::Quantized,
+        DtypeArg::Q8 => DTypeChoice::QuantizedInt8,
     }
 }
 

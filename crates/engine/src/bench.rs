@@ -165,3 +165,62 @@ pub fn projection(m: usize, n: usize, k: usize, repeats: usize) -> Result<Projec
         packed_bf16: flops / bf16_seconds / 1e9,
     })
 }
+
+/// Speeds of one quantized projection `[m, k] · [n, k]ᵀ` from GGUF blocks, in
+/// GB/s of weight blocks read (the bound of a decode step).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuantizedSpeed {
+    /// f32 activations against the blocks (`--dtype q`).
+    pub exact: f64,
+    /// Activations quantized to 8 bits, integer dot products (`--dtype q8`).
+    pub int8: f64,
+}
+
+/// Times one projection of `m` rows over random `Q8_0` or `Q4_0` blocks
+/// (`dtype`) both ways, the best of `repeats` runs after a warm-up each.
+pub fn quantized_projection(
+    dtype: candle_core::quantized::GgmlDType,
+    m: usize,
+    n: usize,
+    k: usize,
+    repeats: usize,
+) -> Result<QuantizedSpeed> {
+    use crate::kernels::quantized_gemv::{block_bytes, gemv_many_with, Activations, GemvWeight};
+    let bb = block_bytes(dtype).ok_or_else(|| {
+        crate::error::EngineError::Input(format!("no block kernel for {dtype:?}"))
+    })?;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..n * (k / 32) * bb)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Each block's two scale bytes make a small positive f16 (0x2000..0x20ff).
+            match i % bb {
+                0 => state as u8,
+                1 => 0x20,
+                _ => state as u8,
+            }
+        })
+        .collect();
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let w = [GemvWeight {
+        dtype,
+        data: &data,
+        n,
+    }];
+    let time = |activations| {
+        best_of(repeats, || {
+            std::hint::black_box(gemv_many_with(&w, k, &x, activations));
+            Ok(())
+        })
+    };
+    let (exact, int8) = (time(Activations::F32)?, time(Activations::Int8)?);
+    let gb = data.len() as f64 / 1e9;
+    Ok(QuantizedSpeed {
+        exact: gb / exact,
+        int8: gb / int8,
+    })
+}

@@ -47,6 +47,7 @@ pub use text_model::{ResolvedSource, TextModel};
 /// the widest vectors this CPU has.
 pub mod math {
     pub use crate::kernels::fastmath::{exp_f32, ln_f32};
+    pub use crate::kernels::quantized_int8::{path as int8_path, Path as Int8Path};
     pub use crate::kernels::simd::{has_avx2, has_avx512, has_avx512_bf16, level, Level};
 }
 

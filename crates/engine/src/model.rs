@@ -119,13 +119,18 @@ impl LanguageModel {
     }
 
     /// Whether scores taken from a generation's kept states equal a
-    /// teacher-forced pass's up to f32 rounding (f32 and quantized weights).
+    /// teacher-forced pass's up to f32 rounding (f32 weights, and quantized
+    /// ones under `q`).
     /// Packed bf16 weights round each product's activations to bf16, which
     /// turns the two passes' last-bit differences into hundredths (0.2 at
     /// most on the real-model test, against 2e-5 in f32): a study
     /// teacher-forces there.
+    /// Under `q8` a decode step's products take 8-bit activations where
+    /// teacher forcing takes them exactly, so a study teacher-forces there too.
     pub fn generation_scores_match_forcing(&self) -> bool {
-        self.decode_rows_independent() && self.decoder.weights_dtype() == DType::F32
+        self.decode_rows_independent()
+            && self.decoder.weights_dtype() == DType::F32
+            && self.decoder.step_activations() == crate::models::decoder::Activations::F32
     }
 
     /// The log-distributions of a sequence whose forward pass has run.
@@ -265,8 +270,8 @@ fn load_checkpoint_weights(
     let dtype = match options.dtype {
         DTypeChoice::Float(d) => d,
         DTypeChoice::Auto => DType::F32,
-        DTypeChoice::Quantized => {
-            return Err(EngineError::option(crate::LoadSetting::Dtype, format!("`q` keeps GGUF weights quantized, but `{}` is a safetensors checkpoint; use f32, bf16 or f16", files.reference)))
+        DTypeChoice::Quantized | DTypeChoice::QuantizedInt8 => {
+            return Err(EngineError::option(crate::LoadSetting::Dtype, format!("`q` and `q8` keep GGUF weights quantized, but `{}` is a safetensors checkpoint; use f32, bf16 or f16", files.reference)))
         }
     };
     let config = crate::models::parse_config(&RawConfig::load(&files.config)?)?;

@@ -9,7 +9,8 @@
 //! - `packed_gemm`: dense projections over weights packed once at load, with
 //!   the f32 panel kernels in `packed_f32` (AVX-512, AVX2) and bf16 in `packed_bf16`.
 //! - `quantized_gemv`, `dense_gemv`: decode-time products straight from GGUF
-//!   blocks or dense rows, for a few rows at a time.
+//!   blocks or dense rows, for a few rows at a time; `quantized_int8`: the
+//!   same products with activations quantized to 8 bits (`--dtype q8`).
 
 pub(crate) mod cpu_ops;
 pub(crate) mod dense_gemv;
@@ -19,4 +20,5 @@ mod packed_f32;
 pub(crate) mod packed_gemm;
 mod panels;
 pub(crate) mod quantized_gemv;
+pub(crate) mod quantized_int8;
 pub(crate) mod simd;

@@ -39,6 +39,20 @@ pub fn block_weights(dtype: GgmlDType) -> usize {
     }
 }
 
+/// Sub-block `s`'s (0..8) 6-bit scale and min from a Q4_K super-block's 12
+/// packed bytes (ggml's `get_scale_min_k4`).
+#[inline(always)]
+pub(super) fn q4k_scale_min(sc: &[u8], s: usize) -> (u8, u8) {
+    if s < 4 {
+        (sc[s] & 63, sc[s + 4] & 63)
+    } else {
+        (
+            (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4),
+            (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4),
+        )
+    }
+}
+
 /// Sub-block `s` (0..8) of a K-quant super-block `b`: its 32 values with any
 /// per-16 scale folded in, and its (scale, min) as for the 32-weight types.
 #[inline(always)]
@@ -52,15 +66,7 @@ fn unpack_k(
     let half = |at: usize| h(u16::from_le_bytes([b[at], b[at + 1]]));
     if dtype == GgmlDType::Q4K {
         // d, dmin, 12 bytes of 6-bit (scale, min) pairs, then nibbles in 64-weight pairs.
-        let sc = &b[4..16];
-        let (scale, min) = if s < 4 {
-            (sc[s] & 63, sc[s + 4] & 63)
-        } else {
-            (
-                (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4),
-                (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4),
-            )
-        };
+        let (scale, min) = q4k_scale_min(&b[4..16], s);
         let start = 16 + (s / 2) * 32;
         let qs: &[u8; 32] = b[start..start + 32].try_into().unwrap_or(&[0; 32]);
         let shift = 4 * (s % 2) as u32;
@@ -91,7 +97,7 @@ fn unpack_k(
 
 /// f16 to f32 without a table or a library call (ggml scales are finite).
 #[inline(always)]
-fn half_bits(h: u16) -> f32 {
+pub(super) fn half_bits(h: u16) -> f32 {
     let h = h as u32;
     let sign = (h & 0x8000) << 16;
     let exp = (h >> 10) & 0x1f;
@@ -469,12 +475,38 @@ pub struct GemvWeight<'a> {
 /// one parallel pass, each weight block read once for up to [`MAX_ROWS`]
 /// activation rows. k must be a multiple of the types' blocks ([`block_weights`]).
 pub fn gemv_many(weights: &[GemvWeight], k: usize, x: &[f32]) -> Vec<Vec<f32>> {
+    gemv_many_with(weights, k, x, Activations::F32)
+}
+
+/// How the activations meet the weight blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activations {
+    /// As they are: the dequantized weights' product (`--dtype q`).
+    #[default]
+    F32,
+    /// Quantized to 8 bits per block, integer dot products (`--dtype q8`,
+    /// llama.cpp's arithmetic; see quantized_int8) for the types that have
+    /// them, f32 for the others.
+    Int8,
+}
+
+/// [`gemv_many`] with the activations taken as `activations` says.
+pub fn gemv_many_with(
+    weights: &[GemvWeight],
+    k: usize,
+    x: &[f32],
+    activations: Activations,
+) -> Vec<Vec<f32>> {
+    use super::quantized_int8 as int8;
     let m_all = x.len() / k.max(1);
     let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m_all * w.n]).collect();
     for r0 in (0..m_all).step_by(MAX_ROWS) {
         let m = MAX_ROWS.min(m_all - r0);
         let xs = &x[r0 * k..(r0 + m) * k];
         let xsums: Vec<f32> = xs.chunks_exact(QK).map(|c| c.iter().sum()).collect();
+        let int8_rows = (activations == Activations::Int8
+            && weights.iter().any(|w| int8::supported(w.dtype)))
+        .then(|| int8::QuantizedRows::new(xs, k));
         // Each weight's products as [n, m] (output row major), so a task owns a
         // contiguous piece; transposed into [m, n] below.
         let mut transposed: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
@@ -496,7 +528,10 @@ pub fn gemv_many(weights: &[GemvWeight], k: usize, x: &[f32]) -> Vec<Vec<f32>> {
         }
         tasks
             .into_par_iter()
-            .for_each(|(dtype, d, bytes_per_row, o)| rows(dtype, d, bytes_per_row, xs, &xsums, o));
+            .for_each(|(dtype, d, bytes_per_row, o)| match &int8_rows {
+                Some(q) if int8::supported(dtype) => int8::rows(dtype, d, bytes_per_row, q, o),
+                _ => rows(dtype, d, bytes_per_row, xs, &xsums, o),
+            });
         for ((w, out), t) in weights.iter().zip(outs.iter_mut()).zip(&transposed) {
             for (j, column) in t.chunks_exact(m).enumerate() {
                 for (r, &v) in column.iter().enumerate() {

@@ -124,6 +124,19 @@ pub fn has_avx2() -> bool {
     }
 }
 
+/// Whether kernels may use AVX512-VNNI (with AVX-512): a CPU feature of the
+/// AVX-512 level, like BF16 of the one above it.
+pub fn has_avx512_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx512() && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether kernels may use AVX512-BF16 (with AVX-512).
 pub fn has_avx512_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -31,6 +31,7 @@ fn choose_dtype(choice: DTypeChoice, parameters: u64, models: usize) -> (DType, 
     match choice {
         DTypeChoice::Float(d) => (d, false, format!("{d:?}").to_lowercase()),
         DTypeChoice::Quantized => (DType::F32, true, "q".into()),
+        DTypeChoice::QuantizedInt8 => (DType::F32, true, "q8".into()),
         DTypeChoice::Auto => {
             // "Comfortably": all models together within half of the memory available now.
             let budget = available_memory().map_or(u64::MAX, |m| m / 2);
@@ -107,7 +108,13 @@ pub fn load_weights(path: &Path, options: &LoadOptions) -> Result<(Decoder, Stri
     tracing::info!(model = %path.display(), dtype = %described, "loading GGUF weights");
     let device = &options.device;
     let mut dense = HashMap::new();
-    let mut quantized: QuantizedWeights = HashMap::new();
+    let mut quantized = QuantizedWeights {
+        step_activations: match options.dtype {
+            DTypeChoice::QuantizedInt8 => crate::models::decoder::Activations::Int8,
+            _ => crate::models::decoder::Activations::F32,
+        },
+        ..Default::default()
+    };
     for name in &names {
         let Some(mapping) = map_tensor(name, spec, config.num_heads, config.num_kv_heads) else {
             continue;
@@ -127,7 +134,7 @@ pub fn load_weights(path: &Path, options: &LoadOptions) -> Result<(Decoder, Stri
                 }
                 None => q,
             };
-            quantized.insert(mapping.hf_name, Arc::new(q));
+            quantized.tensors.insert(mapping.hf_name, Arc::new(q));
         } else {
             dense.insert(mapping.hf_name.clone(), (q, mapping));
         }

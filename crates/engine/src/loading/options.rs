@@ -10,6 +10,10 @@ pub enum DTypeChoice {
     Float(DType),
     /// Keep GGUF weights quantized (matrix products on the quantized blocks).
     Quantized,
+    /// `q8`: as `Quantized`, and a decode step quantizes its activations to
+    /// 8 bits per block of 32 for integer dot products with Q8_0 and Q4_0
+    /// blocks (llama.cpp's arithmetic); teacher-forced passes stay as `q`.
+    QuantizedInt8,
     /// f32 when every model the command loads fits comfortably in memory, else bf16, else quantized.
     Auto,
 }
@@ -43,10 +47,11 @@ pub fn parse_dtype(text: &str) -> Result<DTypeChoice> {
         "bf16" => Ok(DTypeChoice::Float(DType::BF16)),
         "f16" => Ok(DTypeChoice::Float(DType::F16)),
         "q" => Ok(DTypeChoice::Quantized),
+        "q8" => Ok(DTypeChoice::QuantizedInt8),
         "auto" => Ok(DTypeChoice::Auto),
         other => Err(EngineError::option(
             crate::LoadSetting::Dtype,
-            format!("unknown dtype `{other}`; use auto, f32, bf16, f16 or q"),
+            format!("unknown dtype `{other}`; use auto, f32, bf16, f16, q or q8"),
         )),
     }
 }

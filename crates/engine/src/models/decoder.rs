@@ -10,11 +10,12 @@ use crate::error::{EngineError, Result};
 use crate::kernels::cpu_ops::{CausalSoftmax, GatedActivation};
 use crate::models::kv_cache::LayerCache;
 pub use crate::models::kv_cache::{KvCache, Segment};
+pub use crate::models::projections::Activations;
 use crate::models::projections::{
     compute_dtype, linear, linear_part, packs, rms_norm, Linear, Weights,
 };
 pub use crate::models::projections::{QuantizedWeights, RowSource};
-use crate::models::quantized_linear::{QuantizedLinear, TokenEmbedding, DECODE_ROWS, PASS_ROWS};
+use crate::models::quantized_linear::{QuantizedLinear, RowLimit, TokenEmbedding, DECODE_ROWS};
 use crate::models::rope;
 
 /// Upper bound on one attention score block, so long sequences never hold
@@ -103,11 +104,11 @@ impl Attention {
         (cos, sin): (&Tensor, &Tensor),
         window: Option<usize>,
         masks: &MaskCache,
-        max_rows: usize,
+        limit: RowLimit,
     ) -> Result<Tensor> {
         let n = x.dim(0)?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let [q, k, v] = Linear::forward_many([&self.q, &self.k, &self.v], x, max_rows)?;
+        let [q, k, v] = Linear::forward_many([&self.q, &self.k, &self.v], x, limit)?;
         // A norm over the whole projection runs before the heads are split, a per-head one after.
         let (q, k) = if self.whole_qk_norm {
             (apply(&self.q_norm, q)?, apply(&self.k_norm, k)?)
@@ -153,7 +154,7 @@ impl Attention {
                 Tensor::cat(&outputs, 0)?
             }
         };
-        Ok(self.o.forward(&out, max_rows)?)
+        Ok(self.o.forward(&out, limit)?)
     }
 
     /// The newest position of every sequence (one row each) against its cache,
@@ -408,17 +409,17 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor, max_rows: usize) -> Result<Tensor> {
-        let [gate, up] = Linear::forward_many([&self.gate, &self.up], x, max_rows)?;
+    fn forward(&self, x: &Tensor, limit: RowLimit) -> Result<Tensor> {
+        let [gate, up] = Linear::forward_many([&self.gate, &self.up], x, limit)?;
         if gate.device().is_cpu() && gate.dtype() == DType::F32 {
             let hidden = gate.apply_op2_no_bwd(&up, &GatedActivation(self.activation))?;
-            return Ok(self.down.forward(&hidden, max_rows)?);
+            return Ok(self.down.forward(&hidden, limit)?);
         }
         let gate = match self.activation {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
             Activation::GeluTanh => gate.gelu()?,
         };
-        Ok(self.down.forward(&(gate * up)?, max_rows)?)
+        Ok(self.down.forward(&(gate * up)?, limit)?)
     }
 }
 
@@ -455,6 +456,8 @@ pub struct Decoder {
     dtype: DType,
     /// The dense weights' dtype as loaded (f32 for quantized models' others).
     weights_dtype: DType,
+    /// What decode steps' quantized products take (`q8`: 8-bit activations).
+    step_activations: Activations,
 }
 
 impl Decoder {
@@ -531,7 +534,11 @@ impl Decoder {
         let tied_quantized = quantized.and_then(|q| q.get("model.embed_tokens.weight"));
         let lm_head = match (cfg.tie_word_embeddings, tied_quantized) {
             (true, Some(q)) => Linear::Quantized {
-                linear: QuantizedLinear::new(q.clone(), None)?,
+                linear: QuantizedLinear::new(
+                    q.clone(),
+                    None,
+                    quantized.map_or(Activations::F32, |w| w.step_activations),
+                )?,
                 counted: false,
             },
             (true, None) => match &embed {
@@ -557,6 +564,7 @@ impl Decoder {
             device: vb.device().clone(),
             dtype: root.compute,
             weights_dtype: vb.dtype(),
+            step_activations: quantized.map_or(Activations::F32, |q| q.step_activations),
             embed,
             layers,
             norm,
@@ -579,6 +587,12 @@ impl Decoder {
 
     pub fn weights_dtype(&self) -> DType {
         self.weights_dtype
+    }
+
+    /// What decode steps' quantized products take: 8-bit activations under
+    /// `q8`, so a generation's states are not a teacher-forced pass's.
+    pub fn step_activations(&self) -> Activations {
+        self.step_activations
     }
 
     /// Width of the logits: the embedding's row count, which may exceed the tokenizer's vocabulary.
@@ -739,10 +753,10 @@ impl Decoder {
         }
         // A decode step (one new token per cached sequence) may take more rows
         // through the decode kernels than other passes (see PASS_ROWS).
-        let max_rows = if segments.iter().all(|s| s.len == 1 && s.cache.is_some()) {
-            DECODE_ROWS
+        let limit = if segments.iter().all(|s| s.len == 1 && s.cache.is_some()) {
+            RowLimit::STEP
         } else {
-            PASS_ROWS
+            RowLimit::PASS
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let (window, tables) = match layer.kind {
@@ -766,12 +780,12 @@ impl Decoder {
                 (&tables.0, &tables.1),
                 window,
                 &masks,
-                max_rows,
+                limit,
             )?;
             x = (x + apply(&layer.attention_out_norm, h)?)?;
             let h = layer
                 .mlp
-                .forward(&apply(&layer.mlp_in_norm, x.clone())?, max_rows)?;
+                .forward(&apply(&layer.mlp_in_norm, x.clone())?, limit)?;
             x = (x + apply(&layer.mlp_out_norm, h)?)?;
         }
         for segment in segments.iter_mut() {
@@ -818,12 +832,19 @@ impl Decoder {
 
     /// Logits `[n, width]` in f32 for hidden-state rows `[n, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        // Rows here are positions of one answer chunk or a decode step's
-        // sequences, the same for a record with or without a reused prefix.
-        let logits = self
-            .lm_head
-            .forward(hidden, DECODE_ROWS)?
-            .to_dtype(DType::F32)?;
+        // Rows here are positions of one answer chunk, the same for a record
+        // with or without a reused prefix.
+        self.logits_with(hidden, RowLimit::LOGITS)
+    }
+
+    /// [`Self::logits`] for a decode step's rows (one per sequence), which
+    /// take 8-bit activations under `q8`.
+    pub fn step_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.logits_with(hidden, RowLimit::STEP)
+    }
+
+    fn logits_with(&self, hidden: &Tensor, limit: RowLimit) -> Result<Tensor> {
+        let logits = self.lm_head.forward(hidden, limit)?.to_dtype(DType::F32)?;
         Ok(match self.config.switches.final_logit_softcapping {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,

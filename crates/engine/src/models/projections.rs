@@ -12,10 +12,26 @@ use candle_nn::{RmsNorm, VarBuilder};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kernels::packed_gemm::{self, PackedWeight};
-use crate::models::quantized_linear::{dense_forward_many, gemv_outputs, QuantizedLinear};
+pub use crate::kernels::quantized_gemv::Activations;
+use crate::models::quantized_linear::{
+    dense_forward_many, gemv_outputs, QuantizedLinear, RowLimit,
+};
 
 /// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
-pub type QuantizedWeights = HashMap<String, Arc<QTensor>>;
+#[derive(Default)]
+pub struct QuantizedWeights {
+    /// By Hugging Face tensor name.
+    pub tensors: HashMap<String, Arc<QTensor>>,
+    /// What a decode step's products take: f32 activations (`q`) or 8-bit
+    /// ones with integer dot products (`q8`).
+    pub step_activations: Activations,
+}
+
+impl QuantizedWeights {
+    pub fn get(&self, name: &str) -> Option<&Arc<QTensor>> {
+        self.tensors.get(name)
+    }
+}
 
 /// A projection: dense weights, packed f32 or bf16 ones (see [`packs`]), or
 /// quantized ones.
@@ -35,17 +51,17 @@ pub(super) enum Linear {
 }
 
 impl Linear {
-    /// `x · Wᵀ`; up to `max_rows` rows through the decode kernels.
-    pub(super) fn forward(&self, x: &Tensor, max_rows: usize) -> candle_core::Result<Tensor> {
+    /// `x · Wᵀ`; up to `limit.max` rows through the decode kernels.
+    pub(super) fn forward(&self, x: &Tensor, limit: RowLimit) -> candle_core::Result<Tensor> {
         match self {
-            Self::Dense(l) => match dense_forward_many(&[l], x, max_rows) {
+            Self::Dense(l) => match dense_forward_many(&[l], x, limit.max) {
                 Some(ys) => ys?
                     .pop()
                     .ok_or_else(|| candle_core::Error::Msg("no projection output".into())),
                 None => l.forward(x),
             },
-            Self::Quantized { linear, .. } => linear.forward(x, max_rows),
-            Self::Packed { .. } => Self::forward_many([self], x, max_rows).map(|[y]| y),
+            Self::Quantized { linear, .. } => linear.forward(x, limit),
+            Self::Packed { .. } => Self::forward_many([self], x, limit).map(|[y]| y),
         }
     }
 
@@ -53,7 +69,7 @@ impl Linear {
     pub(super) fn forward_many<const N: usize>(
         linears: [&Linear; N],
         x: &Tensor,
-        max_rows: usize,
+        limit: RowLimit,
     ) -> candle_core::Result<[Tensor; N]> {
         let quantized: Option<Vec<&QuantizedLinear>> = linears
             .iter()
@@ -77,8 +93,8 @@ impl Linear {
             })
             .collect();
         let fast = match (quantized, dense, packed) {
-            (Some(q), _, _) => QuantizedLinear::forward_many(&q, x, max_rows),
-            (_, Some(d), _) => dense_forward_many(&d, x, max_rows),
+            (Some(q), _, _) => QuantizedLinear::forward_many(&q, x, limit),
+            (_, Some(d), _) => dense_forward_many(&d, x, limit.max),
             (_, _, Some(p)) => Some(packed_forward_many(&p, x)),
             _ => None,
         };
@@ -90,7 +106,7 @@ impl Linear {
         }
         let mut outs = Vec::with_capacity(N);
         for l in linears {
-            outs.push(l.forward(x, max_rows)?);
+            outs.push(l.forward(x, limit)?);
         }
         <[Tensor; N]>::try_from(outs)
             .map_err(|_| candle_core::Error::Msg("projection count mismatch".into()))
@@ -308,7 +324,11 @@ pub(super) fn linear_part(
             )?)
         };
         return Ok(Linear::Quantized {
-            linear: QuantizedLinear::new(q, bias()?)?,
+            linear: QuantizedLinear::new(
+                q,
+                bias()?,
+                w.quantized.map_or(Activations::F32, |q| q.step_activations),
+            )?,
             counted: true,
         });
     }

@@ -16,6 +16,8 @@ use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{DType, Module, Tensor};
 use rayon::prelude::*;
 
+use crate::kernels::quantized_gemv::Activations;
+
 /// Most input rows a decode step (every sequence's newest token) sends through
 /// the block kernels of quantized_gemv; more go to dequantized tiles and GEMM.
 pub const DECODE_ROWS: usize = crate::kernels::quantized_gemv::MAX_ROWS;
@@ -26,6 +28,33 @@ pub const DECODE_ROWS: usize = crate::kernels::quantized_gemv::MAX_ROWS;
 /// GEMM unless the suffix is very short (the parity the prefix-reuse tests hold
 /// to 1e-5).
 pub const PASS_ROWS: usize = 16;
+
+/// How many rows of a pass may take the block kernels, and whether the pass is
+/// a decode step: only a step's products take 8-bit activations under
+/// `--dtype q8`, so a teacher-forced pass scores as `q` does however long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLimit {
+    pub max: usize,
+    pub step: bool,
+}
+
+impl RowLimit {
+    /// A decode step: one new token per cached sequence.
+    pub const STEP: Self = Self {
+        max: DECODE_ROWS,
+        step: true,
+    };
+    /// Any other pass through the layers (prefill, scoring).
+    pub const PASS: Self = Self {
+        max: PASS_ROWS,
+        step: false,
+    };
+    /// The output projection of a scoring chunk's rows.
+    pub const LOGITS: Self = Self {
+        max: DECODE_ROWS,
+        step: false,
+    };
+}
 
 /// Largest f32 tile of a dequantized weight; larger weights (a big vocabulary's
 /// output projection) go in several tiles of output rows.
@@ -44,14 +73,21 @@ pub struct QuantizedLinear {
     weight: Arc<QTensor>,
     matmul: QMatMul,
     bias: Option<Tensor>,
+    /// What a decode step's products take (`q8`: 8-bit activations).
+    step_activations: Activations,
 }
 
 impl QuantizedLinear {
-    pub fn new(weight: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Self> {
+    pub fn new(
+        weight: Arc<QTensor>,
+        bias: Option<Tensor>,
+        step_activations: Activations,
+    ) -> candle_core::Result<Self> {
         Ok(Self {
             matmul: QMatMul::from_arc(weight.clone())?,
             weight,
             bias,
+            step_activations,
         })
     }
 
@@ -63,9 +99,10 @@ impl QuantizedLinear {
         self.bias.as_ref()
     }
 
-    /// `x · Wᵀ`; up to `max_rows` rows through the block kernels.
-    pub fn forward(&self, x: &Tensor, max_rows: usize) -> candle_core::Result<Tensor> {
-        if let Some(ys) = Self::forward_many(&[self], x, max_rows) {
+    /// `x · Wᵀ`; up to `limit.max` rows through the block kernels.
+    pub fn forward(&self, x: &Tensor, limit: RowLimit) -> candle_core::Result<Tensor> {
+        let max_rows = limit.max;
+        if let Some(ys) = Self::forward_many(&[self], x, limit) {
             return ys?
                 .pop()
                 .ok_or_else(|| candle_core::Error::Msg("no projection output".into()));
@@ -122,8 +159,9 @@ impl QuantizedLinear {
     pub fn forward_many(
         linears: &[&QuantizedLinear],
         x: &Tensor,
-        max_rows: usize,
+        limit: RowLimit,
     ) -> Option<candle_core::Result<Vec<Tensor>>> {
+        let max_rows = limit.max;
         let first = linears.first()?;
         let (_, in_dim) = first.weight.shape().dims2().ok()?;
         let rows = x.elem_count() / in_dim.max(1);
@@ -152,7 +190,12 @@ impl QuantizedLinear {
                     n: l.weight.shape().dims()[0],
                 })
                 .collect();
-            let outs = crate::kernels::quantized_gemv::gemv_many(&weights, in_dim, &xs);
+            let activations = match limit.step {
+                true => first.step_activations,
+                false => Activations::F32,
+            };
+            let outs =
+                crate::kernels::quantized_gemv::gemv_many_with(&weights, in_dim, &xs, activations);
             let biases = linears.iter().map(|l| l.bias.as_ref());
             gemv_outputs(x, rows, outs, biases)
         })())

@@ -131,3 +131,15 @@ pub fn forced(model: &LanguageModel, tokens: &[u32], start: usize) -> Vec<f32> {
         .unwrap();
     out
 }
+
+/// Every log-probability row of `tokens[start..]` from one teacher-forced pass, flat.
+pub fn forced_rows(model: &LanguageModel, tokens: &[u32], start: usize) -> Vec<f32> {
+    let mut out = Vec::new();
+    model
+        .score(tokens, start, |r| {
+            out.extend_from_slice(r.data);
+            Ok(())
+        })
+        .unwrap();
+    out
+}

@@ -199,17 +199,10 @@ fn a_quantized_phi3_splits_its_fused_projections_without_dequantizing() {
     for seq in goldens["sequences"].as_array().unwrap() {
         let tokens = ids(&seq["tokens"]);
         let start = seq["start"].as_u64().unwrap() as usize;
-        let rows = |model: &LanguageModel| {
-            let mut out = Vec::new();
-            model
-                .score(&tokens, start, |r| {
-                    out.extend_from_slice(r.data);
-                    Ok(())
-                })
-                .unwrap();
-            out
-        };
-        let (q, d) = (rows(&quantized), rows(&dense));
+        let (q, d) = (
+            forced_rows(&quantized, &tokens, start),
+            forced_rows(&dense, &tokens, start),
+        );
         let worst = q
             .iter()
             .zip(&d)

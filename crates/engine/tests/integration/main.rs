@@ -5,6 +5,7 @@
 mod batched_generation;
 mod common;
 mod gguf;
+mod llamacpp;
 mod packed_scoring;
 mod parity;
 mod prefix_reuse;

@@ -49,6 +49,7 @@ pub enum DtypeKey {
     Bf16,
     F16,
     Q,
+    Q8,
 }
 
 impl DtypeKey {
@@ -60,6 +61,7 @@ impl DtypeKey {
             DtypeKey::Bf16 => DTypeChoice::Float(DType::BF16),
             DtypeKey::F16 => DTypeChoice::Float(DType::F16),
             DtypeKey::Q => DTypeChoice::Quantized,
+            DtypeKey::Q8 => DTypeChoice::QuantizedInt8,
         }
     }
 }

@@ -1,0 +1,41 @@
+//! Quantized projections straight from GGUF blocks, with f32 activations
+//! (`--dtype q`) and with activations quantized to 8 bits (`--dtype q8`), at
+//! Qwen3-0.6B's projection shapes for a decode step (1 row), in GB/s of
+//! weights read: compare with `--example memory_bandwidth`, the bound.
+//! `cargo run --release -p aligntds-engine --example quantized_gemv`
+
+use candle_core::quantized::GgmlDType;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let shapes = [
+        ("q_proj", 2048, 1024),
+        ("gate/up_proj", 3072, 1024),
+        ("down_proj", 1024, 3072),
+        ("lm_head", 151_936, 1024),
+    ];
+    println!(
+        "kernel level {}, integer path {:?} ({} threads); GB/s of weights, best of 5",
+        aligntds_engine::math::level().name(),
+        aligntds_engine::math::int8_path(),
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<6} {:<13} {:>5} {:>8} {:>8} {:>6}",
+        "type", "weight", "rows", "q", "q8", "ratio"
+    );
+    for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+        for m in [1, 4] {
+            for (name, n, k) in shapes {
+                let s = aligntds_engine::bench::quantized_projection(dtype, m, n, k, 5)?;
+                println!(
+                    "{:<6} {name:<13} {m:>5} {:>8.1} {:>8.1} {:>5.2}x",
+                    format!("{dtype:?}"),
+                    s.exact,
+                    s.int8,
+                    s.int8 / s.exact
+                );
+            }
+        }
+    }
+    Ok(())
+}

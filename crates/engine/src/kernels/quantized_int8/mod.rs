@@ -1,0 +1,329 @@
+//! Integer dot products of GGUF weight blocks with activations quantized to
+//! 8 bits, llama.cpp's arithmetic for `--dtype q8`: each 32-value block of an
+//! activation row becomes a scale and 32 signed bytes (as ggml's
+//! `quantize_row_q8_0`), and a weight chunk's dot product with it is an exact
+//! integer sum times the scales. One byte per weight and per activation
+//! instead of an f32 widening makes a decode step bound by reading the
+//! weights, not by arithmetic (see quantized_gemv for the exact path).
+//!
+//! Q8_0 and Q4_0 blocks are 32 weights; a Q6_K or Q4_K super-block is eight
+//! chunks of 32. llama.cpp quantizes activations for the K-quants per 256
+//! (Q8_K); here every type meets the same 32-value activation blocks (finer
+//! scales, so the projections sharing an input share one quantization).
+//!
+//! The float arithmetic has one fixed order, so every path gives the same
+//! bits: chunk `b`'s exact integer sum `s_b` (and Q4_K's min sum `m_b`) is
+//! scaled as `t = (dw_b * dx_b) * s_b` (Q4_K: `t - (dmin_b * dx_b) * m_b`),
+//! added into lane `b % 8` of eight f32 lanes, and the row's value is the
+//! lanes summed as `((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))`. AVX-512 VNNI
+//! (`vpdpbusd`), AVX2 (`vpmaddubsw`) and the portable loop differ only in how
+//! they get the integer sums.
+
+use candle_core::quantized::GgmlDType;
+
+use super::quantized_gemv::{half_bits, q4k_scale_min};
+
+/// Values per activation block and per weight chunk.
+pub const QK: usize = 32;
+/// Float lanes of the fixed summation order (chunks go round-robin).
+const LANES: usize = 8;
+
+/// Activation rows quantized per block of [`QK`]: block `i` of row `r` is
+/// `q[r * blocks + i]` (32 signed bytes, `q * d` approximating the values)
+/// with its scale `d` and the sums of its first and last 16 bytes (the
+/// weights' offsets and mins are taken off through them).
+#[derive(Debug, Clone)]
+pub struct QuantizedRows {
+    blocks: usize,
+    q: Vec<Bytes32>,
+    d: Vec<f32>,
+    lo: Vec<i32>,
+    hi: Vec<i32>,
+}
+
+/// 32 bytes, aligned for one vector load.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+struct Bytes32([i8; QK]);
+
+impl QuantizedRows {
+    /// Quantizes rows of `k` values (a multiple of [`QK`]) as ggml's AVX code
+    /// quantizes a row for Q8_0: per block `m = max|x|`, `q = round(x * 127 / m)`
+    /// (ties to even), the scale `m / 127` rounded to f16.
+    pub fn new(x: &[f32], k: usize) -> Self {
+        let blocks = k / QK;
+        let n = x.len() / QK;
+        let mut rows = Self {
+            blocks,
+            q: Vec::with_capacity(n),
+            d: Vec::with_capacity(n),
+            lo: Vec::with_capacity(n),
+            hi: Vec::with_capacity(n),
+        };
+        for block in x.chunks_exact(QK) {
+            let mut q = [0i8; QK];
+            let amax = quantize_block(block, &mut q);
+            let sum = |half: &[i8]| half.iter().map(|&v| v as i32).sum::<i32>();
+            rows.lo.push(sum(&q[..16]));
+            rows.hi.push(sum(&q[16..]));
+            rows.q.push(Bytes32(q));
+            rows.d.push(half::f16::from_f32(amax / 127.0).to_f32());
+        }
+        rows
+    }
+
+    fn rows(&self) -> usize {
+        self.d.len() / self.blocks.max(1)
+    }
+}
+
+/// One block's 8-bit values; returns `max|x|`. Compiled for the widest
+/// vectors (a rounding instruction, not a library call per value).
+#[inline(always)]
+fn quantize_block_kernel(block: &[f32], q: &mut [i8; QK]) -> f32 {
+    let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    for (q, &v) in q.iter_mut().zip(block) {
+        // |v * id| <= 127 up to rounding; the clamp keeps -128 out.
+        *q = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    amax
+}
+
+crate::widest!(fn quantize_block(block: &[f32], q: &mut [i8; QK]) -> f32 = quantize_block_kernel);
+
+/// The weight types with an integer kernel here.
+pub fn supported(dtype: GgmlDType) -> bool {
+    matches!(
+        dtype,
+        GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q6K | GgmlDType::Q4K
+    )
+}
+
+/// Bytes of eight chunks (one group) of a supported type.
+fn group_bytes(dtype: GgmlDType) -> usize {
+    match dtype {
+        GgmlDType::Q8_0 => 8 * 34,
+        GgmlDType::Q4_0 => 8 * 18,
+        GgmlDType::Q6K => 210,
+        _ => 144,
+    }
+}
+
+/// Bytes of one weight row of `k` values.
+fn row_bytes(dtype: GgmlDType, k: usize) -> usize {
+    k / (8 * QK) * group_bytes(dtype)
+        + match dtype {
+            GgmlDType::Q8_0 => (k / QK % 8) * 34,
+            GgmlDType::Q4_0 => (k / QK % 8) * 18,
+            _ => 0,
+        }
+}
+
+/// Chunk `c` (0..8) of a K-quant super-block `sb` as its 32 unsigned values,
+/// with the 16-value scales (Q6_K; Q4_K's one scale twice) and Q4_K's min.
+#[inline(always)]
+fn k_chunk(dtype: GgmlDType, sb: &[u8], c: usize) -> ([u8; QK], [i32; 2], i32) {
+    let mut v = [0u8; QK];
+    if dtype == GgmlDType::Q6K {
+        // 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 signed scales, d.
+        let (n, quarter) = (c / 4, c % 4);
+        let ql = &sb[n * 64 + 32 * (quarter % 2)..][..QK];
+        let qh = &sb[128 + n * 32..][..QK];
+        let (low_shift, high_shift) = (4 * (quarter / 2), 2 * quarter);
+        for l in 0..QK {
+            v[l] = ((ql[l] >> low_shift) & 15) | (((qh[l] >> high_shift) & 3) << 4);
+        }
+        let s = |i: usize| sb[192 + n * 8 + quarter * 2 + i] as i8 as i32;
+        (v, [s(0), s(1)], 0)
+    } else {
+        // Q4_K: d, dmin, 12 bytes of 6-bit (scale, min) pairs, nibbles in 64-value pairs.
+        let (scale, min) = q4k_scale_min(&sb[4..16], c);
+        let qs = &sb[16 + (c / 2) * 32..][..QK];
+        for l in 0..QK {
+            v[l] = (qs[l] >> (4 * (c % 2))) & 15;
+        }
+        (v, [scale as i32; 2], min as i32)
+    }
+}
+
+/// Chunk `b` of a weight row against activation block `i`, the plain
+/// definition: `(dw, dmin, s, m)` with `s` the exact integer dot product
+/// (offsets and per-16 scales applied) and `m` Q4_K's min sum.
+#[inline(always)]
+fn chunk_terms(
+    dtype: GgmlDType,
+    row: &[u8],
+    b: usize,
+    x: &QuantizedRows,
+    i: usize,
+) -> (f32, f32, i32, i32) {
+    let q = &x.q[i].0;
+    let dot = |v: &[u8; QK], range: std::ops::Range<usize>| -> i32 {
+        range.map(|l| v[l] as i32 * q[l] as i32).sum()
+    };
+    let half_at =
+        |bytes: &[u8], at: usize| half_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+    match dtype {
+        GgmlDType::Q8_0 => {
+            let w = &row[b * 34..][..34];
+            let s = (0..QK).map(|l| w[2 + l] as i8 as i32 * q[l] as i32).sum();
+            (half_at(w, 0), 0.0, s, 0)
+        }
+        GgmlDType::Q4_0 => {
+            let w = &row[b * 18..][..18];
+            let mut v = [0u8; QK];
+            for j in 0..16 {
+                v[j] = w[2 + j] & 15;
+                v[j + 16] = w[2 + j] >> 4;
+            }
+            (
+                half_at(w, 0),
+                0.0,
+                dot(&v, 0..QK) - 8 * (x.lo[i] + x.hi[i]),
+                0,
+            )
+        }
+        GgmlDType::Q6K => {
+            let sb = &row[(b / 8) * 210..][..210];
+            let (v, [sa, sb_], _) = k_chunk(dtype, sb, b % 8);
+            let s = sa * (dot(&v, 0..16) - 32 * x.lo[i]) + sb_ * (dot(&v, 16..QK) - 32 * x.hi[i]);
+            (half_at(sb, 208), 0.0, s, 0)
+        }
+        _ => {
+            let sb = &row[(b / 8) * 144..][..144];
+            let (v, [scale, _], min) = k_chunk(dtype, sb, b % 8);
+            let s = scale * dot(&v, 0..QK);
+            (half_at(sb, 0), half_at(sb, 2), s, min * (x.lo[i] + x.hi[i]))
+        }
+    }
+}
+
+#[inline(always)]
+fn reduce(l: &[f32; LANES]) -> f32 {
+    ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+}
+
+/// Chunks `first..` of one weight row against row `r`, one at a time, into
+/// `lanes` (the portable loop, and the vector paths' tail after whole groups).
+#[inline(always)]
+fn chunks_plain(
+    dtype: GgmlDType,
+    row: &[u8],
+    x: &QuantizedRows,
+    r: usize,
+    first: usize,
+    lanes: &mut [f32; LANES],
+) {
+    for b in first..x.blocks {
+        let i = r * x.blocks + b;
+        let (dw, dmin, s, m) = chunk_terms(dtype, row, b, x, i);
+        let mut t = (dw * x.d[i]) * s as f32;
+        if dtype == GgmlDType::Q4K {
+            t -= (dmin * x.d[i]) * m as f32;
+        }
+        lanes[b % LANES] += t;
+    }
+}
+
+/// Which path [`rows`] takes (for tests and the benchmark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Path {
+    Vnni,
+    Avx2,
+    Portable,
+}
+
+/// The widest path this CPU runs under `ALIGNTDS_CPU`.
+pub fn path() -> Path {
+    if super::simd::has_avx512_vnni() {
+        Path::Vnni
+    } else if super::simd::has_avx2() {
+        Path::Avx2
+    } else {
+        Path::Portable
+    }
+}
+
+/// Most activation rows one call takes (a decode step's batch).
+pub const MAX_ROWS: usize = 32;
+
+/// `out[j * m + r] = W_j · x_r` for the weight rows in `rows` (`bytes_per_row`
+/// each) and the `m` quantized rows `x`: the layout of quantized_gemv's tasks.
+pub fn rows(
+    dtype: GgmlDType,
+    rows: &[u8],
+    bytes_per_row: usize,
+    x: &QuantizedRows,
+    out: &mut [f32],
+) {
+    rows_with(path(), dtype, rows, bytes_per_row, x, out)
+}
+
+/// [`rows`] through a given path; one the CPU lacks falls back to the portable loop.
+#[allow(unsafe_code)]
+pub fn rows_with(
+    path: Path,
+    dtype: GgmlDType,
+    rows: &[u8],
+    bytes_per_row: usize,
+    x: &QuantizedRows,
+    out: &mut [f32],
+) {
+    assert!(supported(dtype), "no integer kernel for {dtype:?}");
+    let m = x.rows();
+    assert!(
+        m <= MAX_ROWS && bytes_per_row == row_bytes(dtype, x.blocks * QK),
+        "{m} rows of {} blocks against {dtype:?} rows of {bytes_per_row} bytes",
+        x.blocks
+    );
+    // The path this CPU can take, decided once for all rows.
+    match path {
+        // SAFETY: AVX-512 (F, BW, VL), AVX512-VNNI, AVX2 and F16C are
+        // detected; every row is whole (`bytes_per_row` asserted above).
+        #[cfg(target_arch = "x86_64")]
+        Path::Vnni if super::simd::has_avx512_vnni() => unsafe {
+            x86::rows_vnni(dtype, rows, bytes_per_row, x, out)
+        },
+        // SAFETY: AVX2, FMA and F16C are detected; rows as above.
+        #[cfg(target_arch = "x86_64")]
+        Path::Vnni | Path::Avx2 if super::simd::has_avx2() => unsafe {
+            x86::rows_avx2(dtype, rows, bytes_per_row, x, out)
+        },
+        _ => all_rows(dtype, rows, bytes_per_row, x, out, |_, _| 0),
+    }
+}
+
+/// Every weight row against every activation row: `groups(row, lanes)` adds
+/// a row's whole groups of eight chunks into each activation row's lanes and
+/// returns the chunks it did; the rest, one chunk at a time, and the lanes'
+/// sum are the portable loop's. Inlined into each path with `dtype` a
+/// constant, so the per-type branches fold away.
+#[inline(always)]
+fn all_rows(
+    dtype: GgmlDType,
+    rows: &[u8],
+    bytes_per_row: usize,
+    x: &QuantizedRows,
+    out: &mut [f32],
+    mut groups: impl FnMut(&[u8], &mut [[f32; LANES]]) -> usize,
+) {
+    let m = x.rows();
+    let mut lanes = [[0f32; LANES]; MAX_ROWS];
+    for (j, row) in rows.chunks_exact(bytes_per_row).enumerate() {
+        let lanes = &mut lanes[..m];
+        lanes.fill([0.0; LANES]);
+        let done = groups(row, lanes);
+        for (r, l) in lanes.iter_mut().enumerate() {
+            chunks_plain(dtype, row, x, r, done, l);
+            out[j * m + r] = reduce(l);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86;
+
+#[cfg(test)]
+mod tests;

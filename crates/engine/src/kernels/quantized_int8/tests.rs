@@ -1,0 +1,167 @@
+//! Every path against the portable loop (bit for bit) and the loop against
+//! candle's dequantized weights.
+
+use std::borrow::Cow;
+
+use candle_core::quantized::{QStorage, QTensor};
+use candle_core::Device;
+
+use super::*;
+
+/// `n` weight rows of `k` values in `dtype`: random bytes (every pattern a
+/// file may hold, Q8_0's -128 included) with finite f16 scales of either sign.
+fn weight_rows(dtype: GgmlDType, n: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out: Vec<u8> = (0..n * row_bytes(dtype, k)).map(|_| next() as u8).collect();
+    let (unit, scales): (usize, &[usize]) = match dtype {
+        GgmlDType::Q8_0 => (34, &[0]),
+        GgmlDType::Q4_0 => (18, &[0]),
+        GgmlDType::Q6K => (210, &[208]),
+        _ => (144, &[0, 2]),
+    };
+    for block in out.chunks_exact_mut(unit) {
+        for &at in scales {
+            let scale = half::f16::from_f32((next() % 2000) as f32 / 1e5 - 0.01);
+            block[at..at + 2].copy_from_slice(&scale.to_bits().to_le_bytes());
+        }
+    }
+    out
+}
+
+fn activations(m: usize, k: usize) -> Vec<f32> {
+    (0..m * k)
+        .map(|i| ((i * 7919 % 1009) as f32 - 504.0) * 0.013 * if i % 97 == 0 { 40.0 } else { 1.0 })
+        .collect()
+}
+
+/// The independent definition: candle's dequantized weights against the
+/// quantized activations (`q * d`), summed in f64; and the sum of the
+/// terms' magnitudes, the scale of f32 rounding.
+fn reference(
+    dtype: GgmlDType,
+    w: &[u8],
+    (n, k): (usize, usize),
+    x: &QuantizedRows,
+    m: usize,
+) -> Vec<(f64, f64)> {
+    let storage = QStorage::from_data(Cow::Borrowed(w), &Device::Cpu, dtype).unwrap();
+    let dense = QTensor::new(storage, (n, k))
+        .unwrap()
+        .dequantize(&Device::Cpu)
+        .unwrap();
+    let dense: Vec<f32> = dense.flatten_all().unwrap().to_vec1().unwrap();
+    let mut out = Vec::new();
+    for j in 0..n {
+        for r in 0..m {
+            let terms = (0..k).map(|c| {
+                let i = r * x.blocks + c / QK;
+                dense[j * k + c] as f64 * x.q[i].0[c % QK] as f64 * x.d[i] as f64
+            });
+            out.push(terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs())));
+        }
+    }
+    out
+}
+
+#[test]
+fn quantized_activations_round_like_ggml() {
+    let x: Vec<f32> = (0..64).map(|i| (i as f32 - 20.5) * 0.25).collect();
+    let rows = QuantizedRows::new(&x, 32);
+    assert_eq!((rows.blocks, rows.rows()), (1, 2));
+    for (i, values) in x.chunks_exact(QK).enumerate() {
+        let (q, d) = (rows.q[i].0, rows.d[i]);
+        let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(d, half::f16::from_f32(amax / 127.0).to_f32());
+        for (&qi, &v) in q.iter().zip(values) {
+            assert_eq!(qi as f32, (v * (127.0 / amax)).round_ties_even(), "{v}");
+        }
+        assert_eq!(rows.lo[i], q[..16].iter().map(|&v| v as i32).sum::<i32>());
+        assert_eq!(rows.hi[i], q[16..].iter().map(|&v| v as i32).sum::<i32>());
+        assert!(
+            q.iter().any(|&v| v.abs() == 127),
+            "the largest value maps to 127"
+        );
+    }
+    // Ties go to even, as _mm256_round_ps rounds: 2.5 -> 2 with amax 127.
+    let mut tie = [0f32; 32];
+    (tie[0], tie[1]) = (127.0, 2.5);
+    assert_eq!(QuantizedRows::new(&tie, 32).q[0].0[1], 2);
+    let zeros = QuantizedRows::new(&[0.0; 32], 32);
+    assert_eq!((zeros.d[0], zeros.q[0].0, zeros.lo[0]), (0.0, [0; 32], 0));
+}
+
+#[test]
+fn every_path_computes_the_fixed_order_to_the_bit_and_the_definition() {
+    let mut ran = vec![];
+    // (blocks, activation rows, weight rows) per type.
+    type Shapes = &'static [(usize, usize, usize)];
+    let cases: [(GgmlDType, Shapes); 4] = [
+        (
+            GgmlDType::Q8_0,
+            &[(32, 1, 9), (13, 3, 5), (7, 2, 4), (96, 4, 3)],
+        ),
+        (
+            GgmlDType::Q4_0,
+            &[(32, 1, 9), (13, 3, 5), (7, 2, 4), (96, 4, 3)],
+        ),
+        (GgmlDType::Q6K, &[(8, 1, 5), (32, 3, 4), (24, 2, 3)]),
+        (GgmlDType::Q4K, &[(8, 1, 5), (32, 3, 4), (24, 2, 3)]),
+    ];
+    for (dtype, shapes) in cases {
+        // Block counts with and without a tail after the groups of eight.
+        for &(blocks, m, n) in shapes {
+            let k = blocks * QK;
+            let w = weight_rows(dtype, n, k, (blocks * 31 + m) as u64);
+            let x = QuantizedRows::new(&activations(m, k), k);
+            let bytes = row_bytes(dtype, k);
+            let mut portable = vec![0f32; n * m];
+            rows_with(Path::Portable, dtype, &w, bytes, &x, &mut portable);
+            for (i, (exact, magnitude)) in
+                reference(dtype, &w, (n, k), &x, m).into_iter().enumerate()
+            {
+                let got = portable[i] as f64;
+                assert!(
+                    (got - exact).abs() <= 1e-5 * magnitude.max(1e-3),
+                    "{dtype:?} {blocks} blocks, output {i}: {got} vs {exact}"
+                );
+            }
+            for p in [Path::Avx2, Path::Vnni] {
+                let available = match p {
+                    Path::Vnni => super::super::simd::has_avx512_vnni(),
+                    _ => super::super::simd::has_avx2(),
+                };
+                if !available {
+                    continue;
+                }
+                ran.push(p);
+                let mut out = vec![0f32; n * m];
+                rows_with(p, dtype, &w, bytes, &x, &mut out);
+                let same = out
+                    .iter()
+                    .zip(&portable)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{p:?} {dtype:?} {blocks} blocks: {out:?} vs {portable:?}"
+                );
+            }
+        }
+    }
+    ran.sort();
+    ran.dedup();
+    eprintln!(
+        "integer paths checked: portable, {ran:?} (widest here: {:?})",
+        path()
+    );
+    for p in [Path::Avx2, Path::Vnni] {
+        if !ran.contains(&p) {
+            eprintln!("skipped {p:?}: this CPU (or ALIGNTDS_CPU) lacks it");
+        }
+    }
+}

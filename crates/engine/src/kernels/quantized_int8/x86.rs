@@ -1,0 +1,307 @@
+//! The integer paths: AVX-512 VNNI and AVX2 (see the parent for the order
+//! of the float arithmetic they share with the portable loop).
+
+use std::arch::x86_64::*;
+
+use super::{group_bytes, GgmlDType, QuantizedRows, LANES};
+
+/// One group of eight chunks of a weight row, unpacked once for every
+/// activation row: the chunks' bytes (unsigned, but Q8_0's signed), their
+/// scales, and the integer multipliers of the K-quants.
+struct Group {
+    w: [__m256i; 8],
+    dw: __m256,
+    /// Q4_K: the mins' scale.
+    dmin: __m256,
+    /// Q6_K: each chunk's lanes times its two 16-value scales.
+    mul: [__m256i; 8],
+    /// Q6_K: the chunks' first and second 16-value scales; Q4_K: the
+    /// chunks' scales and mins.
+    a: __m256i,
+    b: __m256i,
+}
+
+// Inlined into the entry points below, which enable the features.
+#[inline(always)]
+unsafe fn half(p: *const u8) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16((p as *const i16).read_unaligned()))
+}
+
+/// Group `g` of a row (`p`: its first byte).
+// Inlined into the entry points below, which enable the features.
+#[inline(always)]
+unsafe fn group(dtype: GgmlDType, p: *const u8) -> Group {
+    let zero = _mm256_setzero_si256();
+    let mut group = Group {
+        w: [zero; 8],
+        dw: _mm256_setzero_ps(),
+        dmin: _mm256_setzero_ps(),
+        mul: [zero; 8],
+        a: zero,
+        b: zero,
+    };
+    let nibbles = _mm256_set1_epi8(0x0f);
+    match dtype {
+        GgmlDType::Q8_0 | GgmlDType::Q4_0 => {
+            let bb = if dtype == GgmlDType::Q8_0 { 34 } else { 18 };
+            for (i, w) in group.w.iter_mut().enumerate() {
+                let b = p.add(i * bb);
+                *w = if dtype == GgmlDType::Q8_0 {
+                    _mm256_loadu_si256(b.add(2).cast())
+                } else {
+                    // Low nibbles are values 0-15, high ones 16-31.
+                    let q = _mm_loadu_si128(b.add(2).cast());
+                    let mask = _mm_set1_epi8(0x0f);
+                    _mm256_set_m128i(
+                        _mm_and_si128(_mm_srli_epi16(q, 4), mask),
+                        _mm_and_si128(q, mask),
+                    )
+                };
+            }
+            // The scales gathered in a register (narrow stores then a wide
+            // load would stall store forwarding); f16 to f32 is exact, so
+            // this equals the portable loop's half_bits.
+            let s = |i: usize| (p.add(i * bb) as *const i16).read_unaligned();
+            group.dw = _mm256_cvtph_ps(_mm_setr_epi16(
+                s(0),
+                s(1),
+                s(2),
+                s(3),
+                s(4),
+                s(5),
+                s(6),
+                s(7),
+            ));
+        }
+        GgmlDType::Q6K => {
+            for n in 0..2 {
+                let ql0 = _mm256_loadu_si256(p.add(n * 64).cast());
+                let ql1 = _mm256_loadu_si256(p.add(n * 64 + 32).cast());
+                let qh = _mm256_loadu_si256(p.add(128 + n * 32).cast());
+                let high = |shift: i32| {
+                    let h = match shift {
+                        0 => qh,
+                        2 => _mm256_srli_epi16(qh, 2),
+                        4 => _mm256_srli_epi16(qh, 4),
+                        _ => _mm256_srli_epi16(qh, 6),
+                    };
+                    _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(3)), 4)
+                };
+                let w = &mut group.w[n * 4..n * 4 + 4];
+                w[0] = _mm256_or_si256(_mm256_and_si256(ql0, nibbles), high(0));
+                w[1] = _mm256_or_si256(_mm256_and_si256(ql1, nibbles), high(2));
+                w[2] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nibbles),
+                    high(4),
+                );
+                w[3] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nibbles),
+                    high(6),
+                );
+            }
+            let sc = |i: usize| *p.add(192 + i) as i8 as i32;
+            for (c, m) in group.mul.iter_mut().enumerate() {
+                let (x, y) = (sc(2 * c), sc(2 * c + 1));
+                *m = _mm256_setr_epi32(x, x, x, x, y, y, y, y);
+            }
+            group.a = _mm256_setr_epi32(sc(0), sc(2), sc(4), sc(6), sc(8), sc(10), sc(12), sc(14));
+            group.b = _mm256_setr_epi32(sc(1), sc(3), sc(5), sc(7), sc(9), sc(11), sc(13), sc(15));
+            group.dw = half(p.add(208));
+        }
+        _ => {
+            for (c, w) in group.w.iter_mut().enumerate() {
+                let q = _mm256_loadu_si256(p.add(16 + (c / 2) * 32).cast());
+                let q = if c % 2 == 0 {
+                    q
+                } else {
+                    _mm256_srli_epi16(q, 4)
+                };
+                *w = _mm256_and_si256(q, nibbles);
+            }
+            let mut scales = [0i32; 8];
+            let mut mins = [0i32; 8];
+            let sc = std::slice::from_raw_parts(p.add(4), 12);
+            for c in 0..8 {
+                let (s, m) = super::q4k_scale_min(sc, c);
+                (scales[c], mins[c]) = (s as i32, m as i32);
+            }
+            group.a = _mm256_loadu_si256(scales.as_ptr().cast());
+            group.b = _mm256_loadu_si256(mins.as_ptr().cast());
+            group.dw = half(p);
+            group.dmin = half(p.add(2));
+        }
+    }
+    group
+}
+
+/// Eight chunks' 8-lane i32 partial sums reduced to one vector of the
+/// eight chunks' totals, chunk `i` in lane `i`.
+// Inlined into the entry points below, which enable the features.
+#[inline(always)]
+unsafe fn totals(v: &[__m256i; 8]) -> __m256i {
+    let h01 = _mm256_hadd_epi32(v[0], v[1]);
+    let h23 = _mm256_hadd_epi32(v[2], v[3]);
+    let h45 = _mm256_hadd_epi32(v[4], v[5]);
+    let h67 = _mm256_hadd_epi32(v[6], v[7]);
+    let a = _mm256_hadd_epi32(h01, h23);
+    let b = _mm256_hadd_epi32(h45, h67);
+    // a's low half holds chunks 0-3's low-lane sums, its high half their
+    // high-lane sums; b the same for chunks 4-7.
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256(a, b, 0x20),
+        _mm256_permute2x128_si256(a, b, 0x31),
+    )
+}
+
+/// Group `g` of a weight row (unpacked in `gr`) against activation row
+/// `r`, added into `acc`.
+// Inlined into the entry points below, which enable the features.
+#[inline(always)]
+unsafe fn step(
+    dtype: GgmlDType,
+    gr: &Group,
+    x: &QuantizedRows,
+    (g, r): (usize, usize),
+    acc: __m256,
+    dot: &impl Fn(__m256i, __m256i) -> __m256i,
+) -> __m256 {
+    let first = r * x.blocks + g * 8;
+    let q = x.q.as_ptr().add(first);
+    let mut parts = [_mm256_setzero_si256(); 8];
+    for (i, p) in parts.iter_mut().enumerate() {
+        *p = dot(gr.w[i], _mm256_load_si256(q.add(i).cast()));
+        if dtype == GgmlDType::Q6K {
+            *p = _mm256_mullo_epi32(*p, gr.mul[i]);
+        }
+    }
+    let mut s = totals(&parts);
+    let lo = _mm256_loadu_si256(x.lo.as_ptr().add(first).cast());
+    let hi = _mm256_loadu_si256(x.hi.as_ptr().add(first).cast());
+    let mut m = _mm256_setzero_si256();
+    match dtype {
+        GgmlDType::Q4_0 => s = _mm256_sub_epi32(s, _mm256_slli_epi32(_mm256_add_epi32(lo, hi), 3)),
+        GgmlDType::Q6K => {
+            let offset =
+                _mm256_add_epi32(_mm256_mullo_epi32(gr.a, lo), _mm256_mullo_epi32(gr.b, hi));
+            s = _mm256_sub_epi32(s, _mm256_slli_epi32(offset, 5));
+        }
+        GgmlDType::Q4K => {
+            s = _mm256_mullo_epi32(s, gr.a);
+            m = _mm256_mullo_epi32(gr.b, _mm256_add_epi32(lo, hi));
+        }
+        _ => {}
+    }
+    let dx = _mm256_loadu_ps(x.d.as_ptr().add(first));
+    // Not fused: the portable loop's multiplies and adds, the same bits.
+    let mut t = _mm256_mul_ps(_mm256_mul_ps(gr.dw, dx), _mm256_cvtepi32_ps(s));
+    if dtype == GgmlDType::Q4K {
+        t = _mm256_sub_ps(
+            t,
+            _mm256_mul_ps(_mm256_mul_ps(gr.dmin, dx), _mm256_cvtepi32_ps(m)),
+        );
+    }
+    _mm256_add_ps(acc, t)
+}
+
+/// Adds one weight row's whole groups into every activation row's
+/// `lanes`, each group unpacked once for all rows; returns the chunks
+/// done. `dot(w, a)` is one chunk's 8-lane integer partials (lane `j`:
+/// bytes `4j..4j+4`), with Q8_0's signs handled.
+// Inlined into the entry points below, which enable the features.
+#[inline(always)]
+unsafe fn groups(
+    dtype: GgmlDType,
+    row: &[u8],
+    x: &QuantizedRows,
+    lanes: &mut [[f32; LANES]],
+    dot: impl Fn(__m256i, __m256i) -> __m256i,
+) -> usize {
+    let groups = x.blocks / 8;
+    // No closures here: they would not take the caller's target features.
+    if let [l] = lanes {
+        // One activation row (a single sequence's step): the sum stays in a register.
+        let mut acc = _mm256_loadu_ps(l.as_ptr());
+        for g in 0..groups {
+            let gr = group(dtype, row.as_ptr().add(g * group_bytes(dtype)));
+            acc = step(dtype, &gr, x, (g, 0), acc, &dot);
+        }
+        _mm256_storeu_ps(l.as_mut_ptr(), acc);
+    } else {
+        // Several: each group unpacked once for all of them.
+        for g in 0..groups {
+            let gr = group(dtype, row.as_ptr().add(g * group_bytes(dtype)));
+            for (r, l) in lanes.iter_mut().enumerate() {
+                let acc = step(dtype, &gr, x, (g, r), _mm256_loadu_ps(l.as_ptr()), &dot);
+                _mm256_storeu_ps(l.as_mut_ptr(), acc);
+            }
+        }
+    }
+    groups * 8
+}
+
+/// Every row through `groups` with `dtype` a constant in each arm.
+macro_rules! per_type {
+    ($dtype:expr, $rows:expr, $bytes:expr, $x:expr, $out:expr, $dot:expr) => {
+        match $dtype {
+            GgmlDType::Q8_0 => per_type!(@ GgmlDType::Q8_0, $rows, $bytes, $x, $out, $dot),
+            GgmlDType::Q4_0 => per_type!(@ GgmlDType::Q4_0, $rows, $bytes, $x, $out, $dot),
+            GgmlDType::Q6K => per_type!(@ GgmlDType::Q6K, $rows, $bytes, $x, $out, $dot),
+            _ => per_type!(@ GgmlDType::Q4K, $rows, $bytes, $x, $out, $dot),
+        }
+    };
+    (@ $t:expr, $rows:expr, $bytes:expr, $x:expr, $out:expr, $dot:expr) => {
+        super::all_rows($t, $rows, $bytes, $x, $out, |row, lanes| {
+            groups($t, row, $x, lanes, |w, a| $dot($t, w, a))
+        })
+    };
+}
+
+/// # Safety
+/// AVX-512 (F, BW, VL), AVX512-VNNI, AVX2 and F16C must be available;
+/// `rows` must be whole rows of `x.blocks` chunks of a supported `dtype`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn rows_vnni(
+    dtype: GgmlDType,
+    rows: &[u8],
+    bytes_per_row: usize,
+    x: &QuantizedRows,
+    out: &mut [f32],
+) {
+    let dot = |t: GgmlDType, w: __m256i, a: __m256i| {
+        if t == GgmlDType::Q8_0 {
+            // vpdpbusd multiplies unsigned by signed bytes: |w| by a with w's sign.
+            _mm256_dpbusd_epi32(
+                _mm256_setzero_si256(),
+                _mm256_abs_epi8(w),
+                _mm256_sign_epi8(a, w),
+            )
+        } else {
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a)
+        }
+    };
+    per_type!(dtype, rows, bytes_per_row, x, out, dot)
+}
+
+/// # Safety
+/// AVX2, FMA and F16C must be available; `rows` as for [`rows_vnni`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn rows_avx2(
+    dtype: GgmlDType,
+    rows: &[u8],
+    bytes_per_row: usize,
+    x: &QuantizedRows,
+    out: &mut [f32],
+) {
+    let dot = |t: GgmlDType, w: __m256i, a: __m256i| {
+        // Pairs of u8 x i8 products into i16 (no saturation: |a| <= 127
+        // and the unsigned side is at most 128, so a pair is at most
+        // 32,512), then pairs of those into i32.
+        let pairs = if t == GgmlDType::Q8_0 {
+            _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w))
+        } else {
+            _mm256_maddubs_epi16(w, a)
+        };
+        _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    };
+    per_type!(dtype, rows, bytes_per_row, x, out, dot)
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Goldens from llama.cpp itself for `--dtype q8` (8-bit activations against
+GGUF blocks, llama.cpp's arithmetic). Dev time only, in the benchmark venv
+(scripts/bench-setup.sh builds llama-cpp-python):
+
+    .venv-bench/bin/python scripts/make_llamacpp_goldens.py
+
+Writes the tiny llama3 fixture (fixtures/llama3, safetensors) as an f32 GGUF with
+its vocabulary padded to the embedding's rows (as convert_hf_to_gguf pads it;
+llama.cpp refuses the unpadded fixtures/llama3.gguf), quantizes that with
+llama.cpp's own quantizer to Q8_0 and Q4_0 (fixtures/llama3.q8_0.gguf,
+llama3.q4_0.gguf),
+then feeds llama.cpp a fixed prompt one token at a time and extends it greedily,
+every token a decode step as aligntds's generation takes it, with an f32 KV
+cache and no flash attention (so the difference left is the products'). Writes
+fixtures/llamacpp/llama3.<type>.json: the tokens and, per step, the top-20 ids
+and log-probabilities of the next token.
+"""
+import json
+import math
+import sys
+from pathlib import Path
+
+import tempfile
+
+import llama_cpp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import write_gguf  # noqa: E402 (needs torch and gguf, as make_fixtures.py does)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+OUT = FIXTURES / "llamacpp"
+PROMPT = [1, 17, 230, 41, 99, 310, 7, 58]
+NEW_TOKENS = 40
+TYPES = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}
+
+
+def quantize(src: Path, dest: Path, ftype: int):
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 1
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(dest).encode(), params) != 0:
+        sys.exit(f"llama_model_quantize failed for {dest}")
+
+
+def log_softmax(logits):
+    top = max(logits)
+    total = math.log(sum(math.exp(v - top) for v in logits)) + top
+    return [v - total for v in logits]
+
+
+def steps(path: Path):
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_batch=1, n_threads=1, logits_all=True,
+                          type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32,
+                          flash_attn=False, verbose=False)
+    tokens, out = list(PROMPT), []
+    for i in range(len(PROMPT) + NEW_TOKENS):
+        llm.eval([tokens[i]])
+        row = log_softmax(list(llm.eval_logits[-1]))
+        order = sorted(range(len(row)), key=lambda j: -row[j])[:20]
+        out.append({"top_ids": order, "top_logprobs": [round(row[j], 6) for j in order]})
+        if i + 1 == len(tokens):
+            tokens.append(order[0])
+    return tokens[:len(PROMPT) + NEW_TOKENS], out
+
+
+def main():
+    OUT.mkdir(exist_ok=True)
+    padded = Path(tempfile.mkdtemp()) / "llama3.f32.gguf"
+    write_gguf.write(FIXTURES / "llama3", padded, pad_vocab=True)
+    for name, ftype in TYPES.items():
+        gguf = FIXTURES / f"llama3.{name}.gguf"
+        quantize(padded, gguf, ftype)
+        tokens, rows = steps(gguf)
+        golden = {"llama_cpp_python": llama_cpp.__version__, "file": gguf.name,
+                  "system_info": llama_cpp.llama_print_system_info().decode().strip(),
+                  "tokens": tokens, "steps": rows}
+        (OUT / f"llama3.{name}.json").write_text(json.dumps(golden) + "\n")
+        print(f"wrote fixtures/llamacpp/llama3.{name}.json ({len(rows)} steps)")
+
+
+if __name__ == "__main__":
+    main()
