@@ -5,7 +5,8 @@
 # kept under ~/.cache/aligntds/bench/gguf, outside git).
 #
 #   bash scripts/bench.sh --size 0.6b|1b --quantized
-#   ROUNDS=5 SCORE_TOKENS=512 GEN_TOKENS=64 TYPES="Q8_0 Q4_0 Q4_K_M" BENCH_THREADS=N
+#   ROUNDS=5 SCORE_TOKENS=512 GEN_TOKENS=64 TYPES="Q8_0 Q4_0 Q4_K_M" CASES="score generate"
+#   BENCH_THREADS=N
 #   BENCH_PYTHON (torch and gguf, to write the f32 GGUF) and LLAMA_PYTHON
 #   (llama-cpp-python) default to .venv-bench/bin/python (scripts/bench-setup.sh).
 #
@@ -19,6 +20,7 @@ rounds=${ROUNDS:-5}
 score_tokens=${SCORE_TOKENS:-512}
 gen_tokens=${GEN_TOKENS:-64}
 types=${TYPES:-Q8_0 Q4_0 Q4_K_M}
+cases=${CASES:-score generate}
 export BENCH_THREADS=${BENCH_THREADS:-$(nproc)}
 export RAYON_NUM_THREADS=$BENCH_THREADS
 py=${BENCH_PYTHON:-.venv-bench/bin/python}
@@ -61,7 +63,7 @@ for round in $(seq "$rounds"); do
   tools=(aligntds-q8 llama.cpp aligntds-q)
   [ $((round % 2)) -eq 0 ] && tools=(llama.cpp aligntds-q aligntds-q8)
   for type in $types; do
-    for case in score generate; do
+    for case in $cases; do
       for tool in "${tools[@]}"; do once "$tool" "$type" "$case"; done
     done
   done

@@ -23,8 +23,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:<6} {:<13} {:>5} {:>8} {:>8} {:>6}",
         "type", "weight", "rows", "q", "q8", "ratio"
     );
-    for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
-        for m in [1, 4] {
+    for dtype in [
+        GgmlDType::Q8_0,
+        GgmlDType::Q4_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q6K,
+    ] {
+        for m in [1] {
             for (name, n, k) in shapes {
                 let s = aligntds_engine::bench::quantized_projection(dtype, m, n, k, 5)?;
                 println!(

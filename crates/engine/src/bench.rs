@@ -176,8 +176,9 @@ pub struct QuantizedSpeed {
     pub int8: f64,
 }
 
-/// Times one projection of `m` rows over random `Q8_0` or `Q4_0` blocks
-/// (`dtype`) both ways, the best of `repeats` runs after a warm-up each.
+/// Times one projection of `m` rows over random blocks of `dtype` (Q8_0,
+/// Q4_0, Q4_K, Q6_K; values are random bytes, so only the speed means
+/// anything) both ways, the best of `repeats` runs after a warm-up each.
 pub fn quantized_projection(
     dtype: candle_core::quantized::GgmlDType,
     m: usize,
@@ -185,12 +186,14 @@ pub fn quantized_projection(
     k: usize,
     repeats: usize,
 ) -> Result<QuantizedSpeed> {
-    use crate::kernels::quantized_gemv::{block_bytes, gemv_many_with, Activations, GemvWeight};
+    use crate::kernels::quantized_gemv::{
+        block_bytes, block_weights, gemv_many_with, Activations, GemvWeight,
+    };
     let bb = block_bytes(dtype).ok_or_else(|| {
         crate::error::EngineError::Input(format!("no block kernel for {dtype:?}"))
     })?;
     let mut state = 0x2545_f491_4f6c_dd1du64;
-    let data: Vec<u8> = (0..n * (k / 32) * bb)
+    let data: Vec<u8> = (0..n * (k / block_weights(dtype)) * bb)
         .map(|i| {
             state ^= state << 13;
             state ^= state >> 7;

@@ -78,34 +78,43 @@ unsafe fn group(dtype: GgmlDType, p: *const u8) -> Group {
                 let ql0 = _mm256_loadu_si256(p.add(n * 64).cast());
                 let ql1 = _mm256_loadu_si256(p.add(n * 64 + 32).cast());
                 let qh = _mm256_loadu_si256(p.add(128 + n * 32).cast());
-                let high = |shift: i32| {
-                    let h = match shift {
-                        0 => qh,
-                        2 => _mm256_srli_epi16(qh, 2),
-                        4 => _mm256_srli_epi16(qh, 4),
-                        _ => _mm256_srli_epi16(qh, 6),
-                    };
-                    _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(3)), 4)
-                };
+                // Each quarter's high 2-bit pairs, in place above the nibble.
+                let high = [
+                    high_bits(qh),
+                    high_bits(_mm256_srli_epi16(qh, 2)),
+                    high_bits(_mm256_srli_epi16(qh, 4)),
+                    high_bits(_mm256_srli_epi16(qh, 6)),
+                ];
                 let w = &mut group.w[n * 4..n * 4 + 4];
-                w[0] = _mm256_or_si256(_mm256_and_si256(ql0, nibbles), high(0));
-                w[1] = _mm256_or_si256(_mm256_and_si256(ql1, nibbles), high(2));
+                w[0] = _mm256_or_si256(_mm256_and_si256(ql0, nibbles), high[0]);
+                w[1] = _mm256_or_si256(_mm256_and_si256(ql1, nibbles), high[1]);
                 w[2] = _mm256_or_si256(
                     _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nibbles),
-                    high(4),
+                    high[2],
                 );
                 w[3] = _mm256_or_si256(
                     _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nibbles),
-                    high(6),
+                    high[3],
                 );
             }
-            let sc = |i: usize| *p.add(192 + i) as i8 as i32;
+            // The 16 signed scales spread by byte shuffles, not built from
+            // scalars (which cost more than the chunks' products).
+            let sc = _mm_loadu_si128(p.add(192).cast());
             for (c, m) in group.mul.iter_mut().enumerate() {
-                let (x, y) = (sc(2 * c), sc(2 * c + 1));
-                *m = _mm256_setr_epi32(x, x, x, x, y, y, y, y);
+                let (x, y) = (2 * c as i8, 2 * c as i8 + 1);
+                *m = spread(
+                    sc,
+                    _mm_setr_epi8(x, x, x, x, y, y, y, y, 0, 0, 0, 0, 0, 0, 0, 0),
+                );
             }
-            group.a = _mm256_setr_epi32(sc(0), sc(2), sc(4), sc(6), sc(8), sc(10), sc(12), sc(14));
-            group.b = _mm256_setr_epi32(sc(1), sc(3), sc(5), sc(7), sc(9), sc(11), sc(13), sc(15));
+            group.a = spread(
+                sc,
+                _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0),
+            );
+            group.b = spread(
+                sc,
+                _mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0),
+            );
             group.dw = half(p.add(208));
         }
         _ => {
@@ -118,20 +127,43 @@ unsafe fn group(dtype: GgmlDType, p: *const u8) -> Group {
                 };
                 *w = _mm256_and_si256(q, nibbles);
             }
-            let mut scales = [0i32; 8];
-            let mut mins = [0i32; 8];
-            let sc = std::slice::from_raw_parts(p.add(4), 12);
-            for c in 0..8 {
-                let (s, m) = super::q4k_scale_min(sc, c);
-                (scales[c], mins[c]) = (s as i32, m as i32);
-            }
-            group.a = _mm256_loadu_si256(scales.as_ptr().cast());
-            group.b = _mm256_loadu_si256(mins.as_ptr().cast());
+            // The eight 6-bit scales and mins unpacked a word at a time as
+            // ggml does (the same values as q4k_scale_min, checked by the
+            // tests against the portable loop), then widened.
+            let word = |at: usize| (p.add(4 + at) as *const u32).read_unaligned();
+            let (u0, u1, u2) = (word(0), word(4), word(8));
+            let (k1, k2, k3) = (0x3f3f_3f3fu32, 0x0f0f_0f0fu32, 0x0303_0303u32);
+            let scales = [u0 & k1, (u2 & k2) | (((u0 >> 6) & k3) << 4)];
+            let mins = [u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4)];
+            group.a = widen(scales);
+            group.b = widen(mins);
             group.dw = half(p);
             group.dmin = half(p.add(2));
         }
     }
     group
+}
+
+/// Q6_K's high 2-bit pairs (in the low bits of each byte of `h`) moved above
+/// the nibble.
+// Inlined into the entry points below, which enable the features (as every
+// helper here: a closure would not be, and would call each intrinsic).
+#[inline(always)]
+unsafe fn high_bits(h: __m256i) -> __m256i {
+    _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(3)), 4)
+}
+
+/// Bytes of `sc` picked by `idx` (the first eight), sign-extended to i32 lanes.
+#[inline(always)]
+unsafe fn spread(sc: __m128i, idx: __m128i) -> __m256i {
+    _mm256_cvtepi8_epi32(_mm_shuffle_epi8(sc, idx))
+}
+
+/// The eight bytes of two words (low word first), zero-extended to i32 lanes.
+#[inline(always)]
+unsafe fn widen(w: [u32; 2]) -> __m256i {
+    let bytes = ((w[1] as u64) << 32 | w[0] as u64) as i64;
+    _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes))
 }
 
 /// Eight chunks' 8-lane i32 partial sums reduced to one vector of the
