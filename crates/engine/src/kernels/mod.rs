@@ -10,11 +10,13 @@
 //!   the f32 panel kernels in `packed_f32` (AVX-512, AVX2) and bf16 in `packed_bf16`.
 //! - `quantized_gemv`, `dense_gemv`: decode-time products straight from GGUF
 //!   blocks or dense rows, for a few rows at a time; `quantized_int8`: the
-//!   same products with activations quantized to 8 bits (`--dtype q8`).
+//!   same products with activations quantized to 8 bits (`--dtype q8`);
+//!   `ggml_blocks`: the block-layout pieces both share.
 
 pub(crate) mod cpu_ops;
 pub(crate) mod dense_gemv;
 pub(crate) mod fastmath;
+mod ggml_blocks;
 pub(crate) mod packed_bf16;
 mod packed_f32;
 pub(crate) mod packed_gemm;

@@ -11,6 +11,8 @@ use rayon::prelude::*;
 
 use candle_core::quantized::GgmlDType;
 
+use super::ggml_blocks::{half_bits, q4k_scale_min};
+
 /// Block layouts (ggml): 32 weights per block.
 const QK: usize = 32;
 
@@ -36,20 +38,6 @@ pub fn block_weights(dtype: GgmlDType) -> usize {
     match dtype {
         GgmlDType::Q4K | GgmlDType::Q6K => 256,
         _ => QK,
-    }
-}
-
-/// Sub-block `s`'s (0..8) 6-bit scale and min from a Q4_K super-block's 12
-/// packed bytes (ggml's `get_scale_min_k4`).
-#[inline(always)]
-pub(super) fn q4k_scale_min(sc: &[u8], s: usize) -> (u8, u8) {
-    if s < 4 {
-        (sc[s] & 63, sc[s + 4] & 63)
-    } else {
-        (
-            (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4),
-            (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4),
-        )
     }
 }
 
@@ -92,22 +80,6 @@ fn unpack_k(
             *o = scales[l / 16] * (v as f32 - 32.0);
         }
         (half(208), 0.0)
-    }
-}
-
-/// f16 to f32 without a table or a library call (ggml scales are finite).
-#[inline(always)]
-pub(super) fn half_bits(h: u16) -> f32 {
-    let h = h as u32;
-    let sign = (h & 0x8000) << 16;
-    let exp = (h >> 10) & 0x1f;
-    let mant = h & 0x3ff;
-    if exp == 0 {
-        // Zero or subnormal: mant * 2^-24.
-        let v = mant as f32 * 5.960_464_5e-8;
-        f32::from_bits(v.to_bits() | sign)
-    } else {
-        f32::from_bits(sign | ((exp + 112) << 23) | (mant << 13))
     }
 }
 

@@ -21,7 +21,7 @@
 
 use candle_core::quantized::GgmlDType;
 
-use super::quantized_gemv::{half_bits, q4k_scale_min};
+use super::ggml_blocks::{half_bits, q4k_scale_min};
 
 /// Values per activation block and per weight chunk.
 pub const QK: usize = 32;
