@@ -12,9 +12,11 @@ llama.cpp's own quantizer to Q8_0 and Q4_0 (fixtures/llama3.q8_0.gguf,
 llama3.q4_0.gguf),
 then feeds llama.cpp a fixed prompt one token at a time and extends it greedily,
 every token a decode step as aligntds's generation takes it, with an f32 KV
-cache and no flash attention (so the difference left is the products'). Writes
-fixtures/llamacpp/llama3.<type>.json: the tokens and, per step, the top-20 ids
-and log-probabilities of the next token.
+cache and no flash attention (so the difference left is the products'), and
+again all at once in one batch (a teacher-forced pass). Writes
+fixtures/llamacpp/llama3.<type>.json: the tokens and, per step (`steps`) and
+per position of the one pass (`one_pass`), the top-20 ids and log-probabilities
+of the next token.
 """
 import json
 import math
@@ -65,6 +67,21 @@ def steps(path: Path):
     return tokens[:len(PROMPT) + NEW_TOKENS], out
 
 
+def one_pass(path: Path, tokens):
+    """The same tokens in one batch, as a teacher-forced pass takes them (llama.cpp's
+    batched products: the same 8-bit activations, its own summation order)."""
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_batch=len(tokens), n_ubatch=len(tokens),
+                          n_threads=1, logits_all=True, type_k=llama_cpp.GGML_TYPE_F32,
+                          type_v=llama_cpp.GGML_TYPE_F32, flash_attn=False, verbose=False)
+    llm.eval(tokens)
+    out = []
+    for i in range(len(tokens)):
+        row = log_softmax([float(v) for v in llm.scores[i]])
+        order = sorted(range(len(row)), key=lambda j: -row[j])[:20]
+        out.append({"top_ids": order, "top_logprobs": [round(row[j], 6) for j in order]})
+    return out
+
+
 def main():
     OUT.mkdir(exist_ok=True)
     padded = Path(tempfile.mkdtemp()) / "llama3.f32.gguf"
@@ -75,7 +92,7 @@ def main():
         tokens, rows = steps(gguf)
         golden = {"llama_cpp_python": llama_cpp.__version__, "file": gguf.name,
                   "system_info": llama_cpp.llama_print_system_info().decode().strip(),
-                  "tokens": tokens, "steps": rows}
+                  "tokens": tokens, "steps": rows, "one_pass": one_pass(gguf, tokens)}
         (OUT / f"llama3.{name}.json").write_text(json.dumps(golden) + "\n")
         print(f"wrote fixtures/llamacpp/llama3.{name}.json ({len(rows)} steps)")
 

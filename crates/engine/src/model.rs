@@ -125,12 +125,13 @@ impl LanguageModel {
     /// turns the two passes' last-bit differences into hundredths (0.2 at
     /// most on the real-model test, against 2e-5 in f32): a study
     /// teacher-forces there.
-    /// Under `q8` a decode step's products take 8-bit activations where
-    /// teacher forcing takes them exactly, so a study teacher-forces there too.
+    /// Under `q8` each product rounds its activations to 8 bits, which turns
+    /// the last-bit differences between a cached step's attention and a whole
+    /// pass's into rounding flips: a study teacher-forces there too.
     pub fn generation_scores_match_forcing(&self) -> bool {
         self.decode_rows_independent()
             && self.decoder.weights_dtype() == DType::F32
-            && self.decoder.step_activations() == crate::models::decoder::Activations::F32
+            && self.decoder.activations() == crate::models::decoder::Activations::F32
     }
 
     /// The log-distributions of a sequence whose forward pass has run.

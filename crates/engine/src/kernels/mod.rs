@@ -10,7 +10,8 @@
 //!   the f32 panel kernels in `packed_f32` (AVX-512, AVX2) and bf16 in `packed_bf16`.
 //! - `quantized_gemv`, `dense_gemv`: decode-time products straight from GGUF
 //!   blocks or dense rows, for a few rows at a time; `quantized_int8`: the
-//!   same products with activations quantized to 8 bits (`--dtype q8`);
+//!   same products with activations quantized to 8 bits (`--dtype q8`), and
+//!   for many rows its GEMM over unpacked tiles (the same bits);
 //!   `ggml_blocks`: the block-layout pieces both share.
 
 pub(crate) mod cpu_ops;

@@ -471,6 +471,22 @@ pub fn gemv_many_with(
 ) -> Vec<Vec<f32>> {
     use super::quantized_int8 as int8;
     let m_all = x.len() / k.max(1);
+    // Many rows in 8 bits meet each weight tile once (the same bits as below).
+    if activations == Activations::Int8
+        && m_all >= int8::GEMM_MIN_ROWS
+        && int8::gemm_is_fast()
+        && weights.iter().all(|w| int8::supported(w.dtype))
+    {
+        let tiles: Vec<int8::Weight> = weights
+            .iter()
+            .map(|w| int8::Weight {
+                dtype: w.dtype,
+                data: w.data,
+                n: w.n,
+            })
+            .collect();
+        return int8::gemm(&tiles, &int8::QuantizedRows::new(x, k));
+    }
     let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m_all * w.n]).collect();
     for r0 in (0..m_all).step_by(MAX_ROWS) {
         let m = MAX_ROWS.min(m_all - r0);

@@ -109,7 +109,7 @@ pub fn load_weights(path: &Path, options: &LoadOptions) -> Result<(Decoder, Stri
     let device = &options.device;
     let mut dense = HashMap::new();
     let mut quantized = QuantizedWeights {
-        step_activations: match options.dtype {
+        activations: match options.dtype {
             DTypeChoice::QuantizedInt8 => crate::models::decoder::Activations::Int8,
             _ => crate::models::decoder::Activations::F32,
         },

@@ -10,9 +10,10 @@ pub enum DTypeChoice {
     Float(DType),
     /// Keep GGUF weights quantized (matrix products on the quantized blocks).
     Quantized,
-    /// `q8`: as `Quantized`, and a decode step quantizes its activations to
-    /// 8 bits per block of 32 for integer dot products with Q8_0 and Q4_0
-    /// blocks (llama.cpp's arithmetic); teacher-forced passes stay as `q`.
+    /// `q8`: as `Quantized`, and every product quantizes its activations to
+    /// 8 bits per block of 32 for integer dot products with Q8_0, Q4_0, Q4_K
+    /// and Q6_K blocks (llama.cpp's arithmetic), in decode steps and
+    /// teacher-forced passes alike.
     QuantizedInt8,
     /// f32 when every model the command loads fits comfortably in memory, else bf16, else quantized.
     Auto,

@@ -456,8 +456,8 @@ pub struct Decoder {
     dtype: DType,
     /// The dense weights' dtype as loaded (f32 for quantized models' others).
     weights_dtype: DType,
-    /// What decode steps' quantized products take (`q8`: 8-bit activations).
-    step_activations: Activations,
+    /// What the quantized products take (`q8`: 8-bit activations).
+    activations: Activations,
 }
 
 impl Decoder {
@@ -537,7 +537,7 @@ impl Decoder {
                 linear: QuantizedLinear::new(
                     q.clone(),
                     None,
-                    quantized.map_or(Activations::F32, |w| w.step_activations),
+                    quantized.map_or(Activations::F32, |w| w.activations),
                 )?,
                 counted: false,
             },
@@ -564,7 +564,7 @@ impl Decoder {
             device: vb.device().clone(),
             dtype: root.compute,
             weights_dtype: vb.dtype(),
-            step_activations: quantized.map_or(Activations::F32, |q| q.step_activations),
+            activations: quantized.map_or(Activations::F32, |q| q.activations),
             embed,
             layers,
             norm,
@@ -589,10 +589,9 @@ impl Decoder {
         self.weights_dtype
     }
 
-    /// What decode steps' quantized products take: 8-bit activations under
-    /// `q8`, so a generation's states are not a teacher-forced pass's.
-    pub fn step_activations(&self) -> Activations {
-        self.step_activations
+    /// What the quantized products take: 8-bit activations under `q8`.
+    pub fn activations(&self) -> Activations {
+        self.activations
     }
 
     /// Width of the logits: the embedding's row count, which may exceed the tokenizer's vocabulary.
@@ -817,7 +816,12 @@ impl Decoder {
             Linear::Quantized { linear, .. }
                 if linear.bias().is_none() && rows > DECODE_ROWS && hidden.device().is_cpu() =>
             {
-                linear.tiles_into(&hidden.to_dtype(DType::F32)?, out)?;
+                let hidden = hidden.to_dtype(DType::F32)?;
+                if linear.takes_int8() {
+                    linear.int8_into(&hidden, out)?;
+                } else {
+                    linear.tiles_into(&hidden, out)?;
+                }
             }
             _ => return Ok(false),
         }
@@ -838,7 +842,7 @@ impl Decoder {
     }
 
     /// [`Self::logits`] for a decode step's rows (one per sequence), which
-    /// take 8-bit activations under `q8`.
+    /// may all take the decode kernels.
     pub fn step_logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.logits_with(hidden, RowLimit::STEP)
     }

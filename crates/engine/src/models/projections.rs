@@ -22,9 +22,9 @@ use crate::models::quantized_linear::{
 pub struct QuantizedWeights {
     /// By Hugging Face tensor name.
     pub tensors: HashMap<String, Arc<QTensor>>,
-    /// What a decode step's products take: f32 activations (`q`) or 8-bit
-    /// ones with integer dot products (`q8`).
-    pub step_activations: Activations,
+    /// What the products take: f32 activations (`q`) or 8-bit ones with
+    /// integer dot products (`q8`).
+    pub activations: Activations,
 }
 
 impl QuantizedWeights {
@@ -327,7 +327,7 @@ pub(super) fn linear_part(
             linear: QuantizedLinear::new(
                 q,
                 bias()?,
-                w.quantized.map_or(Activations::F32, |q| q.step_activations),
+                w.quantized.map_or(Activations::F32, |q| q.activations),
             )?,
             counted: true,
         });

@@ -1,13 +1,21 @@
-//! A projection whose weights stay quantized (GGUF with `--dtype q`).
+//! A projection whose weights stay quantized (GGUF with `--dtype q` or `q8`).
 //!
-//! For a few rows (one generated token) the blocks are read directly:
-//! `quantized_gemv` for the ggml types it covers ([`QuantizedLinear::forward_many`],
-//! which `forward` also goes through), candle's vec-dot otherwise. For many rows
-//! (teacher-forced scoring, prompt prefill) it is not: it quantizes the
-//! activations and runs a dot product per (row, output), far from GEMM speed.
-//! There the weight is dequantized tile by tile into f32, in parallel, and each
-//! tile multiplied with the dense GEMM, so scoring runs near f32 speed while
-//! memory holds the quantized weights plus one tile.
+//! Under `q`, for a few rows (one generated token) the blocks are read
+//! directly: `quantized_gemv` for the ggml types it covers
+//! ([`QuantizedLinear::forward_many`], which `forward` also goes through),
+//! candle's vec-dot otherwise. For many rows (teacher-forced scoring, prompt
+//! prefill) it is not: it runs a dot product per (row, output) with f32
+//! activations, far from GEMM speed. There the weight is dequantized tile by
+//! tile into f32, in parallel, and each tile multiplied with the dense GEMM, so
+//! scoring runs near f32 speed while memory holds the quantized weights plus
+//! one tile.
+//!
+//! Under `q8` the types with an integer kernel (quantized_int8) take it for
+//! every number of rows, as llama.cpp does: the activations are quantized to
+//! 8 bits once per row and each unpacked weight group meets up to
+//! [`DECODE_ROWS`] of them, so many rows are no longer bound by arithmetic in
+//! f32. A row's result does not depend on the other rows, so a decode step, a
+//! short pass and a long one give the same bits for the same inputs.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -29,31 +37,20 @@ pub const DECODE_ROWS: usize = crate::kernels::quantized_gemv::MAX_ROWS;
 /// to 1e-5).
 pub const PASS_ROWS: usize = 16;
 
-/// How many rows of a pass may take the block kernels, and whether the pass is
-/// a decode step: only a step's products take 8-bit activations under
-/// `--dtype q8`, so a teacher-forced pass scores as `q` does however long it is.
+/// How many rows of a pass may take the `q` block kernels (the `q8` integer
+/// kernels take any number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowLimit {
     pub max: usize,
-    pub step: bool,
 }
 
 impl RowLimit {
     /// A decode step: one new token per cached sequence.
-    pub const STEP: Self = Self {
-        max: DECODE_ROWS,
-        step: true,
-    };
+    pub const STEP: Self = Self { max: DECODE_ROWS };
     /// Any other pass through the layers (prefill, scoring).
-    pub const PASS: Self = Self {
-        max: PASS_ROWS,
-        step: false,
-    };
+    pub const PASS: Self = Self { max: PASS_ROWS };
     /// The output projection of a scoring chunk's rows.
-    pub const LOGITS: Self = Self {
-        max: DECODE_ROWS,
-        step: false,
-    };
+    pub const LOGITS: Self = Self { max: DECODE_ROWS };
 }
 
 /// Largest f32 tile of a dequantized weight; larger weights (a big vocabulary's
@@ -73,21 +70,21 @@ pub struct QuantizedLinear {
     weight: Arc<QTensor>,
     matmul: QMatMul,
     bias: Option<Tensor>,
-    /// What a decode step's products take (`q8`: 8-bit activations).
-    step_activations: Activations,
+    /// What the products take (`q8`: 8-bit activations).
+    activations: Activations,
 }
 
 impl QuantizedLinear {
     pub fn new(
         weight: Arc<QTensor>,
         bias: Option<Tensor>,
-        step_activations: Activations,
+        activations: Activations,
     ) -> candle_core::Result<Self> {
         Ok(Self {
             matmul: QMatMul::from_arc(weight.clone())?,
             weight,
             bias,
-            step_activations,
+            activations,
         })
     }
 
@@ -99,7 +96,8 @@ impl QuantizedLinear {
         self.bias.as_ref()
     }
 
-    /// `x · Wᵀ`; up to `limit.max` rows through the block kernels.
+    /// `x · Wᵀ`; up to `limit.max` rows through the block kernels (any
+    /// number through the integer ones, see [`Self::takes_int8`]).
     pub fn forward(&self, x: &Tensor, limit: RowLimit) -> candle_core::Result<Tensor> {
         let max_rows = limit.max;
         if let Some(ys) = Self::forward_many(&[self], x, limit) {
@@ -130,6 +128,35 @@ impl QuantizedLinear {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
+    }
+
+    /// Whether the integer kernels take this projection (`q8` and a type they
+    /// cover), for every number of rows.
+    pub fn takes_int8(&self) -> bool {
+        self.activations == Activations::Int8
+            && crate::kernels::quantized_int8::supported(self.weight.dtype())
+    }
+
+    /// `x · Wᵀ` for f32 rows `x` (`[rows, in]`, no bias) into `out` through the
+    /// integer kernels (see [`Self::takes_int8`]).
+    pub fn int8_into(&self, x: &Tensor, out: &mut Vec<f32>) -> candle_core::Result<()> {
+        let (n, in_dim) = self.weight.shape().dims2()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let data = self.weight.data()?;
+        let weight = crate::kernels::quantized_gemv::GemvWeight {
+            dtype: self.weight.dtype(),
+            data: &data,
+            n,
+        };
+        *out = crate::kernels::quantized_gemv::gemv_many_with(
+            &[weight],
+            in_dim,
+            &xs,
+            Activations::Int8,
+        )
+        .pop()
+        .unwrap_or_default();
+        Ok(())
     }
 
     /// `x · Wᵀ` for f32 rows `x` (`[rows, in]`, no bias) into `out`, reusing its
@@ -166,7 +193,7 @@ impl QuantizedLinear {
         let (_, in_dim) = first.weight.shape().dims2().ok()?;
         let rows = x.elem_count() / in_dim.max(1);
         let usable = x.device().is_cpu()
-            && rows <= max_rows.min(DECODE_ROWS)
+            && (rows <= max_rows.min(DECODE_ROWS) || linears.iter().all(|l| l.takes_int8()))
             && linears.iter().all(|l| {
                 crate::kernels::quantized_gemv::block_bytes(l.weight.dtype()).is_some()
                     && in_dim % crate::kernels::quantized_gemv::block_weights(l.weight.dtype()) == 0
@@ -190,12 +217,12 @@ impl QuantizedLinear {
                     n: l.weight.shape().dims()[0],
                 })
                 .collect();
-            let activations = match limit.step {
-                true => first.step_activations,
-                false => Activations::F32,
-            };
-            let outs =
-                crate::kernels::quantized_gemv::gemv_many_with(&weights, in_dim, &xs, activations);
+            let outs = crate::kernels::quantized_gemv::gemv_many_with(
+                &weights,
+                in_dim,
+                &xs,
+                first.activations,
+            );
             let biases = linears.iter().map(|l| l.bias.as_ref());
             gemv_outputs(x, rows, outs, biases)
         })())

@@ -39,6 +39,8 @@ pub struct QuantizedRows {
     d: Vec<f32>,
     lo: Vec<i32>,
     hi: Vec<i32>,
+    /// `lo + hi`, the whole block's sum.
+    sum: Vec<i32>,
 }
 
 /// 32 bytes, aligned for one vector load.
@@ -59,13 +61,16 @@ impl QuantizedRows {
             d: Vec::with_capacity(n),
             lo: Vec::with_capacity(n),
             hi: Vec::with_capacity(n),
+            sum: Vec::with_capacity(n),
         };
         for block in x.chunks_exact(QK) {
             let mut q = [0i8; QK];
             let amax = quantize_block(block, &mut q);
             let sum = |half: &[i8]| half.iter().map(|&v| v as i32).sum::<i32>();
-            rows.lo.push(sum(&q[..16]));
-            rows.hi.push(sum(&q[16..]));
+            let (lo, hi) = (sum(&q[..16]), sum(&q[16..]));
+            rows.lo.push(lo);
+            rows.hi.push(hi);
+            rows.sum.push(lo + hi);
             rows.q.push(Bytes32(q));
             rows.d.push(half::f16::from_f32(amax / 127.0).to_f32());
         }
@@ -147,6 +152,95 @@ fn k_chunk(dtype: GgmlDType, sb: &[u8], c: usize) -> ([u8; QK], [i32; 2], i32) {
     }
 }
 
+/// Chunk `b` of a weight row unpacked: its 32 values as unsigned bytes
+/// (Q8_0's signed ones offset by 128, Q4_0's and Q6_K's stored offsets kept:
+/// [`Chunk::offset`] says what to take off per value), its scales, and the
+/// K-quants' integer multipliers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Chunk {
+    pub v: [u8; QK],
+    pub dw: f32,
+    /// Q4_K: the mins' scale.
+    pub dmin: f32,
+    /// Q6_K: the scales of the first and last 16 values; Q4_K: the chunk's
+    /// scale and min.
+    pub a: i32,
+    pub b: i32,
+}
+
+impl Chunk {
+    /// What each value carries above the signed value it stands for.
+    pub fn offset(dtype: GgmlDType) -> i32 {
+        match dtype {
+            GgmlDType::Q8_0 => 128,
+            GgmlDType::Q4_0 => 8,
+            GgmlDType::Q6K => 32,
+            _ => 0,
+        }
+    }
+}
+
+#[inline(always)]
+pub(super) fn chunk(dtype: GgmlDType, row: &[u8], b: usize) -> Chunk {
+    let half_at =
+        |bytes: &[u8], at: usize| half_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+    let mut c = Chunk {
+        v: [0; QK],
+        dw: 0.0,
+        dmin: 0.0,
+        a: 0,
+        b: 0,
+    };
+    match dtype {
+        GgmlDType::Q8_0 => {
+            let w = &row[b * 34..][..34];
+            for l in 0..QK {
+                c.v[l] = w[2 + l] ^ 0x80;
+            }
+            c.dw = half_at(w, 0);
+        }
+        GgmlDType::Q4_0 => {
+            let w = &row[b * 18..][..18];
+            for j in 0..16 {
+                c.v[j] = w[2 + j] & 15;
+                c.v[j + 16] = w[2 + j] >> 4;
+            }
+            c.dw = half_at(w, 0);
+        }
+        GgmlDType::Q6K => {
+            let sb = &row[(b / 8) * 210..][..210];
+            let (v, [a, b_], _) = k_chunk(dtype, sb, b % 8);
+            (c.v, c.a, c.b, c.dw) = (v, a, b_, half_at(sb, 208));
+        }
+        _ => {
+            let sb = &row[(b / 8) * 144..][..144];
+            let (v, [scale, _], min) = k_chunk(dtype, sb, b % 8);
+            (c.v, c.a, c.b) = (v, scale, min);
+            (c.dw, c.dmin) = (half_at(sb, 0), half_at(sb, 2));
+        }
+    }
+    c
+}
+
+/// A chunk's exact integer dot product from its two halves' raw sums
+/// (`d1`, `d2`: the unpacked bytes against the activations' first and last
+/// 16 values) and the activations' half-sums: `(s, m)` with `m` Q4_K's min
+/// sum. The one definition every path's integers follow.
+#[inline(always)]
+pub(super) fn chunk_sums(
+    dtype: GgmlDType,
+    c: &Chunk,
+    (d1, d2): (i32, i32),
+    (lo, hi): (i32, i32),
+) -> (i32, i32) {
+    let off = Chunk::offset(dtype);
+    match dtype {
+        GgmlDType::Q6K => (c.a * (d1 - off * lo) + c.b * (d2 - off * hi), 0),
+        GgmlDType::Q4K => (c.a * (d1 + d2), c.b * (lo + hi)),
+        _ => (d1 + d2 - off * (lo + hi), 0),
+    }
+}
+
 /// Chunk `b` of a weight row against activation block `i`, the plain
 /// definition: `(dw, dmin, s, m)` with `s` the exact integer dot product
 /// (offsets and per-16 scales applied) and `m` Q4_K's min sum.
@@ -159,44 +253,11 @@ fn chunk_terms(
     i: usize,
 ) -> (f32, f32, i32, i32) {
     let q = &x.q[i].0;
-    let dot = |v: &[u8; QK], range: std::ops::Range<usize>| -> i32 {
-        range.map(|l| v[l] as i32 * q[l] as i32).sum()
-    };
-    let half_at =
-        |bytes: &[u8], at: usize| half_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
-    match dtype {
-        GgmlDType::Q8_0 => {
-            let w = &row[b * 34..][..34];
-            let s = (0..QK).map(|l| w[2 + l] as i8 as i32 * q[l] as i32).sum();
-            (half_at(w, 0), 0.0, s, 0)
-        }
-        GgmlDType::Q4_0 => {
-            let w = &row[b * 18..][..18];
-            let mut v = [0u8; QK];
-            for j in 0..16 {
-                v[j] = w[2 + j] & 15;
-                v[j + 16] = w[2 + j] >> 4;
-            }
-            (
-                half_at(w, 0),
-                0.0,
-                dot(&v, 0..QK) - 8 * (x.lo[i] + x.hi[i]),
-                0,
-            )
-        }
-        GgmlDType::Q6K => {
-            let sb = &row[(b / 8) * 210..][..210];
-            let (v, [sa, sb_], _) = k_chunk(dtype, sb, b % 8);
-            let s = sa * (dot(&v, 0..16) - 32 * x.lo[i]) + sb_ * (dot(&v, 16..QK) - 32 * x.hi[i]);
-            (half_at(sb, 208), 0.0, s, 0)
-        }
-        _ => {
-            let sb = &row[(b / 8) * 144..][..144];
-            let (v, [scale, _], min) = k_chunk(dtype, sb, b % 8);
-            let s = scale * dot(&v, 0..QK);
-            (half_at(sb, 0), half_at(sb, 2), s, min * (x.lo[i] + x.hi[i]))
-        }
-    }
+    let c = chunk(dtype, row, b);
+    let dot =
+        |range: std::ops::Range<usize>| -> i32 { range.map(|l| c.v[l] as i32 * q[l] as i32).sum() };
+    let (s, m) = chunk_sums(dtype, &c, (dot(0..16), dot(16..QK)), (x.lo[i], x.hi[i]));
+    (c.dw, c.dmin, s, m)
 }
 
 #[inline(always)]
@@ -320,6 +381,9 @@ fn all_rows(
         }
     }
 }
+
+mod gemm;
+pub use gemm::{gemm, gemm_is_fast, Weight, GEMM_MIN_ROWS};
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]

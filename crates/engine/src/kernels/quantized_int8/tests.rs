@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::Device;
 
+use super::gemm::gemm_with;
 use super::*;
 
 /// `n` weight rows of `k` values in `dtype`: random bytes (every pattern a
@@ -164,4 +165,62 @@ fn every_path_computes_the_fixed_order_to_the_bit_and_the_definition() {
             eprintln!("skipped {p:?}: this CPU (or ALIGNTDS_CPU) lacks it");
         }
     }
+}
+
+/// The GEMM's tiles give the row kernels' bits for any number of activation
+/// rows (micro-tile tails) and weight rows (a short last tile).
+#[test]
+fn the_gemm_gives_the_row_kernels_bits() {
+    for dtype in [
+        GgmlDType::Q8_0,
+        GgmlDType::Q4_0,
+        GgmlDType::Q6K,
+        GgmlDType::Q4K,
+    ] {
+        for &(blocks, m, n) in &[(8, 1, 16), (16, 13, 37), (24, 40, 5), (9 * 8, 9, 33)] {
+            let k = blocks * QK;
+            let w = weight_rows(dtype, n, k, (blocks + 7 * m + n) as u64);
+            let x = QuantizedRows::new(&activations(m, k), k);
+            let weight = Weight { dtype, data: &w, n };
+            let plain = gemm_with(Path::Portable, &[weight], &x).pop().unwrap();
+            // The portable fallback is the row kernel, transposed.
+            let mut rows_out = vec![0f32; n * m.min(MAX_ROWS)];
+            let first = x.slice_rows(0, m.min(MAX_ROWS));
+            rows_with(
+                Path::Portable,
+                dtype,
+                &w,
+                row_bytes(dtype, k),
+                &first,
+                &mut rows_out,
+            );
+            for (j, column) in rows_out.chunks_exact(first.rows()).enumerate() {
+                for (r, v) in column.iter().enumerate() {
+                    assert_eq!(
+                        v.to_bits(),
+                        plain[r * n + j].to_bits(),
+                        "{dtype:?} ({r}, {j})"
+                    );
+                }
+            }
+            for p in [Path::Avx2, Path::Vnni] {
+                let got = gemm_with(p, &[weight, weight], &x);
+                for out in got {
+                    let same = out
+                        .iter()
+                        .zip(&plain)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{p:?} {dtype:?} blocks {blocks} m {m} n {n}");
+                }
+            }
+        }
+    }
+    eprintln!(
+        "GEMM tiles checked: {}",
+        if gemm_is_fast() {
+            "VNNI"
+        } else {
+            "none (row kernels only)"
+        }
+    );
 }

@@ -1,0 +1,203 @@
+//! The integer products for many activation rows: a teacher-forced pass, a
+//! prompt's prefill, a scoring chunk's logits under `--dtype q8`.
+//!
+//! The row kernels ([`super::rows`]) multiply a weight chunk's 32 bytes with
+//! an activation block's 32 and reduce the vector across its lanes, once per
+//! (weight row, activation row, chunk): the reductions cost more than the
+//! products. Here a tile of [`TILE`] weight rows is unpacked once into the
+//! layout `vpdpbusd` multiplies without them (four consecutive bytes of each
+//! of 16 weight rows per 64-byte vector), and every activation row meets the
+//! tile with one broadcast of four activation bytes per product: each vector
+//! lane is one weight row's sum. The integer sums and the float order are the
+//! parent's (chunk `b` into lane `b % 8`, the lanes summed in a fixed tree),
+//! so the results are the row kernels' bits, whatever the number of rows.
+
+use rayon::prelude::*;
+
+use super::{chunk, path, rows_with, GgmlDType, Path, QuantizedRows, MAX_ROWS};
+
+/// Weight rows per unpacked tile: one 16-lane vector of i32 sums.
+pub const TILE: usize = 16;
+
+/// Activation rows from which [`gemm`] beats the row kernels (which a decode
+/// step of a few sequences keeps).
+pub const GEMM_MIN_ROWS: usize = 8;
+
+/// Tiles per parallel task: enough work per task that the hand-offs stay
+/// small, enough tasks that both cores stay busy on a narrow projection.
+const TILES_PER_TASK: usize = 2;
+
+thread_local! {
+    /// Each thread's unpacked tile, kept between calls (a fresh one per task
+    /// would spend more time zeroing memory than some tasks compute).
+    static TILE_SCRATCH: std::cell::RefCell<Tile> = std::cell::RefCell::new(Tile::new(0));
+}
+
+/// One weight matrix: `n` rows of `dtype` blocks in `data`.
+#[derive(Debug, Clone, Copy)]
+pub struct Weight<'a> {
+    pub dtype: GgmlDType,
+    pub data: &'a [u8],
+    pub n: usize,
+}
+
+/// Four bytes of each of [`TILE`] weight rows, one vector load.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+pub(super) struct Quad(pub [u8; 4 * TILE]);
+
+/// [`TILE`] weight rows unpacked: chunk `b`'s bytes `4q..4q+4` of every row
+/// in `w[8b + q]`, and per chunk each row's scales and multipliers (see
+/// [`super::Chunk`]). Rows past the matrix's end are zero.
+pub(super) struct Tile {
+    pub w: Vec<Quad>,
+    pub dw: Vec<[f32; TILE]>,
+    pub dmin: Vec<[f32; TILE]>,
+    pub a: Vec<[i32; TILE]>,
+    pub b: Vec<[i32; TILE]>,
+}
+
+impl Tile {
+    pub fn new(chunks: usize) -> Self {
+        Self {
+            w: vec![Quad([0; 4 * TILE]); chunks * 8],
+            dw: vec![[0.0; TILE]; chunks],
+            dmin: vec![[0.0; TILE]; chunks],
+            a: vec![[0; TILE]; chunks],
+            b: vec![[0; TILE]; chunks],
+        }
+    }
+
+    /// Unpacks up to [`TILE`] whole weight rows (`bytes_per_row` each).
+    #[inline(always)]
+    pub fn fill(&mut self, dtype: GgmlDType, rows: &[u8], bytes_per_row: usize) {
+        let n = rows.len() / bytes_per_row;
+        if n < TILE {
+            // Zero weights and scales: the missing rows' sums are zero and dropped.
+            self.w.fill(Quad([0; 4 * TILE]));
+            self.dw.fill([0.0; TILE]);
+        }
+        for (r, row) in rows.chunks_exact(bytes_per_row).enumerate() {
+            for b in 0..self.dw.len() {
+                let c = chunk(dtype, row, b);
+                for q in 0..8 {
+                    self.w[8 * b + q].0[4 * r..4 * r + 4].copy_from_slice(&c.v[4 * q..4 * q + 4]);
+                }
+                self.dw[b][r] = c.dw;
+                self.dmin[b][r] = c.dmin;
+                self.a[b][r] = c.a;
+                self.b[b][r] = c.b;
+            }
+        }
+    }
+}
+
+/// Whether [`gemm`] has a faster path than the row kernels on this CPU.
+pub fn gemm_is_fast() -> bool {
+    path() == Path::Vnni
+}
+
+/// `out[r * n + j] = W_j · x_r` for each weight (`[m, n]`, row major), all
+/// weights' tiles in one parallel pass.
+pub fn gemm(weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f32>> {
+    gemm_with(path(), weights, x)
+}
+
+/// [`gemm`] through a given path: the tiles with AVX512-VNNI, else the row
+/// kernels of that path a few activation rows at a time (the same bits).
+#[allow(unsafe_code)]
+pub fn gemm_with(path: Path, weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f32>> {
+    let m = x.rows();
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Vnni && super::super::simd::has_avx512_vnni() {
+        // Not zeroed: every value is written below (zeroing a large
+        // vocabulary's logits costs a tenth of their products).
+        let mut outs: Vec<Vec<f32>> = weights
+            .iter()
+            .map(|w| Vec::with_capacity(m * w.n))
+            .collect();
+        // (weight, first row, rows) per task, and each output's address:
+        // tasks write disjoint column ranges of the same matrices.
+        let mut tasks = Vec::new();
+        for (i, w) in weights.iter().enumerate() {
+            assert!(
+                super::supported(w.dtype),
+                "no integer kernel for {:?}",
+                w.dtype
+            );
+            for j0 in (0..w.n).step_by(TILE * TILES_PER_TASK) {
+                tasks.push((i, j0, (TILE * TILES_PER_TASK).min(w.n - j0)));
+            }
+        }
+        let addresses: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
+        tasks.into_par_iter().for_each(|(i, j0, n)| {
+            TILE_SCRATCH.with_borrow_mut(|tile| {
+                if tile.dw.len() != x.blocks {
+                    *tile = Tile::new(x.blocks);
+                }
+                let w = &weights[i];
+                let bytes_per_row = w.data.len() / w.n;
+                let rows = &w.data[j0 * bytes_per_row..(j0 + n) * bytes_per_row];
+                // SAFETY: AVX-512 (F, BW, VL), AVX512-VNNI, AVX2 and F16C are
+                // detected. The kernel writes columns j0..j0 + n of the m rows
+                // of output i, which has m * w.n values; no other task writes
+                // those columns, and `outs` outlives the parallel loop.
+                unsafe {
+                    super::x86::gemm_vnni(
+                        w.dtype,
+                        rows,
+                        bytes_per_row,
+                        x,
+                        (addresses[i] as *mut f32).add(j0),
+                        w.n,
+                        tile,
+                    )
+                }
+            })
+        });
+        for (out, w) in outs.iter_mut().zip(weights) {
+            // SAFETY: the tasks wrote columns 0..w.n (whole tiles, the last
+            // one masked) of all m rows: every value of the capacity reserved above.
+            unsafe { out.set_len(m * w.n) };
+        }
+        return outs;
+    }
+    let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
+    for (w, out) in weights.iter().zip(outs.iter_mut()) {
+        let bytes_per_row = w.data.len() / w.n.max(1);
+        let mut part = vec![0f32; w.n * MAX_ROWS];
+        for r0 in (0..m).step_by(MAX_ROWS) {
+            let rows = x.slice_rows(r0, MAX_ROWS.min(m - r0));
+            let mm = rows.rows();
+            rows_with(
+                path,
+                w.dtype,
+                w.data,
+                bytes_per_row,
+                &rows,
+                &mut part[..w.n * mm],
+            );
+            for (j, column) in part[..w.n * mm].chunks_exact(mm).enumerate() {
+                for (r, &v) in column.iter().enumerate() {
+                    out[(r0 + r) * w.n + j] = v;
+                }
+            }
+        }
+    }
+    outs
+}
+
+impl QuantizedRows {
+    /// Rows `r0..r0 + n` on their own.
+    pub fn slice_rows(&self, r0: usize, n: usize) -> Self {
+        let range = r0 * self.blocks..(r0 + n) * self.blocks;
+        Self {
+            blocks: self.blocks,
+            q: self.q[range.clone()].to_vec(),
+            d: self.d[range.clone()].to_vec(),
+            lo: self.lo[range.clone()].to_vec(),
+            hi: self.hi[range.clone()].to_vec(),
+            sum: self.sum[range].to_vec(),
+        }
+    }
+}
