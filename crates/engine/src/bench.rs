@@ -176,19 +176,15 @@ pub struct QuantizedSpeed {
     pub int8: f64,
 }
 
-/// Times one projection of `m` rows over random blocks of `dtype` (Q8_0,
-/// Q4_0, Q4_K, Q6_K; values are random bytes, so only the speed means
-/// anything) both ways, the best of `repeats` runs after a warm-up each.
-pub fn quantized_projection(
+/// Random blocks of `dtype` for `n` rows of `k` (values are random bytes, so
+/// only speeds mean anything) and `m` activation rows.
+fn random_projection(
     dtype: candle_core::quantized::GgmlDType,
     m: usize,
     n: usize,
     k: usize,
-    repeats: usize,
-) -> Result<QuantizedSpeed> {
-    use crate::kernels::quantized_gemv::{
-        block_bytes, block_weights, gemv_many_with, Activations, GemvWeight,
-    };
+) -> Result<(Vec<u8>, Vec<f32>)> {
+    use crate::kernels::quantized_gemv::{block_bytes, block_weights};
     let bb = block_bytes(dtype).ok_or_else(|| {
         crate::error::EngineError::Input(format!("no block kernel for {dtype:?}"))
     })?;
@@ -200,7 +196,6 @@ pub fn quantized_projection(
             state ^= state << 17;
             // Each block's two scale bytes make a small positive f16 (0x2000..0x20ff).
             match i % bb {
-                0 => state as u8,
                 1 => 0x20,
                 _ => state as u8,
             }
@@ -209,6 +204,20 @@ pub fn quantized_projection(
     let x: Vec<f32> = (0..m * k)
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
+    Ok((data, x))
+}
+
+/// Times one projection of `m` rows over random blocks of `dtype` (Q8_0,
+/// Q4_0, Q4_K, Q6_K) both ways, the best of `repeats` runs after a warm-up each.
+pub fn quantized_projection(
+    dtype: candle_core::quantized::GgmlDType,
+    m: usize,
+    n: usize,
+    k: usize,
+    repeats: usize,
+) -> Result<QuantizedSpeed> {
+    use crate::kernels::quantized_gemv::{gemv_many_with, Activations, GemvWeight};
+    let (data, x) = random_projection(dtype, m, n, k)?;
     let w = [GemvWeight {
         dtype,
         data: &data,
@@ -226,4 +235,36 @@ pub fn quantized_projection(
         exact: gb / exact,
         int8: gb / int8,
     })
+}
+
+/// The integer GEMM of `--dtype q8` (`m` rows, the tiles where the CPU has
+/// VNNI), best of `repeats`: billions of multiply-adds per second, and the
+/// share of that time spent quantizing the activations.
+pub fn quantized_gemm(
+    dtype: candle_core::quantized::GgmlDType,
+    m: usize,
+    n: usize,
+    k: usize,
+    repeats: usize,
+) -> Result<(f64, f64)> {
+    use crate::kernels::quantized_int8::{gemm, QuantizedRows, Weight};
+    let (data, x) = random_projection(dtype, m, n, k)?;
+    let rows = QuantizedRows::new(&x, k);
+    let w = [Weight {
+        dtype,
+        data: &data,
+        n,
+    }];
+    let products = best_of(repeats, || {
+        std::hint::black_box(gemm(&w, &rows));
+        Ok(())
+    })?;
+    let quantize = best_of(repeats, || {
+        std::hint::black_box(QuantizedRows::new(&x, k));
+        Ok(())
+    })?;
+    Ok((
+        (m * n * k) as f64 / 1e9 / products,
+        quantize / (products + quantize),
+    ))
 }

@@ -23,14 +23,15 @@ pub const TILE: usize = 16;
 /// step of a few sequences keeps).
 pub const GEMM_MIN_ROWS: usize = 8;
 
-/// Tiles per parallel task: enough work per task that the hand-offs stay
-/// small, enough tasks that both cores stay busy on a narrow projection.
-const TILES_PER_TASK: usize = 2;
+/// Tiles per parallel task, unpacked together (their rows' outputs side by
+/// side): enough work per task that the hand-offs stay small, enough tasks
+/// that every core stays busy on a narrow projection.
+pub(super) const TILES_PER_TASK: usize = 4;
 
 thread_local! {
-    /// Each thread's unpacked tile, kept between calls (a fresh one per task
+    /// Each thread's unpacked tiles, kept between calls (fresh ones per task
     /// would spend more time zeroing memory than some tasks compute).
-    static TILE_SCRATCH: std::cell::RefCell<Tile> = std::cell::RefCell::new(Tile::new(0));
+    static TILE_SCRATCH: std::cell::RefCell<Vec<Tile>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One weight matrix: `n` rows of `dtype` blocks in `data`.
@@ -131,9 +132,9 @@ pub fn gemm_with(path: Path, weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f
         }
         let addresses: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
         tasks.into_par_iter().for_each(|(i, j0, n)| {
-            TILE_SCRATCH.with_borrow_mut(|tile| {
-                if tile.dw.len() != x.blocks {
-                    *tile = Tile::new(x.blocks);
+            TILE_SCRATCH.with_borrow_mut(|tiles| {
+                if tiles.first().is_none_or(|t| t.dw.len() != x.blocks) {
+                    *tiles = (0..TILES_PER_TASK).map(|_| Tile::new(x.blocks)).collect();
                 }
                 let w = &weights[i];
                 let bytes_per_row = w.data.len() / w.n;
@@ -150,7 +151,7 @@ pub fn gemm_with(path: Path, weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f
                         x,
                         (addresses[i] as *mut f32).add(j0),
                         w.n,
-                        tile,
+                        tiles,
                     )
                 }
             })

@@ -168,7 +168,7 @@ fn every_path_computes_the_fixed_order_to_the_bit_and_the_definition() {
 }
 
 /// The GEMM's tiles give the row kernels' bits for any number of activation
-/// rows (micro-tile tails) and weight rows (a short last tile).
+/// rows (micro-tile tails) and weight rows (a short last tile, several tasks).
 #[test]
 fn the_gemm_gives_the_row_kernels_bits() {
     for dtype in [
@@ -177,7 +177,13 @@ fn the_gemm_gives_the_row_kernels_bits() {
         GgmlDType::Q6K,
         GgmlDType::Q4K,
     ] {
-        for &(blocks, m, n) in &[(8, 1, 16), (16, 13, 37), (24, 40, 5), (9 * 8, 9, 33)] {
+        for &(blocks, m, n) in &[
+            (8, 1, 16),
+            (16, 13, 37),
+            (24, 40, 5),
+            (9 * 8, 9, 33),
+            (8, 6, 83),
+        ] {
             let k = blocks * QK;
             let w = weight_rows(dtype, n, k, (blocks + 7 * m + n) as u64);
             let x = QuantizedRows::new(&activations(m, k), k);

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::gemm::{Tile, TILE};
+use super::gemm::{Tile, TILE, TILES_PER_TASK};
 use super::{group_bytes, GgmlDType, QuantizedRows, LANES};
 
 /// One group of eight chunks of a weight row, unpacked once for every
@@ -341,9 +341,10 @@ pub unsafe fn rows_avx2(
 
 /// Activation rows per micro-tile of the GEMM: each unpacked weight vector
 /// is loaded once for all of them.
-const GEMM_ROWS: usize = 8;
+const GEMM_ROWS: usize = 4;
 
-/// The GEMM's weight rows (`rows`, whole tiles but maybe the last) against
+/// The GEMM's weight rows (`rows`: up to [`TILES_PER_TASK`] tiles, whole but
+/// maybe the last; `tiles` as many to unpack them into) against
 /// every activation row of `x`: columns `0..rows / bytes_per_row` of the
 /// row-major output at `out` (`stride` values per row), tile by tile.
 ///
@@ -359,14 +360,14 @@ pub unsafe fn gemm_vnni(
     x: &QuantizedRows,
     out: *mut f32,
     stride: usize,
-    tile: &mut Tile,
+    tiles: &mut [Tile],
 ) {
     // One arm per type, so the per-type branches fold away.
     match dtype {
-        GgmlDType::Q8_0 => gemm_tiles(GgmlDType::Q8_0, rows, bytes_per_row, x, out, stride, tile),
-        GgmlDType::Q4_0 => gemm_tiles(GgmlDType::Q4_0, rows, bytes_per_row, x, out, stride, tile),
-        GgmlDType::Q6K => gemm_tiles(GgmlDType::Q6K, rows, bytes_per_row, x, out, stride, tile),
-        _ => gemm_tiles(GgmlDType::Q4K, rows, bytes_per_row, x, out, stride, tile),
+        GgmlDType::Q8_0 => gemm_tiles(GgmlDType::Q8_0, rows, bytes_per_row, x, out, stride, tiles),
+        GgmlDType::Q4_0 => gemm_tiles(GgmlDType::Q4_0, rows, bytes_per_row, x, out, stride, tiles),
+        GgmlDType::Q6K => gemm_tiles(GgmlDType::Q6K, rows, bytes_per_row, x, out, stride, tiles),
+        _ => gemm_tiles(GgmlDType::Q4K, rows, bytes_per_row, x, out, stride, tiles),
     }
 }
 
@@ -379,13 +380,20 @@ unsafe fn gemm_tiles(
     x: &QuantizedRows,
     out: *mut f32,
     stride: usize,
-    tile: &mut Tile,
+    tiles: &mut [Tile],
 ) {
     let m = x.rows();
-    for (t, tile_rows) in rows.chunks(TILE * bytes_per_row).enumerate() {
-        tile.fill(dtype, tile_rows, bytes_per_row);
-        let mask = ((1u32 << (tile_rows.len() / bytes_per_row)) - 1) as __mmask16;
-        for r0 in (0..m).step_by(GEMM_ROWS) {
+    let mut masks = [0 as __mmask16; TILES_PER_TASK];
+    let parts = rows.chunks(TILE * bytes_per_row);
+    let used = parts.len();
+    for ((tile, part), mask) in tiles.iter_mut().zip(parts).zip(&mut masks) {
+        tile.fill(dtype, part, bytes_per_row);
+        *mask = ((1u32 << (part.len() / bytes_per_row)) - 1) as __mmask16;
+    }
+    // Rows outer, tiles inner: a micro-tile's stores land side by side in
+    // each output row (a large vocabulary's rows are pages apart).
+    for r0 in (0..m).step_by(GEMM_ROWS) {
+        for (t, (tile, &mask)) in tiles.iter().zip(&masks).take(used).enumerate() {
             gemm_micro(dtype, tile, x, r0, (out.add(t * TILE), stride, mask));
         }
     }
