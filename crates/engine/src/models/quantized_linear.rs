@@ -140,9 +140,19 @@ impl QuantizedLinear {
     /// `x · Wᵀ` for f32 rows `x` (`[rows, in]`, no bias) into `out` through the
     /// integer kernels (see [`Self::takes_int8`]).
     pub fn int8_into(&self, x: &Tensor, out: &mut Vec<f32>) -> candle_core::Result<()> {
+        use crate::kernels::quantized_int8 as int8;
         let (n, in_dim) = self.weight.shape().dims2()?;
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
         let data = self.weight.data()?;
+        if int8::gemm_is_fast() {
+            let weight = int8::Weight {
+                dtype: self.weight.dtype(),
+                data: &data,
+                n,
+            };
+            int8::gemm_into(weight, &int8::QuantizedRows::new(&xs, in_dim), out);
+            return Ok(());
+        }
         let weight = crate::kernels::quantized_gemv::GemvWeight {
             dtype: self.weight.dtype(),
             data: &data,

@@ -104,19 +104,61 @@ pub fn gemm(weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f32>> {
     gemm_with(path(), weights, x)
 }
 
+/// [`gemm`] for one weight into `out`, its memory reused (a scoring chunk's
+/// logits: hundreds of megabytes that need not be mapped afresh each chunk).
+pub fn gemm_into(weight: Weight, x: &QuantizedRows, out: &mut Vec<f32>) {
+    if !tiles_into(path(), &[weight], x, std::slice::from_mut(out)) {
+        *out = gemm_with(Path::Portable, &[weight], x).swap_remove(0);
+    }
+}
+
 /// [`gemm`] through a given path: the tiles with AVX512-VNNI, else the row
 /// kernels of that path a few activation rows at a time (the same bits).
-#[allow(unsafe_code)]
 pub fn gemm_with(path: Path, weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f32>> {
+    let mut outs: Vec<Vec<f32>> = weights.iter().map(|_| Vec::new()).collect();
+    if tiles_into(path, weights, x, &mut outs) {
+        return outs;
+    }
     let m = x.rows();
+    let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
+    for (w, out) in weights.iter().zip(outs.iter_mut()) {
+        let bytes_per_row = w.data.len() / w.n.max(1);
+        let mut part = vec![0f32; w.n * MAX_ROWS];
+        for r0 in (0..m).step_by(MAX_ROWS) {
+            let rows = x.slice_rows(r0, MAX_ROWS.min(m - r0));
+            let mm = rows.rows();
+            rows_with(
+                path,
+                w.dtype,
+                w.data,
+                bytes_per_row,
+                &rows,
+                &mut part[..w.n * mm],
+            );
+            for (j, column) in part[..w.n * mm].chunks_exact(mm).enumerate() {
+                for (r, &v) in column.iter().enumerate() {
+                    out[(r0 + r) * w.n + j] = v;
+                }
+            }
+        }
+    }
+    outs
+}
+
+/// The tiles' products into `outs` (one per weight, cleared and filled with
+/// `[m, n]`); false, with `outs` untouched, where `path` is not VNNI or the
+/// CPU lacks it.
+#[allow(unsafe_code)]
+fn tiles_into(path: Path, weights: &[Weight], x: &QuantizedRows, outs: &mut [Vec<f32>]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if path == Path::Vnni && super::super::simd::has_avx512_vnni() {
-        // Not zeroed: every value is written below (zeroing a large
-        // vocabulary's logits costs a tenth of their products).
-        let mut outs: Vec<Vec<f32>> = weights
-            .iter()
-            .map(|w| Vec::with_capacity(m * w.n))
-            .collect();
+        let m = x.rows();
+        for (out, w) in outs.iter_mut().zip(weights) {
+            // Not zeroed: every value is written below (zeroing a large
+            // vocabulary's logits costs a tenth of their products).
+            out.clear();
+            out.reserve(m * w.n);
+        }
         // (weight, first row, rows) per task, and each output's address:
         // tasks write disjoint column ranges of the same matrices.
         let mut tasks = Vec::new();
@@ -141,8 +183,8 @@ pub fn gemm_with(path: Path, weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f
                 let rows = &w.data[j0 * bytes_per_row..(j0 + n) * bytes_per_row];
                 // SAFETY: AVX-512 (F, BW, VL), AVX512-VNNI, AVX2 and F16C are
                 // detected. The kernel writes columns j0..j0 + n of the m rows
-                // of output i, which has m * w.n values; no other task writes
-                // those columns, and `outs` outlives the parallel loop.
+                // of output i, whose capacity is m * w.n values; no other task
+                // writes those columns, and `outs` outlives the parallel loop.
                 unsafe {
                     super::x86::gemm_vnni(
                         w.dtype,
@@ -161,31 +203,10 @@ pub fn gemm_with(path: Path, weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f
             // one masked) of all m rows: every value of the capacity reserved above.
             unsafe { out.set_len(m * w.n) };
         }
-        return outs;
+        return true;
     }
-    let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
-    for (w, out) in weights.iter().zip(outs.iter_mut()) {
-        let bytes_per_row = w.data.len() / w.n.max(1);
-        let mut part = vec![0f32; w.n * MAX_ROWS];
-        for r0 in (0..m).step_by(MAX_ROWS) {
-            let rows = x.slice_rows(r0, MAX_ROWS.min(m - r0));
-            let mm = rows.rows();
-            rows_with(
-                path,
-                w.dtype,
-                w.data,
-                bytes_per_row,
-                &rows,
-                &mut part[..w.n * mm],
-            );
-            for (j, column) in part[..w.n * mm].chunks_exact(mm).enumerate() {
-                for (r, &v) in column.iter().enumerate() {
-                    out[(r0 + r) * w.n + j] = v;
-                }
-            }
-        }
-    }
-    outs
+    let _ = (path, weights, x, outs);
+    false
 }
 
 impl QuantizedRows {

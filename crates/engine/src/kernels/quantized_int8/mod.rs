@@ -406,7 +406,7 @@ fn all_rows(
 }
 
 mod gemm;
-pub use gemm::{gemm, gemm_is_fast, Weight, GEMM_MIN_ROWS};
+pub use gemm::{gemm, gemm_into, gemm_is_fast, Weight, GEMM_MIN_ROWS};
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
