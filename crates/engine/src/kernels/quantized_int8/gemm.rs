@@ -14,19 +14,12 @@
 
 use rayon::prelude::*;
 
-use super::{chunk, path, rows_with, GgmlDType, Path, QuantizedRows, MAX_ROWS};
-
-/// Weight rows per unpacked tile: one 16-lane vector of i32 sums.
-pub const TILE: usize = 16;
+use super::tile::{Tile, TILE, TILES_PER_TASK};
+use super::{path, rows_with, GgmlDType, Path, QuantizedRows, MAX_ROWS};
 
 /// Activation rows from which [`gemm`] beats the row kernels (which a decode
 /// step of a few sequences keeps).
 pub const GEMM_MIN_ROWS: usize = 8;
-
-/// Tiles per parallel task, unpacked together (their rows' outputs side by
-/// side): enough work per task that the hand-offs stay small, enough tasks
-/// that every core stays busy on a narrow projection.
-pub(super) const TILES_PER_TASK: usize = 4;
 
 thread_local! {
     /// Each thread's unpacked tiles, kept between calls (fresh ones per task
@@ -40,57 +33,6 @@ pub struct Weight<'a> {
     pub dtype: GgmlDType,
     pub data: &'a [u8],
     pub n: usize,
-}
-
-/// Four bytes of each of [`TILE`] weight rows, one vector load.
-#[derive(Debug, Clone, Copy)]
-#[repr(C, align(64))]
-pub(super) struct Quad(pub [u8; 4 * TILE]);
-
-/// [`TILE`] weight rows unpacked: chunk `b`'s bytes `4q..4q+4` of every row
-/// in `w[8b + q]`, and per chunk each row's scales and multipliers (see
-/// [`super::Chunk`]). Rows past the matrix's end are zero.
-pub(super) struct Tile {
-    pub w: Vec<Quad>,
-    pub dw: Vec<[f32; TILE]>,
-    pub dmin: Vec<[f32; TILE]>,
-    pub a: Vec<[i32; TILE]>,
-    pub b: Vec<[i32; TILE]>,
-}
-
-impl Tile {
-    pub fn new(chunks: usize) -> Self {
-        Self {
-            w: vec![Quad([0; 4 * TILE]); chunks * 8],
-            dw: vec![[0.0; TILE]; chunks],
-            dmin: vec![[0.0; TILE]; chunks],
-            a: vec![[0; TILE]; chunks],
-            b: vec![[0; TILE]; chunks],
-        }
-    }
-
-    /// Unpacks up to [`TILE`] whole weight rows (`bytes_per_row` each).
-    #[inline(always)]
-    pub fn fill(&mut self, dtype: GgmlDType, rows: &[u8], bytes_per_row: usize) {
-        let n = rows.len() / bytes_per_row;
-        if n < TILE {
-            // Zero weights and scales: the missing rows' sums are zero and dropped.
-            self.w.fill(Quad([0; 4 * TILE]));
-            self.dw.fill([0.0; TILE]);
-        }
-        for (r, row) in rows.chunks_exact(bytes_per_row).enumerate() {
-            for b in 0..self.dw.len() {
-                let c = chunk(dtype, row, b);
-                for q in 0..8 {
-                    self.w[8 * b + q].0[4 * r..4 * r + 4].copy_from_slice(&c.v[4 * q..4 * q + 4]);
-                }
-                self.dw[b][r] = c.dw;
-                self.dmin[b][r] = c.dmin;
-                self.a[b][r] = c.a;
-                self.b[b][r] = c.b;
-            }
-        }
-    }
 }
 
 /// Whether [`gemm`] has a faster path than the row kernels on this CPU.
@@ -186,7 +128,7 @@ fn tiles_into(path: Path, weights: &[Weight], x: &QuantizedRows, outs: &mut [Vec
                 // of output i, whose capacity is m * w.n values; no other task
                 // writes those columns, and `outs` outlives the parallel loop.
                 unsafe {
-                    super::x86::gemm_vnni(
+                    super::gemm_x86::gemm_vnni(
                         w.dtype,
                         rows,
                         bytes_per_row,

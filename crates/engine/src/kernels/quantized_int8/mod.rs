@@ -406,6 +406,10 @@ fn all_rows(
 }
 
 mod gemm;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod gemm_x86;
+mod tile;
 pub use gemm::{gemm, gemm_into, gemm_is_fast, Weight, GEMM_MIN_ROWS};
 
 #[cfg(target_arch = "x86_64")]
