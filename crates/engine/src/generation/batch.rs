@@ -167,7 +167,7 @@ impl<'m> BatchGenerator<'m> {
                 }
                 candle_core::Tensor::cat(&rows, 0)?
             };
-            let next = self.next_tokens(&lasts, false)?;
+            let next = self.next_tokens(&lasts)?;
             let rows = hidden_rows(&lasts)?;
             for (((r, cache, _), (id, logprob)), row) in group.into_iter().zip(next).zip(rows) {
                 let mut sequence = Sequence {
@@ -212,7 +212,7 @@ impl<'m> BatchGenerator<'m> {
                 .collect();
             self.decoder.hidden_states_packed(&last, &mut segments)?
         };
-        let next = self.next_tokens(&hidden, true)?;
+        let next = self.next_tokens(&hidden)?;
         let rows = hidden_rows(&hidden)?;
         let mut finished = Vec::new();
         let mut still = Vec::with_capacity(self.active.len());
@@ -231,15 +231,14 @@ impl<'m> BatchGenerator<'m> {
         Ok(finished)
     }
 
-    /// The greedy token and its log-probability for each hidden row `[n, hidden]`,
-    /// the last rows of a prefill or (`step`) of a decode step.
-    fn next_tokens(&self, hidden: &candle_core::Tensor, step: bool) -> Result<Vec<(u32, f32)>> {
+    /// The greedy token and its log-probability for each hidden row `[n, hidden]`.
+    fn next_tokens(&self, hidden: &candle_core::Tensor) -> Result<Vec<(u32, f32)>> {
         let width = self.decoder.logits_width();
-        let logits = match step {
-            true => self.decoder.step_logits(hidden)?,
-            false => self.decoder.logits(hidden)?,
-        };
-        let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+        let logits = self
+            .decoder
+            .logits(hidden)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         Ok(logits
             .chunks_exact(width)
             .map(|logits| {

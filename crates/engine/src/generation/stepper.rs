@@ -60,12 +60,11 @@ impl<'m> Stepper<'m> {
             }],
         )?;
         let last = hidden.narrow(0, tokens.len() - 1, 1)?;
-        // One token through the cache is a decode step, as the layers took it (see RowLimit).
-        let logits = match tokens.len() {
-            1 => self.decoder.step_logits(&last)?,
-            _ => self.decoder.logits(&last)?,
-        };
-        let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+        let logits = self
+            .decoder
+            .logits(&last)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         row.resize(logits.len(), 0.0);
         crate::kernels::fastmath::log_softmax_into(&logits, row);
         self.tokens.extend_from_slice(tokens);
@@ -100,10 +99,7 @@ impl<'m> Stepper<'m> {
                 },
             ],
         )?;
-        let logits = decoder
-            .step_logits(&hidden)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let logits = decoder.logits(&hidden)?.flatten_all()?.to_vec1::<f32>()?;
         let width = logits.len() / 2;
         for (row, logits) in [a_row, b_row].into_iter().zip(logits.chunks_exact(width)) {
             row.resize(width, 0.0);

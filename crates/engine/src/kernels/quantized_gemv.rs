@@ -491,10 +491,15 @@ pub fn gemv_many_with(
     for r0 in (0..m_all).step_by(MAX_ROWS) {
         let m = MAX_ROWS.min(m_all - r0);
         let xs = &x[r0 * k..(r0 + m) * k];
-        let xsums: Vec<f32> = xs.chunks_exact(QK).map(|c| c.iter().sum()).collect();
         let int8_rows = (activations == Activations::Int8
             && weights.iter().any(|w| int8::supported(w.dtype)))
         .then(|| int8::QuantizedRows::new(xs, k));
+        // The f32 kernels' per-block sums, only where some weight takes them.
+        let f32_rows = int8_rows.is_none() || weights.iter().any(|w| !int8::supported(w.dtype));
+        let xsums: Vec<f32> = match f32_rows {
+            true => xs.chunks_exact(QK).map(|c| c.iter().sum()).collect(),
+            false => Vec::new(),
+        };
         // Each weight's products as [n, m] (output row major), so a task owns a
         // contiguous piece; transposed into [m, n] below.
         let mut transposed: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();

@@ -15,7 +15,7 @@ use crate::models::projections::{
     compute_dtype, linear, linear_part, packs, rms_norm, Linear, Weights,
 };
 pub use crate::models::projections::{QuantizedWeights, RowSource};
-use crate::models::quantized_linear::{QuantizedLinear, RowLimit, TokenEmbedding, DECODE_ROWS};
+use crate::models::quantized_linear::{QuantizedLinear, TokenEmbedding, DECODE_ROWS, PASS_ROWS};
 use crate::models::rope;
 
 /// Upper bound on one attention score block, so long sequences never hold
@@ -104,11 +104,11 @@ impl Attention {
         (cos, sin): (&Tensor, &Tensor),
         window: Option<usize>,
         masks: &MaskCache,
-        limit: RowLimit,
+        max_rows: usize,
     ) -> Result<Tensor> {
         let n = x.dim(0)?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let [q, k, v] = Linear::forward_many([&self.q, &self.k, &self.v], x, limit)?;
+        let [q, k, v] = Linear::forward_many([&self.q, &self.k, &self.v], x, max_rows)?;
         // A norm over the whole projection runs before the heads are split, a per-head one after.
         let (q, k) = if self.whole_qk_norm {
             (apply(&self.q_norm, q)?, apply(&self.k_norm, k)?)
@@ -154,7 +154,7 @@ impl Attention {
                 Tensor::cat(&outputs, 0)?
             }
         };
-        Ok(self.o.forward(&out, limit)?)
+        Ok(self.o.forward(&out, max_rows)?)
     }
 
     /// The newest position of every sequence (one row each) against its cache,
@@ -409,17 +409,17 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor, limit: RowLimit) -> Result<Tensor> {
-        let [gate, up] = Linear::forward_many([&self.gate, &self.up], x, limit)?;
+    fn forward(&self, x: &Tensor, max_rows: usize) -> Result<Tensor> {
+        let [gate, up] = Linear::forward_many([&self.gate, &self.up], x, max_rows)?;
         if gate.device().is_cpu() && gate.dtype() == DType::F32 {
             let hidden = gate.apply_op2_no_bwd(&up, &GatedActivation(self.activation))?;
-            return Ok(self.down.forward(&hidden, limit)?);
+            return Ok(self.down.forward(&hidden, max_rows)?);
         }
         let gate = match self.activation {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
             Activation::GeluTanh => gate.gelu()?,
         };
-        Ok(self.down.forward(&(gate * up)?, limit)?)
+        Ok(self.down.forward(&(gate * up)?, max_rows)?)
     }
 }
 
@@ -752,10 +752,10 @@ impl Decoder {
         }
         // A decode step (one new token per cached sequence) may take more rows
         // through the decode kernels than other passes (see PASS_ROWS).
-        let limit = if segments.iter().all(|s| s.len == 1 && s.cache.is_some()) {
-            RowLimit::STEP
+        let max_rows = if segments.iter().all(|s| s.len == 1 && s.cache.is_some()) {
+            DECODE_ROWS
         } else {
-            RowLimit::PASS
+            PASS_ROWS
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let (window, tables) = match layer.kind {
@@ -779,12 +779,12 @@ impl Decoder {
                 (&tables.0, &tables.1),
                 window,
                 &masks,
-                limit,
+                max_rows,
             )?;
             x = (x + apply(&layer.attention_out_norm, h)?)?;
             let h = layer
                 .mlp
-                .forward(&apply(&layer.mlp_in_norm, x.clone())?, limit)?;
+                .forward(&apply(&layer.mlp_in_norm, x.clone())?, max_rows)?;
             x = (x + apply(&layer.mlp_out_norm, h)?)?;
         }
         for segment in segments.iter_mut() {
@@ -836,19 +836,12 @@ impl Decoder {
 
     /// Logits `[n, width]` in f32 for hidden-state rows `[n, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        // Rows here are positions of one answer chunk, the same for a record
-        // with or without a reused prefix.
-        self.logits_with(hidden, RowLimit::LOGITS)
-    }
-
-    /// [`Self::logits`] for a decode step's rows (one per sequence), which
-    /// may all take the decode kernels.
-    pub fn step_logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.logits_with(hidden, RowLimit::STEP)
-    }
-
-    fn logits_with(&self, hidden: &Tensor, limit: RowLimit) -> Result<Tensor> {
-        let logits = self.lm_head.forward(hidden, limit)?.to_dtype(DType::F32)?;
+        // Rows here are positions of one answer chunk or a decode step's
+        // sequences, the same for a record with or without a reused prefix.
+        let logits = self
+            .lm_head
+            .forward(hidden, DECODE_ROWS)?
+            .to_dtype(DType::F32)?;
         Ok(match self.config.switches.final_logit_softcapping {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,

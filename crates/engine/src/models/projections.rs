@@ -13,9 +13,7 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kernels::packed_gemm::{self, PackedWeight};
 pub use crate::kernels::quantized_gemv::Activations;
-use crate::models::quantized_linear::{
-    dense_forward_many, gemv_outputs, QuantizedLinear, RowLimit,
-};
+use crate::models::quantized_linear::{dense_forward_many, gemv_outputs, QuantizedLinear};
 
 /// Weights kept quantized (GGUF with `--dtype q`), by Hugging Face name.
 #[derive(Default)]
@@ -51,17 +49,17 @@ pub(super) enum Linear {
 }
 
 impl Linear {
-    /// `x · Wᵀ`; up to `limit.max` rows through the decode kernels.
-    pub(super) fn forward(&self, x: &Tensor, limit: RowLimit) -> candle_core::Result<Tensor> {
+    /// `x · Wᵀ`; up to `max_rows` rows through the decode kernels.
+    pub(super) fn forward(&self, x: &Tensor, max_rows: usize) -> candle_core::Result<Tensor> {
         match self {
-            Self::Dense(l) => match dense_forward_many(&[l], x, limit.max) {
+            Self::Dense(l) => match dense_forward_many(&[l], x, max_rows) {
                 Some(ys) => ys?
                     .pop()
                     .ok_or_else(|| candle_core::Error::Msg("no projection output".into())),
                 None => l.forward(x),
             },
-            Self::Quantized { linear, .. } => linear.forward(x, limit),
-            Self::Packed { .. } => Self::forward_many([self], x, limit).map(|[y]| y),
+            Self::Quantized { linear, .. } => linear.forward(x, max_rows),
+            Self::Packed { .. } => Self::forward_many([self], x, max_rows).map(|[y]| y),
         }
     }
 
@@ -69,7 +67,7 @@ impl Linear {
     pub(super) fn forward_many<const N: usize>(
         linears: [&Linear; N],
         x: &Tensor,
-        limit: RowLimit,
+        max_rows: usize,
     ) -> candle_core::Result<[Tensor; N]> {
         let quantized: Option<Vec<&QuantizedLinear>> = linears
             .iter()
@@ -93,8 +91,8 @@ impl Linear {
             })
             .collect();
         let fast = match (quantized, dense, packed) {
-            (Some(q), _, _) => QuantizedLinear::forward_many(&q, x, limit),
-            (_, Some(d), _) => dense_forward_many(&d, x, limit.max),
+            (Some(q), _, _) => QuantizedLinear::forward_many(&q, x, max_rows),
+            (_, Some(d), _) => dense_forward_many(&d, x, max_rows),
             (_, _, Some(p)) => Some(packed_forward_many(&p, x)),
             _ => None,
         };
@@ -106,7 +104,7 @@ impl Linear {
         }
         let mut outs = Vec::with_capacity(N);
         for l in linears {
-            outs.push(l.forward(x, limit)?);
+            outs.push(l.forward(x, max_rows)?);
         }
         <[Tensor; N]>::try_from(outs)
             .map_err(|_| candle_core::Error::Msg("projection count mismatch".into()))

@@ -12,10 +12,11 @@
 //!
 //! Under `q8` the types with an integer kernel (quantized_int8) take it for
 //! every number of rows, as llama.cpp does: the activations are quantized to
-//! 8 bits once per row and each unpacked weight group meets up to
-//! [`DECODE_ROWS`] of them, so many rows are no longer bound by arithmetic in
-//! f32. A row's result does not depend on the other rows, so a decode step, a
-//! short pass and a long one give the same bits for the same inputs.
+//! 8 bits once per row, a few rows meet the weight groups in the row kernels
+//! and many meet tiles unpacked once (the integer GEMM), so many rows are no
+//! longer bound by arithmetic in f32. A row's result does not depend on the
+//! other rows, so a decode step, a short pass and a long one give the same
+//! bits for the same inputs.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -36,22 +37,6 @@ pub const DECODE_ROWS: usize = crate::kernels::quantized_gemv::MAX_ROWS;
 /// GEMM unless the suffix is very short (the parity the prefix-reuse tests hold
 /// to 1e-5).
 pub const PASS_ROWS: usize = 16;
-
-/// How many rows of a pass may take the `q` block kernels (the `q8` integer
-/// kernels take any number).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowLimit {
-    pub max: usize,
-}
-
-impl RowLimit {
-    /// A decode step: one new token per cached sequence.
-    pub const STEP: Self = Self { max: DECODE_ROWS };
-    /// Any other pass through the layers (prefill, scoring).
-    pub const PASS: Self = Self { max: PASS_ROWS };
-    /// The output projection of a scoring chunk's rows.
-    pub const LOGITS: Self = Self { max: DECODE_ROWS };
-}
 
 /// Largest f32 tile of a dequantized weight; larger weights (a big vocabulary's
 /// output projection) go in several tiles of output rows.
@@ -96,11 +81,10 @@ impl QuantizedLinear {
         self.bias.as_ref()
     }
 
-    /// `x · Wᵀ`; up to `limit.max` rows through the block kernels (any
+    /// `x · Wᵀ`; up to `max_rows` rows through the `q` block kernels (any
     /// number through the integer ones, see [`Self::takes_int8`]).
-    pub fn forward(&self, x: &Tensor, limit: RowLimit) -> candle_core::Result<Tensor> {
-        let max_rows = limit.max;
-        if let Some(ys) = Self::forward_many(&[self], x, limit) {
+    pub fn forward(&self, x: &Tensor, max_rows: usize) -> candle_core::Result<Tensor> {
+        if let Some(ys) = Self::forward_many(&[self], x, max_rows) {
             return ys?
                 .pop()
                 .ok_or_else(|| candle_core::Error::Msg("no projection output".into()));
@@ -196,9 +180,8 @@ impl QuantizedLinear {
     pub fn forward_many(
         linears: &[&QuantizedLinear],
         x: &Tensor,
-        limit: RowLimit,
+        max_rows: usize,
     ) -> Option<candle_core::Result<Vec<Tensor>>> {
-        let max_rows = limit.max;
         let first = linears.first()?;
         let (_, in_dim) = first.weight.shape().dims2().ok()?;
         let rows = x.elem_count() / in_dim.max(1);

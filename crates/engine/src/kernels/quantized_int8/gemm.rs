@@ -50,7 +50,7 @@ pub fn gemm(weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f32>> {
 /// logits: hundreds of megabytes that need not be mapped afresh each chunk).
 pub fn gemm_into(weight: Weight, x: &QuantizedRows, out: &mut Vec<f32>) {
     if !tiles_into(path(), &[weight], x, std::slice::from_mut(out)) {
-        *out = gemm_with(Path::Portable, &[weight], x).swap_remove(0);
+        *out = gemm_with(path(), &[weight], x).swap_remove(0);
     }
 }
 

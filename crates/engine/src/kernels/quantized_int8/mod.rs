@@ -39,7 +39,8 @@ pub struct QuantizedRows {
     d: Vec<f32>,
     lo: Vec<i32>,
     hi: Vec<i32>,
-    /// `lo + hi`, the whole block's sum.
+    /// `lo + hi`, the whole block's sum (stored: the GEMM broadcasts it
+    /// straight from memory).
     sum: Vec<i32>,
 }
 

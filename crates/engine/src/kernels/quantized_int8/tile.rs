@@ -46,6 +46,9 @@ impl Tile {
             // Zero weights and scales: the missing rows' sums are zero and dropped.
             self.w.fill(Quad([0; 4 * TILE]));
             self.dw.fill([0.0; TILE]);
+            self.dmin.fill([0.0; TILE]);
+            self.a.fill([0; TILE]);
+            self.b.fill([0; TILE]);
         }
         for (r, row) in rows.chunks_exact(bytes_per_row).enumerate() {
             for b in 0..self.dw.len() {
