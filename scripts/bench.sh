@@ -10,8 +10,9 @@
 #   SCORE_TOKENS=512 GEN_TOKENS=128 REPEATS=3 BENCH_THREADS=N bash scripts/bench.sh
 #   bash scripts/bench.sh --size 0.6b|1b   (the size ladder against transformers, f32 and
 #                                           bf16, interleaved rounds: see scripts/bench_ladder.sh)
-#   bash scripts/bench.sh --size 0.6b|1b --quantized   (the same shapes quantized by llama.cpp,
-#                                           q and q8 against llama.cpp: scripts/bench_quantized.sh)
+#   bash scripts/bench.sh --size 0.6b|1b|7b --quantized   (the same shapes, and Llama-2-7B's,
+#                                           quantized by llama.cpp, q and q8 against llama.cpp and
+#                                           the memory-bandwidth bound: scripts/bench_quantized.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--size" ]; then

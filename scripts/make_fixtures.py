@@ -9,7 +9,8 @@ fixtures/templates.json. Re-running with the same package versions reproduces
 the files. `--bench DIR` instead writes a random checkpoint for throughput
 measurements (not committed): SmolLM2-135M-shaped (about 540 MB), or with
 `--bench-size 0.6b|1b` the real shapes of Qwen3-0.6B (2.4 GB) and Llama-3.2-1B
-(4.9 GB) in f32 (scripts/bench.sh --size makes them itself).
+(4.9 GB) in f32, or with `7b` Llama-2-7B's shape with no weights (config and
+tokenizer, for write_gguf.write_random; scripts/bench.sh --size makes them itself).
 """
 import argparse
 import json
@@ -500,6 +501,11 @@ BENCH_SIZES = {
                                rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=32.0,
                                                     low_freq_factor=1.0, high_freq_factor=4.0,
                                                     original_max_position_embeddings=8192))),
+    # meta-llama/Llama-2-7b-hf's shape: written only as a random F16 GGUF, streamed
+    # (write_gguf.write_random), never as a checkpoint (27 GB in f32).
+    "7b": ("LlamaConfig", dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                               num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
+                               rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False)),
 }
 
 
@@ -512,9 +518,12 @@ def bench(dest, family="llama", size="135m"):
     else:
         cls, shape = BENCH_SIZES[size]
         cfg = getattr(transformers, cls)(**shape)
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cfg).float()
-    model.save_pretrained(dest)
+    if size == "7b":
+        cfg.save_pretrained(dest)  # the shape only: write_gguf.write_random makes the weights
+    else:
+        torch.manual_seed(0)
+        model = transformers.AutoModelForCausalLM.from_config(cfg).float()
+        model.save_pretrained(dest)
     save_tokenizer(toks["bl"], dest, dict(eos_token="<|im_end|>", chat_template=SMOLLM2_TEMPLATE))
     print(f"wrote {dest}")
 

@@ -60,15 +60,11 @@ def add_weight(w, name, t, quantize):
         w.add_tensor(name, data)
 
 
-def write(src: Path, dest: Path, quantize: bool = False, pad_vocab: bool = False):
-    cfg = json.loads((src / "config.json").read_text())
-    tok = json.loads((src / "tokenizer.json").read_text())
-    tcfg = json.loads((src / "tokenizer_config.json").read_text())
-    model_type = cfg["model_type"]
-    arch = ARCH[model_type]
+def add_hyperparameters(w, cfg):
+    """The architecture's metadata keys from a config.json; returns the rope settings
+    (the rope_freqs tensor of Llama 3 scaling and Phi-3's factors are tensors: see write)."""
+    arch = ARCH[cfg["model_type"]]
     gemma = arch in ("gemma3", "gemma2")
-    w = gguf.GGUFWriter(str(dest), arch)
-    name_map = gguf.get_tensor_name_map(MAPPED[arch], cfg["num_hidden_layers"]) if arch in MAPPED else None
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     w.add_block_count(cfg["num_hidden_layers"])
@@ -121,8 +117,20 @@ def write(src: Path, dest: Path, quantize: bool = False, pad_vocab: bool = False
             w.add_final_logit_softcapping(cfg["final_logit_softcapping"])
     else:
         w.add_rope_freq_base(rope["rope_theta"])
-        if model_type == "mistral" and cfg.get("sliding_window"):
+        if cfg["model_type"] == "mistral" and cfg.get("sliding_window"):
             w.add_sliding_window(cfg["sliding_window"])
+    return rope
+
+
+def write(src: Path, dest: Path, quantize: bool = False, pad_vocab: bool = False):
+    cfg = json.loads((src / "config.json").read_text())
+    arch = ARCH[cfg["model_type"]]
+    gemma = arch in ("gemma3", "gemma2")
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    w = gguf.GGUFWriter(str(dest), arch)
+    name_map = gguf.get_tensor_name_map(MAPPED[arch], cfg["num_hidden_layers"]) if arch in MAPPED else None
+    rope = add_hyperparameters(w, cfg)
     tensors = {}
     for path in sorted(src.glob("*.safetensors")):
         tensors.update(load_file(path))
@@ -154,7 +162,18 @@ def write(src: Path, dest: Path, quantize: bool = False, pad_vocab: bool = False
             add_weight(w, mapped, t, quantize)
             continue
         add_weight(w, tensor_name(name, gemma), t, quantize)
-    # tokenizer
+    add_vocab(w, src, cfg, pad_vocab)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def add_vocab(w, src: Path, cfg, pad_vocab: bool):
+    """The tokenizer (and chat template) of a checkpoint folder as GGUF metadata."""
+    tok = json.loads((src / "tokenizer.json").read_text())
+    tcfg = json.loads((src / "tokenizer_config.json").read_text())
+    arch = ARCH[cfg["model_type"]]
     # The model's vocabulary, then tokens added past it (a family's chat-turn tokens).
     by_id = {i: t for t, i in tok["model"]["vocab"].items()}
     by_id.update({a["id"]: a["content"] for a in tok["added_tokens"]})
@@ -194,7 +213,51 @@ def write(src: Path, dest: Path, quantize: bool = False, pad_vocab: bool = False
         template = (src / "chat_template.jinja").read_text()
     if template:
         w.add_chat_template(template)
+
+
+def write_random(src: Path, dest: Path, seed: int = 0):
+    """A Llama-family checkpoint's shape (src: config.json and tokenizer files, no
+    weights) as an F16 GGUF of random weights, generated and written one tensor at a
+    time: a 7B model never exists whole in memory (27 GB in f32; the file is 13.5 GB).
+    Weights are N(0, 0.02) as transformers initialises them, norms 1. Only for speed:
+    no checkpoint exists to compare with, so no Q/K permutation matters."""
+    cfg = json.loads((src / "config.json").read_text())
+    if ARCH[cfg["model_type"]] != "llama" or cfg.get("rope_parameters", {}).get("rope_type") == "llama3":
+        raise ValueError(f"{src}: write_random writes plain Llama shapes only")
+    hidden, inter, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or hidden // heads
+    shapes = [("token_embd.weight", (vocab, hidden)), ("output_norm.weight", (hidden,))]
+    if not cfg.get("tie_word_embeddings", False):
+        shapes.append(("output.weight", (vocab, hidden)))
+    for i in range(cfg["num_hidden_layers"]):
+        shapes += [(f"blk.{i}.{n}.weight", s) for n, s in (
+            ("attn_norm", (hidden,)), ("attn_q", (heads * head_dim, hidden)), ("attn_k", (kv * head_dim, hidden)),
+            ("attn_v", (kv * head_dim, hidden)), ("attn_output", (hidden, heads * head_dim)), ("ffn_norm", (hidden,)),
+            ("ffn_gate", (inter, hidden)), ("ffn_up", (inter, hidden)), ("ffn_down", (hidden, inter)))]
+    w = gguf.GGUFWriter(str(dest), "llama")
+    add_hyperparameters(w, cfg)
+    add_vocab(w, src, cfg, pad_vocab=True)
+    # Norms stay F32 as the converter keeps 1-D tensors; matrices are F16.
+    dtype = lambda s: np.float32 if len(s) == 1 else np.float16
+    for name, shape in shapes:
+        w.add_tensor_info(name, shape, np.dtype(dtype(shape)), int(np.prod(shape)) * np.dtype(dtype(shape)).itemsize)
     w.write_header_to_file()
     w.write_kv_data_to_file()
-    w.write_tensors_to_file()
+    w.write_ti_data_to_file()
+    rng = np.random.default_rng(seed)
+    for n, (name, shape) in enumerate(shapes):
+        if len(shape) == 1:
+            w.write_tensor_data(np.ones(shape, dtype=np.float32))
+        else:
+            # Row blocks bound the f32 scratch to ~0.5 GB whatever the tensor.
+            out = np.empty(shape, dtype=np.float16)
+            step = max(1, (1 << 27) // shape[1])
+            for r in range(0, shape[0], step):
+                block = rng.standard_normal((min(step, shape[0] - r), shape[1]), dtype=np.float32)
+                block *= 0.02
+                out[r:r + step] = block
+            w.write_tensor_data(out)
+        print(f"\r{n + 1}/{len(shapes)} tensors", end="", flush=True)
+    print()
     w.close()
