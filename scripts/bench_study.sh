@@ -77,7 +77,7 @@ def timed(name):
     wall, rss = open(out / f"{name}.time").read().split()[-2:]
     return float(wall), int(rss) / 1024
 rows = []
-# aligntds's runs, then the peers', in the order they ran.
+# aligntds's runs, then the peers' (each group by name).
 for w in sorted({p.name[len("aligntds-"):-len(".time")] for p in out.glob("aligntds-*.time")}):
     wall, rss = timed(f"aligntds-{w}")
     t = json.load(open(out / f"run-{w}" / "summary.json"))["manifest"]["timings"]
