@@ -9,12 +9,15 @@ Writes the tiny llama3 fixture (fixtures/llama3, safetensors) as an f32 GGUF wit
 its vocabulary padded to the embedding's rows (as convert_hf_to_gguf pads it;
 llama.cpp refuses the unpadded fixtures/llama3.gguf), quantizes that with
 llama.cpp's own quantizer to Q8_0 and Q4_0 (fixtures/llama3.q8_0.gguf,
-llama3.q4_0.gguf),
+llama3.q4_0.gguf), and a wider random checkpoint of the same family and
+tokenizer (hidden 256, intermediate 512: K-quant rows are 256 values, wider
+than the fixture's 64) to Q4_K_M (fixtures/llama3-256.q4_k_m.gguf: Q4_K and
+Q6_K tensors, whose activations llama.cpp quantizes per 256 as Q8_K),
 then feeds llama.cpp a fixed prompt one token at a time and extends it greedily,
 every token a decode step as aligntds's generation takes it, with an f32 KV
 cache and no flash attention (so the difference left is the products'), and
 again all at once in one batch (a teacher-forced pass). Writes
-fixtures/llamacpp/llama3.<type>.json: the tokens and, per step (`steps`) and
+fixtures/llamacpp/<model>.<type>.json: the tokens and, per step (`steps`) and
 per position of the one pass (`one_pass`), the top-20 ids and log-probabilities
 of the next token.
 """
@@ -23,6 +26,7 @@ import math
 import sys
 from pathlib import Path
 
+import shutil
 import tempfile
 
 import llama_cpp
@@ -35,7 +39,12 @@ FIXTURES = ROOT / "fixtures"
 OUT = FIXTURES / "llamacpp"
 PROMPT = [1, 17, 230, 41, 99, 310, 7, 58]
 NEW_TOKENS = 40
-TYPES = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}
+# (model, type): the files quantized and the goldens written.
+CASES = [("llama3", "q8_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0),
+         ("llama3", "q4_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0),
+         ("llama3-256", "q4_k_m", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M)]
+WIDE = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 64}
 
 
 def quantize(src: Path, dest: Path, ftype: int):
@@ -82,19 +91,36 @@ def one_pass(path: Path, tokens):
     return out
 
 
+def wide_checkpoint(dest: Path) -> Path:
+    """The llama3 fixture's family and tokenizer at hidden 256, random weights
+    (transformers' initialisation, seed 0): rows as wide as a K-quant block."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = json.loads((FIXTURES / "llama3" / "config.json").read_text())
+    cfg.update(WIDE)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(**cfg)).save_pretrained(dest)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(FIXTURES / "llama3" / name, dest / name)
+    return dest
+
+
 def main():
     OUT.mkdir(exist_ok=True)
-    padded = Path(tempfile.mkdtemp()) / "llama3.f32.gguf"
-    write_gguf.write(FIXTURES / "llama3", padded, pad_vocab=True)
-    for name, ftype in TYPES.items():
-        gguf = FIXTURES / f"llama3.{name}.gguf"
+    tmp = Path(tempfile.mkdtemp())
+    sources = {"llama3": FIXTURES / "llama3", "llama3-256": wide_checkpoint(tmp / "llama3-256")}
+    for model, name, ftype in CASES:
+        padded = tmp / f"{model}.f32.gguf"
+        if not padded.exists():
+            write_gguf.write(sources[model], padded, pad_vocab=True)
+        gguf = FIXTURES / f"{model}.{name}.gguf"
         quantize(padded, gguf, ftype)
         tokens, rows = steps(gguf)
         golden = {"llama_cpp_python": llama_cpp.__version__, "file": gguf.name,
                   "system_info": llama_cpp.llama_print_system_info().decode().strip(),
                   "tokens": tokens, "steps": rows, "one_pass": one_pass(gguf, tokens)}
-        (OUT / f"llama3.{name}.json").write_text(json.dumps(golden) + "\n")
-        print(f"wrote fixtures/llamacpp/llama3.{name}.json ({len(rows)} steps)")
+        (OUT / f"{model}.{name}.json").write_text(json.dumps(golden) + "\n")
+        print(f"wrote fixtures/llamacpp/{model}.{name}.json ({len(rows)} steps)")
 
 
 if __name__ == "__main__":

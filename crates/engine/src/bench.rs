@@ -247,9 +247,9 @@ pub fn quantized_gemm(
     k: usize,
     repeats: usize,
 ) -> Result<(f64, f64)> {
-    use crate::kernels::quantized_int8::{gemm, QuantizedRows, Weight};
+    use crate::kernels::quantized_int8::{gemm, RowsByScheme, Weight};
     let (data, x) = random_projection(dtype, m, n, k)?;
-    let rows = QuantizedRows::new(&x, k);
+    let rows = RowsByScheme::new(&x, k, [dtype]);
     let w = [Weight {
         dtype,
         data: &data,
@@ -260,7 +260,7 @@ pub fn quantized_gemm(
         Ok(())
     })?;
     let quantize = best_of(repeats, || {
-        std::hint::black_box(QuantizedRows::new(&x, k));
+        std::hint::black_box(RowsByScheme::new(&x, k, [dtype]));
         Ok(())
     })?;
     Ok((

@@ -485,15 +485,19 @@ pub fn gemv_many_with(
                 n: w.n,
             })
             .collect();
-        return int8::gemm(&tiles, &int8::QuantizedRows::new(x, k));
+        let rows = int8::RowsByScheme::new(x, k, weights.iter().map(|w| w.dtype));
+        return int8::gemm(&tiles, &rows);
     }
     let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m_all * w.n]).collect();
     for r0 in (0..m_all).step_by(MAX_ROWS) {
         let m = MAX_ROWS.min(m_all - r0);
         let xs = &x[r0 * k..(r0 + m) * k];
-        let int8_rows = (activations == Activations::Int8
-            && weights.iter().any(|w| int8::supported(w.dtype)))
-        .then(|| int8::QuantizedRows::new(xs, k));
+        let int8_types = weights
+            .iter()
+            .map(|w| w.dtype)
+            .filter(|&d| int8::supported(d));
+        let int8_rows = (activations == Activations::Int8 && int8_types.clone().next().is_some())
+            .then(|| int8::RowsByScheme::new(xs, k, int8_types));
         // The f32 kernels' per-block sums, only where some weight takes them.
         let f32_rows = int8_rows.is_none() || weights.iter().any(|w| !int8::supported(w.dtype));
         let xsums: Vec<f32> = match f32_rows {
@@ -522,7 +526,9 @@ pub fn gemv_many_with(
         tasks
             .into_par_iter()
             .for_each(|(dtype, d, bytes_per_row, o)| match &int8_rows {
-                Some(q) if int8::supported(dtype) => int8::rows(dtype, d, bytes_per_row, q, o),
+                Some(q) if int8::supported(dtype) => {
+                    int8::rows(dtype, d, bytes_per_row, q.get(dtype), o)
+                }
                 _ => rows(dtype, d, bytes_per_row, xs, &xsums, o),
             });
         for ((w, out), t) in weights.iter().zip(outs.iter_mut()).zip(&transposed) {

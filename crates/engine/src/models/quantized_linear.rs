@@ -134,7 +134,8 @@ impl QuantizedLinear {
                 data: &data,
                 n,
             };
-            int8::gemm_into(weight, &int8::QuantizedRows::new(&xs, in_dim), out);
+            let rows = int8::QuantizedRows::for_weight(weight.dtype, &xs, in_dim);
+            int8::gemm_into(weight, &rows, out);
             return Ok(());
         }
         let weight = crate::kernels::quantized_gemv::GemvWeight {

@@ -1,5 +1,7 @@
 //! `--dtype q8` against llama.cpp itself: the tiny llama3 fixture quantized by
-//! llama.cpp's quantizer to Q8_0 and Q4_0, fed one token at a time (every
+//! llama.cpp's quantizer to Q8_0 and Q4_0, and a wider checkpoint of its family
+//! (hidden 256, as wide as a K-quant block) to Q4_K_M (Q4_K and Q6_K
+//! tensors), fed one token at a time (every
 //! token a decode step) and in one teacher-forced pass, against llama.cpp's
 //! own log-probabilities for the same tokens fed the same ways
 //! (fixtures/llamacpp, made by scripts/make_llamacpp_goldens.py with an f32
@@ -23,7 +25,7 @@ fn against_llamacpp(name: &str, dtype: DTypeChoice, feed: Feed) -> (Vec<f64>, us
     let golden = read_json(
         &repo_root()
             .join("fixtures/llamacpp")
-            .join(format!("llama3.{name}.json")),
+            .join(format!("{name}.json")),
     );
     let path = repo_root()
         .join("fixtures")
@@ -84,28 +86,67 @@ fn against_llamacpp(name: &str, dtype: DTypeChoice, feed: Feed) -> (Vec<f64>, us
     (errors, same_top)
 }
 
+/// Per position, how far llama.cpp's one pass strays from its own decode
+/// steps over the ids both top-20s hold. Zero for Q8_0 and Q4_0; for the
+/// K-quants its batched kernels quantize activations with their own code
+/// (repacked Q4_K tiles), which moved one position of 47 by 6e-3 here, where
+/// `q8` takes the steps' arithmetic in every pass.
+fn llamacpp_self_gap(name: &str) -> Vec<f64> {
+    let golden = read_json(&repo_root().join(format!("fixtures/llamacpp/{name}.json")));
+    let (steps, one_pass) = (
+        golden["steps"].as_array().unwrap(),
+        golden["one_pass"].as_array().unwrap(),
+    );
+    let row = |r: &serde_json::Value| -> Vec<(u32, f64)> {
+        ids(&r["top_ids"])
+            .into_iter()
+            .zip(r["top_logprobs"].as_array().unwrap())
+            .map(|(id, v)| (id, v.as_f64().unwrap()))
+            .collect()
+    };
+    steps
+        .iter()
+        .zip(one_pass)
+        .map(|(s, o)| {
+            let s = row(s);
+            row(o)
+                .iter()
+                .filter_map(|(id, v)| s.iter().find(|(i, _)| i == id).map(|(_, w)| (v - w).abs()))
+                .fold(0.0, f64::max)
+        })
+        .collect()
+}
+
 #[test]
 fn q8_follows_llamacpp_closer_than_q_in_steps_and_one_pass() {
     for feed in [Feed::Steps, Feed::OnePass] {
-        for name in ["q8_0", "q4_0"] {
+        for name in ["llama3.q8_0", "llama3.q4_0", "llama3-256.q4_k_m"] {
             let (q8, q8_top) = against_llamacpp(name, DTypeChoice::QuantizedInt8, feed);
             let (q, q_top) = against_llamacpp(name, DTypeChoice::Quantized, feed);
+            // In one pass, what llama.cpp's own two paths differ by is allowed on top.
+            let gap = match feed {
+                Feed::Steps => vec![0.0; q8.len()],
+                Feed::OnePass => llamacpp_self_gap(name),
+            };
+            let excess: Vec<f64> = q8.iter().zip(&gap).map(|(e, g)| (e - g).max(0.0)).collect();
             let max = |e: &[f64]| e.iter().copied().fold(0.0, f64::max);
             let mean = |e: &[f64]| e.iter().sum::<f64>() / e.len() as f64;
             eprintln!(
-                "llama3.{name}.gguf, {feed:?}, {} positions against llama.cpp: q8 max {:.2e} mean {:.2e} top-1 {q8_top}; q max {:.2e} mean {:.2e} top-1 {q_top}",
+                "{name}.gguf, {feed:?}, {} positions against llama.cpp: q8 max {:.2e} mean {:.2e} (beyond llama.cpp's own steps-to-pass gap, max {:.2e}: {:.2e}) top-1 {q8_top}; q max {:.2e} mean {:.2e} top-1 {q_top}",
                 q8.len(),
                 max(&q8),
                 mean(&q8),
+                max(&gap),
+                max(&excess),
                 max(&q),
                 mean(&q)
             );
             assert!(q8.len() >= 47, "{name} {feed:?}: {} positions", q8.len());
             // The golden rounds to 1e-6; what is left is f32 summation order.
             assert!(
-                max(&q8) < 1e-4,
+                max(&excess) < 1e-4,
                 "{name} {feed:?}: q8 strays {:.2e} from llama.cpp",
-                max(&q8)
+                max(&excess)
             );
             assert_eq!(
                 q8_top,
@@ -114,10 +155,10 @@ fn q8_follows_llamacpp_closer_than_q_in_steps_and_one_pass() {
             );
             // The exact path is a hundred times further: the difference is the arithmetic.
             assert!(
-                max(&q) > 100.0 * max(&q8),
+                max(&q) > 100.0 * max(&excess),
                 "{name} {feed:?}: q {:.2e} vs q8 {:.2e}",
                 max(&q),
-                max(&q8)
+                max(&excess)
             );
         }
     }
@@ -130,7 +171,13 @@ fn q8_follows_llamacpp_closer_than_q_in_steps_and_one_pass() {
 /// scores from generation's steps.
 #[test]
 fn q8_scores_do_not_depend_on_how_the_pass_is_cut() {
-    let path = repo_root().join("fixtures/llama3.q4_0.gguf");
+    for file in ["llama3.q4_0.gguf", "llama3-256.q4_k_m.gguf"] {
+        pass_cut_does_not_matter(file);
+    }
+}
+
+fn pass_cut_does_not_matter(file: &str) {
+    let path = repo_root().join("fixtures").join(file);
     let load = |dtype| {
         LanguageModel::load(
             path.to_str().unwrap(),
@@ -155,7 +202,10 @@ fn q8_scores_do_not_depend_on_how_the_pass_is_cut() {
         .zip(&short)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    assert!(worst < 1e-4, "q8: the same positions differ by {worst:.2e}");
+    assert!(
+        worst < 1e-4,
+        "{file} q8: the same positions differ by {worst:.2e}"
+    );
     // And q8's arithmetic is not q's.
     let exact = forced_rows(&q, &tokens, 56);
     assert!(exact.iter().zip(&short).any(|(a, b)| a != b));

@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 
 use super::tile::{Tile, TILE, TILES_PER_TASK};
-use super::{path, rows_with, GgmlDType, Path, QuantizedRows, MAX_ROWS};
+use super::{path, rows_with, GgmlDType, Path, QuantizedRows, RowsByScheme, MAX_ROWS};
 
 /// Activation rows from which [`gemm`] beats the row kernels (which a decode
 /// step of a few sequences keeps).
@@ -42,28 +42,40 @@ pub fn gemm_is_fast() -> bool {
 
 /// `out[r * n + j] = W_j · x_r` for each weight (`[m, n]`, row major), all
 /// weights' tiles in one parallel pass.
-pub fn gemm(weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f32>> {
+pub fn gemm(weights: &[Weight], x: &RowsByScheme) -> Vec<Vec<f32>> {
     gemm_with(path(), weights, x)
 }
 
 /// [`gemm`] for one weight into `out`, its memory reused (a scoring chunk's
-/// logits: hundreds of megabytes that need not be mapped afresh each chunk).
+/// logits: hundreds of megabytes that need not be mapped afresh each chunk);
+/// `x` quantized for the weight's type.
 pub fn gemm_into(weight: Weight, x: &QuantizedRows, out: &mut Vec<f32>) {
-    if !tiles_into(path(), &[weight], x, std::slice::from_mut(out)) {
-        *out = gemm_with(path(), &[weight], x).swap_remove(0);
+    if !tiles_into(path(), &[weight], &[x], std::slice::from_mut(out)) {
+        *out = products(path(), &[weight], &[x]).swap_remove(0);
     }
 }
 
 /// [`gemm`] through a given path: the tiles with AVX512-VNNI, else the row
 /// kernels of that path a few activation rows at a time (the same bits).
-pub fn gemm_with(path: Path, weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f32>> {
+pub fn gemm_with(path: Path, weights: &[Weight], x: &RowsByScheme) -> Vec<Vec<f32>> {
+    let xs: Vec<&QuantizedRows> = weights.iter().map(|w| x.get(w.dtype)).collect();
     let mut outs: Vec<Vec<f32>> = weights.iter().map(|_| Vec::new()).collect();
-    if tiles_into(path, weights, x, &mut outs) {
+    if tiles_into(path, weights, &xs, &mut outs) {
         return outs;
     }
-    let m = x.rows();
-    let mut outs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; m * w.n]).collect();
-    for (w, out) in weights.iter().zip(outs.iter_mut()) {
+    products(path, weights, &xs)
+}
+
+/// The row kernels of `path` over weight `i` and its rows `xs[i]`, a few
+/// activation rows at a time, as `[m, n]`.
+fn products(path: Path, weights: &[Weight], xs: &[&QuantizedRows]) -> Vec<Vec<f32>> {
+    let mut outs: Vec<Vec<f32>> = weights
+        .iter()
+        .zip(xs)
+        .map(|(w, x)| vec![0f32; x.rows() * w.n])
+        .collect();
+    for ((w, out), x) in weights.iter().zip(outs.iter_mut()).zip(xs) {
+        let m = x.rows();
         let bytes_per_row = w.data.len() / w.n.max(1);
         let mut part = vec![0f32; w.n * MAX_ROWS];
         for r0 in (0..m).step_by(MAX_ROWS) {
@@ -91,10 +103,15 @@ pub fn gemm_with(path: Path, weights: &[Weight], x: &QuantizedRows) -> Vec<Vec<f
 /// `[m, n]`); false, with `outs` untouched, where `path` is not VNNI or the
 /// CPU lacks it.
 #[allow(unsafe_code)]
-fn tiles_into(path: Path, weights: &[Weight], x: &QuantizedRows, outs: &mut [Vec<f32>]) -> bool {
+fn tiles_into(
+    path: Path,
+    weights: &[Weight],
+    xs: &[&QuantizedRows],
+    outs: &mut [Vec<f32>],
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     if path == Path::Vnni && super::super::simd::has_avx512_vnni() {
-        let m = x.rows();
+        let m = xs[0].rows();
         for (out, w) in outs.iter_mut().zip(weights) {
             // Not zeroed: every value is written below (zeroing a large
             // vocabulary's logits costs a tenth of their products).
@@ -110,12 +127,18 @@ fn tiles_into(path: Path, weights: &[Weight], x: &QuantizedRows, outs: &mut [Vec
                 "no integer kernel for {:?}",
                 w.dtype
             );
+            assert!(
+                xs[i].scheme == super::Scheme::of(w.dtype) && xs[i].rows() == m,
+                "activations for {:?}",
+                w.dtype
+            );
             for j0 in (0..w.n).step_by(TILE * TILES_PER_TASK) {
                 tasks.push((i, j0, (TILE * TILES_PER_TASK).min(w.n - j0)));
             }
         }
         let addresses: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
         tasks.into_par_iter().for_each(|(i, j0, n)| {
+            let x = xs[i];
             TILE_SCRATCH.with_borrow_mut(|tiles| {
                 if tiles.first().is_none_or(|t| t.dw.len() != x.blocks) {
                     *tiles = (0..TILES_PER_TASK).map(|_| Tile::new(x.blocks)).collect();
@@ -147,7 +170,7 @@ fn tiles_into(path: Path, weights: &[Weight], x: &QuantizedRows, outs: &mut [Vec
         }
         return true;
     }
-    let _ = (path, weights, x, outs);
+    let _ = (path, weights, xs, outs);
     false
 }
 
@@ -156,6 +179,7 @@ impl QuantizedRows {
     pub fn slice_rows(&self, r0: usize, n: usize) -> Self {
         let range = r0 * self.blocks..(r0 + n) * self.blocks;
         Self {
+            scheme: self.scheme,
             blocks: self.blocks,
             q: self.q[range.clone()].to_vec(),
             d: self.d[range.clone()].to_vec(),

@@ -7,9 +7,11 @@
 //! weights, not by arithmetic (see quantized_gemv for the exact path).
 //!
 //! Q8_0 and Q4_0 blocks are 32 weights; a Q6_K or Q4_K super-block is eight
-//! chunks of 32. llama.cpp quantizes activations for the K-quants per 256
-//! (Q8_K); here every type meets the same 32-value activation blocks (finer
-//! scales, so the projections sharing an input share one quantization).
+//! chunks of 32. As in llama.cpp (each type's `vec_dot_type`), activations
+//! meet Q8_0 and Q4_0 weights as Q8_0 blocks (a scale per 32 values) and the
+//! K-quants as Q8_K blocks (one f32 scale per 256 values, repeated here for
+//! each of its eight 32-value blocks so every kernel reads one layout):
+//! [`Scheme`] says which, and a K-quant file's `q8` logits are llama.cpp's.
 //!
 //! The float arithmetic has one fixed order, so every path gives the same
 //! bits: chunk `b`'s exact integer sum `s_b` (and Q4_K's min sum `m_b`) is
@@ -34,6 +36,7 @@ const LANES: usize = 8;
 /// weights' offsets and mins are taken off through them).
 #[derive(Debug, Clone)]
 pub struct QuantizedRows {
+    scheme: Scheme,
     blocks: usize,
     q: Vec<Bytes32>,
     d: Vec<f32>,
@@ -50,14 +53,26 @@ pub struct QuantizedRows {
 struct Bytes32([i8; QK]);
 
 impl QuantizedRows {
-    /// Quantizes rows of `k` values (a multiple of [`QK`]) as ggml's AVX code
-    /// quantizes a row for Q8_0: per block `m = max|x|`, `q = round(x * 127 / m)`
-    /// (ties to even), the scale `m / 127` rounded to f16.
-    pub fn new(x: &[f32], k: usize) -> Self {
+    /// Rows quantized as `dtype`'s weights take them (see [`Scheme`]).
+    pub fn for_weight(dtype: GgmlDType, x: &[f32], k: usize) -> Self {
+        Self::with_scheme(x, k, Scheme::of(dtype))
+    }
+
+    /// Quantizes rows of `k` values by `scheme`: Q8_0 (`k` a multiple of
+    /// [`QK`]) as ggml's AVX code quantizes a row for Q8_0, per block
+    /// `m = max|x|`, `q = round(x * 127 / m)` (ties to even), the scale
+    /// `m / 127` rounded to f16; Q8_K (`k` a multiple of 256) as ggml's
+    /// `quantize_row_q8_K_ref` (see `quantize_super_blocks_kernel`).
+    pub fn with_scheme(x: &[f32], k: usize, scheme: Scheme) -> Self {
         use rayon::prelude::*;
+        assert!(
+            scheme == Scheme::Q8_0 || k.is_multiple_of(LANES * QK),
+            "Q8_K activations need rows of a multiple of 256 values, not {k}"
+        );
         let blocks = k / QK;
         let n = x.len() / QK;
         let mut rows = Self {
+            scheme,
             blocks,
             q: vec![Bytes32([0; QK]); n],
             d: vec![0.0; n],
@@ -74,12 +89,49 @@ impl QuantizedRows {
             .zip(rows.lo.par_chunks_mut(per))
             .zip(rows.hi.par_chunks_mut(per))
             .zip(rows.sum.par_chunks_mut(per))
-            .for_each(|(((((x, q), d), lo), hi), sum)| quantize_blocks(x, q, d, (lo, hi, sum)));
+            .for_each(|(((((x, q), d), lo), hi), sum)| match scheme {
+                Scheme::Q8_0 => quantize_blocks(x, q, d, (lo, hi, sum)),
+                Scheme::Q8K => quantize_super_blocks(x, q, d, (lo, hi, sum)),
+            });
         rows
     }
 
     fn rows(&self) -> usize {
         self.d.len() / self.blocks.max(1)
+    }
+}
+
+/// The same activation rows quantized each way the weights meeting them take
+/// (a K-quant file's projections may mix K-quants with Q8_0 or Q4_0).
+#[derive(Debug, Clone)]
+pub struct RowsByScheme {
+    q8_0: Option<QuantizedRows>,
+    q8k: Option<QuantizedRows>,
+}
+
+impl RowsByScheme {
+    /// Rows of `k` values quantized for every scheme some of `dtypes` takes.
+    pub fn new(x: &[f32], k: usize, dtypes: impl IntoIterator<Item = GgmlDType>) -> Self {
+        let schemes: Vec<Scheme> = dtypes.into_iter().map(Scheme::of).collect();
+        let make = |scheme| {
+            schemes
+                .contains(&scheme)
+                .then(|| QuantizedRows::with_scheme(x, k, scheme))
+        };
+        Self {
+            q8_0: make(Scheme::Q8_0),
+            q8k: make(Scheme::Q8K),
+        }
+    }
+
+    /// The rows as `dtype` takes them; `dtype` must be among those given to [`Self::new`].
+    pub fn get(&self, dtype: GgmlDType) -> &QuantizedRows {
+        let rows = match Scheme::of(dtype) {
+            Scheme::Q8_0 => &self.q8_0,
+            Scheme::Q8K => &self.q8k,
+        };
+        rows.as_ref()
+            .unwrap_or_else(|| panic!("activation rows were not quantized for {dtype:?}"))
     }
 }
 
@@ -120,6 +172,66 @@ crate::widest!(fn quantize_blocks(
     d: &mut [f32],
     sums: (&mut [i32], &mut [i32], &mut [i32]),
 ) = quantize_blocks_kernel);
+
+/// Super-blocks of 256 values as ggml's `quantize_row_q8_K_ref`: the
+/// first value of largest magnitude `max` (signed), `iscale = -127 / max`,
+/// `q = min(127, round(iscale * x))` (ties to even, ggml's `nearest_int`),
+/// the scale `1 / iscale` kept in f32 for all eight 32-value blocks.
+#[inline(always)]
+fn quantize_super_blocks_kernel(
+    x: &[f32],
+    q: &mut [Bytes32],
+    d: &mut [f32],
+    (lo, hi, sum): (&mut [i32], &mut [i32], &mut [i32]),
+) {
+    const SUPER: usize = LANES * QK;
+    for (s, block) in x.chunks_exact(SUPER).enumerate() {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in block {
+            if v.abs() > amax {
+                (amax, max) = (v.abs(), v);
+            }
+        }
+        let iscale = if amax != 0.0 { -127.0 / max } else { 0.0 };
+        for (c, values) in block.chunks_exact(QK).enumerate() {
+            let i = s * LANES + c;
+            let qi = &mut q[i].0;
+            for (q, &v) in qi.iter_mut().zip(values) {
+                *q = (iscale * v).round_ties_even().min(127.0) as i8;
+            }
+            let half_sum = |h: &[i8]| h.iter().map(|&v| v as i32).sum::<i32>();
+            (lo[i], hi[i]) = (half_sum(&qi[..16]), half_sum(&qi[16..]));
+            sum[i] = lo[i] + hi[i];
+            d[i] = if amax != 0.0 { 1.0 / iscale } else { 0.0 };
+        }
+    }
+}
+
+crate::widest!(fn quantize_super_blocks(
+    x: &[f32],
+    q: &mut [Bytes32],
+    d: &mut [f32],
+    sums: (&mut [i32], &mut [i32], &mut [i32]),
+) = quantize_super_blocks_kernel);
+
+/// How activation rows are quantized for a weight type: llama.cpp's
+/// `vec_dot_type` of that type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// A scale per 32 values, rounded to f16 (Q8_0 and Q4_0 weights).
+    Q8_0,
+    /// One f32 scale per 256 values (the K-quants).
+    Q8K,
+}
+
+impl Scheme {
+    pub fn of(dtype: GgmlDType) -> Self {
+        match dtype {
+            GgmlDType::Q6K | GgmlDType::Q4K => Self::Q8K,
+            _ => Self::Q8_0,
+        }
+    }
+}
 
 /// The weight types with an integer kernel here.
 pub fn supported(dtype: GgmlDType) -> bool {
@@ -357,6 +469,7 @@ pub fn rows_with(
 ) {
     assert!(supported(dtype), "no integer kernel for {dtype:?}");
     let m = x.rows();
+    assert_eq!(x.scheme, Scheme::of(dtype), "activations for {dtype:?}");
     assert!(
         m <= MAX_ROWS && bytes_per_row == row_bytes(dtype, x.blocks * QK),
         "{m} rows of {} blocks against {dtype:?} rows of {bytes_per_row} bytes",

@@ -73,7 +73,7 @@ fn reference(
 #[test]
 fn quantized_activations_round_like_ggml() {
     let x: Vec<f32> = (0..64).map(|i| (i as f32 - 20.5) * 0.25).collect();
-    let rows = QuantizedRows::new(&x, 32);
+    let rows = QuantizedRows::with_scheme(&x, 32, Scheme::Q8_0);
     assert_eq!((rows.blocks, rows.rows()), (1, 2));
     for (i, values) in x.chunks_exact(QK).enumerate() {
         let (q, d) = (rows.q[i].0, rows.d[i]);
@@ -92,9 +92,84 @@ fn quantized_activations_round_like_ggml() {
     // Ties go to even, as _mm256_round_ps rounds: 2.5 -> 2 with amax 127.
     let mut tie = [0f32; 32];
     (tie[0], tie[1]) = (127.0, 2.5);
-    assert_eq!(QuantizedRows::new(&tie, 32).q[0].0[1], 2);
-    let zeros = QuantizedRows::new(&[0.0; 32], 32);
+    assert_eq!(
+        QuantizedRows::with_scheme(&tie, 32, Scheme::Q8_0).q[0].0[1],
+        2
+    );
+    let zeros = QuantizedRows::with_scheme(&[0.0; 32], 32, Scheme::Q8_0);
     assert_eq!((zeros.d[0], zeros.q[0].0, zeros.lo[0]), (0.0, [0; 32], 0));
+}
+
+/// ggml's `quantize_row_q8_K_ref` transliterated: the scale from the first
+/// value of largest magnitude, with its sign; `nearest_int` as its float trick.
+fn ggml_q8_k(x: &[f32]) -> Vec<(f32, [i8; 256])> {
+    let nearest_int = |f: f32| (((f + 12582912.0).to_bits() & 0x007f_ffff) as i32) - 0x0040_0000;
+    x.chunks_exact(256)
+        .map(|block| {
+            let (mut max, mut amax) = (0f32, 0f32);
+            for &v in block {
+                if v.abs() > amax {
+                    (amax, max) = (v.abs(), v);
+                }
+            }
+            let mut q = [0i8; 256];
+            if amax == 0.0 {
+                return (0.0, q);
+            }
+            let iscale = -127.0 / max;
+            for (q, &v) in q.iter_mut().zip(block) {
+                *q = nearest_int(iscale * v).min(127) as i8;
+            }
+            (1.0 / iscale, q)
+        })
+        .collect()
+}
+
+#[test]
+fn k_quant_activations_round_like_ggml_q8_k() {
+    // Two rows of two super-blocks: a positive and a negative extreme, ties
+    // (x * iscale at k + 0.5), a repeated extreme of either sign, zeros.
+    let mut x: Vec<f32> = (0..1024)
+        .map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 0.01)
+        .collect();
+    x[300] = 12.7;
+    x[301] = -12.7;
+    for (i, v) in x[512..768].iter_mut().enumerate() {
+        *v = if i == 3 {
+            -127.0
+        } else {
+            (i % 64) as f32 - 31.5
+        };
+    }
+    x[768..].fill(0.0);
+    let rows = QuantizedRows::with_scheme(&x, 512, Scheme::Q8K);
+    assert_eq!((rows.blocks, rows.rows()), (16, 2));
+    for (s, (d, q)) in ggml_q8_k(&x).into_iter().enumerate() {
+        for c in 0..8 {
+            let i = s * 8 + c;
+            assert_eq!(rows.d[i].to_bits(), d.to_bits(), "super-block {s}");
+            assert_eq!(rows.q[i].0, q[c * 32..][..32], "super-block {s}, block {c}");
+            let half = |h: &[i8]| h.iter().map(|&v| v as i32).sum::<i32>();
+            assert_eq!(
+                (rows.lo[i], rows.hi[i]),
+                (half(&q[c * 32..][..16]), half(&q[c * 32 + 16..][..16]))
+            );
+        }
+    }
+    // The second super-block's first extreme is +12.7: the scale is negative.
+    assert!(rows.d[8] < 0.0 && rows.q[9].0[300 - 256 - 32] == -127);
+    // The types' schemes: llama.cpp's vec_dot_type of each.
+    assert_eq!(Scheme::of(GgmlDType::Q4K), Scheme::Q8K);
+    assert_eq!(Scheme::of(GgmlDType::Q6K), Scheme::Q8K);
+    assert_eq!(Scheme::of(GgmlDType::Q4_0), Scheme::Q8_0);
+}
+
+#[test]
+#[should_panic(expected = "activations for Q4K")]
+fn a_k_quant_refuses_q8_0_activations() {
+    let w = weight_rows(GgmlDType::Q4K, 1, 256, 1);
+    let x = QuantizedRows::with_scheme(&activations(1, 256), 256, Scheme::Q8_0);
+    rows_with(Path::Portable, GgmlDType::Q4K, &w, 144, &x, &mut [0.0]);
 }
 
 #[test]
@@ -119,7 +194,7 @@ fn every_path_computes_the_fixed_order_to_the_bit_and_the_definition() {
         for &(blocks, m, n) in shapes {
             let k = blocks * QK;
             let w = weight_rows(dtype, n, k, (blocks * 31 + m) as u64);
-            let x = QuantizedRows::new(&activations(m, k), k);
+            let x = QuantizedRows::for_weight(dtype, &activations(m, k), k);
             let bytes = row_bytes(dtype, k);
             let mut portable = vec![0f32; n * m];
             rows_with(Path::Portable, dtype, &w, bytes, &x, &mut portable);
@@ -186,9 +261,10 @@ fn the_gemm_gives_the_row_kernels_bits() {
         ] {
             let k = blocks * QK;
             let w = weight_rows(dtype, n, k, (blocks + 7 * m + n) as u64);
-            let x = QuantizedRows::new(&activations(m, k), k);
+            let both = RowsByScheme::new(&activations(m, k), k, [dtype]);
+            let x = both.get(dtype);
             let weight = Weight { dtype, data: &w, n };
-            let plain = gemm_with(Path::Portable, &[weight], &x).pop().unwrap();
+            let plain = gemm_with(Path::Portable, &[weight], &both).pop().unwrap();
             // The portable fallback is the row kernel, transposed.
             let mut rows_out = vec![0f32; n * m.min(MAX_ROWS)];
             let first = x.slice_rows(0, m.min(MAX_ROWS));
@@ -210,7 +286,7 @@ fn the_gemm_gives_the_row_kernels_bits() {
                 }
             }
             for p in [Path::Avx2, Path::Vnni] {
-                let got = gemm_with(p, &[weight, weight], &x);
+                let got = gemm_with(p, &[weight, weight], &both);
                 for out in got {
                     let same = out
                         .iter()
