@@ -19,7 +19,10 @@ cache and no flash attention (so the difference left is the products'), and
 again all at once in one batch (a teacher-forced pass). Writes
 fixtures/llamacpp/<model>.<type>.json: the tokens and, per step (`steps`) and
 per position of the one pass (`one_pass`), the top-20 ids and log-probabilities
-of the next token.
+of the next token; and (`forced`) a 121-token sequence that is not the greedy
+answer (llama.cpp's rank-1, 2, 3, 4, 12 and 200 tokens in turn), with each next
+token's rank over the whole vocabulary and its log-probability (a study's
+ranks and categories).
 """
 import json
 import math
@@ -39,6 +42,9 @@ FIXTURES = ROOT / "fixtures"
 OUT = FIXTURES / "llamacpp"
 PROMPT = [1, 17, 230, 41, 99, 310, 7, 58]
 NEW_TOKENS = 40
+# The forced sequence: its length, and the ranks its tokens take in turn.
+FORCED_LEN = 121
+RANK_CYCLE = [1, 2, 1, 3, 4, 1, 12, 200]
 # (model, type): the files quantized and the goldens written.
 CASES = [("llama3", "q8_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0),
          ("llama3", "q4_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0),
@@ -105,6 +111,28 @@ def wide_checkpoint(dest: Path) -> Path:
     return dest
 
 
+def forced_ranks(path: Path):
+    """A sequence that is not the greedy answer, fed one token at a time
+    (llama.cpp's decode arithmetic): after the prompt each next token is the
+    one llama.cpp ranks RANK_CYCLE[i % 8] (every category, ranks to 200). Per
+    position, the next token's rank over the whole vocabulary (1 + the ids with
+    a higher log-probability) and its log-probability: what a study keeps."""
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=FORCED_LEN + 8, n_batch=1, n_threads=1,
+                          logits_all=True, type_k=llama_cpp.GGML_TYPE_F32,
+                          type_v=llama_cpp.GGML_TYPE_F32, flash_attn=False, verbose=False)
+    tokens, ranks, logprobs = list(PROMPT), [], []
+    for i in range(FORCED_LEN - 1):
+        llm.eval([tokens[i]])
+        row = log_softmax(list(llm.eval_logits[-1]))
+        if i + 1 == len(tokens):
+            order = sorted(range(len(row)), key=lambda j: -row[j])
+            tokens.append(order[RANK_CYCLE[i % len(RANK_CYCLE)] - 1])
+        target = row[tokens[i + 1]]
+        ranks.append(1 + sum(v > target for v in row))
+        logprobs.append(round(target, 6))
+    return {"tokens": tokens, "ranks": ranks, "logprobs": logprobs}
+
+
 def main():
     OUT.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp())
@@ -118,7 +146,8 @@ def main():
         tokens, rows = steps(gguf)
         golden = {"llama_cpp_python": llama_cpp.__version__, "file": gguf.name,
                   "system_info": llama_cpp.llama_print_system_info().decode().strip(),
-                  "tokens": tokens, "steps": rows, "one_pass": one_pass(gguf, tokens)}
+                  "tokens": tokens, "steps": rows, "one_pass": one_pass(gguf, tokens),
+                  "forced": forced_ranks(gguf)}
         (OUT / f"{model}.{name}.json").write_text(json.dumps(golden) + "\n")
         print(f"wrote fixtures/llamacpp/{model}.{name}.json ({len(rows)} steps)")
 
