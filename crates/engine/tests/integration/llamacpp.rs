@@ -30,14 +30,7 @@ fn against_llamacpp(name: &str, dtype: DTypeChoice, feed: Feed) -> (Vec<f64>, us
     let path = repo_root()
         .join("fixtures")
         .join(golden["file"].as_str().unwrap());
-    let model = LanguageModel::load(
-        path.to_str().unwrap(),
-        &LoadOptions {
-            dtype,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let model = load(&path, dtype);
     let tokens = ids(&golden["tokens"]);
     // Row i: the distribution after tokens[..=i].
     let rows: Vec<Vec<f32>> = match feed {
@@ -272,19 +265,9 @@ fn q8_scores_do_not_depend_on_how_the_pass_is_cut() {
 
 fn pass_cut_does_not_matter(file: &str) {
     let path = repo_root().join("fixtures").join(file);
-    let load = |dtype| {
-        LanguageModel::load(
-            path.to_str().unwrap(),
-            &LoadOptions {
-                dtype,
-                ..Default::default()
-            },
-        )
-        .unwrap()
-    };
     let (q8, q) = (
-        load(DTypeChoice::QuantizedInt8),
-        load(DTypeChoice::Quantized),
+        load(&path, DTypeChoice::QuantizedInt8),
+        load(&path, DTypeChoice::Quantized),
     );
     assert!(!q8.generation_scores_match_forcing() && q.generation_scores_match_forcing());
     let tokens: Vec<u32> = (0..60).map(|i| (i * 37 % 580) as u32 + 1).collect();
