@@ -492,12 +492,14 @@ pub fn gemv_many_with(
     for r0 in (0..m_all).step_by(MAX_ROWS) {
         let m = MAX_ROWS.min(m_all - r0);
         let xs = &x[r0 * k..(r0 + m) * k];
-        let int8_types = weights
-            .iter()
-            .map(|w| w.dtype)
-            .filter(|&d| int8::supported(d));
-        let int8_rows = (activations == Activations::Int8 && int8_types.clone().next().is_some())
-            .then(|| int8::RowsByScheme::new(xs, k, int8_types));
+        // Quantized each way the supported weights take them (none if none is).
+        let int8_rows = (activations == Activations::Int8).then(|| {
+            let types = weights
+                .iter()
+                .map(|w| w.dtype)
+                .filter(|&d| int8::supported(d));
+            int8::RowsByScheme::new(xs, k, types)
+        });
         // The f32 kernels' per-block sums, only where some weight takes them.
         let f32_rows = int8_rows.is_none() || weights.iter().any(|w| !int8::supported(w.dtype));
         let xsums: Vec<f32> = match f32_rows {

@@ -159,9 +159,7 @@ fn quantize_blocks_kernel(
             // |v * id| <= 127 up to rounding; the clamp keeps -128 out.
             *q = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
         }
-        let half_sum = |h: &[i8]| h.iter().map(|&v| v as i32).sum::<i32>();
-        (lo[i], hi[i]) = (half_sum(&qi[..16]), half_sum(&qi[16..]));
-        sum[i] = lo[i] + hi[i];
+        (lo[i], hi[i], sum[i]) = half_sums(qi);
         d[i] = half::f16::from_f32(amax / 127.0).to_f32();
     }
 }
@@ -172,6 +170,14 @@ crate::widest!(fn quantize_blocks(
     d: &mut [f32],
     sums: (&mut [i32], &mut [i32], &mut [i32]),
 ) = quantize_blocks_kernel);
+
+/// A block's sums of its first and last 16 bytes, and of all 32.
+#[inline(always)]
+fn half_sums(q: &[i8; QK]) -> (i32, i32, i32) {
+    let half = |h: &[i8]| h.iter().map(|&v| v as i32).sum::<i32>();
+    let (lo, hi) = (half(&q[..16]), half(&q[16..]));
+    (lo, hi, lo + hi)
+}
 
 /// Super-blocks of 256 values as ggml's `quantize_row_q8_K_ref`: the
 /// first value of largest magnitude `max` (signed), `iscale = -127 / max`,
@@ -193,16 +199,15 @@ fn quantize_super_blocks_kernel(
             }
         }
         let iscale = if amax != 0.0 { -127.0 / max } else { 0.0 };
+        let scale = if amax != 0.0 { 1.0 / iscale } else { 0.0 };
         for (c, values) in block.chunks_exact(QK).enumerate() {
             let i = s * LANES + c;
             let qi = &mut q[i].0;
             for (q, &v) in qi.iter_mut().zip(values) {
                 *q = (iscale * v).round_ties_even().min(127.0) as i8;
             }
-            let half_sum = |h: &[i8]| h.iter().map(|&v| v as i32).sum::<i32>();
-            (lo[i], hi[i]) = (half_sum(&qi[..16]), half_sum(&qi[16..]));
-            sum[i] = lo[i] + hi[i];
-            d[i] = if amax != 0.0 { 1.0 / iscale } else { 0.0 };
+            (lo[i], hi[i], sum[i]) = half_sums(qi);
+            d[i] = scale;
         }
     }
 }
