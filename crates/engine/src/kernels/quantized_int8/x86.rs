@@ -27,10 +27,23 @@ unsafe fn half(p: *const u8) -> __m256 {
     _mm256_cvtph_ps(_mm_set1_epi16((p as *const i16).read_unaligned()))
 }
 
-/// Group `g` of a row (`p`: its first byte).
+/// Word offsets of a Q4_0 group's eight scales within its first 128 bytes
+/// (block `i`'s scale at byte 18 i), for `vpermt2w`.
+static Q4_0_SCALE_WORDS: [u16; 32] = {
+    let mut words = [0u16; 32];
+    let mut i = 0;
+    while i < 8 {
+        words[i] = 9 * i as u16;
+        i += 1;
+    }
+    words
+};
+
+/// Group `g` of a row (`p`: its first byte); `wide`: the caller has AVX-512
+/// (F, BW), so the Q4_0 scales gather in two loads and one permute.
 // Inlined into the entry points below, which enable the features.
 #[inline(always)]
-unsafe fn group(dtype: GgmlDType, p: *const u8) -> Group {
+unsafe fn group(dtype: GgmlDType, p: *const u8, wide: bool) -> Group {
     let zero = _mm256_setzero_si256();
     let mut group = Group {
         w: [zero; 8],
@@ -49,29 +62,40 @@ unsafe fn group(dtype: GgmlDType, p: *const u8) -> Group {
                 *w = if dtype == GgmlDType::Q8_0 {
                     _mm256_loadu_si256(b.add(2).cast())
                 } else {
-                    // Low nibbles are values 0-15, high ones 16-31.
-                    let q = _mm_loadu_si128(b.add(2).cast());
-                    let mask = _mm_set1_epi8(0x0f);
-                    _mm256_set_m128i(
-                        _mm_and_si128(_mm_srli_epi16(q, 4), mask),
-                        _mm_and_si128(q, mask),
-                    )
+                    // Low nibbles are values 0-15, high ones 16-31: the 16
+                    // bytes in both halves, the high half shifted down a
+                    // nibble as 64-bit lanes (each byte's low nibble is then
+                    // its high one; the mask drops the next byte's bits).
+                    let q = _mm256_broadcastsi128_si256(_mm_loadu_si128(b.add(2).cast()));
+                    let q = _mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4));
+                    _mm256_and_si256(q, nibbles)
                 };
             }
-            // The scales gathered in a register (narrow stores then a wide
-            // load would stall store forwarding); f16 to f32 is exact, so
-            // this equals the portable loop's half_bits.
-            let s = |i: usize| (p.add(i * bb) as *const i16).read_unaligned();
-            group.dw = _mm256_cvtph_ps(_mm_setr_epi16(
-                s(0),
-                s(1),
-                s(2),
-                s(3),
-                s(4),
-                s(5),
-                s(6),
-                s(7),
-            ));
+            // f16 to f32 is exact, so either way this equals the portable
+            // loop's half_bits.
+            group.dw = if wide && dtype == GgmlDType::Q4_0 {
+                // The group's first 128 bytes hold all eight scales.
+                let words = _mm512_permutex2var_epi16(
+                    _mm512_loadu_si512(p.cast()),
+                    _mm512_loadu_si512(Q4_0_SCALE_WORDS.as_ptr().cast()),
+                    _mm512_loadu_si512(p.add(64).cast()),
+                );
+                _mm256_cvtph_ps(_mm512_castsi512_si128(words))
+            } else {
+                // Gathered in a register (narrow stores then a wide load
+                // would stall store forwarding).
+                let s = |i: usize| (p.add(i * bb) as *const i16).read_unaligned();
+                _mm256_cvtph_ps(_mm_setr_epi16(
+                    s(0),
+                    s(1),
+                    s(2),
+                    s(3),
+                    s(4),
+                    s(5),
+                    s(6),
+                    s(7),
+                ))
+            };
         }
         GgmlDType::Q6K => {
             for n in 0..2 {
@@ -243,6 +267,7 @@ unsafe fn step(
 #[inline(always)]
 unsafe fn groups(
     dtype: GgmlDType,
+    wide: bool,
     row: &[u8],
     x: &QuantizedRows,
     lanes: &mut [[f32; LANES]],
@@ -254,14 +279,14 @@ unsafe fn groups(
         // One activation row (a single sequence's step): the sum stays in a register.
         let mut acc = _mm256_loadu_ps(l.as_ptr());
         for g in 0..groups {
-            let gr = group(dtype, row.as_ptr().add(g * group_bytes(dtype)));
+            let gr = group(dtype, row.as_ptr().add(g * group_bytes(dtype)), wide);
             acc = step(dtype, &gr, x, (g, 0), acc, &dot);
         }
         _mm256_storeu_ps(l.as_mut_ptr(), acc);
     } else {
         // Several: each group unpacked once for all of them.
         for g in 0..groups {
-            let gr = group(dtype, row.as_ptr().add(g * group_bytes(dtype)));
+            let gr = group(dtype, row.as_ptr().add(g * group_bytes(dtype)), wide);
             for (r, l) in lanes.iter_mut().enumerate() {
                 let acc = step(dtype, &gr, x, (g, r), _mm256_loadu_ps(l.as_ptr()), &dot);
                 _mm256_storeu_ps(l.as_mut_ptr(), acc);
@@ -273,17 +298,17 @@ unsafe fn groups(
 
 /// Every row through `groups` with `dtype` a constant in each arm.
 macro_rules! per_type {
-    ($dtype:expr, $rows:expr, $bytes:expr, $x:expr, $out:expr, $dot:expr) => {
+    ($wide:expr, $dtype:expr, $rows:expr, $bytes:expr, $x:expr, $out:expr, $dot:expr) => {
         match $dtype {
-            GgmlDType::Q8_0 => per_type!(@ GgmlDType::Q8_0, $rows, $bytes, $x, $out, $dot),
-            GgmlDType::Q4_0 => per_type!(@ GgmlDType::Q4_0, $rows, $bytes, $x, $out, $dot),
-            GgmlDType::Q6K => per_type!(@ GgmlDType::Q6K, $rows, $bytes, $x, $out, $dot),
-            _ => per_type!(@ GgmlDType::Q4K, $rows, $bytes, $x, $out, $dot),
+            GgmlDType::Q8_0 => per_type!(@ $wide, GgmlDType::Q8_0, $rows, $bytes, $x, $out, $dot),
+            GgmlDType::Q4_0 => per_type!(@ $wide, GgmlDType::Q4_0, $rows, $bytes, $x, $out, $dot),
+            GgmlDType::Q6K => per_type!(@ $wide, GgmlDType::Q6K, $rows, $bytes, $x, $out, $dot),
+            _ => per_type!(@ $wide, GgmlDType::Q4K, $rows, $bytes, $x, $out, $dot),
         }
     };
-    (@ $t:expr, $rows:expr, $bytes:expr, $x:expr, $out:expr, $dot:expr) => {
+    (@ $wide:expr, $t:expr, $rows:expr, $bytes:expr, $x:expr, $out:expr, $dot:expr) => {
         super::all_rows($t, $rows, $bytes, $x, $out, |row, lanes| {
-            groups($t, row, $x, lanes, |w, a| $dot($t, w, a))
+            groups($t, $wide, row, $x, lanes, |w, a| $dot($t, w, a))
         })
     };
 }
@@ -311,7 +336,7 @@ pub unsafe fn rows_vnni(
             _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a)
         }
     };
-    per_type!(dtype, rows, bytes_per_row, x, out, dot)
+    per_type!(true, dtype, rows, bytes_per_row, x, out, dot)
 }
 
 /// # Safety
@@ -335,5 +360,5 @@ pub unsafe fn rows_avx2(
         };
         _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
     };
-    per_type!(dtype, rows, bytes_per_row, x, out, dot)
+    per_type!(false, dtype, rows, bytes_per_row, x, out, dot)
 }
