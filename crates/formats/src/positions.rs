@@ -3,8 +3,8 @@
 //! with compared sides repeats each position once per side, the `aligned_*`
 //! columns equal across its rows and the `base_*` columns (and the category,
 //! divergences and agreement) those of the row's side. The column names
-//! live in [`col`] and nowhere else; [`write`] and [`for_each_example`] are the
-//! only code that touches the file.
+//! live in [`col`] and nowhere else; [`write`], [`for_each_example`] and
+//! [`batches`] are the only code that touches the file.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use arrow_array::{
     UInt32Array,
 };
 use arrow_schema::{Field, Schema};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
@@ -303,12 +303,14 @@ pub fn for_each_example(
     })
 }
 
-/// Calls `each(example_id, sides)` for every example, with every reference
-/// side's rows in file (study) order.
-pub fn for_each_example_by_side(
-    dir: &Path,
-    mut each: impl FnMut(&str, Vec<SidePositions>) -> Result<(), FormatError>,
-) -> Result<(), FormatError> {
+/// The file's columns as they are, in batches of up to 8,192 rows, its
+/// `schema_version` checked: for readers that hand the table on whole (the
+/// Python package's Arrow stream).
+pub fn batches(dir: &Path) -> Result<ParquetRecordBatchReader, FormatError> {
+    open(dir).map(|(_, reader)| reader)
+}
+
+fn open(dir: &Path) -> Result<(std::path::PathBuf, ParquetRecordBatchReader), FormatError> {
     let path = dir.join(crate::POSITIONS_FILE);
     let file = std::fs::File::open(&path).map_err(|e| file_err(&path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| file_err(&path, e))?;
@@ -322,6 +324,16 @@ pub fn for_each_example_by_side(
         .with_batch_size(8192)
         .build()
         .map_err(|e| file_err(&path, e))?;
+    Ok((path, reader))
+}
+
+/// Calls `each(example_id, sides)` for every example, with every reference
+/// side's rows in file (study) order.
+pub fn for_each_example_by_side(
+    dir: &Path,
+    mut each: impl FnMut(&str, Vec<SidePositions>) -> Result<(), FormatError>,
+) -> Result<(), FormatError> {
+    let (path, reader) = open(dir)?;
     let mut current: Option<(String, Vec<SidePositions>)> = None;
     for batch in reader {
         let batch = batch.map_err(|e| file_err(&path, e))?;
