@@ -1,0 +1,28 @@
+"""aligntds from Python: read token-distribution-shift runs as Arrow, pandas
+and polars data.
+
+    import aligntds, polars as pl
+    run = aligntds.Run.open("runs/demo")
+    run.summary.ratios.shifted
+    pl.DataFrame(run.positions())
+
+The native module (Rust) reads every file through the same typed definitions
+as the `aligntds` command line. See docs/python.md.
+"""
+
+from aligntds._aligntds import RunError, __version__
+from aligntds._run import ArrowData, Run
+from aligntds._summary import Bounds, Counts, Intervals, Ratios, Side, Summary
+
+__all__ = [
+    "ArrowData",
+    "Bounds",
+    "Counts",
+    "Intervals",
+    "Ratios",
+    "Run",
+    "RunError",
+    "Side",
+    "Summary",
+    "__version__",
+]

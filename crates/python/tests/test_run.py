@@ -1,0 +1,114 @@
+"""The installed package against runs the command line writes: the same
+numbers as summary.json, the same table as positions.parquet (read by
+pyarrow, polars and pandas straight from the file), errors that name the file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas
+import polars
+import pyarrow
+import pyarrow.parquet
+import pytest
+
+import aligntds
+
+REPO = Path(__file__).resolve().parents[3]
+BINARY = Path(os.environ.get("ALIGNTDS_BIN", REPO / "target" / "release" / "aligntds"))
+LLAMA = REPO / "fixtures" / "llama3"
+DATA = REPO / "data" / "demo-instructions.jsonl"
+
+
+def analyze(out: Path, *extra: str) -> Path:
+    """A tiny run of the fixture model under two contexts, by the real CLI."""
+    subprocess.run(
+        [str(BINARY), "analyze", "--aligned", str(LLAMA), "--base", str(LLAMA),
+         "--base-context", "plain", "--data", str(DATA), "--limit", "3",
+         "--max-new-tokens", "8", "--out", str(out), "--quiet", *extra],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def pair_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return analyze(tmp_path_factory.mktemp("runs") / "pair")
+
+
+@pytest.fixture(scope="module")
+def sides_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return analyze(tmp_path_factory.mktemp("runs") / "sides", "--compare", f"other={LLAMA}")
+
+
+def same(a: float, b: float | None) -> bool:
+    return (b is None and math.isnan(a)) or a == b
+
+
+def test_summary_holds_summary_json_figures(pair_run: Path) -> None:
+    raw = json.loads((pair_run / "summary.json").read_text())
+    s = aligntds.Run.open(pair_run).summary
+    agg = raw["aggregates"]
+    assert (s.examples, s.positions) == (agg["examples"], agg["positions"]) == (3, s.positions)
+    assert s.positions > 0 and s.fingerprint == raw["manifest"]["fingerprint"]
+    assert s.counts == aligntds.Counts(**agg["counts"])
+    for name in ("unshifted", "marginal", "shifted"):
+        assert getattr(s.ratios, name) == agg["ratios"][name]
+        assert same(getattr(s.intervals.__dict__[name], "low"), agg["intervals"][name]["low"])
+    assert math.isclose(sum(s.ratios.__dict__.values()), 1.0)
+    assert s.aligned == s.base == str(LLAMA)
+    assert [side.name for side in s.sides] == ["base"] and s.sides[0].ratios == s.ratios
+    assert s.raw == raw
+
+
+def test_sides_come_in_study_order(sides_run: Path) -> None:
+    raw = json.loads((sides_run / "summary.json").read_text())
+    s = aligntds.Run.open(sides_run).summary
+    assert [side.name for side in s.sides] == ["base", "other"]
+    for side, stored in zip(s.sides, raw["sides"]):
+        assert side.ratios == aligntds.Ratios(**stored["aggregates"]["ratios"])
+        assert side.positions == stored["aggregates"]["positions"]
+
+
+@pytest.mark.parametrize("run", ["pair_run", "sides_run"])
+def test_positions_equal_the_file_in_pyarrow_polars_and_pandas(run: str, request: pytest.FixtureRequest) -> None:
+    folder = request.getfixturevalue(run)
+    file = folder / "positions.parquet"
+    positions = aligntds.Run.open(folder).positions()
+    expected = pyarrow.parquet.read_table(file)
+    table = pyarrow.table(positions)
+    assert table.num_rows > 0 and table.schema.names == expected.schema.names
+    assert table.equals(expected)
+    # The stream is read afresh each time, by each consumer.
+    assert positions.to_arrow().equals(table)
+    assert polars.DataFrame(positions).equals(polars.read_parquet(file))
+    assert positions.to_polars().equals(polars.read_parquet(file))
+    pandas.testing.assert_frame_equal(positions.to_pandas(), pandas.read_parquet(file))
+
+
+def test_a_folder_that_is_not_a_run_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(aligntds.RunError, match="summary.json"):
+        aligntds.Run.open(tmp_path)
+    assert issubclass(aligntds.RunError, ValueError)
+    with pytest.raises(aligntds.RunError, match="positions.parquet"):
+        aligntds.ArrowData(aligntds._aligntds.PositionsStream(tmp_path))
+
+
+def test_a_damaged_summary_names_the_field(pair_run: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(pair_run, broken)
+    raw = json.loads((broken / "summary.json").read_text())
+    raw["aggregates"]["ratios"]["shifted"] = "many"
+    (broken / "summary.json").write_text(json.dumps(raw))
+    with pytest.raises(aligntds.RunError, match=r"aggregates\.ratios\.shifted"):
+        aligntds.Run.open(broken)
+
+
+def test_version_matches_the_command_line() -> None:
+    out = subprocess.run([str(BINARY), "--version"], check=True, capture_output=True, text=True)
+    assert aligntds.__version__ in out.stdout
