@@ -8,6 +8,7 @@
 
 mod aggregates;
 pub mod examples;
+pub mod examples_table;
 pub mod fields;
 mod identity;
 pub mod positions;

@@ -1,16 +1,18 @@
 //! `aligntds._aligntds`: the native half of the Python package. It reads run
 //! folders through the same typed definitions as every Rust reader
-//! (aligntds-formats; no model code) and hands positions.parquet to Python as
-//! an Arrow C stream (the PyCapsule interface, `__arrow_c_stream__`), so
+//! (aligntds-formats; no model code) and hands its tables (positions.parquet, examples.jsonl) to Python as
+//! Arrow C streams (the PyCapsule interface, `__arrow_c_stream__`), so
 //! pyarrow, polars and pandas take the columns with no file in between. The
 //! Python half (python/aligntds) turns these into the public API.
 
 use std::ffi::CString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use aligntds_formats::examples_table;
 use aligntds_formats::summary::Summary;
 use aligntds_formats::FormatError;
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
+use arrow_array::{RecordBatchIterator, RecordBatchReader};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -36,25 +38,57 @@ fn read_summary(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     serde_json::to_string(&summary).map_err(|e| RunError::new_err(e.to_string()))
 }
 
-/// positions.parquet of a run folder as an Arrow stream; each
-/// `__arrow_c_stream__` call reads the file afresh, so a table can be read
-/// more than once.
+/// Which table of a run folder a stream reads.
+#[derive(Clone, Copy)]
+enum Table {
+    /// positions.parquet, its columns as they are.
+    Positions,
+    /// examples.jsonl, a column per field (`formats::examples_table`).
+    Examples,
+}
+
+impl Table {
+    fn reader(self, dir: &Path) -> Result<Box<dyn RecordBatchReader + Send>, FormatError> {
+        Ok(match self {
+            Self::Positions => Box::new(aligntds_formats::positions::batches(dir)?),
+            Self::Examples => {
+                let batch = examples_table::record_batch(&aligntds_formats::examples::read(dir)?);
+                let schema = batch.schema();
+                Box::new(RecordBatchIterator::new([Ok(batch)], schema))
+            }
+        })
+    }
+}
+
+/// A table of a run folder as an Arrow stream; each `__arrow_c_stream__`
+/// call reads the file afresh, so one stream serves several consumers.
 #[pyclass(frozen, module = "aligntds._aligntds")]
-struct PositionsStream {
+struct TableStream {
     dir: PathBuf,
+    table: Table,
 }
 
 #[pymethods]
-impl PositionsStream {
+impl TableStream {
+    /// `table`: `positions` or `examples`.
     #[new]
-    fn new(path: PathBuf) -> PyResult<Self> {
+    fn new(py: Python<'_>, path: PathBuf, table: &str) -> PyResult<Self> {
+        let table = match table {
+            "positions" => Table::Positions,
+            "examples" => Table::Examples,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "table: `{other}` is not a run table; use `positions` or `examples`"
+                )))
+            }
+        };
         // Fail here, naming the file, rather than in the consumer.
-        aligntds_formats::positions::batches(&path).map_err(run_error)?;
-        Ok(Self { dir: path })
+        py.detach(|| table.reader(&path)).map_err(run_error)?;
+        Ok(Self { dir: path, table })
     }
 
     /// The Arrow PyCapsule stream interface. A requested schema is ignored
-    /// (allowed by the protocol): the columns come as positions.parquet holds them.
+    /// (allowed by the protocol): the columns come as the run holds them.
     #[pyo3(signature = (requested_schema=None))]
     fn __arrow_c_stream__<'py>(
         &self,
@@ -62,8 +96,10 @@ impl PositionsStream {
         requested_schema: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema;
-        let reader = aligntds_formats::positions::batches(&self.dir).map_err(run_error)?;
-        let stream = FFI_ArrowArrayStream::new(Box::new(reader));
+        let reader = py
+            .detach(|| self.table.reader(&self.dir))
+            .map_err(run_error)?;
+        let stream = FFI_ArrowArrayStream::new(reader);
         let name = CString::new("arrow_array_stream").expect("no NUL in the name");
         // The consumer moves the stream out (leaving it released); the
         // capsule drops whatever is left, which releases an unread stream.
@@ -71,7 +107,14 @@ impl PositionsStream {
     }
 
     fn __repr__(&self) -> String {
-        format!("PositionsStream({:?})", self.dir.display().to_string())
+        let table = match self.table {
+            Table::Positions => "positions",
+            Table::Examples => "examples",
+        };
+        format!(
+            "TableStream({:?}, {table:?})",
+            self.dir.display().to_string()
+        )
     }
 }
 
@@ -80,6 +123,6 @@ fn _aligntds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("RunError", m.py().get_type::<RunError>())?;
     m.add_function(wrap_pyfunction!(read_summary, m)?)?;
-    m.add_class::<PositionsStream>()?;
+    m.add_class::<TableStream>()?;
     Ok(())
 }

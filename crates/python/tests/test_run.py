@@ -26,10 +26,14 @@ DATA = REPO / "data" / "demo-instructions.jsonl"
 
 
 def analyze(out: Path, *extra: str) -> Path:
-    """A tiny run of the fixture model under two contexts, by the real CLI."""
+    """A tiny run of the fixture model under two contexts, by the real CLI, on
+    three demo queries given a `category` field (what `--group-by` splits by)."""
+    data = out.parent / f"{out.name}.jsonl"
+    records = [json.loads(line) for line in DATA.read_text().splitlines()[:3]]
+    data.write_text("".join(json.dumps({**r, "category": f"c{i % 2}"}) + "\n" for i, r in enumerate(records)))
     subprocess.run(
         [str(BINARY), "analyze", "--aligned", str(LLAMA), "--base", str(LLAMA),
-         "--base-context", "plain", "--data", str(DATA), "--limit", "3",
+         "--base-context", "plain", "--data", str(data),
          "--max-new-tokens", "8", "--out", str(out), "--quiet", *extra],
         check=True,
     )
@@ -96,7 +100,7 @@ def test_a_folder_that_is_not_a_run_names_the_file(tmp_path: Path) -> None:
         aligntds.Run.open(tmp_path)
     assert issubclass(aligntds.RunError, ValueError)
     with pytest.raises(aligntds.RunError, match="positions.parquet"):
-        aligntds.ArrowData(aligntds._aligntds.PositionsStream(tmp_path))
+        aligntds.Run(tmp_path, None).positions()  # type: ignore[arg-type]
 
 
 def test_a_damaged_summary_names_the_field(pair_run: Path, tmp_path: Path) -> None:
@@ -112,3 +116,27 @@ def test_a_damaged_summary_names_the_field(pair_run: Path, tmp_path: Path) -> No
 def test_version_matches_the_command_line() -> None:
     out = subprocess.run([str(BINARY), "--version"], check=True, capture_output=True, text=True)
     assert aligntds.__version__ in out.stdout
+
+
+@pytest.mark.parametrize("run", ["pair_run", "sides_run"])
+def test_examples_hold_examples_jsonl(run: str, request: pytest.FixtureRequest) -> None:
+    folder = request.getfixturevalue(run)
+    lines = [json.loads(line) for line in (folder / "examples.jsonl").read_text().splitlines()]
+    df = aligntds.Run.open(folder).examples().to_polars()
+    assert df.height == len(lines) == 3
+    for name in ("id", "query", "answer", "answer_ids", "stop_reason", "unshifted", "marginal", "shifted"):
+        assert df[name].to_list() == [line[name] for line in lines], name
+    assert df["skipped"].to_list() == [line.get("skipped") for line in lines]
+    assert {k for line in lines for k in line.get("fields", {})} == {"category"}
+    for field in ("category",):
+        assert df[f"field.{field}"].to_list() == [line.get("fields", {}).get(field) for line in lines]
+    sides = [s["name"] for s in lines[0].get("sides", [])]
+    assert sides == (["other"] if run == "sides_run" else [])
+    for side in sides:
+        for count in ("unshifted", "marginal", "shifted"):
+            stored = [next(s[count] for s in line["sides"] if s["name"] == side) for line in lines]
+            assert df[f"side.{side}.{count}"].to_list() == stored
+    # Counts per example add up to the positions table's.
+    positions = aligntds.Run.open(folder).positions().to_polars()
+    base = positions.filter(polars.col("side") == "base")
+    assert int(df["shifted"].sum()) == base.filter(polars.col("category") == "shifted").height

@@ -3,7 +3,7 @@
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["PositionsStream", "RunError", "__version__", "read_summary"]
+__all__ = ["RunError", "TableStream", "__version__", "read_summary"]
 
 __version__: str
 
@@ -14,9 +14,9 @@ def read_summary(path: str | PathLike[str]) -> str:
     """summary.json of the run folder `path`, checked against this version's definition, as JSON text."""
 
 @final
-class PositionsStream:
-    """positions.parquet of a run folder as an Arrow stream (read afresh on each use)."""
+class TableStream:
+    """A table of a run folder (`positions` or `examples`) as an Arrow stream, read afresh on each use."""
 
-    def __new__(cls, path: str | PathLike[str]) -> PositionsStream: ...
+    def __new__(cls, path: str | PathLike[str], table: str) -> TableStream: ...
     def __arrow_c_stream__(self, requested_schema: Any | None = None) -> Any:
         """The Arrow PyCapsule stream interface: a capsule named `arrow_array_stream`."""

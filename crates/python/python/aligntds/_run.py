@@ -21,7 +21,7 @@ class ArrowData:
     `pa.table(data)`, `pl.DataFrame(data)` and `duckdb` read it directly, with
     no file in between; each read streams the table afresh."""
 
-    def __init__(self, stream: _aligntds.PositionsStream) -> None:
+    def __init__(self, stream: _aligntds.TableStream) -> None:
         self._stream = stream
 
     def __arrow_c_stream__(self, requested_schema: Any | None = None) -> Any:
@@ -66,7 +66,13 @@ class Run:
     def positions(self) -> ArrowData:
         """positions.parquet: one row per (example, answer position, reference
         side), its columns as docs/analysis.md defines them."""
-        return ArrowData(_aligntds.PositionsStream(self.path))
+        return ArrowData(_aligntds.TableStream(self.path, "positions"))
+
+    def examples(self) -> ArrowData:
+        """examples.jsonl: one row per record (analyzed or skipped), a column
+        per field, then `field.NAME` per record field and
+        `side.NAME.unshifted|marginal|shifted|scoring_seconds` per compared side."""
+        return ArrowData(_aligntds.TableStream(self.path, "examples"))
 
     def __repr__(self) -> str:
         r = self.summary.ratios
