@@ -18,6 +18,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
+mod study;
+
 create_exception!(
     _aligntds,
     RunError,
@@ -124,5 +126,6 @@ fn _aligntds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RunError", m.py().get_type::<RunError>())?;
     m.add_function(wrap_pyfunction!(read_summary, m)?)?;
     m.add_class::<TableStream>()?;
+    study::register(m)?;
     Ok(())
 }

@@ -2,7 +2,9 @@
 and polars data.
 
     import aligntds, polars as pl
-    run = aligntds.Run.open("runs/demo")
+    run = aligntds.analyze(aligned="chat-model", base="base-model",
+                           data="queries.jsonl", out="runs/demo", max_new_tokens=256)
+    run = aligntds.Run.open("runs/demo")   # later, with no model code
     run.summary.ratios.shifted
     pl.DataFrame(run.positions())
 
@@ -10,7 +12,8 @@ The native module (Rust) reads every file through the same typed definitions
 as the `aligntds` command line. See docs/python.md.
 """
 
-from aligntds._aligntds import RunError, __version__
+from aligntds._aligntds import RunError, SettingError, StudyFailed, __version__
+from aligntds._analyze import analyze
 from aligntds._run import ArrowData, Run
 from aligntds._summary import Bounds, Counts, Intervals, Ratios, Side, Summary
 
@@ -22,7 +25,10 @@ __all__ = [
     "Ratios",
     "Run",
     "RunError",
+    "SettingError",
     "Side",
+    "StudyFailed",
     "Summary",
     "__version__",
+    "analyze",
 ]

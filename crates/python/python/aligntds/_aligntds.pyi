@@ -1,14 +1,27 @@
 """The native module (Rust, PyO3): run files read through aligntds' typed formats."""
 
 from os import PathLike
-from typing import Any, final
+from typing import Any, Callable, final
 
-__all__ = ["RunError", "TableStream", "__version__", "read_summary"]
+__all__ = ["SETTINGS", "RunError", "SettingError", "StudyFailed", "TableStream", "__version__", "analyze", "read_summary"]
 
 __version__: str
+#: The study's own settings, as `aligntds.analyze` takes them.
+SETTINGS: list[str]
 
 class RunError(ValueError):
     """A run folder or one of its files cannot be read; the message names the file (and the field)."""
+
+class SettingError(ValueError):
+    """A setting of a study is refused; `.field` names the keyword argument."""
+
+    field: str
+
+class StudyFailed(RuntimeError):
+    """A study stopped on an error that is not one setting's (a model that fails to load, a server that fails)."""
+
+def analyze(spec: str, progress: Callable[[int, int], None] | None = None) -> str:
+    """Runs the study a JSON spec describes (built by `aligntds.analyze`); returns its folder."""
 
 def read_summary(path: str | PathLike[str]) -> str:
     """summary.json of the run folder `path`, checked against this version's definition, as JSON text."""

@@ -162,13 +162,23 @@ pub fn load(path: &Path) -> Result<StudySides, StudyFileError> {
 /// Parses a study file's text; `path` resolves relative paths and names the
 /// file in errors.
 pub fn parse(text: &str, path: &Path) -> Result<StudySides, StudyFileError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| StudyFileError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    from_table(table, path)
+}
+
+/// [`parse`] for a study already in a table (the Python package builds one
+/// from keyword arguments): the same keys, layout and checks; `path` resolves
+/// relative paths (against its folder) and names the study in errors.
+pub fn from_table(mut table: toml::Table, path: &Path) -> Result<StudySides, StudyFileError> {
     let invalid = |message: String| StudyFileError::Invalid {
         path: path.to_path_buf(),
         message,
     };
     let toml_error = |e: toml::de::Error| invalid(e.to_string().trim_end().to_string());
     // The study's keys and the rest (sources, sides) each refuse unknown keys.
-    let mut table: toml::Table = toml::from_str(text).map_err(toml_error)?;
     let keys: toml::Table = StudyKeys::NAMES
         .iter()
         .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))

@@ -1,0 +1,278 @@
+//! `aligntds.analyze(...)`: a study from keyword arguments, run as the
+//! command line runs it. The Python half lays the arguments out as a study
+//! file's table (the same keys, named as analyze's flags); this side checks
+//! and runs it with the GIL released, reports progress to a callback, and
+//! stops at the interrupt key (the run's cancel token), leaving a folder that
+//! resumes.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aligntds_analysis::settings::study_file::{self, StudyKeys, StudySides};
+use aligntds_analysis::settings::{Field, Shard, StudySettings};
+use aligntds_analysis::{Progress, Study, StudyError};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use serde::Deserialize;
+
+create_exception!(
+    _aligntds,
+    SettingError,
+    PyValueError,
+    "A setting of a study is refused; `.field` names the keyword argument."
+);
+
+create_exception!(
+    _aligntds,
+    StudyFailed,
+    PyRuntimeError,
+    "A study stopped on an error that is not one setting's (a model that fails to load, a server that fails)."
+);
+
+/// What the Python half sends: the study file it names, the table of the
+/// study's keyword arguments laid out as a study file, and the run options
+/// a study file does not hold.
+#[derive(Deserialize)]
+struct Spec {
+    study: Option<PathBuf>,
+    table: toml::Table,
+    #[serde(default)]
+    overwrite: bool,
+    #[serde(default)]
+    strict: bool,
+    shard: Option<String>,
+}
+
+/// The keyword argument that sets `field`.
+fn keyword(field: Field) -> String {
+    use aligntds_analysis::settings::SideName;
+    let side = |s: SideName| match s {
+        SideName::Compare(_) => "compare".to_string(),
+        s => s.as_str().to_string(),
+    };
+    match field {
+        Field::Model(s) | Field::Server(s) | Field::ServedName(s) => side(s),
+        Field::ChatTemplate(s) | Field::Context(s) | Field::Prefix(s) | Field::Template(s) => {
+            match s {
+                SideName::Compare(_) => "compare".into(),
+                s => format!("{}_context", s.as_str()),
+            }
+        }
+        Field::SideLabel(_) => "compare".into(),
+        Field::Thresholds => "unshifted_max".into(),
+        Field::QueryField => "query_field".into(),
+        Field::AnswerField => "answer_field".into(),
+        Field::IdField => "id_field".into(),
+        Field::MaxInFlight => "servers".into(),
+        other => other.name(),
+    }
+}
+
+fn setting_error(py: Python<'_>, field: String, message: String) -> PyErr {
+    let err = SettingError::new_err(format!("{field}: {message}"));
+    // `.field`: the keyword argument to change.
+    let _ = err.value(py).setattr("field", field);
+    err
+}
+
+/// A study error as a Python exception: what the user can change, as the
+/// keyword argument that changes it (the library's remedy), else `StudyFailed`.
+fn study_error(py: Python<'_>, e: StudyError) -> PyErr {
+    use aligntds_analysis::study::Remedy;
+    let text = e.to_string();
+    match (e.remedy(), &e) {
+        (Some(Remedy::Setting { field, message }), _) => setting_error(py, keyword(field), message),
+        (Some(Remedy::Overwrite), _) => setting_error(
+            py,
+            "overwrite".into(),
+            format!("{text}; pass overwrite=True or another `out`"),
+        ),
+        (Some(Remedy::ChatTemplate { side: Some(side) }), _) => {
+            setting_error(py, keyword(Field::ChatTemplate(side)), text)
+        }
+        (Some(Remedy::GenerateAnswers), _) => setting_error(
+            py,
+            "response".into(),
+            format!("{text}; pass response=\"generate\" to have the aligned side answer"),
+        ),
+        // The model reference itself (a missing file, an unreadable folder).
+        (None, StudyError::Load { side, .. }) => {
+            setting_error(py, keyword(Field::Model(*side)), text)
+        }
+        _ => StudyFailed::new_err(text),
+    }
+}
+
+fn file_error(py: Python<'_>, e: study_file::StudyFileError) -> PyErr {
+    setting_error(py, "study".into(), e.to_string())
+}
+
+/// The study the spec describes: its study file's, with the keyword
+/// arguments over it (as flags over a study file's keys), or the arguments alone.
+fn settings(py: Python<'_>, spec: &Spec) -> PyResult<StudySettings> {
+    let here = std::env::current_dir()
+        .unwrap_or_default()
+        .join("<aligntds.analyze>");
+    let mut settings = match &spec.study {
+        Some(path) => {
+            let sides = study_file::load(path).map_err(|e| file_error(py, e))?;
+            for side in ["aligned", "base", "compare"] {
+                if spec.table.contains_key(side) {
+                    return Err(setting_error(
+                        py,
+                        side.into(),
+                        format!(
+                            "the sides come from the study file {}; set them there, or leave `study` out",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+            sides.check_data(path).map_err(|e| file_error(py, e))?;
+            over_file(py, &sides, &spec.table, &here)?
+        }
+        None => study_file::from_table(spec.table.clone(), &here)
+            .map_err(|e| setting_error(py, "study".into(), e.to_string()))?
+            .settings(),
+    };
+    settings.overwrite = spec.overwrite;
+    settings.strict = spec.strict;
+    settings.shard = spec
+        .shard
+        .as_deref()
+        .map(Shard::parse)
+        .transpose()
+        .map_err(|e| study_error(py, e.into()))?;
+    Ok(settings)
+}
+
+/// A study file's settings with the arguments' sources and keys over them.
+fn over_file(
+    py: Python<'_>,
+    sides: &StudySides,
+    table: &toml::Table,
+    here: &Path,
+) -> PyResult<StudySettings> {
+    let mut settings = sides.settings();
+    // The arguments' own sources and keys, read as a study file's would be.
+    let mut own = table.clone();
+    let keys: toml::Table = StudyKeys::NAMES
+        .iter()
+        .filter_map(|k| own.remove(*k).map(|v| (k.to_string(), v)))
+        .collect();
+    let keys: StudyKeys = keys
+        .try_into()
+        .map_err(|e: toml::de::Error| setting_error(py, "study".into(), e.to_string()))?;
+    keys.apply(&mut settings);
+    let path = |key: &str| {
+        own.get(key)
+            .and_then(|v| v.as_str())
+            .map(|p| here.parent().unwrap_or(Path::new(".")).join(p))
+    };
+    if let Some(data) = path("data") {
+        settings.queries = aligntds_analysis::settings::Queries::File(data);
+    } else if let Some(query) = own.get("query").and_then(|v| v.as_str()) {
+        settings.queries = aligntds_analysis::settings::Queries::Single(query.into());
+    }
+    if let Some(out) = path("out") {
+        settings.out = out;
+    }
+    if let Some(group_by) = own.get("group_by").and_then(|v| v.as_str()) {
+        settings.group_by = Some(group_by.into());
+    }
+    Ok(settings)
+}
+
+/// What the worker thread reports to the calling one.
+enum Event {
+    Total { total: usize, resumed: usize },
+    Done { done: usize, total: usize },
+    Finished(Result<(), StudyError>),
+}
+
+/// Runs a study; returns its folder. `progress(done, total)` is called on
+/// the calling thread as records finish (and once when the models are
+/// loaded, with `done` the resumed records).
+#[pyfunction]
+#[pyo3(signature = (spec, progress=None))]
+pub fn analyze(py: Python<'_>, spec: &str, progress: Option<Py<PyAny>>) -> PyResult<String> {
+    let spec: Spec = serde_json::from_str(spec)
+        .map_err(|e| PyValueError::new_err(format!("the study's arguments: {e}")))?;
+    let settings = settings(py, &spec)?;
+    let out = settings.out.display().to_string();
+    let study = py
+        .detach(|| Study::prepare(settings).map_err(Box::new))
+        .map_err(|e| study_error(py, *e))?;
+    let cancel = study.canceller();
+    // A rendezvous: the run waits for each event to be taken, so a callback
+    // (or the interrupt key) acts before the run is more than a record ahead.
+    let (send, receive) = mpsc::sync_channel(0);
+    // Shared with the GIL-free wait below, which must be Send.
+    let receive = std::sync::Mutex::new(receive);
+    std::thread::scope(|scope| -> PyResult<String> {
+        let study = &study;
+        scope.spawn(move || {
+            let result = study.run(&mut |p| {
+                let event = match p {
+                    Progress::Started { total, resumed } => Event::Total { total, resumed },
+                    Progress::Example { done, total, .. } => Event::Done { done, total },
+                    Progress::Writing => return,
+                };
+                let _ = send.send(event);
+            });
+            let _ = send.send(Event::Finished(result.map(|_| ())));
+        });
+        // The calling thread waits here, looking at the interrupt key
+        // between events (Python handles signals on this thread only). The
+        // interrupt, or an error from the progress callback, cancels the run
+        // and is raised once the worker has stopped.
+        let mut stopped: Option<PyErr> = None;
+        loop {
+            let event = py.detach(|| {
+                let receive = receive.lock().unwrap_or_else(|e| e.into_inner());
+                receive.recv_timeout(Duration::from_millis(100))
+            });
+            let reported = match event {
+                Ok(Event::Finished(result)) => {
+                    return match (stopped, result) {
+                        (Some(e), Ok(()) | Err(StudyError::Cancelled { .. })) => Err(e),
+                        (_, Err(e)) => Err(study_error(py, e)),
+                        (None, Ok(())) => Ok(out),
+                    }
+                }
+                Ok(Event::Total { total, resumed }) => call(py, &progress, resumed, total),
+                Ok(Event::Done { done, total }) => call(py, &progress, done, total),
+                Err(mpsc::RecvTimeoutError::Timeout) => Ok(()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(StudyFailed::new_err(
+                        "the study's thread ended without a result",
+                    ))
+                }
+            };
+            if stopped.is_none() {
+                if let Err(e) = reported.and_then(|()| py.check_signals()) {
+                    cancel.cancel();
+                    stopped = Some(e);
+                }
+            }
+        }
+    })
+}
+
+fn call(py: Python<'_>, progress: &Option<Py<PyAny>>, done: usize, total: usize) -> PyResult<()> {
+    if let Some(f) = progress {
+        f.call1(py, (done, total))?;
+    }
+    Ok(())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The study's own settings, as `aligntds.analyze` takes them.
+    m.add("SETTINGS", StudyKeys::NAMES.to_vec())?;
+    m.add("SettingError", m.py().get_type::<SettingError>())?;
+    m.add("StudyFailed", m.py().get_type::<StudyFailed>())?;
+    m.add_function(wrap_pyfunction!(analyze, m)?)?;
+    Ok(())
+}
