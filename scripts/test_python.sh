@@ -10,7 +10,7 @@ venv="$(mktemp -d)/venv"
 trap 'rm -rf "$(dirname "$venv")"' EXIT
 python3 -m venv "$venv"
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
-pip install pytest pyarrow polars pandas mypy
+pip install pytest pyarrow polars pandas datasets tqdm mypy
 start=$(date +%s)
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" pip install ./crates/python
 echo "built and installed the wheel in $(( $(date +%s) - start )) s"

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pandas
 import polars
 import pyarrow
@@ -57,7 +58,7 @@ def test_a_path_gives_the_command_lines_run(cli_run: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     "form",
-    ["list", "pandas", "polars", "pyarrow", "generator"],
+    ["list", "pandas", "polars", "pyarrow", "dataset", "generator"],
 )
 def test_every_form_of_data_gives_the_same_positions(form: str, cli_run: Path, tmp_path: Path) -> None:
     data: Any = {
@@ -65,6 +66,7 @@ def test_every_form_of_data_gives_the_same_positions(form: str, cli_run: Path, t
         "pandas": pandas.DataFrame(RECORDS),
         "polars": polars.DataFrame(RECORDS),
         "pyarrow": pyarrow.Table.from_pylist(RECORDS),
+        "dataset": datasets.Dataset.from_list(RECORDS),
         "generator": (r for r in RECORDS),
     }[form]
     if form == "generator":
@@ -116,3 +118,9 @@ def test_the_interrupt_key_leaves_a_folder_that_resumes(tmp_path: Path) -> None:
     run = aligntds.analyze(out=tmp_path / "cut", **{**study, "progress": lambda d, t: resumed.append((d, t))})
     assert resumed[0] == (len(parts), len(many)) and resumed[-1] == (len(many), len(many))
     assert positions(run.path).equals(positions(whole.path))
+
+
+def test_progress_is_a_tqdm_bar_by_default(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    aligntds.analyze(data=RECORDS, out=tmp_path / "run", **{**STUDY, "progress": True})
+    bar = capfd.readouterr().err
+    assert "aligntds" in bar and f"{len(RECORDS)}/{len(RECORDS)}" in bar and "example" in bar
