@@ -19,14 +19,7 @@ pub fn dtype(arg: DtypeArg) -> DTypeChoice {
 
 /// Parses `--device cpu|cuda|cuda:N`.
 pub fn device(text: &str) -> Result<DeviceChoice, String> {
-    match text {
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" => Ok(DeviceChoice::Cuda(0)),
-        _ => match text.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
-            _ => Err(format!("unknown device `{text}`; use cpu, cuda or cuda:N")),
-        },
-    }
+    DeviceChoice::parse(text)
 }
 
 /// Sizes the thread pools before anything runs on them.

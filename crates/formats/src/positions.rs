@@ -162,6 +162,24 @@ fn tops(
 /// Writes positions.parquet from (example id, side, row) triples in file
 /// order: each example's rows together, side by side in study order.
 pub fn write(path: &Path, rows: &[(&str, &str, &PositionRecord)]) -> Result<(), FormatError> {
+    let batch = record_batch(rows).map_err(|e| file_err(path, e))?;
+    let mut buffer = Vec::new();
+    let props = WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props))
+        .map_err(|e| file_err(path, e))?;
+    writer.write(&batch).map_err(|e| file_err(path, e))?;
+    writer.close().map_err(|e| file_err(path, e))?;
+    write_atomic(path, &buffer)
+}
+
+/// The rows of positions.parquet as one Arrow batch, with the file's
+/// columns and metadata (what [`write`] stores; the Python package hands
+/// a live example's rows over in this layout).
+pub fn record_batch(
+    rows: &[(&str, &str, &PositionRecord)],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let sides = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1)));
     let rows: Vec<(&str, &PositionRecord)> = rows.iter().map(|r| (r.0, r.2)).collect();
     let rows = rows.as_slice();
@@ -262,20 +280,7 @@ pub fn write(path: &Path, rows: &[(&str, &str, &PositionRecord)]) -> Result<(), 
     .into_iter()
     .collect();
     let schema = Arc::new(Schema::new(fields).with_metadata(metadata));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        columns.into_iter().map(|(_, a, _)| a).collect(),
-    )
-    .map_err(|e| file_err(path, e))?;
-    let mut buffer = Vec::new();
-    let props = WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .build();
-    let mut writer =
-        ArrowWriter::try_new(&mut buffer, schema, Some(props)).map_err(|e| file_err(path, e))?;
-    writer.write(&batch).map_err(|e| file_err(path, e))?;
-    writer.close().map_err(|e| file_err(path, e))?;
-    write_atomic(path, &buffer)
+    RecordBatch::try_new(schema, columns.into_iter().map(|(_, a, _)| a).collect())
 }
 
 /// One reference side's rows of one example.

@@ -7,6 +7,7 @@
 pub mod example_page;
 pub mod figures;
 pub mod index;
+pub mod inline;
 pub mod run_data;
 pub mod svg;
 pub mod tables;

@@ -234,6 +234,55 @@ impl LivePair {
         cancelled: &dyn Fn() -> bool,
         sink: &mut dyn FnMut(&LiveToken),
     ) -> Result<LiveOutcome, LiveError> {
+        self.run(request, false, cancelled, sink)
+    }
+
+    /// Scores a given answer and writes nothing more: the answer is
+    /// tokenized as `analyze` tokenizes a data set's answer (a trailing
+    /// end-of-turn marker becomes the aligned side's eos token), teacher-forced
+    /// through both sides; the outcome's stop reason is `dataset`, as
+    /// analyze records it. `request.prefix_ids`, `with` and `replace` must be unset.
+    pub fn score(
+        &self,
+        request: &LiveRequest,
+        answer: &str,
+        cancelled: &dyn Fn() -> bool,
+        sink: &mut dyn FnMut(&LiveToken),
+    ) -> Result<LiveOutcome, LiveError> {
+        if !request.prefix_ids.is_empty() || request.replace.is_some() || request.with.is_some() {
+            return Err(LiveError::Invalid {
+                field: "prefix_ids",
+                message: "a scored answer is given whole; leave prefix_ids, with and replace unset"
+                    .into(),
+            });
+        }
+        let mut record = Record::query("live", request.query.clone());
+        record.output = Some(answer.to_string());
+        let (ids, eos_replaced) =
+            crate::study::record::dataset_answer(&self.aligned.text, &record)?.unwrap_or_default();
+        if ids.is_empty() {
+            return Err(LiveError::Invalid {
+                field: "answer",
+                message: "encodes to no tokens; give an answer to score".into(),
+            });
+        }
+        let given = LiveRequest {
+            prefix_ids: ids,
+            ..request.clone()
+        };
+        let mut outcome = self.run(&given, true, cancelled, sink)?;
+        outcome.result.example.eos_replaced = eos_replaced;
+        Ok(outcome)
+    }
+
+    /// [`Self::stream`], or with `given_only` the given prefix alone.
+    fn run(
+        &self,
+        request: &LiveRequest,
+        given_only: bool,
+        cancelled: &dyn Fn() -> bool,
+        sink: &mut dyn FnMut(&LiveToken),
+    ) -> Result<LiveOutcome, LiveError> {
         self.check(request)?;
         let started = Instant::now();
         let time_limit = Duration::from_secs_f64(self.settings.limits.time_limit_seconds.max(0.0));
@@ -315,6 +364,9 @@ impl LivePair {
             sink(&live);
             positions.push(live.record);
             chosen.push(by);
+            if given_only && answer.len() == given.len() {
+                break "dataset".to_string();
+            }
             if t >= given.len() {
                 if eos.contains(&token) {
                     break "eos".to_string();
@@ -367,7 +419,7 @@ impl LivePair {
             base_context: b_text,
             answer: tok.decode(&answer, false)?,
             answer_ids: answer,
-            source: "generate".into(),
+            source: if given_only { "dataset" } else { "generate" }.into(),
             stop_reason: stop_reason.clone(),
             generation_seconds: started.elapsed().as_secs_f64(),
             unshifted: count(Category::Unshifted),

@@ -84,14 +84,17 @@ pub fn check_vocabularies(aligned: &TextModel, base: &TextModel) -> Result<(), R
 
 /// The aligned answer's token ids from the data set: `output_ids`, else the
 /// text tokenized on its own without BOS (special tokens parsed).
-fn dataset_answer(aligned: &Side, record: &Record) -> Result<Option<(Vec<u32>, bool)>, RunError> {
+pub(crate) fn dataset_answer(
+    aligned: &aligntds_engine::TextModel,
+    record: &Record,
+) -> Result<Option<(Vec<u32>, bool)>, RunError> {
     if let Some(ids) = &record.output_ids {
         return Ok(Some((ids.clone(), false)));
     }
     let Some(text) = &record.output else {
         return Ok(None);
     };
-    let tok = &aligned.text.tokenizer;
+    let tok = &aligned.tokenizer;
     let trimmed = text.trim_end();
     let marker = END_MARKERS
         .iter()
@@ -102,7 +105,7 @@ fn dataset_answer(aligned: &Side, record: &Record) -> Result<Option<(Vec<u32>, b
     };
     let mut ids = tok.encode_plain(text)?;
     if replaced {
-        let eos = aligned.text.eos_token_ids.first().copied().ok_or_else(|| RunError::Record {
+        let eos = aligned.eos_token_ids.first().copied().ok_or_else(|| RunError::Record {
             id: record.id.clone(),
             message: "the answer ends with an end-of-turn marker but the aligned model has no eos token".into(),
         })?;
@@ -246,7 +249,7 @@ pub fn analyze_example_sides(
     let mut generation = None;
     let from_dataset = match recorded.response {
         ResponseSource::Generate => None,
-        _ => dataset_answer(aligned, record)?,
+        _ => dataset_answer(&aligned.text, record)?,
     };
     let (answer_ids, source, stop_reason, eos_replaced) = match (from_dataset, recorded.response) {
         (Some((ids, replaced)), _) => (ids, "dataset".to_string(), "dataset".to_string(), replaced),

@@ -22,10 +22,10 @@ use aligntds_stats::ExampleResult;
 use crate::common::fixture;
 
 const TOLERANCE: f64 = 1e-4;
-const QUERY: &str = "Name three colours of the sea.";
+pub(crate) const QUERY: &str = "Name three colours of the sea.";
 
 /// llama3 (aligned, plain context) and mistral (base, the study's template): one vocabulary.
-fn study_settings(max_new_tokens: usize) -> StudySettings {
+pub(crate) fn study_settings(max_new_tokens: usize) -> StudySettings {
     let mut s = StudySettings::new(
         &fixture("llama3"),
         &fixture("mistral"),
@@ -38,7 +38,7 @@ fn study_settings(max_new_tokens: usize) -> StudySettings {
     s
 }
 
-fn live_settings(study: &StudySettings) -> LiveSettings {
+pub(crate) fn live_settings(study: &StudySettings) -> LiveSettings {
     LiveSettings {
         aligned: study.aligned.clone(),
         base: study.base.clone(),
@@ -51,7 +51,7 @@ fn live_settings(study: &StudySettings) -> LiveSettings {
     }
 }
 
-fn side(s: &SideSettings) -> (Side, Arc<LanguageModel>) {
+pub(crate) fn side(s: &SideSettings) -> (Side, Arc<LanguageModel>) {
     let model = Arc::new(LanguageModel::load(&s.model, &LoadOptions::default()).unwrap());
     (Side::local(model.clone()), model)
 }
@@ -63,7 +63,7 @@ fn record(answer: Option<Vec<u32>>) -> Record {
     }
 }
 
-fn assert_close(live: &[PositionRecord], study: &[PositionRecord], what: &str) {
+pub(crate) fn assert_close(live: &[PositionRecord], study: &[PositionRecord], what: &str) {
     assert_eq!(live.len(), study.len(), "{what}: positions");
     for (l, s) in live.iter().zip(study) {
         let at = format!("{what}, position {}", s.position);
