@@ -18,6 +18,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
+mod example;
+mod pair;
+mod runs;
 mod study;
 
 create_exception!(
@@ -27,7 +30,7 @@ create_exception!(
     "A run folder or one of its files cannot be read; the message names the file (and the field)."
 );
 
-fn run_error(e: FormatError) -> PyErr {
+pub(crate) fn run_error(e: FormatError) -> PyErr {
     RunError::new_err(e.to_string())
 }
 
@@ -101,11 +104,7 @@ impl TableStream {
         let reader = py
             .detach(|| self.table.reader(&self.dir))
             .map_err(run_error)?;
-        let stream = FFI_ArrowArrayStream::new(reader);
-        let name = CString::new("arrow_array_stream").expect("no NUL in the name");
-        // The consumer moves the stream out (leaving it released); the
-        // capsule drops whatever is left, which releases an unread stream.
-        PyCapsule::new(py, stream, Some(name))
+        stream_capsule(py, reader)
     }
 
     fn __repr__(&self) -> String {
@@ -120,12 +119,27 @@ impl TableStream {
     }
 }
 
+/// A reader as the Arrow C stream capsule the PyCapsule interface hands over.
+pub(crate) fn stream_capsule<'py>(
+    py: Python<'py>,
+    reader: Box<dyn RecordBatchReader + Send>,
+) -> PyResult<Bound<'py, PyCapsule>> {
+    let stream = FFI_ArrowArrayStream::new(reader);
+    let name = CString::new("arrow_array_stream").expect("no NUL in the name");
+    // The consumer moves the stream out (leaving it released); the
+    // capsule drops whatever is left, which releases an unread stream.
+    PyCapsule::new(py, stream, Some(name))
+}
+
 #[pymodule]
 fn _aligntds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("RunError", m.py().get_type::<RunError>())?;
     m.add_function(wrap_pyfunction!(read_summary, m)?)?;
     m.add_class::<TableStream>()?;
+    m.add_class::<example::NativeExample>()?;
     study::register(m)?;
+    pair::register(m)?;
+    runs::register(m)?;
     Ok(())
 }

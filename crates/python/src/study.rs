@@ -43,6 +43,7 @@ struct Spec {
     #[serde(default)]
     strict: bool,
     shard: Option<String>,
+    device: Option<String>,
 }
 
 /// The keyword argument that sets `field`.
@@ -70,7 +71,7 @@ fn keyword(field: Field) -> String {
     }
 }
 
-fn setting_error(py: Python<'_>, field: String, message: String) -> PyErr {
+pub(crate) fn setting_error(py: Python<'_>, field: String, message: String) -> PyErr {
     let err = SettingError::new_err(format!("{field}: {message}"));
     // `.field`: the keyword argument to change.
     let _ = err.value(py).setattr("field", field);
@@ -79,7 +80,7 @@ fn setting_error(py: Python<'_>, field: String, message: String) -> PyErr {
 
 /// A study error as a Python exception: what the user can change, as the
 /// keyword argument that changes it (the library's remedy), else `StudyFailed`.
-fn study_error(py: Python<'_>, e: StudyError) -> PyErr {
+pub(crate) fn study_error(py: Python<'_>, e: StudyError) -> PyErr {
     use aligntds_analysis::study::Remedy;
     let text = e.to_string();
     match (e.remedy(), &e) {
@@ -137,6 +138,7 @@ fn settings(py: Python<'_>, spec: &Spec) -> PyResult<StudySettings> {
             .map_err(|e| setting_error(py, "study".into(), e.to_string()))?
             .settings(),
     };
+    settings.runtime.device = crate::pair::device(py, spec.device.as_deref())?;
     settings.overwrite = spec.overwrite;
     settings.strict = spec.strict;
     settings.shard = spec
@@ -268,7 +270,34 @@ fn call(py: Python<'_>, progress: &Option<Py<PyAny>>, done: usize, total: usize)
     Ok(())
 }
 
+/// The size this process's thread pool was given (it is built once).
+static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Sizes the engine's thread pool; once per process, before the first model runs.
+#[pyfunction]
+fn set_threads(py: Python<'_>, threads: usize) -> PyResult<()> {
+    let refuse = |message: String| Err(setting_error(py, "threads".into(), message));
+    if threads == 0 {
+        return refuse("must be at least 1".into());
+    }
+    match THREADS.get() {
+        Some(&n) if n == threads => return Ok(()),
+        Some(&n) => {
+            return refuse(format!(
+                "this process's thread pool already has {n} threads and is sized once; restart the interpreter (or kernel) to change it"
+            ))
+        }
+        None => {}
+    }
+    aligntds_engine::set_threads(threads).or_else(|_| {
+        refuse("the thread pool already started at its default size (all cores); pass threads= on the first analyze or Pair of the process".into())
+    })?;
+    let _ = THREADS.set(threads);
+    Ok(())
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     // The study's own settings, as `aligntds.analyze` takes them.
     m.add("SETTINGS", StudyKeys::NAMES.to_vec())?;
     m.add("SettingError", m.py().get_type::<SettingError>())?;

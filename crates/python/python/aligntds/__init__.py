@@ -7,6 +7,10 @@ and polars data.
     run = aligntds.Run.open("runs/demo")   # later, with no model code
     run.summary.ratios.shifted
     pl.DataFrame(run.positions())
+    run.example(index=0)                    # tokens coloured inline in Jupyter
+
+    pair = aligntds.Pair(aligned="chat-model", base="base-model")
+    pair.analyze("Name three colours of the sea.")
 
 The native module (Rust) reads every file through the same typed definitions
 as the `aligntds` command line. See docs/python.md.
@@ -14,14 +18,21 @@ as the `aligntds` command line. See docs/python.md.
 
 from aligntds._aligntds import RunError, SettingError, StudyFailed, __version__
 from aligntds._analyze import analyze
+from aligntds._compare import Comparison, ComparisonRow, compare, merge
+from aligntds._pair import PAIR_SETTINGS, Example, Pair
 from aligntds._run import ArrowData, Run
 from aligntds._summary import Bounds, Counts, Intervals, Ratios, Side, Summary
 
 __all__ = [
     "ArrowData",
     "Bounds",
+    "Comparison",
+    "ComparisonRow",
     "Counts",
+    "Example",
     "Intervals",
+    "PAIR_SETTINGS",
+    "Pair",
     "Ratios",
     "Run",
     "RunError",
@@ -31,4 +42,6 @@ __all__ = [
     "Summary",
     "__version__",
     "analyze",
+    "compare",
+    "merge",
 ]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping
 
 from aligntds import _aligntds
 from aligntds._run import Run
+from aligntds._settings import Progress, Side, error, reporter, side_table, threads_setting
 
 # The study's own settings: a study file's keys (`aligntds analyze --help`).
 SETTINGS: tuple[str, ...] = tuple(_aligntds.SETTINGS)
@@ -17,28 +18,6 @@ SETTINGS: tuple[str, ...] = tuple(_aligntds.SETTINGS)
 #: The name of the data file `analyze` writes into the run folder when the
 #: data come as records, a DataFrame, an Arrow table or a `datasets.Dataset`.
 DATA_FILE = "data.jsonl"
-
-Side = Union[str, "os.PathLike[str]", Mapping[str, Any]]
-Progress = Union[bool, Callable[[int, int], None]]
-
-
-def _error(field: str, message: str) -> Exception:
-    error = _aligntds.SettingError(f"{field}: {message}")
-    error.field = field
-    return error
-
-
-def _side(name: str, side: Side | None, context: str | None) -> dict[str, Any]:
-    """A side as a study file's table: a model reference, or a dict of the
-    table's keys (model, context, chat_template, system, prefix, template,
-    enable_thinking, servers, served_name)."""
-    if side is None:
-        raise _error(name, "give the model (a checkpoint folder, a GGUF file or a Hub id)")
-    table = {"model": os.fspath(side)} if isinstance(side, (str, os.PathLike)) else dict(side)
-    if context is not None:
-        table["context"] = context
-    return table
-
 
 def _records(data: Any) -> Iterable[Mapping[str, Any]]:
     """The records of an in-memory data set, as Python values."""
@@ -52,7 +31,7 @@ def _records(data: Any) -> Iterable[Mapping[str, Any]]:
         return data.to_dict(orient="records")  # type: ignore[no-any-return]
     if isinstance(data, (list, tuple)) and all(isinstance(r, Mapping) for r in data):
         return data
-    raise _error(
+    raise error(
         "data",
         f"a {type(data).__name__} is not a data set: give a path, a list of dicts, a pandas "
         "or polars DataFrame, a pyarrow Table or a datasets.Dataset",
@@ -82,31 +61,6 @@ def _write_data(data: Any, out: Path) -> Path:
     return path
 
 
-def _reporter(progress: Progress) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
-    """The callback the run calls with (done, total), and what closes it."""
-    if callable(progress):
-        return progress, lambda: None
-    if not progress:
-        return None, lambda: None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None, lambda: None
-    bar: Any = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, initial=done, unit="example", desc="aligntds")
-        bar.update(done - bar.n)
-
-    def close() -> None:
-        if bar is not None:
-            bar.close()
-
-    return update, close
-
-
 def analyze(
     *,
     aligned: Side | None = None,
@@ -122,6 +76,8 @@ def analyze(
     overwrite: bool = False,
     strict: bool = False,
     shard: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
     progress: Progress = True,
     **settings: Any,
 ) -> Run:
@@ -137,18 +93,20 @@ def analyze(
     `.field` naming the argument. The interrupt key stops the run (raising
     KeyboardInterrupt) and leaves a folder that the same call resumes.
     `progress`: a tqdm bar (if tqdm is installed), False for none, or a
-    callable taking (done, total).
+    callable taking (done, total). `device`: `cpu`, `cuda` or `cuda:N`;
+    `threads`: the engine's CPU threads (set once per process).
     """
     for name in settings:
         if name not in SETTINGS:
-            raise _error(name, f"not a setting of analyze; the settings are {', '.join(SETTINGS)}")
+            raise error(name, f"not a setting of analyze; the settings are {', '.join(SETTINGS)}")
+    threads_setting(threads)
     table: dict[str, Any] = {k: v for k, v in settings.items() if v is not None}
     if study is None or aligned is not None:
-        table["aligned"] = _side("aligned", aligned, aligned_context)
+        table["aligned"] = side_table("aligned", aligned, aligned_context)
     if study is None or base is not None:
-        table["base"] = _side("base", base, base_context)
+        table["base"] = side_table("base", base, base_context)
     if compare:
-        table["compare"] = [{"name": n, **_side("compare", s, None)} for n, s in compare.items()]
+        table["compare"] = [{"name": n, **side_table("compare", s, None)} for n, s in compare.items()]
     if out is not None:
         table["out"] = os.fspath(out)
     if group_by is not None:
@@ -159,7 +117,7 @@ def analyze(
         if isinstance(data, (str, os.PathLike)):
             table["data"] = os.fspath(data)
         elif out is None:
-            raise _error("out", "give an output folder: in-memory data are written into it")
+            raise error("out", "give an output folder: in-memory data are written into it")
         else:
             table["data"] = os.fspath(_write_data(data, Path(out)))
     spec = {
@@ -168,8 +126,9 @@ def analyze(
         "overwrite": overwrite,
         "strict": strict,
         "shard": shard,
+        "device": device,
     }
-    report, close = _reporter(progress)
+    report, close = reporter(progress)
     try:
         folder = _aligntds.analyze(json.dumps(spec), report)
     finally:
