@@ -1,36 +1,12 @@
-//! The `aligntds` binary: parses arguments, runs one command, prints any error
-//! once with its context and exits with code 2.
-
-mod analyze;
-mod args;
-mod commands;
-mod errors;
-mod runtime;
-mod serve;
+//! The `aligntds` binary: the command line library's [`aligntds_cli::main`]
+//! over the process's arguments, with the allocator tuned first.
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-
 fn main() -> ExitCode {
     tune_malloc();
-    let matches = args::Cli::command().get_matches();
-    let mut cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    args::note_given(&mut cli.command, &matches);
-    let filter = std::env::var("ALIGNTDS_LOG").unwrap_or_else(|_| cli.log_level.clone());
-    let env_filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
-        .with_writer(std::io::stderr)
-        .init();
-    match commands::run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    let code = aligntds_cli::main(std::env::args_os());
+    ExitCode::from(u8::try_from(code).unwrap_or(2))
 }
 
 /// glibc's defaults suit short-lived buffers poorly here, so the CLI sets three
@@ -67,10 +43,3 @@ fn tune_malloc() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_malloc() {}
-
-#[cfg(test)]
-#[path = "dependency_rules_tests.rs"]
-mod dependency_rules_tests;
-#[cfg(test)]
-#[path = "source_cycles_tests.rs"]
-mod source_cycles_tests;

@@ -13,14 +13,14 @@ use aligntds_analysis::live::{
     LiveError, LiveLimits, LiveOutcome, LivePair, LiveRequest, LiveSettings,
 };
 use aligntds_analysis::settings::study_file;
-use aligntds_analysis::settings::{DeviceChoice, Runtime};
+use aligntds_analysis::settings::Runtime;
 use aligntds_analysis::StudyError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use serde::Deserialize;
 
+use crate::errors::{device, setting_error, study_error, StudyFailed};
 use crate::example::NativeExample;
-use crate::study::{setting_error, study_error, StudyFailed};
 
 /// What the Python half sends: the pair's keyword arguments laid out as a
 /// study file's table (sides and the study's keys), and the device.
@@ -39,14 +39,6 @@ fn limits(default_new_tokens: usize) -> LiveLimits {
         default_new_tokens,
         time_limit_seconds: 1e9,
     }
-}
-
-pub(crate) fn device(py: Python<'_>, device: Option<&str>) -> PyResult<DeviceChoice> {
-    device
-        .map(DeviceChoice::parse)
-        .transpose()
-        .map_err(|m| setting_error(py, "device".into(), m))
-        .map(|d| d.unwrap_or(DeviceChoice::Cpu))
 }
 
 fn live_error(py: Python<'_>, e: LiveError) -> PyErr {

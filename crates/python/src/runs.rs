@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use aligntds_stats::compare::{compare, render_text, CompareError, Operand};
 use pyo3::prelude::*;
 
+use crate::errors::{setting_error, study_error};
 use crate::run_error;
-use crate::study::{setting_error, study_error};
 
 /// Builds the report site of `runs` in `out`; returns (index.html, example pages, bytes).
 #[pyfunction]
@@ -75,7 +75,15 @@ fn merge_runs(
     Ok(out.display().to_string())
 }
 
+/// Runs the `aligntds` command line with `argv` (the program name first),
+/// the GIL released; returns its exit code.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(|| aligntds_cli::main(argv))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(build_report, m)?)?;
     m.add_function(wrap_pyfunction!(compare_runs, m)?)?;
     m.add_function(wrap_pyfunction!(merge_runs, m)?)?;

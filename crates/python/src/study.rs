@@ -10,26 +10,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use aligntds_analysis::settings::study_file::{self, StudyKeys, StudySides};
-use aligntds_analysis::settings::{Field, Shard, StudySettings};
+use aligntds_analysis::settings::{Shard, StudySettings};
 use aligntds_analysis::{Progress, Study, StudyError};
-use pyo3::create_exception;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use serde::Deserialize;
 
-create_exception!(
-    _aligntds,
-    SettingError,
-    PyValueError,
-    "A setting of a study is refused; `.field` names the keyword argument."
-);
-
-create_exception!(
-    _aligntds,
-    StudyFailed,
-    PyRuntimeError,
-    "A study stopped on an error that is not one setting's (a model that fails to load, a server that fails)."
-);
+use crate::errors::{setting_error, study_error, SettingError, StudyFailed};
 
 /// What the Python half sends: the study file it names, the table of the
 /// study's keyword arguments laid out as a study file, and the run options
@@ -44,66 +31,6 @@ struct Spec {
     strict: bool,
     shard: Option<String>,
     device: Option<String>,
-}
-
-/// The keyword argument that sets `field`.
-fn keyword(field: Field) -> String {
-    use aligntds_analysis::settings::SideName;
-    let side = |s: SideName| match s {
-        SideName::Compare(_) => "compare".to_string(),
-        s => s.as_str().to_string(),
-    };
-    match field {
-        Field::Model(s) | Field::Server(s) | Field::ServedName(s) => side(s),
-        Field::ChatTemplate(s) | Field::Context(s) | Field::Prefix(s) | Field::Template(s) => {
-            match s {
-                SideName::Compare(_) => "compare".into(),
-                s => format!("{}_context", s.as_str()),
-            }
-        }
-        Field::SideLabel(_) => "compare".into(),
-        Field::Thresholds => "unshifted_max".into(),
-        Field::QueryField => "query_field".into(),
-        Field::AnswerField => "answer_field".into(),
-        Field::IdField => "id_field".into(),
-        Field::MaxInFlight => "servers".into(),
-        other => other.name(),
-    }
-}
-
-pub(crate) fn setting_error(py: Python<'_>, field: String, message: String) -> PyErr {
-    let err = SettingError::new_err(format!("{field}: {message}"));
-    // `.field`: the keyword argument to change.
-    let _ = err.value(py).setattr("field", field);
-    err
-}
-
-/// A study error as a Python exception: what the user can change, as the
-/// keyword argument that changes it (the library's remedy), else `StudyFailed`.
-pub(crate) fn study_error(py: Python<'_>, e: StudyError) -> PyErr {
-    use aligntds_analysis::study::Remedy;
-    let text = e.to_string();
-    match (e.remedy(), &e) {
-        (Some(Remedy::Setting { field, message }), _) => setting_error(py, keyword(field), message),
-        (Some(Remedy::Overwrite), _) => setting_error(
-            py,
-            "overwrite".into(),
-            format!("{text}; pass overwrite=True or another `out`"),
-        ),
-        (Some(Remedy::ChatTemplate { side: Some(side) }), _) => {
-            setting_error(py, keyword(Field::ChatTemplate(side)), text)
-        }
-        (Some(Remedy::GenerateAnswers), _) => setting_error(
-            py,
-            "response".into(),
-            format!("{text}; pass response=\"generate\" to have the aligned side answer"),
-        ),
-        // The model reference itself (a missing file, an unreadable folder).
-        (None, StudyError::Load { side, .. }) => {
-            setting_error(py, keyword(Field::Model(*side)), text)
-        }
-        _ => StudyFailed::new_err(text),
-    }
 }
 
 fn file_error(py: Python<'_>, e: study_file::StudyFileError) -> PyErr {
@@ -138,7 +65,7 @@ fn settings(py: Python<'_>, spec: &Spec) -> PyResult<StudySettings> {
             .map_err(|e| setting_error(py, "study".into(), e.to_string()))?
             .settings(),
     };
-    settings.runtime.device = crate::pair::device(py, spec.device.as_deref())?;
+    settings.runtime.device = crate::errors::device(py, spec.device.as_deref())?;
     settings.overwrite = spec.overwrite;
     settings.strict = spec.strict;
     settings.shard = spec

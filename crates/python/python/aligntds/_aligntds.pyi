@@ -14,6 +14,7 @@ __all__ = [
     "__version__",
     "analyze",
     "build_report",
+    "cli_main",
     "compare_runs",
     "merge_runs",
     "read_summary",
@@ -48,6 +49,9 @@ class TableStream:
     def __new__(cls, path: str | PathLike[str], table: str) -> TableStream: ...
     def __arrow_c_stream__(self, requested_schema: Any | None = None) -> Any:
         """The Arrow PyCapsule stream interface: a capsule named `arrow_array_stream`."""
+
+def cli_main(argv: list[str]) -> int:
+    """Runs the `aligntds` command line with `argv` (the program name first); returns its exit code."""
 
 def set_threads(threads: int) -> None:
     """Sizes the engine's thread pool; once per process, before the first model runs."""
