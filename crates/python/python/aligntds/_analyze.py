@@ -133,4 +133,5 @@ def analyze(
         folder = _aligntds.analyze(json.dumps(spec), report)
     finally:
         close()
-    return Run.open(folder)
+    # The folder as the caller named it (the native side resolves it absolute).
+    return Run.open(folder if out is None else out)
