@@ -6,11 +6,14 @@ the argument."""
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from html import unescape
 from pathlib import Path
 
@@ -164,3 +167,30 @@ except aligntds.SettingError as e:
 """
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
     assert out.stdout.startswith("threads | threads: this process's thread pool already has 1 threads"), out
+
+
+def test_the_interrupt_key_stops_an_answer_within_a_second() -> None:
+    model = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not model.exists():
+        if os.environ.get("ALIGNTDS_ALLOW_MISSING") == "1":
+            pytest.skip(f"{model} is missing: run scripts/setup.sh")
+        pytest.fail(f"{model} is missing: run scripts/setup.sh (ALIGNTDS_ALLOW_MISSING=1 skips)")
+    # The demo model writes about 30 tokens a second here with both sides: 3,000 take minutes.
+    pair = aligntds.Pair(aligned=str(model), base=str(model), dtype="q", max_new_tokens=3000)
+    seen: list[tuple[int, int]] = []
+    fired: list[float] = []
+
+    def interrupt() -> None:
+        fired.append(time.monotonic())
+        _thread.interrupt_main()
+
+    threading.Timer(1.0, interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        pair.analyze("Write a detailed essay about the history of Rome.",
+                     progress=lambda done, total: seen.append((done, total)))
+    assert fired and time.monotonic() - fired[0] < 1.0
+    # Progress came as the answer grew, against the answer's length.
+    assert len(seen) >= 3 and {t for _, t in seen} == {3000}
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] > 0
+    # The pair is whole afterwards.
+    assert pair.analyze("Hello?", max_new_tokens=4).stop_reason in ("eos", "max_new_tokens")

@@ -91,8 +91,9 @@ class Pair:
     """An aligned and a base model loaded once, for answers one at a time:
     `analyze` (the aligned side answers), `continue_` (a prefix kept, then
     either side continues: the live demo's branch), `score` (a given answer).
-    Every position carries `analyze`'s metrics; each call stops at the
-    interrupt key."""
+    Every position carries `analyze`'s metrics; each call shows a transient
+    progress bar over the answer's tokens (`progress=False` for none, or a
+    callable taking (done, total)) and stops at the interrupt key."""
 
     def __init__(
         self,
@@ -147,7 +148,7 @@ class Pair:
         max_new_tokens: int | None = None,
         aligned_context: str | None = None,
         base_context: str | None = None,
-        progress: Progress = False,
+        progress: Progress = True,
     ) -> Example:
         """The aligned side answers `query` greedily; both sides score every
         position (as `aligntds analyze` does with `response="generate"`)."""
@@ -174,7 +175,7 @@ class Pair:
         max_new_tokens: int | None = None,
         aligned_context: str | None = None,
         base_context: str | None = None,
-        progress: Progress = False,
+        progress: Progress = True,
     ) -> Example:
         """Keeps `prefix_ids` (its last token swapped for `replace`, if given)
         and lets `with_` write the rest: serve's branch ("continue with base
@@ -204,7 +205,7 @@ class Pair:
         system: str | None = None,
         aligned_context: str | None = None,
         base_context: str | None = None,
-        progress: Progress = False,
+        progress: Progress = True,
     ) -> Example:
         """Scores a given answer to `query`, tokenized as `analyze` tokenizes a
         data set's answer (the stop reason is `dataset`)."""
