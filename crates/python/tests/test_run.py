@@ -47,7 +47,8 @@ def pair_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sides_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return analyze(tmp_path_factory.mktemp("runs") / "sides", "--compare", f"other={LLAMA}")
+    return analyze(tmp_path_factory.mktemp("runs") / "sides", "--compare", f"other={LLAMA}",
+                   "--group-by", "category")
 
 
 def same(a: float, b: float | None) -> bool:
@@ -67,6 +68,8 @@ def test_summary_holds_summary_json_figures(pair_run: Path) -> None:
     assert math.isclose(sum(s.ratios.__dict__.values()), 1.0)
     assert s.aligned == s.base == str(LLAMA)
     assert [side.name for side in s.sides] == ["base"] and s.sides[0].ratios == s.ratios
+    assert s.stages is None and s.groups is None
+    assert [p.first for p in s.splits] == [p["first"] for p in agg["position_splits"]] == [1, 5]  # 8-token answers
     assert s.raw == raw
 
 
@@ -77,6 +80,32 @@ def test_sides_come_in_study_order(sides_run: Path) -> None:
     for side, stored in zip(s.sides, raw["sides"]):
         assert side.ratios == aligntds.Ratios(**stored["aggregates"]["ratios"])
         assert side.positions == stored["aggregates"]["positions"]
+
+
+def test_splits_groups_and_stages_hold_summary_json_figures(sides_run: Path) -> None:
+    raw = json.loads((sides_run / "summary.json").read_text())
+    s = aligntds.Run.open(sides_run).summary
+    stored = raw["aggregates"]["position_splits"]
+    assert [p.first for p in s.splits] == [p["first"] for p in stored] == [1, 5]  # 8-token answers
+    for split, p in zip(s.splits, stored):
+        assert (split.head.positions, split.rest.positions) == (p["head"]["positions"], p["rest"]["positions"])
+        assert same(split.head.shifted.value, p["head"]["shifted"]["value"])
+        assert same(split.rest.kl_aligned_base.high, p["rest"]["kl_aligned_base"]["high"])
+    assert s.groups is not None and s.groups.field == "category"
+    groups = raw["aggregates"]["groups"]["groups"]
+    assert [(g.value, g.stats.examples) for g in s.groups.groups] == [(g["value"], g["examples"]) for g in groups]
+    assert [g.value for g in s.groups.groups] == ["c0", "c1"]
+    assert all(same(g.stats.shifted.low, r["shifted"]["low"]) for g, r in zip(s.groups.groups, groups))
+    # The compared side's own splits and groups.
+    other = s.sides[1]
+    assert other.splits[0].head.positions == raw["sides"][1]["aggregates"]["position_splits"][0]["head"]["positions"]
+    assert other.groups is not None and len(other.groups.groups) == 2
+    assert s.stages is not None and s.stages.order == tuple(raw["stages"]["order"])
+    for bar in raw["stages"]["by_bar"]:
+        shares = s.stages.by_bar[bar["max_rank"]]
+        assert [(x.stage, x.positions) for x in shares] == [(x["stage"], x["positions"]) for x in bar["stages"]]
+        assert sum(x.positions for x in shares) == s.positions
+    assert aligntds.Run.open(sides_run).summary.sides[0].splits == s.splits
 
 
 @pytest.mark.parametrize("run", ["pair_run", "sides_run"])

@@ -21,7 +21,21 @@ from aligntds._analyze import analyze
 from aligntds._compare import Comparison, ComparisonRow, compare, merge
 from aligntds._pair import PAIR_SETTINGS, Example, Pair
 from aligntds._run import ArrowData, Run
-from aligntds._summary import Bounds, Counts, Intervals, Ratios, Side, Summary
+from aligntds._summary import (
+    Bounds,
+    Counts,
+    Estimate,
+    Group,
+    Groups,
+    Intervals,
+    PositionSplit,
+    Ratios,
+    Side,
+    SplitStats,
+    StageShare,
+    Stages,
+    Summary,
+)
 
 __all__ = [
     "ArrowData",
@@ -29,15 +43,22 @@ __all__ = [
     "Comparison",
     "ComparisonRow",
     "Counts",
+    "Estimate",
     "Example",
+    "Group",
+    "Groups",
     "Intervals",
     "PAIR_SETTINGS",
     "Pair",
+    "PositionSplit",
     "Ratios",
     "Run",
     "RunError",
     "SettingError",
     "Side",
+    "SplitStats",
+    "StageShare",
+    "Stages",
     "StudyFailed",
     "Summary",
     "__version__",
