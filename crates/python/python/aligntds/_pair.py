@@ -127,15 +127,16 @@ class Pair:
 
     def _run(
         self,
-        request: dict[str, Any],
+        query: str,
         answer: str | None,
         progress: Progress,
+        **fields: Any,
     ) -> Example:
+        """One request with serve's fields (`query` and those given, None left out)."""
+        request = {"query": query, **{k: v for k, v in fields.items() if v is not None}}
         report, close = reporter(progress, unit="token", leave=False)
         try:
-            native = self._native.run(
-                json.dumps({k: v for k, v in request.items() if v is not None}), answer, report
-            )
+            native = self._native.run(json.dumps(request), answer, report)
         finally:
             close()
         return Example(native)
@@ -153,15 +154,8 @@ class Pair:
         """The aligned side answers `query` greedily; both sides score every
         position (as `aligntds analyze` does with `response="generate"`)."""
         return self._run(
-            {
-                "query": query,
-                "system": system,
-                "max_new_tokens": max_new_tokens,
-                "aligned_context": aligned_context,
-                "base_context": base_context,
-            },
-            None,
-            progress,
+            query, None, progress, system=system, max_new_tokens=max_new_tokens,
+            aligned_context=aligned_context, base_context=base_context,
         )
 
     def continue_(
@@ -183,18 +177,9 @@ class Pair:
         if with_ not in ("aligned", "base"):
             raise error("with_", f"{with_!r} is not a side; use \"aligned\" or \"base\"")
         return self._run(
-            {
-                "query": query,
-                "prefix_ids": [int(i) for i in prefix_ids],
-                "with": with_,
-                "replace": replace,
-                "system": system,
-                "max_new_tokens": max_new_tokens,
-                "aligned_context": aligned_context,
-                "base_context": base_context,
-            },
-            None,
-            progress,
+            query, None, progress, prefix_ids=[int(i) for i in prefix_ids], replace=replace,
+            system=system, max_new_tokens=max_new_tokens,
+            aligned_context=aligned_context, base_context=base_context, **{"with": with_},
         )
 
     def score(
@@ -210,14 +195,8 @@ class Pair:
         """Scores a given answer to `query`, tokenized as `analyze` tokenizes a
         data set's answer (the stop reason is `dataset`)."""
         return self._run(
-            {
-                "query": query,
-                "system": system,
-                "aligned_context": aligned_context,
-                "base_context": base_context,
-            },
-            answer,
-            progress,
+            query, answer, progress, system=system,
+            aligned_context=aligned_context, base_context=base_context,
         )
 
     def __repr__(self) -> str:
