@@ -270,6 +270,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         stop_strings: args.stops.clone(),
         eos_token_ids: text.eos_token_ids.clone(),
         cancel: Default::default(),
+        sampling: None,
     };
     let started = std::time::Instant::now();
     let out = backend.generate(&prompt, &options)?;

@@ -84,6 +84,7 @@ pub fn generate(
         stop_strings: vec![],
         eos_token_ids: vec![u32::MAX],
         cancel: Default::default(),
+        sampling: None,
     };
     let mut produced = 0;
     let best_seconds = if batch <= 1 {

@@ -31,6 +31,7 @@ pub use config::Architecture;
 pub use error::{EngineError, LoadSetting, Remedy, Result};
 pub use generation::batch::{BatchGenerator, Finished, Request};
 pub use generation::generate::{find_stop, GenerateOptions, Generation, StopReason};
+pub use generation::sampling::Sampling;
 pub use generation::stepper::Stepper;
 pub use loading::options::{parse_device, parse_dtype, DTypeChoice, LoadOptions};
 pub use model::LanguageModel;

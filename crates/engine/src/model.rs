@@ -184,7 +184,8 @@ impl LanguageModel {
         crate::score::score_sequence(&self.decoder, tokens, start, chunk_rows, sink)
     }
 
-    /// Greedy generation; `options.eos_token_ids` empty means the model's own.
+    /// Generation (greedy unless `options.sampling`); `options.eos_token_ids`
+    /// empty means the model's own.
     pub fn generate(&self, prompt: &[u32], options: &GenerateOptions) -> Result<Generation> {
         self.generate_with(prompt, options, None)
     }
@@ -222,7 +223,7 @@ impl LanguageModel {
         self.generate_with(prompt, options, Some(prefix))
     }
 
-    /// Greedy generation of many prompts, at most `batch` decoded together
+    /// Generation of many prompts, at most `batch` decoded together
     /// (see `crate::generation::batch`); results in the prompts' order, one per prompt.
     pub fn generate_batch(
         &self,
@@ -231,6 +232,26 @@ impl LanguageModel {
         batch: usize,
     ) -> Result<Vec<Result<Generation>>> {
         let requests = crate::generation::batch::requests(prompts, options, None);
+        crate::generation::batch::generate_all(self.batch_generator(batch), requests)
+    }
+
+    /// [`Self::generate_batch`] with each prompt's own options (its own
+    /// sampling stream, say); results in the jobs' order.
+    pub fn generate_each(
+        &self,
+        jobs: Vec<(Vec<u32>, GenerateOptions)>,
+        batch: usize,
+    ) -> Result<Vec<Result<Generation>>> {
+        let requests = jobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (prompt, options))| crate::generation::batch::Request {
+                key: i as u64,
+                prompt,
+                options,
+                prefix: None,
+            })
+            .collect();
         crate::generation::batch::generate_all(self.batch_generator(batch), requests)
     }
 

@@ -89,6 +89,7 @@ impl<'m> Session<'m> for ScoringSession<'m> {
             stop_strings: Vec::new(),
             eos_token_ids: self.eos.clone(),
             cancel: Default::default(),
+            sampling: None,
         };
         let generation = self.backend.generate(&self.tokens, &options)?;
         match generation.tokens.first() {

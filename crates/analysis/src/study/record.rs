@@ -151,6 +151,7 @@ fn generate_answer(
         stop_strings: stops,
         eos_token_ids: aligned.text.eos_token_ids.clone(),
         cancel: settings.cancel.clone(),
+        sampling: None,
     };
     let out = aligned.backend.generate(prompt, &options)?;
     let mut ids = out.tokens.clone();

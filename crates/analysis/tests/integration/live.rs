@@ -220,6 +220,7 @@ fn branches_continue_as_generate_does_and_score_as_analyze_does() {
                     stop_strings: default_stops(kind).iter().map(|s| s.to_string()).collect(),
                     eos_token_ids: text.eos_token_ids.clone(),
                     cancel: Default::default(),
+                    sampling: None,
                 },
             )
             .unwrap();

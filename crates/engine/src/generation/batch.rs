@@ -167,7 +167,11 @@ impl<'m> BatchGenerator<'m> {
                 }
                 candle_core::Tensor::cat(&rows, 0)?
             };
-            let next = self.next_tokens(&lasts)?;
+            let draws: Vec<_> = group
+                .iter()
+                .map(|(r, _, _)| (r.options.sampling, 0))
+                .collect();
+            let next = self.next_tokens(&lasts, &draws)?;
             let rows = hidden_rows(&lasts)?;
             for (((r, cache, _), (id, logprob)), row) in group.into_iter().zip(next).zip(rows) {
                 let mut sequence = Sequence {
@@ -212,7 +216,12 @@ impl<'m> BatchGenerator<'m> {
                 .collect();
             self.decoder.hidden_states_packed(&last, &mut segments)?
         };
-        let next = self.next_tokens(&hidden)?;
+        let draws: Vec<_> = self
+            .active
+            .iter()
+            .map(|s| (s.options.sampling, s.tokens.len()))
+            .collect();
+        let next = self.next_tokens(&hidden, &draws)?;
         let rows = hidden_rows(&hidden)?;
         let mut finished = Vec::new();
         let mut still = Vec::with_capacity(self.active.len());
@@ -231,8 +240,15 @@ impl<'m> BatchGenerator<'m> {
         Ok(finished)
     }
 
-    /// The greedy token and its log-probability for each hidden row `[n, hidden]`.
-    fn next_tokens(&self, hidden: &candle_core::Tensor) -> Result<Vec<(u32, f32)>> {
+    /// The next token and its log-probability for each hidden row `[n,
+    /// hidden]`: greedy, or draw `index` of the row's sampling (`draws`, one
+    /// per row: the draw's index is the sequence's token count, so a
+    /// sequence draws the same whatever shares its batch).
+    fn next_tokens(
+        &self,
+        hidden: &candle_core::Tensor,
+        draws: &[(Option<crate::Sampling>, usize)],
+    ) -> Result<Vec<(u32, f32)>> {
         let width = self.decoder.logits_width();
         let logits = self
             .decoder
@@ -241,10 +257,14 @@ impl<'m> BatchGenerator<'m> {
             .to_vec1::<f32>()?;
         Ok(logits
             .chunks_exact(width)
-            .map(|logits| {
+            .zip(draws)
+            .map(|(logits, (sampling, index))| {
                 let mut row = vec![0f32; logits.len()];
                 crate::kernels::fastmath::log_softmax_into(logits, &mut row);
-                let id = argmax(&row);
+                let id = match sampling {
+                    Some(s) => s.choose(&row, *index),
+                    None => argmax(&row),
+                };
                 (id as u32, row[id])
             })
             .collect())

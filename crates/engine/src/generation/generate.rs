@@ -15,6 +15,9 @@ pub struct GenerateOptions {
     /// Checked after every decoding step: once set, generation stops with
     /// [`StopReason::Cancelled`] (the tokens so far kept).
     pub cancel: crate::Cancel,
+    /// Draw each token from the distribution; None: greedy (the largest
+    /// log-probability, the first on ties).
+    pub sampling: Option<crate::Sampling>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

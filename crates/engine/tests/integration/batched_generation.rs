@@ -62,6 +62,7 @@ fn check(file: &str, dtype: DTypeChoice, tie: f32, logprob_tolerance: f32) {
         stop_strings: vec!["\n\n".into()],
         eos_token_ids: vec![],
         cancel: Default::default(),
+        sampling: None,
     };
     let batched = model.generate_batch(&prompts, &options, 4).unwrap();
     let mut ties = 0;

@@ -41,6 +41,7 @@ fn gguf_twins_match_the_safetensors_goldens() {
             stop_strings: vec![],
             eos_token_ids: vec![u32::MAX],
             cancel: Default::default(),
+            sampling: None,
         };
         let out = model
             .generate(&ids(&generation["prompt"]), &options)
@@ -222,6 +223,7 @@ fn a_quantized_phi3_splits_its_fused_projections_without_dequantizing() {
         stop_strings: vec![],
         eos_token_ids: vec![u32::MAX],
         cancel: Default::default(),
+        sampling: None,
     };
     let out = quantized.generate(&prompt, &options).unwrap();
     let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();

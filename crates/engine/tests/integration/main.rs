@@ -10,5 +10,6 @@ mod packed_scoring;
 mod parity;
 mod prefix_reuse;
 mod real_models;
+mod sampling;
 mod templates;
 mod tokenization;

@@ -43,6 +43,7 @@ fn greedy_generation_matches_transformers_and_teacher_forcing() {
             stop_strings: vec![],
             eos_token_ids: vec![u32::MAX],
             cancel: Default::default(),
+            sampling: None,
         };
         let out = model.generate(&prompt, &options).unwrap();
         assert_eq!(out.tokens, expected, "{name}: greedy tokens");
@@ -80,6 +81,7 @@ fn generation_stops_at_eos_and_keeps_it() {
         stop_strings: vec![],
         eos_token_ids: vec![expected[3]],
         cancel: Default::default(),
+        sampling: None,
     };
     let out = model.generate(&prompt, &options).unwrap();
     let first = expected.iter().position(|&t| t == expected[3]).unwrap();
@@ -100,6 +102,7 @@ fn a_cancel_set_from_another_thread_stops_generation_at_its_next_step() {
         stop_strings: vec![],
         eos_token_ids: vec![u32::MAX],
         cancel: aligntds_engine::Cancel::new(),
+        sampling: None,
     };
     let setter = options.cancel.clone();
     std::thread::spawn(move || setter.cancel()).join().unwrap();
@@ -140,6 +143,7 @@ fn generation_stops_before_a_stop_string_dropping_the_token_it_starts_in() {
         stop_strings: vec!["never-generated".into(), stop.clone()],
         eos_token_ids: vec![u32::MAX],
         cancel: Default::default(),
+        sampling: None,
     };
     let out = model.generate(&prompt, &options).unwrap();
     let text_before = tok.decode(&expected[..k], false).unwrap();
@@ -207,6 +211,7 @@ fn long_rope_keeps_one_regime_per_sequence_through_the_cache() {
         stop_strings: vec![],
         eos_token_ids: vec![u32::MAX],
         cancel: Default::default(),
+        sampling: None,
     };
     let out = model.generate(prompt, &options).unwrap();
     let full: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();

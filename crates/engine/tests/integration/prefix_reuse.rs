@@ -90,6 +90,7 @@ fn check(dtype: DTypeChoice) {
         stop_strings: vec![],
         eos_token_ids: vec![],
         cancel: Default::default(),
+        sampling: None,
     };
     let mut generator = model.batch_generator(2);
     let requests: Vec<Request> = contexts

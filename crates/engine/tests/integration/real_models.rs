@@ -80,6 +80,7 @@ fn smollm2_template_and_greedy_generation() {
         stop_strings: vec![],
         eos_token_ids: vec![],
         cancel: Default::default(),
+        sampling: None,
     };
     let out = model.generate(&prompt, &options).unwrap();
     let expected = ids(&g["generation"]["tokens"]);
@@ -120,6 +121,7 @@ fn real_generation_agrees_with_teacher_forcing() {
                 stop_strings: vec![],
                 eos_token_ids: vec![u32::MAX],
                 cancel: Default::default(),
+                sampling: None,
             };
             let out = model.generate(&prompt, &options).unwrap();
             assert_eq!(out.stop_reason, StopReason::MaxNewTokens);
