@@ -171,9 +171,31 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub logprobs: bool,
     #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
     pub options: ModelOptions,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// Drawing answer tokens from the distribution instead of greedily (any
+/// of these turns sampling on; without them generation is greedy).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SamplingArgs {
+    /// Sample at this temperature (> 0; 1: the model's own distribution).
+    #[arg(long, help_heading = "Sampling")]
+    pub temperature: Option<f32>,
+    /// Sample from the smallest set of most probable tokens whose
+    /// probabilities reach this share (0 < P <= 1).
+    #[arg(long, value_name = "P", help_heading = "Sampling")]
+    pub top_p: Option<f32>,
+    /// Sample from the K most probable tokens only (not --top-k, the number
+    /// of tokens a run stores per position).
+    #[arg(long, value_name = "K", help_heading = "Sampling")]
+    pub top_k_sampling: Option<usize>,
+    /// The seed of the draws (default 0): the same seed gives the same answer.
+    #[arg(long, help_heading = "Sampling")]
+    pub seed: Option<u64>,
 }
 
 /// The two sides of a pair and what is scored: shared by `analyze` and `serve`.

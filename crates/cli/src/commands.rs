@@ -270,7 +270,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
         stop_strings: args.stops.clone(),
         eos_token_ids: text.eos_token_ids.clone(),
         cancel: Default::default(),
-        sampling: None,
+        // One prompt, one stream: the seed alone names it.
+        sampling: crate::runtime::sampling(&args.sampling, &[])?,
     };
     let started = std::time::Instant::now();
     let out = backend.generate(&prompt, &options)?;

@@ -47,3 +47,38 @@ pub fn server_options(
         retry_window: std::time::Duration::from_secs(args.retry_window),
     }
 }
+
+/// The sampling flags as the engine's sampling of a sequence named by
+/// `parts` (None: greedy, when no sampling flag is given).
+pub fn sampling(
+    args: &crate::args::SamplingArgs,
+    parts: &[&[u8]],
+) -> Result<Option<aligntds_engine::Sampling>> {
+    if args.temperature.is_none()
+        && args.top_p.is_none()
+        && args.top_k_sampling.is_none()
+        && args.seed.is_none()
+    {
+        return Ok(None);
+    }
+    let temperature = args.temperature.unwrap_or(1.0);
+    anyhow::ensure!(
+        temperature.is_finite() && temperature > 0.0,
+        "option `--temperature`: {temperature} is not above 0; leave the sampling options out for greedy answers"
+    );
+    let top_p = args.top_p.unwrap_or(1.0);
+    anyhow::ensure!(
+        top_p > 0.0 && top_p <= 1.0,
+        "option `--top-p`: {top_p} is not in (0, 1]"
+    );
+    anyhow::ensure!(
+        args.top_k_sampling != Some(0),
+        "option `--top-k-sampling`: must be at least 1"
+    );
+    Ok(Some(aligntds_engine::Sampling {
+        temperature,
+        top_p,
+        top_k: args.top_k_sampling.unwrap_or(0),
+        stream: aligntds_engine::Sampling::stream(args.seed.unwrap_or(0), parts),
+    }))
+}

@@ -13,5 +13,6 @@ mod golden_run;
 mod multi_side;
 mod run_folders;
 mod run_study;
+mod sampling;
 mod serve;
 mod vllm;

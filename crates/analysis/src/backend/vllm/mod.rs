@@ -339,6 +339,12 @@ impl Backend for VllmBackend {
         if options.max_new_tokens == 0 {
             return finished(StopReason::MaxNewTokens);
         }
+        if options.sampling.is_some() {
+            return Err(BackendError::Remote {
+                backend: self.weights(),
+                message: "sampled generation runs on the local engine only for now; leave out the sampling options for a side on servers (greedy)".into(),
+            });
+        }
         loop {
             let room = limit.saturating_sub(prompt.len() + tokens.len());
             let want = options.max_new_tokens - tokens.len();
