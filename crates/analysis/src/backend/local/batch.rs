@@ -58,6 +58,7 @@ impl GenerationService {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
+            // Only whether it was sent matters (a failed send gives the request back).
             .map(|tx| {
                 tx.send(Request {
                     prompt: prompt.to_vec(),
@@ -65,10 +66,11 @@ impl GenerationService {
                     prefix,
                     reply,
                 })
+                .is_ok()
             });
         let stopped = || EngineError::Input("the generation thread has stopped".into());
         match sent {
-            Some(Ok(())) => answer.recv().map_err(|_| stopped())?,
+            Some(true) => answer.recv().map_err(|_| stopped())?,
             _ => Err(stopped()),
         }
     }
