@@ -203,6 +203,7 @@ pub fn write_synthetic_run(
                 top_k: 10,
                 thresholds: Default::default(),
                 compare: Vec::new(),
+                sampling: None,
             },
             data: Some(format!("synthetic: {examples} examples x {tokens} tokens")),
             data_sha256: None,

@@ -353,6 +353,7 @@ fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
             reuse_prefixes: !args.no_prefix_reuse,
         },
         server_options: crate::runtime::server_options(&args.pair.server_tuning),
+        sampling: crate::runtime::sampling_settings(&args.sampling),
     };
     if let Some(file) = &file {
         apply_study_file(args, file, &mut settings)?;

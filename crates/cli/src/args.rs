@@ -356,6 +356,8 @@ pub struct AnalyzeArgs {
     /// once per side and continuing its cache.
     #[arg(long)]
     pub no_prefix_reuse: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Only the first N records.
     #[arg(long)]
     pub limit: Option<usize>,

@@ -77,6 +77,7 @@ pub fn flag(field: Field, flags: Flags) -> String {
         Field::Dtype => "--dtype".into(),
         Field::Device => "--device".into(),
         Field::Threads => "--threads".into(),
+        Field::Sampling(key) => format!("--{}", key.replace('_', "-")),
         Field::MergeInputs => match flags {
             Flags::Merge => "DIRS".into(),
             Flags::Analyze(_) | Flags::Model => "--shard".into(),

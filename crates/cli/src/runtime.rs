@@ -48,37 +48,49 @@ pub fn server_options(
     }
 }
 
-/// The sampling flags as the engine's sampling of a sequence named by
-/// `parts` (None: greedy, when no sampling flag is given).
-pub fn sampling(
+/// The sampling flags as a study's settings (None: greedy, when no
+/// sampling flag is given; unset ones take their defaults).
+pub fn sampling_settings(
     args: &crate::args::SamplingArgs,
-    parts: &[&[u8]],
-) -> Result<Option<aligntds_engine::Sampling>> {
+) -> Option<aligntds_analysis::settings::SamplingSettings> {
     if args.temperature.is_none()
         && args.top_p.is_none()
         && args.top_k_sampling.is_none()
         && args.seed.is_none()
     {
-        return Ok(None);
+        return None;
     }
-    let temperature = args.temperature.unwrap_or(1.0);
-    anyhow::ensure!(
-        temperature.is_finite() && temperature > 0.0,
-        "option `--temperature`: {temperature} is not above 0; leave the sampling options out for greedy answers"
-    );
-    let top_p = args.top_p.unwrap_or(1.0);
-    anyhow::ensure!(
-        top_p > 0.0 && top_p <= 1.0,
-        "option `--top-p`: {top_p} is not in (0, 1]"
-    );
+    let d = aligntds_analysis::settings::SamplingSettings::default();
+    Some(aligntds_analysis::settings::SamplingSettings {
+        temperature: args.temperature.unwrap_or(d.temperature),
+        top_p: args.top_p.unwrap_or(d.top_p),
+        top_k: args.top_k_sampling.unwrap_or(d.top_k),
+        seed: args.seed.unwrap_or(d.seed),
+    })
+}
+
+/// The sampling flags as the engine's sampling of a sequence named by
+/// `parts` (None: greedy, when no sampling flag is given), checked as a
+/// study checks them.
+pub fn sampling(
+    args: &crate::args::SamplingArgs,
+    parts: &[&[u8]],
+) -> Result<Option<aligntds_engine::Sampling>> {
+    let Some(s) = sampling_settings(args) else {
+        return Ok(None);
+    };
     anyhow::ensure!(
         args.top_k_sampling != Some(0),
         "option `--top-k-sampling`: must be at least 1"
     );
+    aligntds_analysis::settings::sampling::check(Some(&s), false).map_err(|e| {
+        let flag = crate::errors::flag(e.field, crate::errors::Flags::Model);
+        anyhow::anyhow!("option `{flag}`: {}", e.message)
+    })?;
     Ok(Some(aligntds_engine::Sampling {
-        temperature,
-        top_p,
-        top_k: args.top_k_sampling.unwrap_or(0),
-        stream: aligntds_engine::Sampling::stream(args.seed.unwrap_or(0), parts),
+        temperature: s.temperature,
+        top_p: s.top_p,
+        top_k: s.top_k,
+        stream: aligntds_engine::Sampling::stream(s.seed, parts),
     }))
 }

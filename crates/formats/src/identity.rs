@@ -89,6 +89,33 @@ pub struct RecordedSettings {
     /// The compared sides' contexts, in study order (absent in pair runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compare: Vec<NamedContext>,
+    /// How generated answers were drawn; absent for greedy answers (so a
+    /// greedy run's identity, and its fingerprint, are what they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<SamplingSettings>,
+}
+
+/// Sampled answers: the temperature, the top-p and top-k cuts (top-k 0: no
+/// cut) and the seed every record's stream derives from (with the record's
+/// id and the sample's index).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SamplingSettings {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub top_k: usize,
+    pub seed: u64,
+}
+
+impl Default for SamplingSettings {
+    /// The model's own distribution, uncut, seed 0.
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+        }
+    }
 }
 
 /// The prompt format a side sees before the answer.

@@ -517,5 +517,6 @@ fn recorded(
         top_k: settings.top_k,
         thresholds: settings.thresholds,
         compare: Vec::new(),
+        sampling: None,
     }
 }

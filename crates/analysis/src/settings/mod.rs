@@ -2,6 +2,7 @@
 //! model loads. Library errors name the settings field ([`Field`]); the CLI
 //! maps fields to the flags the user typed.
 
+pub mod sampling;
 pub mod study_file;
 
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ pub use aligntds_formats::sides::{NamedContext, ALIGNED_SIDE, BASE_SIDE};
 pub use aligntds_formats::summary::{
     Context, ContextKind, RecordedSettings, ResponseSource, Thresholds,
 };
+pub use sampling::SamplingSettings;
 
 /// A settings field, for errors: the library names fields, front ends map
 /// them to their own spelling (`--top-k`, a TOML key, a JSON field).
@@ -47,6 +49,9 @@ pub enum Field {
     QueryField,
     AnswerField,
     IdField,
+    /// A sampling setting by its key (`temperature`, `top_p`,
+    /// `top_k_sampling`, `seed`; see [`sampling::KEYS`]).
+    Sampling(&'static str),
 }
 
 /// A side of a study: the answering side, the base side, or the i-th compared side.
@@ -126,6 +131,7 @@ impl Field {
             Field::QueryField => "fields.query".into(),
             Field::AnswerField => "fields.answer".into(),
             Field::IdField => "fields.id".into(),
+            Field::Sampling(key) => key.into(),
         }
     }
 }
@@ -348,6 +354,8 @@ pub struct StudySettings {
     pub runtime: Runtime,
     /// How remote sides talk to their servers.
     pub server_options: ServerOptions,
+    /// Sampled answers; None: greedy.
+    pub sampling: Option<SamplingSettings>,
 }
 
 impl StudySettings {
@@ -380,6 +388,7 @@ impl StudySettings {
             strict: false,
             runtime: Runtime::default(),
             server_options: Default::default(),
+            sampling: None,
         }
     }
 
@@ -418,6 +427,7 @@ impl StudySettings {
                         context: c.side.context.clone(),
                     })
                     .collect(),
+                sampling: self.sampling,
             },
             strict: self.strict,
             cancel: Default::default(),
@@ -475,6 +485,7 @@ impl StudySettings {
         }
         check_sides(&self.aligned, &self.base)?;
         check_compared(&self.compare)?;
+        sampling::check(self.sampling.as_ref(), self.aligned.is_remote())?;
         if self
             .group_by
             .as_deref()

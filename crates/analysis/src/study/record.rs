@@ -138,6 +138,7 @@ pub(crate) fn trim_closing_fence(
 fn generate_answer(
     aligned: &Side,
     prompt: &[u32],
+    record: &Record,
     settings: &RunSettings,
 ) -> Result<(Vec<u32>, String, Generation), RunError> {
     let mut stops = settings.recorded.stops.clone();
@@ -151,7 +152,12 @@ fn generate_answer(
         stop_strings: stops,
         eos_token_ids: aligned.text.eos_token_ids.clone(),
         cancel: settings.cancel.clone(),
-        sampling: None,
+        // The record's own stream: its answer is the same in any batch or order.
+        sampling: settings
+            .recorded
+            .sampling
+            .as_ref()
+            .map(|s| crate::settings::sampling::for_record(s, &record.id, 0)),
     };
     let out = aligned.backend.generate(prompt, &options)?;
     let mut ids = out.tokens.clone();
@@ -264,7 +270,7 @@ pub fn analyze_example_sides(
         }
         (None, _) => {
             let clock = std::time::Instant::now();
-            let (ids, reason, out) = generate_answer(aligned, &aligned_prompt, settings)?;
+            let (ids, reason, out) = generate_answer(aligned, &aligned_prompt, record, settings)?;
             generation_seconds = clock.elapsed().as_secs_f64();
             generation = Some(out);
             (ids, "generate".to_string(), reason, false)

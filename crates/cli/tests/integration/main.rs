@@ -13,6 +13,7 @@ mod golden_run;
 mod multi_side;
 mod run_folders;
 mod run_study;
+mod sampled_study;
 mod sampling;
 mod serve;
 mod vllm;

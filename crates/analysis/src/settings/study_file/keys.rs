@@ -38,6 +38,15 @@ pub struct StudyKeys {
     pub answer_field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_field: Option<String>,
+    /// Sampled answers (any of the four turns sampling on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k_sampling: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// `dtype` as a study file writes it.
@@ -82,6 +91,10 @@ impl StudyKeys {
         "query_field",
         "answer_field",
         "id_field",
+        "temperature",
+        "top_p",
+        "top_k_sampling",
+        "seed",
     ];
 
     /// Unsets `key`: a flag given beside the file overrides it.
@@ -100,6 +113,10 @@ impl StudyKeys {
             "query_field" => self.query_field = None,
             "answer_field" => self.answer_field = None,
             "id_field" => self.id_field = None,
+            "temperature" => self.temperature = None,
+            "top_p" => self.top_p = None,
+            "top_k_sampling" => self.top_k_sampling = None,
+            "seed" => self.seed = None,
             _ => {}
         }
     }
@@ -134,6 +151,19 @@ impl StudyKeys {
         }
         if let Some(v) = self.curve_positions {
             s.curve_positions = v;
+        }
+        if self.temperature.is_some()
+            || self.top_p.is_some()
+            || self.top_k_sampling.is_some()
+            || self.seed.is_some()
+        {
+            // Over whatever sampling the flags set (a key a flag gives was cleared).
+            let mut sampling = s.sampling.unwrap_or_default();
+            sampling.temperature = self.temperature.unwrap_or(sampling.temperature);
+            sampling.top_p = self.top_p.unwrap_or(sampling.top_p);
+            sampling.top_k = self.top_k_sampling.unwrap_or(sampling.top_k);
+            sampling.seed = self.seed.unwrap_or(sampling.seed);
+            s.sampling = Some(sampling);
         }
         let fields = FieldMap {
             query: self.query_field.clone().or(s.fields.query.take()),

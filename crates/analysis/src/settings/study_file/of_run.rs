@@ -229,6 +229,23 @@ pub fn write_for_run(
         query_field: fields.query,
         answer_field: fields.answer,
         id_field: fields.id,
+        // Sampled answers reproduce from the same seed (a serve save's are its data).
+        temperature: s
+            .sampling
+            .filter(|_| response != ResponseSource::Dataset)
+            .map(|x| x.temperature),
+        top_p: s
+            .sampling
+            .filter(|_| response != ResponseSource::Dataset)
+            .map(|x| x.top_p),
+        top_k_sampling: s
+            .sampling
+            .filter(|x| response != ResponseSource::Dataset && x.top_k > 0)
+            .map(|x| x.top_k),
+        seed: s
+            .sampling
+            .filter(|_| response != ResponseSource::Dataset)
+            .map(|x| x.seed),
     };
     let file = StudyFile {
         data,

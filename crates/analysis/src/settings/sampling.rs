@@ -1,0 +1,57 @@
+//! Sampled answers: the settings checked, and each record's draws as the
+//! engine takes them. A record's stream derives from the seed, its id and
+//! the sample's index, so its answer is the same whatever records run
+//! beside it, in whatever order, and after a resume.
+
+pub use aligntds_formats::summary::SamplingSettings;
+
+use super::{Field, SettingError};
+
+/// The keys (and flags) that turn sampling on.
+pub const KEYS: [&str; 4] = ["temperature", "top_p", "top_k_sampling", "seed"];
+
+/// Refuses values that cannot sample, and a side on servers (which
+/// generates greedily for now), naming the key.
+pub fn check(
+    sampling: Option<&SamplingSettings>,
+    aligned_on_servers: bool,
+) -> Result<(), SettingError> {
+    let Some(s) = sampling else {
+        return Ok(());
+    };
+    if !(s.temperature.is_finite() && s.temperature > 0.0) {
+        return Err(SettingError::new(
+            Field::Sampling("temperature"),
+            format!(
+                "{} is not above 0; leave the sampling settings out for greedy answers",
+                s.temperature
+            ),
+        ));
+    }
+    if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+        return Err(SettingError::new(
+            Field::Sampling("top_p"),
+            format!("{} is not in (0, 1]", s.top_p),
+        ));
+    }
+    if aligned_on_servers {
+        return Err(SettingError::new(
+            Field::Sampling("temperature"),
+            "the aligned side runs on vLLM servers, which generate greedily here for now; leave the sampling settings out",
+        ));
+    }
+    Ok(())
+}
+
+/// The draws of sample `sample` of record `id`.
+pub fn for_record(s: &SamplingSettings, id: &str, sample: usize) -> aligntds_engine::Sampling {
+    aligntds_engine::Sampling {
+        temperature: s.temperature,
+        top_p: s.top_p,
+        top_k: s.top_k,
+        stream: aligntds_engine::Sampling::stream(
+            s.seed,
+            &[id.as_bytes(), sample.to_string().as_bytes()],
+        ),
+    }
+}
