@@ -80,11 +80,28 @@ def test_every_form_of_data_gives_the_same_positions(form: str, cli_run: Path, t
     assert written == RECORDS
 
 
+def test_sampled_answers_equal_the_command_lines(cli_run: Path, tmp_path: Path) -> None:
+    data = cli_run.parent / "data.jsonl"
+    sampled = tmp_path / "cli-sampled"
+    subprocess.run(
+        [str(BINARY), "analyze", "--aligned", LLAMA, "--base", LLAMA, "--base-context", "plain",
+         "--max-new-tokens", "6", "--data", str(data), "--out", str(sampled), "--quiet",
+         "--temperature", "0.9", "--seed", "5"],
+        check=True,
+    )
+    run = aligntds.analyze(data=RECORDS, out=tmp_path / "py", temperature=0.9, seed=5, **STUDY)
+    assert positions(run.path).equals(positions(sampled))
+    assert not positions(run.path).equals(positions(cli_run))
+    assert run.summary.raw["manifest"]["settings"]["sampling"]["seed"] == 5
+
+
 def test_a_refused_setting_names_the_argument(tmp_path: Path) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         (dict(unshifted_max=5, marginal_max=2), "unshifted_max"),
         (dict(top_k=0), "top_k"),
-        (dict(temperature=0.7), "temperature"),
+        (dict(beam_width=4), "beam_width"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(top_p=1.5), "top_p"),
         (dict(base_context="no-such-context"), "study"),
     ]
     for extra, field in cases:
