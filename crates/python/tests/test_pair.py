@@ -194,3 +194,22 @@ def test_the_interrupt_key_stops_an_answer_within_a_second() -> None:
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] > 0
     # The pair is whole afterwards.
     assert pair.analyze("Hello?", max_new_tokens=4).stop_reason in ("eos", "max_new_tokens")
+
+
+def test_a_sampled_answer_is_the_seeds_and_its_prefix_continues_it(pair: aligntds.Pair, tmp_path: Path) -> None:
+    sampled = pair.analyze(QUERY, temperature=1.0, seed=4)
+    assert pair.analyze(QUERY, temperature=1.0, seed=4).answer_ids == sampled.answer_ids
+    assert pair.analyze(QUERY, temperature=1.0, seed=5).answer_ids != sampled.answer_ids
+    assert pair.analyze(QUERY).answer_ids != sampled.answer_ids
+    branch = pair.continue_(QUERY, prefix_ids=sampled.answer_ids[:4], with_="aligned",
+                            max_new_tokens=8, temperature=1.0, seed=4)
+    assert branch.answer_ids == sampled.answer_ids
+    # analyze draws the same tokens for a record with the id `live`.
+    run = aligntds.analyze(aligned=LLAMA, base=LLAMA, base_context="plain", max_new_tokens=12,
+                           data=[{"id": "live", "instruction": QUERY}], out=tmp_path / "run",
+                           temperature=1.0, seed=4, progress=False)
+    assert run.example("live").answer_ids == sampled.answer_ids
+    for bad, field in [({"temperature": 0.0}, "temperature"), ({"beam": 2}, "beam")]:
+        with pytest.raises(aligntds.SettingError) as refused:
+            pair.analyze(QUERY, **bad)
+        assert refused.value.field == field

@@ -24,8 +24,13 @@ pub enum View<'r> {
 /// A sequence a backend extends one token at a time; `'m` is the backend's
 /// borrow. Errors are the backend's.
 pub trait Session<'m> {
-    /// The side's greedy next token after the sequence so far.
-    fn choose(&mut self) -> Result<u32, BackendError>;
+    /// The side's next token after the sequence so far: greedy, or draw
+    /// `index` of `sampling`.
+    fn choose(
+        &mut self,
+        sampling: Option<&aligntds_engine::Sampling>,
+        index: usize,
+    ) -> Result<u32, BackendError>;
     /// The distribution at the next position, seen from `token` there (its
     /// rank and log-probability exact; the rest as the backend gives it).
     fn view(&mut self, token: u32) -> Result<View<'_>, BackendError>;
@@ -55,7 +60,7 @@ pub fn push_both<'m>(
 }
 
 /// A session over any backend's scoring and generation: each view asks for
-/// the row of one new token, each choice for a one-token greedy generation.
+/// the row of one new token, each choice for a one-token generation.
 pub struct ScoringSession<'m> {
     backend: &'m dyn Backend,
     tokens: Vec<u32>,
@@ -83,13 +88,18 @@ impl<'m> ScoringSession<'m> {
 }
 
 impl<'m> Session<'m> for ScoringSession<'m> {
-    fn choose(&mut self) -> Result<u32, BackendError> {
+    fn choose(
+        &mut self,
+        sampling: Option<&aligntds_engine::Sampling>,
+        _index: usize,
+    ) -> Result<u32, BackendError> {
+        // (A backend that samples refuses here for now: see vllm's generate.)
         let options = GenerateOptions {
             max_new_tokens: 1,
             stop_strings: Vec::new(),
             eos_token_ids: self.eos.clone(),
             cancel: Default::default(),
-            sampling: None,
+            sampling: sampling.copied(),
         };
         let generation = self.backend.generate(&self.tokens, &options)?;
         match generation.tokens.first() {

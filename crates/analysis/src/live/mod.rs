@@ -198,6 +198,18 @@ impl LivePair {
                 format!("token id {bad} is outside the vocabulary of {vocabulary} tokens"),
             );
         }
+        if let Err(e) = crate::settings::sampling::check(request.sampling().as_ref(), false) {
+            return invalid(
+                match e.field {
+                    Field::Sampling(key) => key,
+                    _ => "temperature",
+                },
+                e.message,
+            );
+        }
+        if request.top_k_sampling == Some(0) {
+            return invalid("top_k_sampling", "must be at least 1".into());
+        }
         if request.replace.is_some() && request.prefix_ids.is_empty() {
             return invalid(
                 "replace",
@@ -302,6 +314,10 @@ impl LivePair {
             }
         }
         let chooser = request.with.unwrap_or(Chooser::Aligned);
+        // As analyze draws for a record with the id `live` (sample 0).
+        let sampling = request
+            .sampling()
+            .map(|s| crate::settings::sampling::for_record(&s, "live", 0));
         let mut given = request.prefix_ids.clone();
         if let (Some(id), Some(last)) = (request.replace, given.last_mut()) {
             *last = id;
@@ -337,9 +353,11 @@ impl LivePair {
                 (given[t], if replaced { "replace" } else { "prefix" })
             } else {
                 generated += 1;
+                // Draw `t` of the request's stream: a branch continuing a
+                // sampled answer's prefix draws as the answer did.
                 let picked = match chooser {
-                    Chooser::Aligned => a.choose()?,
-                    Chooser::Base => b.choose()?,
+                    Chooser::Aligned => a.choose(sampling.as_ref(), t)?,
+                    Chooser::Base => b.choose(sampling.as_ref(), t)?,
                 };
                 (picked, chooser.as_str())
             };

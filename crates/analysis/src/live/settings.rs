@@ -45,6 +45,36 @@ pub struct LiveRequest {
     pub with: Option<Chooser>,
     #[serde(default)]
     pub replace: Option<u32>,
+    /// Sampled tokens (any of the four turns sampling on; unset ones take
+    /// their defaults): as `analyze`'s settings of the same names.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    #[serde(default)]
+    pub top_k_sampling: Option<usize>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+impl LiveRequest {
+    /// The request's sampling settings; None: greedy.
+    pub fn sampling(&self) -> Option<crate::settings::SamplingSettings> {
+        if self.temperature.is_none()
+            && self.top_p.is_none()
+            && self.top_k_sampling.is_none()
+            && self.seed.is_none()
+        {
+            return None;
+        }
+        let d = crate::settings::SamplingSettings::default();
+        Some(crate::settings::SamplingSettings {
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            top_k: self.top_k_sampling.unwrap_or(d.top_k),
+            seed: self.seed.unwrap_or(d.seed),
+        })
+    }
 }
 
 /// What a live pair allows one request.

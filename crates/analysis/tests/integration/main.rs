@@ -4,6 +4,7 @@
 
 mod common;
 mod live;
+mod live_sampling;
 mod live_score;
 mod multi_side;
 mod remedies;

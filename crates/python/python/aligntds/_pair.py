@@ -23,6 +23,17 @@ PAIR_SETTINGS: tuple[str, ...] = (
 )
 
 
+#: The sampling settings a pair's answer takes (greedy without them).
+SAMPLING: tuple[str, ...] = ("temperature", "top_p", "top_k_sampling", "seed")
+
+
+def _sampling(settings: dict[str, Any]) -> dict[str, Any]:
+    for name in settings:
+        if name not in SAMPLING:
+            raise error(name, f"not an argument here; the sampling settings are {', '.join(SAMPLING)}")
+    return settings
+
+
 class Example:
     """One analyzed answer: from a `Pair`, or one record of a run
     (`Run.example`). Shows its tokens coloured by category in Jupyter."""
@@ -150,12 +161,15 @@ class Pair:
         aligned_context: str | None = None,
         base_context: str | None = None,
         progress: Progress = True,
+        **sampling: Any,
     ) -> Example:
-        """The aligned side answers `query` greedily; both sides score every
-        position (as `aligntds analyze` does with `response="generate"`)."""
+        """The aligned side answers `query`, greedily or sampled (`temperature`,
+        `top_p`, `top_k_sampling`, `seed`: the tokens `analyze` draws for a
+        record with the id `live` under the same settings); both sides score
+        every position (as `aligntds analyze` does with `response="generate"`)."""
         return self._run(
             query, None, progress, system=system, max_new_tokens=max_new_tokens,
-            aligned_context=aligned_context, base_context=base_context,
+            aligned_context=aligned_context, base_context=base_context, **_sampling(sampling),
         )
 
     def continue_(
@@ -170,16 +184,20 @@ class Pair:
         aligned_context: str | None = None,
         base_context: str | None = None,
         progress: Progress = True,
+        **sampling: Any,
     ) -> Example:
         """Keeps `prefix_ids` (its last token swapped for `replace`, if given)
         and lets `with_` write the rest: serve's branch ("continue with base
-        from here"). `with_` is `with` in serve's API."""
+        from here"). `with_` is `with` in serve's API. With the sampling
+        settings, answer position `t` takes draw `t` of the seed's stream, so
+        the aligned side continuing a sampled answer's prefix writes its rest."""
         if with_ not in ("aligned", "base"):
             raise error("with_", f"{with_!r} is not a side; use \"aligned\" or \"base\"")
         return self._run(
             query, None, progress, prefix_ids=[int(i) for i in prefix_ids], replace=replace,
             system=system, max_new_tokens=max_new_tokens,
             aligned_context=aligned_context, base_context=base_context, **{"with": with_},
+            **_sampling(sampling),
         )
 
     def score(

@@ -260,8 +260,15 @@ struct LocalSession<'m> {
 }
 
 impl<'m> Session<'m> for LocalSession<'m> {
-    fn choose(&mut self) -> Result<u32, BackendError> {
-        Ok(argmax(&self.row) as u32)
+    fn choose(
+        &mut self,
+        sampling: Option<&aligntds_engine::Sampling>,
+        index: usize,
+    ) -> Result<u32, BackendError> {
+        Ok(match sampling {
+            Some(s) => s.choose(&self.row, index),
+            None => argmax(&self.row),
+        } as u32)
     }
 
     fn view(&mut self, _token: u32) -> Result<View<'_>, BackendError> {
