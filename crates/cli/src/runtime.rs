@@ -53,20 +53,12 @@ pub fn server_options(
 pub fn sampling_settings(
     args: &crate::args::SamplingArgs,
 ) -> Option<aligntds_analysis::settings::SamplingSettings> {
-    if args.temperature.is_none()
-        && args.top_p.is_none()
-        && args.top_k_sampling.is_none()
-        && args.seed.is_none()
-    {
-        return None;
-    }
-    let d = aligntds_analysis::settings::SamplingSettings::default();
-    Some(aligntds_analysis::settings::SamplingSettings {
-        temperature: args.temperature.unwrap_or(d.temperature),
-        top_p: args.top_p.unwrap_or(d.top_p),
-        top_k: args.top_k_sampling.unwrap_or(d.top_k),
-        seed: args.seed.unwrap_or(d.seed),
-    })
+    aligntds_analysis::settings::sampling::from_values(
+        args.temperature,
+        args.top_p,
+        args.top_k_sampling,
+        args.seed,
+    )
 }
 
 /// The sampling flags as the engine's sampling of a sequence named by

@@ -60,20 +60,12 @@ pub struct LiveRequest {
 impl LiveRequest {
     /// The request's sampling settings; None: greedy.
     pub fn sampling(&self) -> Option<crate::settings::SamplingSettings> {
-        if self.temperature.is_none()
-            && self.top_p.is_none()
-            && self.top_k_sampling.is_none()
-            && self.seed.is_none()
-        {
-            return None;
-        }
-        let d = crate::settings::SamplingSettings::default();
-        Some(crate::settings::SamplingSettings {
-            temperature: self.temperature.unwrap_or(d.temperature),
-            top_p: self.top_p.unwrap_or(d.top_p),
-            top_k: self.top_k_sampling.unwrap_or(d.top_k),
-            seed: self.seed.unwrap_or(d.seed),
-        })
+        crate::settings::sampling::from_values(
+            self.temperature,
+            self.top_p,
+            self.top_k_sampling,
+            self.seed,
+        )
     }
 }
 

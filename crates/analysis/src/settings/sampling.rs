@@ -10,6 +10,27 @@ use super::{Field, SettingError};
 /// The keys (and flags) that turn sampling on.
 pub const KEYS: [&str; 4] = ["temperature", "top_p", "top_k_sampling", "seed"];
 
+/// The settings four optional values give (a front end's flags or a
+/// request's fields): None when none is given (greedy), else the given ones
+/// over the defaults.
+pub fn from_values(
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<usize>,
+    seed: Option<u64>,
+) -> Option<SamplingSettings> {
+    if temperature.is_none() && top_p.is_none() && top_k.is_none() && seed.is_none() {
+        return None;
+    }
+    let d = SamplingSettings::default();
+    Some(SamplingSettings {
+        temperature: temperature.unwrap_or(d.temperature),
+        top_p: top_p.unwrap_or(d.top_p),
+        top_k: top_k.unwrap_or(d.top_k),
+        seed: seed.unwrap_or(d.seed),
+    })
+}
+
 /// Refuses values that cannot sample, and a side on servers (which
 /// generates greedily for now), naming the key.
 pub fn check(
