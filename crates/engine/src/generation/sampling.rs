@@ -55,8 +55,8 @@ impl Sampling {
     /// only differences count). Probabilities are `exp((l - max) / T)` in
     /// f64; candidates are cut to the `top_k` largest (ties by id) and, in
     /// order of value, to the shortest prefix whose mass reaches `top_p` of
-    /// what is left; the draw walks the kept candidates' cumulative mass (in
-    /// id order when neither cut applies).
+    /// what is left (summed in candidate order); the draw walks the kept
+    /// candidates' cumulative mass (in id order when neither cut applies).
     pub fn choose(&self, row: &[f32], index: usize) -> usize {
         let mut order: Vec<u32> = (0..row.len() as u32)
             .filter(|&i| row[i as usize] > f32::NEG_INFINITY)
@@ -70,33 +70,47 @@ impl Sampling {
             order.select_nth_unstable_by(self.top_k - 1, by_value);
             order.truncate(self.top_k);
         }
-        // Without a top-p cut the order only has to be fixed: id order spares
-        // sorting a whole vocabulary at every step.
-        if self.top_p < 1.0 || self.top_k > 0 {
-            order.sort_unstable_by(by_value);
-        }
         let max = order
             .iter()
             .map(|&i| f64::from(row[i as usize]))
             .fold(f64::NEG_INFINITY, f64::max);
         let t = f64::from(self.temperature);
-        let mass: Vec<f64> = order
-            .iter()
-            .map(|&i| ((f64::from(row[i as usize]) - max) / t).exp())
-            .collect();
-        let total: f64 = mass.iter().sum();
-        let mut kept = mass.len();
+        let weight = |i: u32| ((f64::from(row[i as usize]) - max) / t).exp();
         if self.top_p < 1.0 {
-            let target = f64::from(self.top_p) * total;
-            let mut cumulative = 0.0;
-            for (n, m) in mass.iter().enumerate() {
-                cumulative += m;
-                if cumulative >= target {
-                    kept = n + 1;
+            // The nucleus is a prefix of the candidates in order of value:
+            // find the most probable `head` whose mass reaches the cut
+            // (doubling from 64, a selection each time, not a whole sort),
+            // then sort just those. The same prefix as a full sort gives.
+            let target = f64::from(self.top_p) * order.iter().map(|&i| weight(i)).sum::<f64>();
+            let mut head = 64.min(order.len());
+            loop {
+                if head < order.len() {
+                    order.select_nth_unstable_by(head - 1, by_value);
+                }
+                let reached = order[..head].iter().map(|&i| weight(i)).sum::<f64>() >= target;
+                if reached || head == order.len() {
+                    order.truncate(head);
+                    order.sort_unstable_by(by_value);
+                    let mut cumulative = 0.0;
+                    let kept = order
+                        .iter()
+                        .position(|&i| {
+                            cumulative += weight(i);
+                            cumulative >= target
+                        })
+                        .map_or(order.len(), |n| n + 1);
+                    order.truncate(kept);
                     break;
                 }
+                head = (head * 2).min(order.len());
             }
+        } else if self.top_k > 0 {
+            order.sort_unstable_by(by_value);
         }
+        // (Without a top-p cut the order only has to be fixed: id order
+        // spares sorting a whole vocabulary at every step.)
+        let mass: Vec<f64> = order.iter().map(|&i| weight(i)).collect();
+        let kept = mass.len();
         let kept_mass: f64 = mass[..kept].iter().sum();
         let target = self.uniform(index) * kept_mass;
         let mut cumulative = 0.0;
@@ -196,6 +210,47 @@ mod tests {
         let mean = u.iter().sum::<f64>() / u.len() as f64;
         assert!((mean - 0.5).abs() < 0.01, "{mean}");
         assert_eq!(s.uniform(42), s.uniform(42));
+    }
+
+    #[test]
+    fn the_nucleus_of_a_large_row_is_a_full_sorts() {
+        // A 50,000-token row with a long tail: the kept set must be the
+        // shortest prefix of the fully sorted candidates reaching top-p.
+        let row: Vec<f32> = (0..50_000u32)
+            .map(|i| -((i.wrapping_mul(2_654_435_761) % 10_007) as f32) / 700.0)
+            .collect();
+        for top_p in [0.3f32, 0.9, 0.999] {
+            let s = sampling(1.0, top_p, 0);
+            let mut sorted: Vec<u32> = (0..row.len() as u32).collect();
+            sorted.sort_by(|a, b| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b)));
+            let max = f64::from(row[sorted[0] as usize]);
+            let w: Vec<f64> = sorted
+                .iter()
+                .map(|&i| (f64::from(row[i as usize]) - max).exp())
+                .collect();
+            let target = f64::from(top_p)
+                * (0..row.len())
+                    .map(|i| (f64::from(row[i]) - max).exp())
+                    .sum::<f64>();
+            let mut c = 0.0;
+            let kept = w
+                .iter()
+                .position(|x| {
+                    c += x;
+                    c >= target
+                })
+                .unwrap()
+                + 1;
+            let nucleus: std::collections::HashSet<usize> =
+                sorted[..kept].iter().map(|&i| i as usize).collect();
+            assert!(
+                kept > 64,
+                "{top_p}: {kept} tokens, past the first selection"
+            );
+            for i in 0..300 {
+                assert!(nucleus.contains(&s.choose(&row, i)), "{top_p}");
+            }
+        }
     }
 
     #[test]
