@@ -177,12 +177,6 @@ impl NativePair {
         })
     }
 
-    /// The default number of new tokens (the pair's `max_new_tokens`).
-    #[getter]
-    fn default_new_tokens(&self) -> usize {
-        self.pair.settings.limits.default_new_tokens
-    }
-
     /// The two models as references, aligned then base.
     #[getter]
     fn models(&self) -> (String, String) {

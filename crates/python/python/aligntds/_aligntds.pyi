@@ -92,8 +92,5 @@ class NativePair:
     ) -> NativeExample:
         """Runs one request (serve's fields, as JSON): generated, or `answer` given and scored."""
     @property
-    def default_new_tokens(self) -> int:
-        """The default number of new tokens."""
-    @property
     def models(self) -> tuple[str, str]:
         """The aligned and the base model, as given."""
