@@ -204,6 +204,7 @@ pub fn write_synthetic_run(
                 thresholds: Default::default(),
                 compare: Vec::new(),
                 sampling: None,
+                answered_by: None,
             },
             data: Some(format!("synthetic: {examples} examples x {tokens} tokens")),
             data_sha256: None,

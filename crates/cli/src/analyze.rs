@@ -353,7 +353,11 @@ fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
             reuse_prefixes: !args.no_prefix_reuse,
         },
         server_options: crate::runtime::server_options(&args.pair.server_tuning),
-        sampling: crate::runtime::sampling_settings(&args.sampling),
+        sampling: aligntds_analysis::settings::sampling::with_samples(
+            crate::runtime::sampling_settings(&args.sampling),
+            args.samples.map(|n| n as usize),
+        ),
+        answered_by: args.answered_by.clone(),
     };
     if let Some(file) = &file {
         apply_study_file(args, file, &mut settings)?;

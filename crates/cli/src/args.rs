@@ -358,6 +358,15 @@ pub struct AnalyzeArgs {
     pub no_prefix_reuse: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    /// Answers drawn per query (sampled: at temperature 1 unless the
+    /// sampling options say otherwise). Sample K of record ID is example
+    /// `ID#K`; intervals resample queries.
+    #[arg(long, value_name = "N", help_heading = "Sampling", value_parser = clap::value_parser!(u64).range(1..))]
+    pub samples: Option<u64>,
+    /// The side that answers: aligned (default), base, or a compared
+    /// side's name. Each other side's rank of its tokens sets their category.
+    #[arg(long, value_name = "SIDE")]
+    pub answered_by: Option<String>,
     /// Only the first N records.
     #[arg(long)]
     pub limit: Option<usize>,

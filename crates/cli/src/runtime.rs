@@ -75,7 +75,7 @@ pub fn sampling(
         args.top_k_sampling != Some(0),
         "option `--top-k-sampling`: must be at least 1"
     );
-    aligntds_analysis::settings::sampling::check(Some(&s), false).map_err(|e| {
+    aligntds_analysis::settings::sampling::check(Some(&s)).map_err(|e| {
         let flag = crate::errors::flag(e.field, crate::errors::Flags::Model);
         anyhow::anyhow!("option `{flag}`: {}", e.message)
     })?;

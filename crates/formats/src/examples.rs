@@ -10,7 +10,15 @@ use crate::{check_version, from_json_text, read_text, write_atomic, FormatError}
 /// One line of examples.jsonl.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExampleLine {
+    /// The record's id; with several answers per query, `QUERY_ID#K` for
+    /// sample K (counted from 0) of the record `QUERY_ID`.
     pub id: String,
+    /// With several answers per query: the record's id in the data (the
+    /// query the statistics cluster by) and the sample's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<usize>,
     pub query: String,
     /// The rendered prompts each side saw before the answer.
     pub aligned_context: String,
@@ -57,6 +65,8 @@ impl Default for ExampleLine {
     fn default() -> Self {
         Self {
             id: String::new(),
+            query_id: None,
+            sample: None,
             query: String::new(),
             aligned_context: String::new(),
             base_context: String::new(),
@@ -81,6 +91,12 @@ impl Default for ExampleLine {
 }
 
 impl ExampleLine {
+    /// The query this answer belongs to: what intervals resample (the
+    /// answers of one query move together, like the positions of one answer).
+    pub fn query_key(&self) -> &str {
+        self.query_id.as_deref().unwrap_or(&self.id)
+    }
+
     pub fn tokens(&self) -> u64 {
         (self.unshifted + self.marginal + self.shifted) as u64
     }

@@ -34,6 +34,11 @@ pub fn record_batch(lines: &[ExampleLine]) -> RecordBatch {
     }
     let mut columns: Vec<(String, ArrayRef)> = vec![
         ("id".into(), strings(lines, |l| Some(&l.id))),
+        ("query_id".into(), strings(lines, |l| Some(l.query_key()))),
+        (
+            "sample".into(),
+            u32s(lines, |l| l.sample.map(|k| k as u32)),
+        ),
         ("query".into(), strings(lines, |l| Some(&l.query))),
         (
             "aligned_context".into(),

@@ -93,17 +93,33 @@ pub struct RecordedSettings {
     /// greedy run's identity, and its fingerprint, are what they were).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<SamplingSettings>,
+    /// The side whose answers these are, when not the aligned side's
+    /// (`base` or a compared side's name): absent for the aligned side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
 }
 
 /// Sampled answers: the temperature, the top-p and top-k cuts (top-k 0: no
-/// cut) and the seed every record's stream derives from (with the record's
-/// id and the sample's index).
+/// cut), the seed every record's stream derives from (with the record's
+/// id and the sample's index) and the answers drawn per query.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SamplingSettings {
     pub temperature: f32,
     pub top_p: f32,
     pub top_k: usize,
     pub seed: u64,
+    /// Answers per query; recorded only when above 1 (so a run of one
+    /// answer per query keeps the identity it had before the key existed).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub samples: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for SamplingSettings {
@@ -114,6 +130,7 @@ impl Default for SamplingSettings {
             top_p: 1.0,
             top_k: 0,
             seed: 0,
+            samples: 1,
         }
     }
 }

@@ -90,6 +90,9 @@ pub struct Comparison {
 }
 
 /// An example as runs are matched: its id and query.
+/// An answer's id and query text: what pairs two runs' answers (the
+/// id of a sampled answer holds its sample index, so answers pair by
+/// query and sample).
 type ExampleKey = (String, String);
 
 /// What is compared: a run (its base side), or one reference side of a
@@ -137,9 +140,12 @@ impl std::fmt::Display for Operand {
     }
 }
 
+/// An analyzed answer's query id and its clusters.
+type Answer = (String, [Cluster; 7]);
+
 /// A run's analyzed examples with their clusters (of its base side, or of
 /// `side`), in examples.jsonl order.
-fn read_run(run: &Operand) -> Result<Vec<(ExampleKey, [Cluster; 7])>, CompareError> {
+fn read_run(run: &Operand) -> Result<Vec<(ExampleKey, Answer)>, CompareError> {
     let dir = run.dir.as_path();
     let lines = aligntds_formats::examples::read(dir)?;
     let wanted = run
@@ -169,7 +175,8 @@ fn read_run(run: &Operand) -> Result<Vec<(ExampleKey, [Cluster; 7])>, CompareErr
         .into_iter()
         .filter_map(|line| {
             let c = by_id.remove(&line.id)?;
-            Some(((line.id, line.query), c))
+            let query_id = line.query_key().to_string();
+            Some(((line.id, line.query), (query_id, c)))
         })
         .collect())
 }
@@ -179,8 +186,8 @@ fn read_run(run: &Operand) -> Result<Vec<(ExampleKey, [Cluster; 7])>, CompareErr
 /// compares those both hold.
 pub fn compare(a: &Operand, b: &Operand, common_only: bool) -> Result<Comparison, CompareError> {
     let (ra, rb) = (read_run(a)?, read_run(b)?);
-    let in_b: HashMap<&ExampleKey, &[Cluster; 7]> = rb.iter().map(|(k, c)| (k, c)).collect();
-    let pairs: Vec<(&[Cluster; 7], &[Cluster; 7])> = ra
+    let in_b: HashMap<&ExampleKey, &Answer> = rb.iter().map(|(k, c)| (k, c)).collect();
+    let pairs: Vec<(&Answer, &Answer)> = ra
         .iter()
         .filter_map(|(k, ca)| in_b.get(k).map(|cb| (ca, *cb)))
         .collect();
@@ -213,12 +220,21 @@ pub fn compare(a: &Operand, b: &Operand, common_only: bool) -> Result<Comparison
             common: 0,
         });
     }
+    // One pair of clusters per query: the sampled answers of a query move
+    // together, so the paired bootstrap and permutations resample queries.
+    let queries = crate::resampling::by_query(
+        pairs.iter().map(|((q, ca), (_, cb))| (q.as_str(), (*ca, *cb))),
+        |(ta, tb), (ma, mb)| {
+            crate::resampling::add_clusters(ta, ma);
+            crate::resampling::add_clusters(tb, mb);
+        },
+    );
     let rows = STATISTICS
         .iter()
         .enumerate()
         .map(|(s, &statistic)| {
-            let xa: Vec<Cluster> = pairs.iter().map(|(ca, _)| ca[s]).collect();
-            let xb: Vec<Cluster> = pairs.iter().map(|(_, cb)| cb[s]).collect();
+            let xa: Vec<Cluster> = queries.iter().map(|(ca, _)| ca[s]).collect();
+            let xb: Vec<Cluster> = queries.iter().map(|(_, cb)| cb[s]).collect();
             let (p_value, permutations) = paired_permutation(&xa, &xb, RESAMPLES * 10, SEED);
             Row {
                 statistic,

@@ -26,6 +26,37 @@ impl Cluster {
     }
 }
 
+/// One value per query, in the order queries first appear: the values of
+/// the answers that share a key (several sampled answers of one query) added
+/// up with `add`. The answers of one query move together, as the positions
+/// of one answer do, so the bootstrap resamples queries (a run of one answer
+/// per query has one value per key and is unchanged).
+pub fn by_query<'k, T>(
+    items: impl IntoIterator<Item = (&'k str, T)>,
+    add: impl Fn(&mut T, T),
+) -> Vec<T> {
+    let mut slot: std::collections::HashMap<&'k str, usize> = Default::default();
+    let mut out: Vec<T> = Vec::new();
+    for (key, value) in items {
+        match slot.get(key) {
+            Some(&i) => add(&mut out[i], value),
+            None => {
+                slot.insert(key, out.len());
+                out.push(value);
+            }
+        }
+    }
+    out
+}
+
+/// Adds one query's answers' clusters, statistic by statistic.
+pub fn add_clusters<const N: usize>(total: &mut [Cluster; N], more: [Cluster; N]) {
+    for (t, m) in total.iter_mut().zip(more) {
+        t.numerator += m.numerator;
+        t.denominator += m.denominator;
+    }
+}
+
 /// A statistic with its percentile interval.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Interval {

@@ -12,21 +12,30 @@ use aligntds_formats::summary::Category;
 
 use crate::record::ExampleResult;
 use crate::record::SideOf;
-use crate::resampling::{bootstrap, Cluster};
+use crate::resampling::{bootstrap, by_query, Cluster};
 use crate::resampling::{RESAMPLES, SEED};
+
+/// Each answer's positions with the query it answers.
+fn keyed<'e>(
+    examples: &'e [ExampleResult],
+    side: &'e SideOf,
+) -> impl Iterator<Item = (&'e str, &'e [PositionRecord])> + 'e {
+    examples.iter().map(|e| (e.example.query_key(), side(e)))
+}
 
 /// The head lengths of [`position_splits`].
 pub const HEADS: [u32; 4] = [1, 5, 10, 20];
 
-/// The category shares and the mean KL over the positions `keep` selects,
-/// each example one cluster (examples with no selected position left out).
+/// The category shares and the mean KL over the positions `keep` selects
+/// of each (query key, positions) answer, each query one cluster (answers
+/// with no selected position left out; `examples` counts answers).
 pub fn split_stats<'e>(
-    positions: impl Iterator<Item = &'e [PositionRecord]>,
+    answers: impl Iterator<Item = (&'e str, &'e [PositionRecord])>,
     keep: &dyn Fn(&PositionRecord) -> bool,
 ) -> SplitStats {
-    // Per example: [unshifted, marginal, shifted, positions, kl sum, kl count].
-    let sums: Vec<[f64; 6]> = positions
-        .map(|ps| {
+    // Per answer: [unshifted, marginal, shifted, positions, kl sum, kl count].
+    let sums: Vec<(&str, [f64; 6])> = answers
+        .map(|(key, ps)| {
             let mut s = [0.0; 6];
             for p in ps.iter().filter(|p| keep(p)) {
                 let c = match p.category {
@@ -41,10 +50,12 @@ pub fn split_stats<'e>(
                     s[5] += 1.0;
                 }
             }
-            s
+            (key, s)
         })
-        .filter(|s| s[3] > 0.0)
+        .filter(|(_, s)| s[3] > 0.0)
         .collect();
+    let answers = sums.len();
+    let sums = by_query(sums, |t, m| t.iter_mut().zip(m).for_each(|(t, m)| *t += m));
     let estimate = |num: usize, den: usize| {
         let clusters: Vec<Cluster> = sums.iter().map(|s| Cluster::new(s[num], s[den])).collect();
         let i = bootstrap(&clusters, RESAMPLES, 0.95, SEED);
@@ -55,7 +66,7 @@ pub fn split_stats<'e>(
         }
     };
     SplitStats {
-        examples: sums.len(),
+        examples: answers,
         positions: sums.iter().map(|s| s[3] as u64).sum(),
         unshifted: estimate(0, 3),
         marginal: estimate(1, 3),
@@ -72,8 +83,8 @@ pub fn position_splits(examples: &[ExampleResult], side: &SideOf) -> Vec<Positio
         .iter()
         .map(|&n| PositionSplit {
             first: n,
-            head: split_stats(examples.iter().map(side), &|p| p.position < n),
-            rest: split_stats(examples.iter().map(side), &|p| p.position >= n),
+            head: split_stats(keyed(examples, side), &|p| p.position < n),
+            rest: split_stats(keyed(examples, side), &|p| p.position >= n),
         })
         .filter(|s| s.head.positions > 0 && s.rest.positions > 0)
         .collect()
@@ -92,7 +103,12 @@ pub fn groups(examples: &[ExampleResult], side: &SideOf, field: &str) -> Groups 
         .into_iter()
         .map(|(value, members)| Group {
             value: value.to_string(),
-            stats: split_stats(members.into_iter().map(side), &|_| true),
+            stats: split_stats(
+                members
+                    .into_iter()
+                    .map(|e| (e.example.query_key(), side(e))),
+                &|_| true,
+            ),
         })
         .filter(|g| g.stats.positions > 0)
         .collect();

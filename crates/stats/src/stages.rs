@@ -50,7 +50,7 @@ pub fn stages(examples: &[ExampleResult], thresholds: Thresholds) -> Option<Stag
         }
         let outcomes = order.len() + 1;
         // Per example, positions settled by each stage (and unsettled).
-        let mut per_example: Vec<Vec<f64>> = Vec::new();
+        let mut per_example: Vec<(&str, Vec<f64>)> = Vec::new();
         let mut tokens: Vec<HashMap<u32, (u64, &str)>> = vec![HashMap::new(); outcomes];
         for e in examples.iter().filter(|e| !e.positions.is_empty()) {
             let sides = e.sides();
@@ -66,8 +66,12 @@ pub fn stages(examples: &[ExampleResult], thresholds: Thresholds) -> Option<Stag
                 let entry = tokens[stage].entry(p.token_id).or_insert((0, &p.token));
                 entry.0 += 1;
             }
-            per_example.push(counts);
+            per_example.push((e.example.query_key(), counts));
         }
+        // One cluster per query: its answers' counts added.
+        let per_example = crate::resampling::by_query(per_example, |t, m| {
+            t.iter_mut().zip(m).for_each(|(t, m)| *t += m)
+        });
         let total: f64 = per_example.iter().map(|c| c.iter().sum::<f64>()).sum();
         let stages = (0..outcomes)
             .map(|s| {

@@ -82,19 +82,21 @@ impl CurveAccumulator {
 }
 
 /// The headline statistics' 95 % intervals, each a cluster bootstrap over
-/// the analyzed examples (see [`crate::resampling`]).
+/// the analyzed examples' queries (see [`crate::resampling`]).
 pub fn intervals(examples: &[ExampleResult]) -> aligntds_formats::summary::Intervals {
     intervals_of(examples, &|e| &e.positions)
 }
 
 fn intervals_of(examples: &[ExampleResult], side: &SideOf) -> aligntds_formats::summary::Intervals {
-    use crate::resampling::{bootstrap, Cluster};
-    let per_example: Vec<[Cluster; 7]> = examples
-        .iter()
-        .map(side)
-        .filter(|p| !p.is_empty())
-        .map(crate::compare::clusters)
-        .collect();
+    use crate::resampling::{add_clusters, bootstrap, by_query, Cluster};
+    // One cluster per query: its answers' sums.
+    let per_example: Vec<[Cluster; 7]> = by_query(
+        examples
+            .iter()
+            .filter(|e| !side(e).is_empty())
+            .map(|e| (e.example.query_key(), crate::compare::clusters(side(e)))),
+        add_clusters,
+    );
     let bounds = |s: usize| {
         let clusters: Vec<Cluster> = per_example.iter().map(|c| c[s]).collect();
         let i = bootstrap(&clusters, RESAMPLES, 0.95, SEED);
@@ -339,6 +341,63 @@ pub fn render_text(summary: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three sampled answers to each of two queries, two positions each:
+    /// query `a`'s all shifted, query `b`'s all unshifted.
+    fn sampled(same_query: bool) -> Vec<ExampleResult> {
+        let mut out = Vec::new();
+        for (query, rank) in [("a", 10), ("b", 1)] {
+            for k in 0..3 {
+                let mut e = crate::testing::example(0, 0);
+                e.positions = (0..2).map(|t| crate::testing::position(t, rank, 0.1)).collect();
+                e.example.id = format!("{query}#{k}");
+                if same_query {
+                    e.example.query_id = Some(query.into());
+                    e.example.sample = Some(k);
+                }
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sampled_answers_are_resampled_by_query() {
+        // Over queries: a draw of 2 takes `a` twice, once or never (1/4, 1/2,
+        // 1/4): shifted share 1, 1/2 or 0, so the 95 % interval is [0, 1].
+        let by_query = intervals(&sampled(true));
+        assert_eq!((by_query.shifted.low, by_query.shifted.high), (0.0, 1.0));
+        // Over the 6 answers as if independent: all 6 from one query has
+        // probability 2/64 < 5 %, so the interval is the narrower [1/6, 5/6].
+        let by_answer = intervals(&sampled(false));
+        assert!((by_answer.shifted.low - 1.0 / 6.0).abs() < 1e-12, "{by_answer:?}");
+        assert!((by_answer.shifted.high - 5.0 / 6.0).abs() < 1e-12, "{by_answer:?}");
+        // The position splits (first position against the rest) cluster alike.
+        let splits = crate::splits::position_splits(&sampled(true), &|e| &e.positions);
+        let head = &splits[0].head;
+        assert_eq!((head.examples, head.positions), (6, 6));
+        assert_eq!((head.shifted.low, head.shifted.high), (0.0, 1.0));
+        // And the stages: with a compared side ranking as the base does,
+        // query `a`'s positions settle at the aligned side, `b`'s at the base.
+        let staged: Vec<ExampleResult> = sampled(true)
+            .into_iter()
+            .map(|mut e| {
+                e.compared = vec![aligntds_formats::positions::SidePositions {
+                    side: "sft".into(),
+                    positions: e.positions.clone(),
+                }];
+                e
+            })
+            .collect();
+        let stages = crate::stages::stages(&staged, Default::default()).unwrap();
+        let aligned = stages.by_bar[0]
+            .stages
+            .iter()
+            .find(|s| s.stage == "aligned")
+            .unwrap();
+        assert_eq!(aligned.share, 0.5);
+        assert_eq!((aligned.interval.low, aligned.interval.high), (0.0, 1.0));
+    }
 
     #[test]
     fn intervals_resample_whole_examples_around_the_run_statistics() {

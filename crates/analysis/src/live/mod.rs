@@ -198,7 +198,7 @@ impl LivePair {
                 format!("token id {bad} is outside the vocabulary of {vocabulary} tokens"),
             );
         }
-        if let Err(e) = crate::settings::sampling::check(request.sampling().as_ref(), false) {
+        if let Err(e) = crate::settings::sampling::check(request.sampling().as_ref()) {
             return invalid(
                 match e.field {
                     Field::Sampling(key) => key,
@@ -536,5 +536,6 @@ fn recorded(
         thresholds: settings.thresholds,
         compare: Vec::new(),
         sampling: None,
+        answered_by: None,
     }
 }

@@ -2,6 +2,7 @@
 //! model loads. Library errors name the settings field ([`Field`]); the CLI
 //! maps fields to the flags the user typed.
 
+mod answering;
 pub mod sampling;
 pub mod study_file;
 
@@ -50,8 +51,10 @@ pub enum Field {
     AnswerField,
     IdField,
     /// A sampling setting by its key (`temperature`, `top_p`,
-    /// `top_k_sampling`, `seed`; see [`sampling::KEYS`]).
+    /// `top_k_sampling`, `seed`, `samples`; see [`sampling::KEYS`]).
     Sampling(&'static str),
+    /// The side whose answers are analyzed.
+    AnsweredBy,
 }
 
 /// A side of a study: the answering side, the base side, or the i-th compared side.
@@ -132,6 +135,7 @@ impl Field {
             Field::AnswerField => "fields.answer".into(),
             Field::IdField => "fields.id".into(),
             Field::Sampling(key) => key.into(),
+            Field::AnsweredBy => "answered_by".into(),
         }
     }
 }
@@ -356,6 +360,10 @@ pub struct StudySettings {
     pub server_options: ServerOptions,
     /// Sampled answers; None: greedy.
     pub sampling: Option<SamplingSettings>,
+    /// The side that answers (generates): `aligned` (None), `base` or a
+    /// compared side's name. Every other side's rank of its tokens sets
+    /// their category.
+    pub answered_by: Option<String>,
 }
 
 impl StudySettings {
@@ -389,6 +397,7 @@ impl StudySettings {
             runtime: Runtime::default(),
             server_options: Default::default(),
             sampling: None,
+            answered_by: None,
         }
     }
 
@@ -428,6 +437,7 @@ impl StudySettings {
                     })
                     .collect(),
                 sampling: self.sampling,
+                answered_by: self.answered_by.clone().filter(|s| s != ALIGNED_SIDE),
             },
             strict: self.strict,
             cancel: Default::default(),
@@ -485,7 +495,8 @@ impl StudySettings {
         }
         check_sides(&self.aligned, &self.base)?;
         check_compared(&self.compare)?;
-        sampling::check(self.sampling.as_ref(), self.aligned.is_remote())?;
+        sampling::check(self.sampling.as_ref())?;
+        answering::check(self)?;
         if self
             .group_by
             .as_deref()

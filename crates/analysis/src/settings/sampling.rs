@@ -8,7 +8,7 @@ pub use aligntds_formats::summary::SamplingSettings;
 use super::{Field, SettingError};
 
 /// The keys (and flags) that turn sampling on.
-pub const KEYS: [&str; 4] = ["temperature", "top_p", "top_k_sampling", "seed"];
+pub const KEYS: [&str; 5] = ["temperature", "top_p", "top_k_sampling", "seed", "samples"];
 
 /// The settings four optional values give (a front end's flags or a
 /// request's fields): None when none is given (greedy), else the given ones
@@ -28,18 +28,36 @@ pub fn from_values(
         top_p: top_p.unwrap_or(d.top_p),
         top_k: top_k.unwrap_or(d.top_k),
         seed: seed.unwrap_or(d.seed),
+        samples: 1,
     })
 }
 
-/// Refuses values that cannot sample, and a side on servers (which
-/// generates greedily for now), naming the key.
-pub fn check(
-    sampling: Option<&SamplingSettings>,
-    aligned_on_servers: bool,
-) -> Result<(), SettingError> {
+/// `samples` answers per query over `sampling`: several answers turn
+/// sampling on (over the defaults) where no other setting did.
+pub fn with_samples(
+    sampling: Option<SamplingSettings>,
+    samples: Option<usize>,
+) -> Option<SamplingSettings> {
+    match samples {
+        None => sampling,
+        Some(samples) => Some(SamplingSettings {
+            samples,
+            ..sampling.unwrap_or_default()
+        }),
+    }
+}
+
+/// Refuses values that cannot sample, naming the key.
+pub fn check(sampling: Option<&SamplingSettings>) -> Result<(), SettingError> {
     let Some(s) = sampling else {
         return Ok(());
     };
+    if s.samples == 0 {
+        return Err(SettingError::new(
+            Field::Sampling("samples"),
+            "must be at least 1 (answers drawn per query)",
+        ));
+    }
     if !(s.temperature.is_finite() && s.temperature > 0.0) {
         return Err(SettingError::new(
             Field::Sampling("temperature"),
@@ -55,16 +73,11 @@ pub fn check(
             format!("{} is not in (0, 1]", s.top_p),
         ));
     }
-    if aligned_on_servers {
-        return Err(SettingError::new(
-            Field::Sampling("temperature"),
-            "the aligned side runs on vLLM servers, which generate greedily here for now; leave the sampling settings out",
-        ));
-    }
     Ok(())
 }
 
-/// The draws of sample `sample` of record `id`.
+/// The draws of sample `sample` of record `id` (a record's id in the data:
+/// the first of several samples draws what a run of one sample draws).
 pub fn for_record(s: &SamplingSettings, id: &str, sample: usize) -> aligntds_engine::Sampling {
     aligntds_engine::Sampling {
         temperature: s.temperature,

@@ -133,6 +133,7 @@ impl Study {
             Queries::File(path) => dataset::load(path, settings.limit, &settings.fields)?,
             Queries::Single(q) => vec![Record::query("0", q.clone())],
         };
+        let records = sampled(records, &settings)?;
         if let Some(shard) = settings.shard {
             if !(0..records.len()).any(|i| shard.holds(i)) {
                 return Err(SettingError::new(
@@ -428,6 +429,36 @@ impl Study {
         )?;
         Ok(Outcome { summary, resumed })
     }
+}
+
+/// Each record as its samples (`ID#0`, `ID#1`, ...) when a study draws
+/// several answers per query; refuses records whose answers would be read
+/// from the data set rather than drawn.
+fn sampled(records: Vec<Record>, settings: &StudySettings) -> Result<Vec<Record>, StudyError> {
+    let samples = settings.sampling.map_or(1, |s| s.samples);
+    if samples <= 1 {
+        return Ok(records);
+    }
+    if settings.response == crate::settings::ResponseSource::Auto {
+        let answered = records
+            .iter()
+            .filter(|r| r.output.is_some() || r.output_ids.is_some())
+            .count();
+        if answered > 0 {
+            return Err(SettingError::new(
+                Field::Sampling("samples"),
+                format!(
+                    "{samples} answers per query are drawn, but {answered} of the {} records have an answer in the data set, which would be read instead; use response = generate",
+                    records.len()
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(records
+        .iter()
+        .flat_map(|r| (0..samples).map(|k| r.sample(k)))
+        .collect())
 }
 
 /// Analyzes `pending` on `workers` threads; results come back to the calling

@@ -157,7 +157,13 @@ fn generate_answer(
             .recorded
             .sampling
             .as_ref()
-            .map(|s| crate::settings::sampling::for_record(s, &record.id, 0)),
+            .map(|s| {
+                let (id, sample) = record
+                    .sample
+                    .as_ref()
+                    .map_or((record.id.as_str(), 0), |(id, k)| (id.as_str(), *k));
+                crate::settings::sampling::for_record(s, id, sample)
+            }),
     };
     let out = aligned.backend.generate(prompt, &options)?;
     let mut ids = out.tokens.clone();
@@ -281,6 +287,8 @@ pub fn analyze_example_sides(
     let base_context = contexts_iter.next().unwrap_or_default();
     let mut example = ExampleLine {
         id: record.id.clone(),
+        query_id: record.sample.as_ref().map(|(id, _)| id.clone()),
+        sample: record.sample.as_ref().map(|(_, k)| *k),
         query: record.query.clone(),
         aligned_context,
         base_context,

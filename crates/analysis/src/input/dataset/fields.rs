@@ -206,6 +206,7 @@ pub(crate) fn record_from(
         output,
         output_ids,
         fields: labels,
+        sample: None,
     })
 }
 

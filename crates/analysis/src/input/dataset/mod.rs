@@ -43,9 +43,26 @@ pub struct Record {
     /// The record's other scalar fields as text (`category`, `dataset`, ...),
     /// for `--group-by`.
     pub fields: std::collections::BTreeMap<String, String>,
+    /// Set on one of several answers drawn for a query: the record's id in
+    /// the data and the sample's index (the record's own id is `ID#K`).
+    pub sample: Option<(String, usize)>,
 }
 
 impl Record {
+    /// The query this record answers: its id in the data.
+    pub fn query_id(&self) -> &str {
+        self.sample.as_ref().map_or(&self.id, |(id, _)| id)
+    }
+
+    /// Sample `index` of this record, as one record of its own (`ID#K`).
+    pub fn sample(&self, index: usize) -> Self {
+        Self {
+            id: format!("{}#{index}", self.id),
+            sample: Some((self.id.clone(), index)),
+            ..self.clone()
+        }
+    }
+
     /// A query alone: no pre-rendered input, no answer.
     pub fn query(id: impl Into<String>, query: impl Into<String>) -> Self {
         Self {
@@ -55,6 +72,7 @@ impl Record {
             output: None,
             output_ids: None,
             fields: Default::default(),
+            sample: None,
         }
     }
 }

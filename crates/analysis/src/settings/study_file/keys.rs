@@ -47,6 +47,12 @@ pub struct StudyKeys {
     pub top_k_sampling: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Answers drawn per query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
+    /// The side that answers: aligned, base or a compared side's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
 }
 
 /// `dtype` as a study file writes it.
@@ -95,6 +101,8 @@ impl StudyKeys {
         "top_p",
         "top_k_sampling",
         "seed",
+        "samples",
+        "answered_by",
     ];
 
     /// Unsets `key`: a flag given beside the file overrides it.
@@ -117,6 +125,8 @@ impl StudyKeys {
             "top_p" => self.top_p = None,
             "top_k_sampling" => self.top_k_sampling = None,
             "seed" => self.seed = None,
+            "samples" => self.samples = None,
+            "answered_by" => self.answered_by = None,
             _ => {}
         }
     }
@@ -164,6 +174,10 @@ impl StudyKeys {
             sampling.top_k = self.top_k_sampling.unwrap_or(sampling.top_k);
             sampling.seed = self.seed.unwrap_or(sampling.seed);
             s.sampling = Some(sampling);
+        }
+        s.sampling = crate::settings::sampling::with_samples(s.sampling, self.samples);
+        if let Some(v) = &self.answered_by {
+            s.answered_by = Some(v.clone());
         }
         let fields = FieldMap {
             query: self.query_field.clone().or(s.fields.query.take()),

@@ -246,6 +246,11 @@ pub fn write_for_run(
             .sampling
             .filter(|_| response != ResponseSource::Dataset)
             .map(|x| x.seed),
+        samples: s
+            .sampling
+            .filter(|x| response != ResponseSource::Dataset && x.samples > 1)
+            .map(|x| x.samples),
+        answered_by: s.answered_by.clone(),
     };
     let file = StudyFile {
         data,
