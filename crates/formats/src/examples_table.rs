@@ -35,10 +35,7 @@ pub fn record_batch(lines: &[ExampleLine]) -> RecordBatch {
     let mut columns: Vec<(String, ArrayRef)> = vec![
         ("id".into(), strings(lines, |l| Some(&l.id))),
         ("query_id".into(), strings(lines, |l| Some(l.query_key()))),
-        (
-            "sample".into(),
-            u32s(lines, |l| l.sample.map(|k| k as u32)),
-        ),
+        ("sample".into(), u32s(lines, |l| l.sample.map(|k| k as u32))),
         ("query".into(), strings(lines, |l| Some(&l.query))),
         (
             "aligned_context".into(),
@@ -120,7 +117,10 @@ pub fn record_batch(lines: &[ExampleLine]) -> RecordBatch {
     }
     // Null only where a line may lack the value.
     let optional = |name: &str| {
-        name.starts_with("field.") || name.starts_with("side.") || name.starts_with("skip")
+        name.starts_with("field.")
+            || name.starts_with("side.")
+            || name.starts_with("skip")
+            || name == "sample"
     };
     let schema = Schema::new(
         columns
@@ -161,7 +161,9 @@ mod tests {
             shifted: 1,
         });
         let b = ExampleLine {
-            id: "q2".into(),
+            id: "q2#1".into(),
+            query_id: Some("q2".into()),
+            sample: Some(1),
             skipped: Some("empty_answer".into()),
             ..Default::default()
         };
@@ -180,8 +182,14 @@ mod tests {
         };
         assert_eq!(
             (text("id", 0), text("id", 1)),
+            (Some("q1".into()), Some("q2#1".into()))
+        );
+        // The query an answer belongs to: its own id unless it is a sample.
+        assert_eq!(
+            (text("query_id", 0), text("query_id", 1)),
             (Some("q1".into()), Some("q2".into()))
         );
+        assert_eq!((count("sample", 0), count("sample", 1)), (None, Some(1)));
         assert_eq!(text("field.category", 0).as_deref(), Some("info"));
         assert_eq!(text("field.category", 1), None);
         assert_eq!(text("skipped", 1).as_deref(), Some("empty_answer"));

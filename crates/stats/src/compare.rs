@@ -223,7 +223,9 @@ pub fn compare(a: &Operand, b: &Operand, common_only: bool) -> Result<Comparison
     // One pair of clusters per query: the sampled answers of a query move
     // together, so the paired bootstrap and permutations resample queries.
     let queries = crate::resampling::by_query(
-        pairs.iter().map(|((q, ca), (_, cb))| (q.as_str(), (*ca, *cb))),
+        pairs
+            .iter()
+            .map(|((q, ca), (_, cb))| (q.as_str(), (*ca, *cb))),
         |(ta, tb), (ma, mb)| {
             crate::resampling::add_clusters(ta, ma);
             crate::resampling::add_clusters(tb, mb);

@@ -349,7 +349,9 @@ mod tests {
         for (query, rank) in [("a", 10), ("b", 1)] {
             for k in 0..3 {
                 let mut e = crate::testing::example(0, 0);
-                e.positions = (0..2).map(|t| crate::testing::position(t, rank, 0.1)).collect();
+                e.positions = (0..2)
+                    .map(|t| crate::testing::position(t, rank, 0.1))
+                    .collect();
                 e.example.id = format!("{query}#{k}");
                 if same_query {
                     e.example.query_id = Some(query.into());
@@ -370,8 +372,14 @@ mod tests {
         // Over the 6 answers as if independent: all 6 from one query has
         // probability 2/64 < 5 %, so the interval is the narrower [1/6, 5/6].
         let by_answer = intervals(&sampled(false));
-        assert!((by_answer.shifted.low - 1.0 / 6.0).abs() < 1e-12, "{by_answer:?}");
-        assert!((by_answer.shifted.high - 5.0 / 6.0).abs() < 1e-12, "{by_answer:?}");
+        assert!(
+            (by_answer.shifted.low - 1.0 / 6.0).abs() < 1e-12,
+            "{by_answer:?}"
+        );
+        assert!(
+            (by_answer.shifted.high - 5.0 / 6.0).abs() < 1e-12,
+            "{by_answer:?}"
+        );
         // The position splits (first position against the rest) cluster alike.
         let splits = crate::splits::position_splits(&sampled(true), &|e| &e.positions);
         let head = &splits[0].head;

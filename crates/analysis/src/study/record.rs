@@ -153,17 +153,13 @@ fn generate_answer(
         eos_token_ids: aligned.text.eos_token_ids.clone(),
         cancel: settings.cancel.clone(),
         // The record's own stream: its answer is the same in any batch or order.
-        sampling: settings
-            .recorded
-            .sampling
-            .as_ref()
-            .map(|s| {
-                let (id, sample) = record
-                    .sample
-                    .as_ref()
-                    .map_or((record.id.as_str(), 0), |(id, k)| (id.as_str(), *k));
-                crate::settings::sampling::for_record(s, id, sample)
-            }),
+        sampling: settings.recorded.sampling.as_ref().map(|s| {
+            let (id, sample) = record
+                .sample
+                .as_ref()
+                .map_or((record.id.as_str(), 0), |(id, k)| (id.as_str(), *k));
+            crate::settings::sampling::for_record(s, id, sample)
+        }),
     };
     let out = aligned.backend.generate(prompt, &options)?;
     let mut ids = out.tokens.clone();

@@ -34,6 +34,7 @@ fn a_sampled_live_answer_is_analyzes_for_the_same_seed() {
         top_p: 0.9,
         top_k: 0,
         seed: 21,
+        samples: 1,
     });
     let (a, _) = side(&study.aligned);
     let (b, _) = side(&study.base);

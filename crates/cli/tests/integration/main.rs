@@ -14,6 +14,7 @@ mod multi_side;
 mod run_folders;
 mod run_study;
 mod sampled_study;
+mod samples;
 mod sampling;
 mod serve;
 mod vllm;

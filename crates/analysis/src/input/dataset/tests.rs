@@ -42,6 +42,7 @@ fn reads_every_format() {
             output_ids: None,
             // A short extra field is a label; the known ones are not.
             fields: [("reference".to_string(), "x".to_string())].into(),
+            sample: None,
         }
     );
     assert_eq!(
