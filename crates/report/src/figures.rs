@@ -267,6 +267,9 @@ pub struct RunManifest<'a> {
     base_weights: &'a str,
     base_context: &'static str,
     response: &'static str,
+    /// The side that answered, and how its answers were drawn (empty: greedy).
+    answered_by: &'a str,
+    sampling: String,
     from_dataset: usize,
     generated: usize,
     data: &'a str,
@@ -291,6 +294,15 @@ impl<'a> RunManifest<'a> {
                 ResponseSource::Dataset => "dataset",
                 ResponseSource::Generate => "generate",
             },
+            answered_by: s
+                .answered_by
+                .as_deref()
+                .unwrap_or(aligntds_formats::sides::ALIGNED_SIDE),
+            sampling: s
+                .sampling
+                .as_ref()
+                .map(aligntds_stats::summary::sampling_words)
+                .unwrap_or_default(),
             from_dataset: sources.dataset,
             generated: sources.generate,
             data: m.data.as_deref().unwrap_or("(single query)"),

@@ -259,11 +259,49 @@ pub fn aggregates_of(
     }
 }
 
+/// Whose answers a run analyzed and how they were drawn, when that is not
+/// the aligned side's greedy answer (the headline's meaning changes).
+fn answers_text(settings: &aligntds_formats::summary::RecordedSettings) -> String {
+    let mut out = String::new();
+    if let Some(side) = &settings.answered_by {
+        out.push_str(&if side == aligntds_formats::sides::BASE_SIDE {
+            "answers by the base side: each position's category is the aligned side's rank of its token\n".to_string()
+        } else {
+            format!("answers by the {side} side: its positions' category is the aligned side's rank of its token, the other sides' their own rank\n")
+        });
+    }
+    if let Some(s) = &settings.sampling {
+        out.push_str(&format!("answers sampled: {}\n", sampling_words(s)));
+    }
+    out
+}
+
+/// How answers were drawn, in words (the report says it too).
+pub fn sampling_words(s: &aligntds_formats::summary::SamplingSettings) -> String {
+    format!(
+        "temperature {}, top-p {}, top-k {}, seed {}{}",
+        s.temperature,
+        s.top_p,
+        if s.top_k == 0 {
+            "none".to_string()
+        } else {
+            s.top_k.to_string()
+        },
+        s.seed,
+        if s.samples > 1 {
+            format!(", {} per query (intervals resample queries)", s.samples)
+        } else {
+            String::new()
+        }
+    )
+}
+
 /// A readable terminal summary.
 pub fn render_text(summary: &Summary) -> String {
     let a = &summary.aggregates;
     let pct = |c: Category| a.ratios.get(c) * 100.0;
-    let mut out = format!(
+    let mut out = answers_text(&summary.manifest.identity.settings);
+    out += &format!(
         "{} examples, {} positions\n  unshifted {:.1} %  marginal {:.1} %  shifted {:.1} %   (counts {} / {} / {})\n",
         a.examples,
         a.positions,

@@ -271,7 +271,7 @@ impl LivePair {
         let mut record = Record::query("live", request.query.clone());
         record.output = Some(answer.to_string());
         let (ids, eos_replaced) =
-            crate::study::record::dataset_answer(&self.aligned.text, &record)?.unwrap_or_default();
+            crate::study::answer::dataset_answer(&self.aligned.text, &record)?.unwrap_or_default();
         if ids.is_empty() {
             return Err(LiveError::Invalid {
                 field: "answer",
@@ -397,7 +397,7 @@ impl LivePair {
                     answer.truncate(given.len() + keep);
                     let mut kept = answer[given.len()..].to_vec();
                     if !kept.is_empty() {
-                        crate::study::record::trim_closing_fence(
+                        crate::study::answer::trim_closing_fence(
                             &chooser_side.text.tokenizer,
                             &mut kept,
                         )?;

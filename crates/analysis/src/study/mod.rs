@@ -3,6 +3,7 @@
 //! written. Front ends (the CLI, a server, bindings) call [`Study::prepare`]
 //! and [`Study::run`] with a progress callback.
 
+pub(crate) mod answer;
 pub mod folder;
 pub mod merge;
 pub mod output;

@@ -1,7 +1,7 @@
 //! One record of a study: the aligned side's answer (from the data set or
 //! generated), then one paired pass scoring it under both sides.
 
-use aligntds_engine::{GenerateOptions, Generation, StopReason, TextModel};
+use aligntds_engine::{Generation, TextModel};
 use aligntds_formats::examples::ExampleLine;
 use aligntds_formats::positions::{PositionRecord, SidePositions, TopToken};
 use aligntds_formats::sides::{SideCounts, BASE_SIDE};
@@ -14,6 +14,7 @@ use crate::input::context::{render, ContextError};
 use crate::input::dataset::Record;
 use crate::metrics::{compare, compare_top_k, Category, PositionMetrics, TopKRow};
 use crate::settings::{ResponseSource, RunSettings};
+use crate::study::answer::{dataset_answer, generate_answer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -40,17 +41,6 @@ pub enum RunError {
         detail: String,
     },
 }
-
-/// End-of-turn markers that data sets write as text.
-const END_MARKERS: &[&str] = &[
-    "</s>",
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<eos>",
-    "<end_of_turn>",
-    "<|eot_id|>",
-    "<|end|>",
-];
 
 /// Refuses a pair whose vocabularies or logits widths differ, naming the first differing token.
 pub fn check_compatible(aligned: &Side, base: &Side) -> Result<(), RunError> {
@@ -80,100 +70,6 @@ pub fn check_vocabularies(aligned: &TextModel, base: &TextModel) -> Result<(), R
         )));
     }
     Ok(())
-}
-
-/// The aligned answer's token ids from the data set: `output_ids`, else the
-/// text tokenized on its own without BOS (special tokens parsed).
-pub(crate) fn dataset_answer(
-    aligned: &aligntds_engine::TextModel,
-    record: &Record,
-) -> Result<Option<(Vec<u32>, bool)>, RunError> {
-    if let Some(ids) = &record.output_ids {
-        return Ok(Some((ids.clone(), false)));
-    }
-    let Some(text) = &record.output else {
-        return Ok(None);
-    };
-    let tok = &aligned.tokenizer;
-    let trimmed = text.trim_end();
-    let marker = END_MARKERS
-        .iter()
-        .find(|m| trimmed.ends_with(*m) && tok.token_to_id(m).is_none());
-    let (text, replaced) = match marker {
-        Some(m) => (&trimmed[..trimmed.len() - m.len()], true),
-        None => (text.as_str(), false),
-    };
-    let mut ids = tok.encode_plain(text)?;
-    if replaced {
-        let eos = aligned.eos_token_ids.first().copied().ok_or_else(|| RunError::Record {
-            id: record.id.clone(),
-            message: "the answer ends with an end-of-turn marker but the aligned model has no eos token".into(),
-        })?;
-        ids.push(eos);
-    }
-    Ok(Some((ids, replaced)))
-}
-
-/// Drops a closing ``` fence (and the whitespace around it) at the end of a
-/// generated answer, as whole tokens: a token that also holds text before the
-/// fence is kept.
-pub(crate) fn trim_closing_fence(
-    tok: &aligntds_engine::tokenizer::TextTokenizer,
-    ids: &mut Vec<u32>,
-) -> Result<(), RunError> {
-    let text = tok.decode(ids, false)?;
-    let body = text.trim_end();
-    if !body.ends_with("```") {
-        return Ok(());
-    }
-    let keep = body[..body.len() - 3].trim_end().len();
-    while ids.len() > 1 && tok.decode(&ids[..ids.len() - 1], false)?.len() >= keep {
-        ids.pop();
-    }
-    Ok(())
-}
-
-/// The aligned side's answer, why it stopped, and the generation (whose
-/// computed states may score the answer).
-fn generate_answer(
-    aligned: &Side,
-    prompt: &[u32],
-    record: &Record,
-    settings: &RunSettings,
-) -> Result<(Vec<u32>, String, Generation), RunError> {
-    let mut stops = settings.recorded.stops.clone();
-    stops.extend(
-        crate::input::context::default_stops(settings.recorded.aligned_context.kind)
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    let options = GenerateOptions {
-        max_new_tokens: settings.recorded.max_new_tokens,
-        stop_strings: stops,
-        eos_token_ids: aligned.text.eos_token_ids.clone(),
-        cancel: settings.cancel.clone(),
-        // The record's own stream: its answer is the same in any batch or order.
-        sampling: settings.recorded.sampling.as_ref().map(|s| {
-            let (id, sample) = record
-                .sample
-                .as_ref()
-                .map_or((record.id.as_str(), 0), |(id, k)| (id.as_str(), *k));
-            crate::settings::sampling::for_record(s, id, sample)
-        }),
-    };
-    let out = aligned.backend.generate(prompt, &options)?;
-    let mut ids = out.tokens.clone();
-    let reason = match &out.stop_reason {
-        StopReason::Eos => "eos".to_string(),
-        StopReason::StopString(s) => {
-            trim_closing_fence(&aligned.text.tokenizer, &mut ids)?;
-            format!("stop string {s:?}")
-        }
-        StopReason::MaxNewTokens => "max_new_tokens".to_string(),
-        StopReason::ContextFull => "context_full".to_string(),
-        StopReason::Cancelled => return Err(RunError::Cancelled),
-    };
-    Ok((ids, reason, out))
 }
 
 /// Why a record cannot be analyzed, if it cannot: checked before any scoring.
@@ -254,6 +150,17 @@ pub fn analyze_example_sides(
         reference_prompts.push(side.text.tokenizer.encode(&text)?);
         reference_contexts.push(text);
     }
+    // The answering side: the aligned side, or one reference side (`j`).
+    let answerer = match &recorded.answered_by {
+        None => None,
+        Some(name) => Some(names.iter().position(|n| n == name).ok_or_else(|| {
+            RunError::Incompatible(format!("no side `{name}` to answer in this study"))
+        })?),
+    };
+    let (answer_side, answer_context, answer_prompt) = match answerer {
+        None => (aligned, &recorded.aligned_context, &aligned_prompt),
+        Some(j) => (references[j], contexts[j], &reference_prompts[j]),
+    };
     let mut generation_seconds = 0.0;
     let mut generation = None;
     let from_dataset = match recorded.response {
@@ -267,12 +174,13 @@ pub fn analyze_example_sides(
                 id: record.id.clone(),
             })
         }
-        (None, _) if aligned_prompt.is_empty() => {
+        (None, _) if answer_prompt.is_empty() => {
             (Vec::new(), "generate".into(), String::new(), false)
         }
         (None, _) => {
             let clock = std::time::Instant::now();
-            let (ids, reason, out) = generate_answer(aligned, &aligned_prompt, record, settings)?;
+            let (ids, reason, out) =
+                generate_answer(answer_side, answer_context, answer_prompt, record, settings)?;
             generation_seconds = clock.elapsed().as_secs_f64();
             generation = Some(out);
             (ids, "generate".to_string(), reason, false)
@@ -368,7 +276,8 @@ pub fn analyze_example_sides(
         aligned,
         (&a_tokens, aligned_prompt.len()),
         scoring,
-        generation.as_ref(),
+        // Only the aligned side's own generation scores its answer.
+        generation.as_ref().filter(|_| answerer.is_none()),
         top_k,
         |first, rows_a, rows_refs| {
             // Checked per chunk of positions, so a long answer stops soon.
@@ -376,9 +285,16 @@ pub fn analyze_example_sides(
                 return Err(RunError::Cancelled);
             }
             let decode = |ids: &[u32], logprobs: &[f32]| top_tokens(tok, ids, logprobs);
-            for (rows_b, positions) in rows_refs.iter().zip(by_side.iter_mut()) {
-                let metrics =
+            for (j, (rows_b, positions)) in rows_refs.iter().zip(by_side.iter_mut()).enumerate() {
+                let mut metrics =
                     pair_metrics(&rows_a, rows_b, &answer_ids[first..], top_k, thresholds);
+                if answerer == Some(j) {
+                    // The answering side's own tokens: the aligned side's
+                    // rank of them is what is shifted or not.
+                    for m in &mut metrics {
+                        m.category = Category::of(m.aligned_rank, thresholds);
+                    }
+                }
                 let batch: Vec<PositionRecord> = metrics
                     .into_par_iter()
                     .enumerate()
@@ -589,6 +505,7 @@ fn score_sides(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::study::answer::trim_closing_fence;
 
     fn fixture(name: &str) -> aligntds_engine::LanguageModel {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,6 +1,7 @@
 //! The binary's end-to-end tests as one test binary (one link on a 2-core
 //! machine): each module runs `aligntds` as a user would.
 
+mod answered_by;
 mod architectures;
 mod batched_study;
 mod browser;
