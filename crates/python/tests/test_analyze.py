@@ -95,6 +95,28 @@ def test_sampled_answers_equal_the_command_lines(cli_run: Path, tmp_path: Path) 
     assert run.summary.raw["manifest"]["settings"]["sampling"]["seed"] == 5
 
 
+def test_samples_and_the_answering_side_equal_the_command_lines(
+    cli_run: Path, tmp_path: Path
+) -> None:
+    data = cli_run.parent / "data.jsonl"
+    cli = tmp_path / "cli-samples"
+    subprocess.run(
+        [str(BINARY), "analyze", "--aligned", LLAMA, "--base", LLAMA, "--base-context", "plain",
+         "--max-new-tokens", "6", "--data", str(data), "--out", str(cli), "--quiet",
+         "--samples", "2", "--answered-by", "base", "--temperature", "0.9"],
+        check=True,
+    )
+    run = aligntds.analyze(
+        data=RECORDS, out=tmp_path / "py", samples=2, answered_by="base", temperature=0.9, **STUDY
+    )
+    assert positions(run.path).equals(positions(cli))
+    examples = run.examples().to_polars()
+    assert examples["sample"].to_list() == [0, 1] * len(RECORDS)
+    assert examples["query_id"].to_list() == [q for q in examples["query_id"].unique(maintain_order=True) for _ in (0, 1)]
+    settings = run.summary.raw["manifest"]["settings"]
+    assert (settings["answered_by"], settings["sampling"]["samples"]) == ("base", 2)
+
+
 def test_a_refused_setting_names_the_argument(tmp_path: Path) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         (dict(unshifted_max=5, marginal_max=2), "unshifted_max"),
@@ -102,6 +124,8 @@ def test_a_refused_setting_names_the_argument(tmp_path: Path) -> None:
         (dict(beam_width=4), "beam_width"),
         (dict(temperature=0.0), "temperature"),
         (dict(top_p=1.5), "top_p"),
+        (dict(samples=0), "samples"),
+        (dict(answered_by="sft"), "answered_by"),
         (dict(base_context="no-such-context"), "study"),
     ]
     for extra, field in cases:

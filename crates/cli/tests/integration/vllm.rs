@@ -293,6 +293,52 @@ fn vllm_servers_compute_the_same_study_as_the_local_engine() {
     );
     assert_same_study(&local_gen, &remote_gen);
 
+    // Sampled answers on a server: vLLM draws them with a per-request seed
+    // from each record's stream, so a rerun with the seed gives the same
+    // answers (not the local engine's: vLLM has its own generator), and
+    // another seed others.
+    let sampled = |name: &str, seed: &str| {
+        let out = tmp.path().join(name);
+        let mut args = analyze(
+            ck,
+            &data,
+            &out,
+            &[
+                "--response",
+                "generate",
+                "--limit",
+                "6",
+                "--temperature",
+                "0.9",
+                "--seed",
+                seed,
+            ],
+        );
+        args.extend(remote(&[u1], "aligned"));
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        answers(&out)
+    };
+    let (first, again, other) = (
+        sampled("s7", "7"),
+        sampled("s7-again", "7"),
+        sampled("s8", "8"),
+    );
+    assert_eq!(
+        first, again,
+        "one seed, one server: the same sampled answers"
+    );
+    let differ = first.iter().zip(&other).filter(|(a, b)| a.1 != b.1).count();
+    assert!(
+        differ >= 5,
+        "{differ} of 6 sampled answers differ under another seed"
+    );
+    let greedy_differ = first.iter().zip(&la).filter(|(a, b)| a.1 != b.1).count();
+    assert!(
+        greedy_differ >= 5,
+        "{greedy_differ} of 6 sampled answers differ from the greedy ones"
+    );
+
     // A data-set-answer analysis: the answers as text, scored on both sides remotely.
     let dataset = tmp.path().join("answers.jsonl");
     let lines: Vec<String> = aligntds_formats::examples::read(&local_gen)

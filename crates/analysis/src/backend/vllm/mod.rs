@@ -318,9 +318,12 @@ impl Backend for VllmBackend {
         Ok(Box::new(RemoteScored { rows }))
     }
 
-    /// Greedy generation by the local engine's rules: the eos ids and stop
-    /// strings are applied here to the returned ids (the server is asked to
-    /// stop on them too, only to save work), so answers end where a local run's do.
+    /// Generation by the local engine's rules: the eos ids and stop strings
+    /// are applied here to the returned ids (the server is asked to stop on
+    /// them too, only to save work), so answers end where a local run's do.
+    /// Greedy, or sampled by the server with a seed from the sequence's
+    /// stream: reproducible on that server, not equal to the local engine's
+    /// draws (vLLM draws with its own generator).
     fn generate(
         &self,
         prompt: &[u32],
@@ -338,12 +341,6 @@ impl Backend for VllmBackend {
         };
         if options.max_new_tokens == 0 {
             return finished(StopReason::MaxNewTokens);
-        }
-        if options.sampling.is_some() {
-            return Err(BackendError::Remote {
-                backend: self.weights(),
-                message: "sampled generation runs on the local engine only for now; leave out the sampling options for a side on servers (greedy)".into(),
-            });
         }
         loop {
             let room = limit.saturating_sub(prompt.len() + tokens.len());
@@ -366,7 +363,7 @@ impl Backend for VllmBackend {
                 });
             }
             let sequence: Vec<u32> = prompt.iter().chain(&tokens).copied().collect();
-            let body = json!({
+            let mut body = json!({
                 "model": self.served.name,
                 "prompt": sequence,
                 "max_tokens": want.min(room),
@@ -379,6 +376,9 @@ impl Backend for VllmBackend {
                 "include_stop_str_in_output": true,
                 "skip_special_tokens": false,
             });
+            if let Some(sampling) = &options.sampling {
+                protocol::sample(&mut body, sampling, tokens.len());
+            }
             let answer = self
                 .pool
                 .post("/v1/completions", &body, want.min(room) as u64)
