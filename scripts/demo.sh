@@ -3,7 +3,8 @@
 #   (a) SmolLM2-135M-Instruct under its chat template (aligned) vs the same model
 #       under the study's zero-shot template (base);
 #   (b) Gemma 3 270M base with the URIAL prefix (in-context alignment, aligned side)
-#       vs the same model under the zero-shot template (base).
+#       vs the same model under the zero-shot template (base);
+#   (c) pair (a) over sampled answers: 4 per query at temperature 0.7, seed 0.
 # Usage: bash scripts/demo.sh [--quick]   (--quick: 3 queries, 64 new tokens; used by CI)
 # --dtype q keeps the GGUF weights in their blocks: the scores equal f32's to 1e-5
 # (same answers, same figures) and generation runs about 3x faster.
@@ -29,6 +30,13 @@ echo "== (b) Gemma 3 270M base: URIAL prefix (aligned, in-context alignment) vs 
 "$bin" analyze --aligned "$gemma" --base "$gemma" --aligned-context urial --base-context template \
   --data data/demo-instructions.jsonl "${limit[@]}" --max-new-tokens "$tokens" --dtype q \
   --out "runs/gemma3-urial-vs-template$suffix" --overwrite
+
+echo
+echo "== (c) SmolLM2-135M-Instruct as (a), its answers sampled: 4 per query at temperature 0.7 (intervals over queries)"
+"$bin" analyze --aligned "$smol" --base "$smol" --aligned-context chat --base-context template \
+  --data data/demo-instructions.jsonl "${limit[@]}" --max-new-tokens "$tokens" --dtype q \
+  --samples 4 --temperature 0.7 --seed 0 \
+  --out "runs/smollm2-chat-vs-template-sampled$suffix" --overwrite
 
 echo
 "$bin" report "runs/smollm2-chat-vs-template$suffix" "runs/gemma3-urial-vs-template$suffix" --out "runs/report$suffix"

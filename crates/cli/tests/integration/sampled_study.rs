@@ -131,3 +131,55 @@ fn the_sampling_is_recorded_and_study_toml_reproduces_the_run() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--top-p"), "{}", stderr(&o));
 }
+
+#[test]
+fn quantized_sampled_answers_do_not_depend_on_the_batch() {
+    // The same in `--dtype q` (the weights kept in their 4-bit blocks), whose
+    // batched kernels differ from one sequence's.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("q.txt");
+    let queries: String = (0..6).map(|i| format!("Question number {i}?\n")).collect();
+    std::fs::write(&data, queries).unwrap();
+    let model = crate::common::fixture("llama3.q4_0.gguf");
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let mut args = vec![
+            "analyze",
+            "--aligned",
+            &model,
+            "--base",
+            &model,
+            "--aligned-context",
+            "plain",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+            "--dtype",
+            "q",
+            "--max-new-tokens",
+            "12",
+        ];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--seed") {
+            args.extend_from_slice(SAMPLED);
+        }
+        let o = aligntds(&args);
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        (
+            std::fs::read(out.join("positions.parquet")).unwrap(),
+            answers(&out),
+        )
+    };
+    let (reference, drawn) = run("default", &[]);
+    for batch in ["1", "4", "32"] {
+        let (got, _) = run(&format!("batch{batch}"), &["--batch", batch]);
+        assert!(
+            got == reference,
+            "--batch {batch} changed the quantized sampled study"
+        );
+    }
+    let (_, other) = run("other-seed", &["--temperature", "1.0", "--seed", "9"]);
+    assert!(drawn.iter().zip(&other).filter(|(a, b)| a != b).count() >= 5);
+}
