@@ -115,6 +115,7 @@ def test_samples_and_the_answering_side_equal_the_command_lines(
     assert examples["query_id"].to_list() == [q for q in examples["query_id"].unique(maintain_order=True) for _ in (0, 1)]
     settings = run.summary.raw["manifest"]["settings"]
     assert (settings["answered_by"], settings["sampling"]["samples"]) == ("base", 2)
+    assert (run.summary.answered_by, run.summary.samples) == ("base", 2)
 
 
 def test_a_refused_setting_names_the_argument(tmp_path: Path) -> None:

@@ -335,9 +335,16 @@ pub fn render_text(summary: &Summary) -> String {
         let pct = |b: &aligntds_formats::summary::Bounds| {
             format!("[{:.1}, {:.1}] %", b.low * 100.0, b.high * 100.0)
         };
+        let samples = summary
+            .manifest
+            .identity
+            .settings
+            .sampling
+            .map_or(1, |s| s.samples);
         out.push_str(&format!(
-            "  {:.0} % intervals (bootstrap over examples, {} resamples): unshifted {}, marginal {}, shifted {}, mean KL(aligned || base) [{:.4}, {:.4}]\n",
+            "  {:.0} % intervals (bootstrap over {}, {} resamples): unshifted {}, marginal {}, shifted {}, mean KL(aligned || base) [{:.4}, {:.4}]\n",
             i.level * 100.0,
+            if samples > 1 { "queries" } else { "examples" },
             i.resamples,
             pct(&i.unshifted),
             pct(&i.marginal),

@@ -245,6 +245,10 @@ class Summary:
     groups: Groups | None
     sides: tuple[Side, ...]
     stages: Stages | None
+    #: The side whose answers were analyzed (`aligned` unless `answered_by`).
+    answered_by: str
+    #: Answers per query (above 1 with `samples`; intervals then resample queries).
+    samples: int
     raw: Mapping[str, Any]
 
     @classmethod
@@ -269,5 +273,7 @@ class Summary:
             groups=base.groups,
             sides=sides,
             stages=None if raw.get("stages") is None else Stages._from(raw["stages"]),
+            answered_by=str(manifest["settings"].get("answered_by") or "aligned"),
+            samples=int((manifest["settings"].get("sampling") or {}).get("samples", 1)),
             raw=raw,
         )
