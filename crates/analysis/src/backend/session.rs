@@ -93,7 +93,9 @@ impl<'m> Session<'m> for ScoringSession<'m> {
         sampling: Option<&aligntds_engine::Sampling>,
         _index: usize,
     ) -> Result<u32, BackendError> {
-        // (A backend that samples refuses here for now: see vllm's generate.)
+        // A server draws with its own generator, seeded from the stream at
+        // the sequence's position (see vllm's generate), so `index` is not
+        // needed here.
         let options = GenerateOptions {
             max_new_tokens: 1,
             stop_strings: Vec::new(),

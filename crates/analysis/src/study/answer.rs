@@ -3,7 +3,7 @@
 
 use aligntds_engine::{GenerateOptions, Generation, StopReason};
 
-use super::record::RunError;
+use super::run_error::RunError;
 use crate::backend::Side;
 use crate::input::dataset::Record;
 use crate::settings::{Context, RunSettings};

@@ -9,38 +9,14 @@ use rayon::prelude::*;
 
 use aligntds_stats::ExampleResult;
 
-use crate::backend::{BackendError, Rows, Side};
-use crate::input::context::{render, ContextError};
+use crate::backend::{Rows, Side};
+use crate::input::context::render;
 use crate::input::dataset::Record;
 use crate::metrics::{compare, compare_top_k, Category, PositionMetrics, TopKRow};
 use crate::settings::{ResponseSource, RunSettings};
 use crate::study::answer::{dataset_answer, generate_answer};
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Context(#[from] ContextError),
-    #[error(transparent)]
-    Engine(#[from] aligntds_engine::EngineError),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error("the aligned and base models cannot be compared: {0}")]
-    Incompatible(String),
-    #[error("record {id}: {message}")]
-    Record { id: String, message: String },
-    /// The run's cancel token was set while this record was analyzed.
-    #[error("cancelled")]
-    Cancelled,
-    #[error("record {id}: answers come only from the data set, but the record has no answer (output or output_ids)")]
-    NoAnswer { id: String },
-    /// A record that cannot be analyzed (an error only under `strict`).
-    #[error("record {id} cannot be analyzed ({reason}): {detail}")]
-    Unanalyzable {
-        id: String,
-        reason: &'static str,
-        detail: String,
-    },
-}
+pub use super::run_error::RunError;
 
 /// Refuses a pair whose vocabularies or logits widths differ, naming the first differing token.
 pub fn check_compatible(aligned: &Side, base: &Side) -> Result<(), RunError> {

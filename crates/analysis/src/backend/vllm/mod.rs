@@ -377,7 +377,9 @@ impl Backend for VllmBackend {
                 "skip_special_tokens": false,
             });
             if let Some(sampling) = &options.sampling {
-                protocol::sample(&mut body, sampling, tokens.len());
+                // Keyed by the absolute position, so a step-by-step session
+                // (one token per request) draws a new seed at every step too.
+                protocol::sample(&mut body, sampling, prompt.len() + tokens.len());
             }
             let answer = self
                 .pool

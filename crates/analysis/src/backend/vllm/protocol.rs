@@ -240,6 +240,20 @@ pub(super) fn generated(answer: &Value) -> Result<(Vec<u32>, Vec<f32>), String> 
     Ok((ids, logprobs))
 }
 
+/// Sets a completion request's sampling: the temperature and cuts, and a
+/// per-request seed (vLLM's `seed`, a signed 64-bit integer) drawn from the
+/// sequence's stream at `position`, the sequence's length when the request
+/// starts, so a continuation after a stop the server made but the local
+/// rules did not (or the next step of a session) draws afresh yet
+/// reproducibly. vLLM's `top_k` 0 is no cut, as here.
+pub fn sample(body: &mut serde_json::Value, sampling: &aligntds_engine::Sampling, position: usize) {
+    let seed = (sampling.uniform(position) * (1u64 << 53) as f64) as i64;
+    body["temperature"] = serde_json::json!(sampling.temperature);
+    body["top_p"] = serde_json::json!(sampling.top_p);
+    body["top_k"] = serde_json::json!(sampling.top_k);
+    body["seed"] = serde_json::json!(seed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,17 +296,4 @@ mod tests {
             .unwrap_err()
             .contains("token_ids"));
     }
-}
-
-/// Sets a completion request's sampling: the temperature and cuts, and a
-/// per-request seed (vLLM's `seed`, a signed 64-bit integer) drawn from the
-/// sequence's stream at the first token the request generates, so a
-/// continuation after a stop the server made but the local rules did not
-/// draws afresh yet reproducibly. vLLM's `top_k` 0 is no cut, as here.
-pub fn sample(body: &mut serde_json::Value, sampling: &aligntds_engine::Sampling, start: usize) {
-    let seed = (sampling.uniform(start) * (1u64 << 53) as f64) as i64;
-    body["temperature"] = serde_json::json!(sampling.temperature);
-    body["top_p"] = serde_json::json!(sampling.top_p);
-    body["top_k"] = serde_json::json!(sampling.top_k);
-    body["seed"] = serde_json::json!(seed);
 }
