@@ -11,6 +11,7 @@
 //! folder, outputs, merge), `live` (the same flow one token at a time).
 
 pub mod backend;
+pub mod handover;
 mod hashing;
 pub mod input;
 pub mod live;

@@ -3,6 +3,7 @@
 //! variables, which would race with the others in one process.
 
 mod common;
+mod handover;
 mod live;
 mod live_sampling;
 mod live_score;
