@@ -205,6 +205,7 @@ pub fn write_synthetic_run(
                 compare: Vec::new(),
                 sampling: None,
                 answered_by: None,
+                handover: None,
             },
             data: Some(format!("synthetic: {examples} examples x {tokens} tokens")),
             data_sha256: None,

@@ -213,7 +213,7 @@ fn file_key(field: Field) -> Option<&'static str> {
 
 /// A study error as the user reads it: a setting that came from the study
 /// file (its flag not given) is named as the file's key, else as the flag.
-fn analyze_error(
+pub(crate) fn analyze_error(
     args: &AnalyzeArgs,
     e: aligntds_analysis::StudyError,
     flags: Flags,
@@ -270,7 +270,7 @@ fn apply_study_file(
 }
 
 /// The arguments as typed settings (nothing is checked here: the library does).
-fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
+pub(crate) fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
     let flags = Flags::Analyze(&[]);
     let setting = |e: SettingError| study_error(e.into(), flags);
     let file = match &args.study {
@@ -358,6 +358,7 @@ fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
             args.samples.map(|n| n as usize),
         ),
         answered_by: args.answered_by.clone(),
+        handover: None,
     };
     if let Some(file) = &file {
         apply_study_file(args, file, &mut settings)?;
@@ -366,7 +367,7 @@ fn settings(args: &AnalyzeArgs) -> anyhow::Result<StudySettings> {
 }
 
 /// Progress on a terminal: a bar per phase with answer tokens/s and ETA.
-struct Bar {
+pub(crate) struct Bar {
     bar: Option<indicatif::ProgressBar>,
     started: std::time::Instant,
     tokens: usize,
@@ -375,7 +376,7 @@ struct Bar {
 }
 
 impl Bar {
-    fn new(quiet: bool) -> Self {
+    pub(crate) fn new(quiet: bool) -> Self {
         let shown = !quiet && std::io::stderr().is_terminal();
         Self {
             bar: shown.then(|| {
@@ -391,7 +392,7 @@ impl Bar {
     }
 
     /// `servers`: the remote sides' servers now, so each one's rate can be shown.
-    fn update(&mut self, progress: Progress<'_>, servers: &[ServerUse]) {
+    pub(crate) fn update(&mut self, progress: Progress<'_>, servers: &[ServerUse]) {
         let Some(bar) = &self.bar else { return };
         match progress {
             Progress::Started { total, resumed } => {
@@ -433,7 +434,7 @@ impl Bar {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

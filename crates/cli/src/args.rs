@@ -24,6 +24,10 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Token distribution shift between an aligned and a base model over a set of queries.
     Analyze(Box<AnalyzeArgs>),
+    /// Handover decoding: both models write each answer, a policy choosing whose token each
+    /// is (aligned, base, first:N, uncertain:G, shifted, kl:T); one run folder per arm under
+    /// OUT/arms/ and the curve in OUT/handover.json.
+    Handover(Box<HandoverArgs>),
     /// Print the summary of a finished analysis again.
     Summarize(SummarizeArgs),
     /// Combine the shards of one analysis (`analyze --shard i/n`) into one run.
@@ -302,6 +306,17 @@ pub struct CompareSideArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct HandoverArgs {
+    /// A policy, repeatable; a list after the colon makes one arm per value
+    /// (e.g. --policy base --policy first:5 --policy uncertain:0.1,0.4). The
+    /// `aligned` arm always runs, first.
+    #[arg(long = "policy", value_name = "POLICY", required = true)]
+    pub policies: Vec<String>,
+    #[command(flatten)]
+    pub study: AnalyzeArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct AnalyzeArgs {
     #[command(flatten)]
     pub pair: PairArgs,
@@ -396,11 +411,16 @@ pub struct AnalyzeArgs {
 /// study file's keys sit between the flags and the defaults).
 pub fn note_given(command: &mut Command, matches: &clap::ArgMatches) {
     use clap::parser::ValueSource;
-    let (Command::Analyze(args), Some(m)) = (command, matches.subcommand_matches("analyze")) else {
+    let (args, name) = match command {
+        Command::Analyze(args) => (args.as_mut(), "analyze"),
+        Command::Handover(args) => (&mut args.study, "handover"),
+        _ => return,
+    };
+    let Some(m) = matches.subcommand_matches(name) else {
         return;
     };
     let definition = Cli::command();
-    let analyze = definition.find_subcommand("analyze");
+    let analyze = definition.find_subcommand(name);
     args.given = m
         .ids()
         .filter(|id| {

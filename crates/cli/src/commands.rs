@@ -26,6 +26,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Inspect(args) => inspect(args),
         Command::Generate(args) => generate(args),
         Command::Analyze(args) => crate::analyze::analyze(*args),
+        Command::Handover(args) => crate::handover::handover(*args),
         Command::Summarize(args) => crate::analyze::summarize(args),
         Command::Merge(args) => crate::analyze::merge(args),
         Command::Compare(args) => crate::analyze::compare(args),

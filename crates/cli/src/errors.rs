@@ -79,6 +79,7 @@ pub fn flag(field: Field, flags: Flags) -> String {
         Field::Threads => "--threads".into(),
         Field::Sampling(key) => format!("--{}", key.replace('_', "-")),
         Field::AnsweredBy => "--answered-by".into(),
+        Field::Handover => "--policy".into(),
         Field::MergeInputs => match flags {
             Flags::Merge => "DIRS".into(),
             Flags::Analyze(_) | Flags::Model => "--shard".into(),

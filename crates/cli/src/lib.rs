@@ -7,6 +7,7 @@ mod analyze;
 mod args;
 mod commands;
 mod errors;
+mod handover;
 mod runtime;
 mod serve;
 

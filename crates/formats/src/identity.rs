@@ -97,6 +97,10 @@ pub struct RecordedSettings {
     /// (`base` or a compared side's name): absent for the aligned side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
+    /// A handover arm's policy (`first:5`): the answers were decoded by
+    /// both sides, the policy choosing whose token each is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<String>,
 }
 
 /// Sampled answers: the temperature, the top-p and top-k cuts (top-k 0: no

@@ -10,6 +10,7 @@ mod aggregates;
 pub mod examples;
 pub mod examples_table;
 pub mod fields;
+pub mod handover;
 mod identity;
 pub mod positions;
 pub mod sides;

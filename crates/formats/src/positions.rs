@@ -61,6 +61,9 @@ pub mod col {
     pub const ORIG_TOP_RANK_AT_K: &str = "orig_top_rank_at_k";
     /// Version 2: whether the divergences and entropies are over full distributions.
     pub const FULL_VOCABULARY: &str = "full_vocabulary";
+    /// Handover runs only: who chose the token, `aligned` or `base`
+    /// (absent from other runs' files).
+    pub const CHOSEN_BY: &str = "chosen_by";
 }
 
 /// One of a side's k most probable tokens.
@@ -106,6 +109,9 @@ pub struct PositionRecord {
     pub orig_ws_at_k: Option<f64>,
     pub orig_top_rank_at_k: Option<u32>,
     pub full_vocabulary: bool,
+    /// In a handover arm, the side whose token this is (`aligned`, `base`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_by: Option<String>,
 }
 
 fn f64s(rows: &[(&str, &PositionRecord)], f: impl Fn(&PositionRecord) -> Option<f64>) -> ArrayRef {
@@ -263,6 +269,15 @@ pub fn record_batch(
             false,
         ),
     ];
+    let mut columns = columns;
+    // Only a handover arm's file has the column, so other runs' files are
+    // what they were.
+    if rows.iter().any(|(_, p)| p.chosen_by.is_some()) {
+        let chosen: ArrayRef = Arc::new(StringArray::from_iter(
+            rows.iter().map(|(_, p)| p.chosen_by.as_deref()),
+        ));
+        columns.push((col::CHOSEN_BY, chosen, true));
+    }
     let fields: Vec<Field> = columns
         .iter()
         .map(|(name, a, nullable)| Field::new(*name, a.data_type().clone(), *nullable))
@@ -389,6 +404,7 @@ struct Columns<'a> {
     nullable_f64s: [&'a Float64Array; 8],
     top1_agree: &'a BooleanArray,
     full_vocabulary: Option<&'a BooleanArray>,
+    chosen_by: Option<&'a StringArray>,
     tops: [[List<'a>; 3]; 2],
 }
 
@@ -475,6 +491,10 @@ impl<'a> Columns<'a> {
                 Some(_) => Some(boolcol(col::FULL_VOCABULARY)?),
                 None => None,
             },
+            chosen_by: match batch.column_by_name(col::CHOSEN_BY) {
+                Some(_) => Some(strcol(col::CHOSEN_BY)?),
+                None => None,
+            },
             tops: [
                 [
                     list(col::ALIGNED_TOP_IDS)?,
@@ -546,6 +566,10 @@ impl<'a> Columns<'a> {
             orig_ws_at_k: opt_f(7),
             orig_top_rank_at_k: opt_u(1),
             full_vocabulary: self.full_vocabulary.is_none_or(|a| a.value(row)),
+            chosen_by: self
+                .chosen_by
+                .filter(|a| a.is_valid(row))
+                .map(|a| a.value(row).to_string()),
         })
     }
 }

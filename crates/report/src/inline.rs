@@ -176,6 +176,7 @@ mod tests {
             orig_ws_at_k: None,
             orig_top_rank_at_k: None,
             full_vocabulary: true,
+            chosen_by: None,
         }
     }
 

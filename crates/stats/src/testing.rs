@@ -50,6 +50,7 @@ pub fn position(t: u32, base_rank: u32, kl: f64) -> PositionRecord {
         orig_ws_at_k: None,
         orig_top_rank_at_k: None,
         full_vocabulary: true,
+        chosen_by: None,
     }
 }
 

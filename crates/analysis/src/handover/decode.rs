@@ -3,9 +3,9 @@
 use crate::backend::{push_both, BackendError, Session, Side, View};
 use crate::input::context::{default_stops, render};
 use crate::input::dataset::Record;
-use crate::live::Chooser;
+use crate::live::settings::Chooser;
 use crate::settings::RunSettings;
-use crate::study::record::RunError;
+use crate::study::run_error::RunError;
 
 use super::policy::{Policy, Step};
 
@@ -78,7 +78,7 @@ pub fn decode(
         let t = answer.len();
         let from_aligned = a.choose(sampling.as_ref(), t)?;
         let from_base = b.choose(sampling.as_ref(), t)?;
-        let by = policy.choose(
+        let aligned_takes = policy.aligned_takes(
             t,
             recorded.thresholds.marginal_max,
             &mut Views {
@@ -88,6 +88,11 @@ pub fn decode(
                 base_token: from_base,
             },
         )?;
+        let by = if aligned_takes {
+            Chooser::Aligned
+        } else {
+            Chooser::Base
+        };
         let (token, side) = match by {
             Chooser::Aligned => (from_aligned, aligned),
             Chooser::Base => (from_base, base),
@@ -137,6 +142,8 @@ struct Views<'s, 'm> {
 }
 
 impl Step for Views<'_, '_> {
+    type Error = BackendError;
+
     fn base_top1_prob(&mut self) -> Result<f64, BackendError> {
         Ok(match self.b.view(self.base_token)? {
             View::Full(row) => row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64,

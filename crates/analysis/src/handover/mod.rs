@@ -5,11 +5,15 @@
 //! side's; the policies between say how few aligned tokens it takes to get
 //! the aligned answer (Fei et al.'s nudging, Qi et al.'s first tokens).
 //!
-//! This module decodes one record under one policy ([`decode`]); the
-//! resulting answer is then scored teacher-forced like any other.
+//! [`decode`] decodes one record under one policy; a study with
+//! `handover` set scores that answer teacher-forced like any other (each
+//! position's `chosen_by` says who chose it); [`run`] runs one such study per
+//! arm and writes the curve (handover.json).
 
+pub mod arms;
 mod decode;
-mod policy;
+pub mod policy;
 
+pub use arms::run;
 pub use decode::{decode, Handover};
 pub use policy::Policy;

@@ -1,6 +1,5 @@
 //! The policies: when the aligned side's token is taken over the base's.
-
-use crate::live::Chooser;
+//! (A leaf: the settings name a policy, the decoder asks it each step.)
 
 /// Who writes each token of a handover answer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,32 +108,33 @@ impl Policy {
         matches!(self, Policy::Kl(_))
     }
 
-    /// Who takes step `t`, from what the step offers: the base side's top-1
-    /// probability, its rank of the aligned side's token and the KL of the
-    /// aligned from the base distribution (asked for only where needed).
-    pub fn choose(
+    /// Whether the aligned side takes step `t`, from what the step offers:
+    /// the base side's top-1 probability, its rank of the aligned side's
+    /// token and the KL of the aligned from the base distribution (asked for
+    /// only where needed).
+    pub fn aligned_takes<E>(
         &self,
         t: usize,
         marginal_max: u32,
-        step: &mut dyn Step,
-    ) -> Result<Chooser, crate::backend::BackendError> {
-        let aligned = |yes: bool| if yes { Chooser::Aligned } else { Chooser::Base };
+        step: &mut dyn Step<Error = E>,
+    ) -> Result<bool, E> {
         Ok(match *self {
-            Policy::Aligned => Chooser::Aligned,
-            Policy::Base => Chooser::Base,
-            Policy::First(n) => aligned(t < n),
-            Policy::Uncertain(g) => aligned(step.base_top1_prob()? < g),
-            Policy::Shifted => aligned(step.base_rank_of_aligned()? > marginal_max),
-            Policy::Kl(limit) => aligned(step.kl_aligned_base()? > limit),
+            Policy::Aligned => true,
+            Policy::Base => false,
+            Policy::First(n) => t < n,
+            Policy::Uncertain(g) => step.base_top1_prob()? < g,
+            Policy::Shifted => step.base_rank_of_aligned()? > marginal_max,
+            Policy::Kl(limit) => step.kl_aligned_base()? > limit,
         })
     }
 }
 
 /// What a policy may ask of one step.
 pub trait Step {
-    fn base_top1_prob(&mut self) -> Result<f64, crate::backend::BackendError>;
-    fn base_rank_of_aligned(&mut self) -> Result<u32, crate::backend::BackendError>;
-    fn kl_aligned_base(&mut self) -> Result<f64, crate::backend::BackendError>;
+    type Error;
+    fn base_top1_prob(&mut self) -> Result<f64, Self::Error>;
+    fn base_rank_of_aligned(&mut self) -> Result<u32, Self::Error>;
+    fn kl_aligned_base(&mut self) -> Result<f64, Self::Error>;
 }
 
 fn example(name: &str) -> &'static str {
@@ -178,21 +178,24 @@ mod tests {
 
     struct Fixed(f64, u32, f64);
     impl Step for Fixed {
-        fn base_top1_prob(&mut self) -> Result<f64, crate::backend::BackendError> {
+        type Error = ();
+        fn base_top1_prob(&mut self) -> Result<f64, ()> {
             Ok(self.0)
         }
-        fn base_rank_of_aligned(&mut self) -> Result<u32, crate::backend::BackendError> {
+        fn base_rank_of_aligned(&mut self) -> Result<u32, ()> {
             Ok(self.1)
         }
-        fn kl_aligned_base(&mut self) -> Result<f64, crate::backend::BackendError> {
+        fn kl_aligned_base(&mut self) -> Result<f64, ()> {
             Ok(self.2)
         }
     }
 
+    const A: bool = true;
+    const B: bool = false;
+
     #[test]
     fn each_policy_hands_over_where_its_rule_says() {
-        let pick = |p: Policy, t: usize, s: Fixed| p.choose(t, 3, &mut { s }).unwrap();
-        use Chooser::{Aligned as A, Base as B};
+        let pick = |p: Policy, t: usize, mut s: Fixed| p.aligned_takes(t, 3, &mut s).unwrap();
         assert_eq!(pick(Policy::First(2), 1, Fixed(0.9, 1, 0.0)), A);
         assert_eq!(pick(Policy::First(2), 2, Fixed(0.1, 9, 9.0)), B);
         // Nudging: the base hands over where it is unsure (top-1 below 0.4).

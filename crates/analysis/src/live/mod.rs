@@ -18,7 +18,7 @@ use aligntds_formats::summary::{
     Category, Context, ContextKind, Manifest, RecordedSettings, ResponseSource, RunIdentity,
 };
 
-mod settings;
+pub(crate) mod settings;
 mod side;
 
 pub use settings::{Chooser, LiveError, LiveLimits, LiveRequest, LiveSettings};
@@ -537,5 +537,6 @@ fn recorded(
         compare: Vec::new(),
         sampling: None,
         answered_by: None,
+        handover: None,
     }
 }

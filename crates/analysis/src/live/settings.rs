@@ -6,7 +6,7 @@ use aligntds_engine::EngineError;
 use aligntds_formats::summary::{ContextKind, Thresholds};
 
 use crate::settings::{Field, Runtime, SettingError, SideName, SideSettings};
-use crate::study::record::RunError;
+use crate::study::run_error::RunError;
 
 /// Which side chooses the answer tokens after the given prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -21,6 +21,26 @@ pub(super) fn check(s: &StudySettings) -> Result<(), SettingError> {
             ));
         }
     }
+    if let Some(policy) = s.handover {
+        let refuse = |m: String| Err(SettingError::new(Field::Handover, m));
+        if !s.compare.is_empty() {
+            return refuse("a handover runs on a pair: leave the compared sides out".into());
+        }
+        if s.answered_by.is_some() {
+            return refuse(
+                "a handover's answers are written by both sides: leave answered_by out".into(),
+            );
+        }
+        if s.response == ResponseSource::Dataset {
+            return refuse("a handover decodes its answers: use response = generate".into());
+        }
+        if policy.needs_full_rows() && (s.aligned.is_remote() || s.base.is_remote()) {
+            return refuse(format!(
+                "`{}` needs both sides' whole distributions, which a side on vLLM servers does not give (its divergences are bounds); run both sides locally",
+                policy.label()
+            ));
+        }
+    }
     let samples = s.sampling.map_or(1, |s| s.samples);
     if samples > 1 && s.response == ResponseSource::Dataset {
         return Err(SettingError::new(

@@ -55,6 +55,8 @@ pub enum Field {
     Sampling(&'static str),
     /// The side whose answers are analyzed.
     AnsweredBy,
+    /// A handover arm's policy.
+    Handover,
 }
 
 /// A side of a study: the answering side, the base side, or the i-th compared side.
@@ -136,6 +138,7 @@ impl Field {
             Field::IdField => "fields.id".into(),
             Field::Sampling(key) => key.into(),
             Field::AnsweredBy => "answered_by".into(),
+            Field::Handover => "policy".into(),
         }
     }
 }
@@ -364,6 +367,9 @@ pub struct StudySettings {
     /// compared side's name. Every other side's rank of its tokens sets
     /// their category.
     pub answered_by: Option<String>,
+    /// A handover arm: both sides decode each answer, this policy choosing
+    /// whose token each is (`aligntds handover`).
+    pub handover: Option<crate::handover::policy::Policy>,
 }
 
 impl StudySettings {
@@ -398,6 +404,7 @@ impl StudySettings {
             server_options: Default::default(),
             sampling: None,
             answered_by: None,
+            handover: None,
         }
     }
 
@@ -438,6 +445,7 @@ impl StudySettings {
                     .collect(),
                 sampling: self.sampling,
                 answered_by: self.answered_by.clone().filter(|s| s != ALIGNED_SIDE),
+                handover: self.handover.map(|p| p.label()),
             },
             strict: self.strict,
             cancel: Default::default(),

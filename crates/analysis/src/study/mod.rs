@@ -9,7 +9,7 @@ pub mod merge;
 pub mod output;
 pub mod record;
 mod remedy;
-mod run_error;
+pub(crate) mod run_error;
 pub mod sides;
 
 pub use remedy::Remedy;

@@ -139,11 +139,29 @@ pub fn analyze_example_sides(
     };
     let mut generation_seconds = 0.0;
     let mut generation = None;
-    let from_dataset = match recorded.response {
-        ResponseSource::Generate => None,
-        _ => dataset_answer(&aligned.text, record)?,
+    let handover = match &recorded.handover {
+        Some(label) => Some(handover_answer(
+            aligned,
+            references[0],
+            record,
+            settings,
+            label,
+        )?),
+        None => None,
+    };
+    let from_dataset = match (&handover, recorded.response) {
+        (Some((h, seconds)), _) => {
+            generation_seconds = *seconds;
+            Some((h.answer_ids.clone(), false))
+        }
+        (None, ResponseSource::Generate) => None,
+        (None, _) => dataset_answer(&aligned.text, record)?,
     };
     let (answer_ids, source, stop_reason, eos_replaced) = match (from_dataset, recorded.response) {
+        (Some((ids, _)), _) if handover.is_some() => {
+            let stop = handover.as_ref().map(|(h, _)| h.stop_reason.clone());
+            (ids, "handover".to_string(), stop.unwrap_or_default(), false)
+        }
         (Some((ids, replaced)), _) => (ids, "dataset".to_string(), "dataset".to_string(), replaced),
         (None, ResponseSource::Dataset) => {
             return Err(RunError::NoAnswer {
@@ -295,7 +313,12 @@ pub fn analyze_example_sides(
         positions.iter().filter(|p| p.category == c).count() as u32
     };
     let mut by_side = by_side.into_iter();
-    let positions = by_side.next().unwrap_or_default();
+    let mut positions = by_side.next().unwrap_or_default();
+    if let Some((h, _)) = &handover {
+        for (p, by) in positions.iter_mut().zip(&h.chosen_by) {
+            p.chosen_by = Some(by.as_str().to_string());
+        }
+    }
     example.unshifted = count(&positions, Category::Unshifted);
     example.marginal = count(&positions, Category::Marginal);
     example.shifted = count(&positions, Category::Shifted);
@@ -322,6 +345,24 @@ pub fn analyze_example_sides(
         positions,
         compared,
     })
+}
+
+/// A handover arm's answer to `record` (decoded by both sides under the
+/// policy `label`) and the seconds it took.
+fn handover_answer(
+    aligned: &Side,
+    base: &Side,
+    record: &Record,
+    settings: &RunSettings,
+    label: &str,
+) -> Result<(crate::handover::Handover, f64), RunError> {
+    let policy = crate::handover::policy::Policy::parse_arms(label)
+        .ok()
+        .and_then(|arms| arms.first().copied())
+        .ok_or_else(|| RunError::Incompatible(format!("`{label}` is not one handover policy")))?;
+    let clock = std::time::Instant::now();
+    let h = crate::handover::decode(aligned, base, record, settings, &policy)?;
+    Ok((h, clock.elapsed().as_secs_f64()))
 }
 
 /// Top tokens with their text, for positions.parquet.
@@ -374,6 +415,7 @@ pub(crate) fn record_of(
         orig_ws_at_k: m.compat.map(|c| c.ws_at_k),
         orig_top_rank_at_k: m.compat.map(|c| c.top_rank_at_k),
         full_vocabulary: m.full_vocabulary,
+        chosen_by: None,
     }
 }
 

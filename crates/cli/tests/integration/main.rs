@@ -11,6 +11,7 @@ mod compare;
 mod completions;
 mod data_files;
 mod golden_run;
+mod handover;
 mod multi_side;
 mod run_folders;
 mod run_study;

@@ -1,0 +1,136 @@
+//! `aligntds handover`: one ordinary run folder per arm and the curve. The
+//! `aligned` arm is analyze's answer, the `base` arm analyze's with
+//! `--answered-by base`; every arm's folder reads like any run (summarize,
+//! compare), its positions say who chose each token, and a rerun resumes.
+
+use std::path::Path;
+
+use crate::common::{aligntds, fixture, stderr, stdout};
+
+fn study(out: &Path, data: &Path, command: &str, extra: &[&str]) -> std::process::Output {
+    let model = fixture("llama3");
+    let mut args = vec![
+        command,
+        "--aligned",
+        &model,
+        "--base",
+        &model,
+        "--aligned-context",
+        "plain",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--max-new-tokens",
+        "14",
+        "--response",
+        "generate",
+    ];
+    args.extend_from_slice(extra);
+    aligntds(&args)
+}
+
+fn answers(dir: &Path) -> Vec<Vec<u32>> {
+    aligntds_formats::examples::read(dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.answer_ids)
+        .collect()
+}
+
+#[test]
+fn handover_arms_are_runs_and_the_pure_ones_are_analyzes_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("q.txt");
+    std::fs::write(
+        &data,
+        "Why is the sky blue?\nName three rivers.\nHow do bees fly?\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("h");
+    let policies = [
+        "--policy", "base", "--policy", "first:3", "--policy", "shifted",
+    ];
+    let o = study(&out, &data, "handover", &policies);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(
+        table.contains("first:3") && table.contains("shifted"),
+        "{table}"
+    );
+
+    let analyzed = tmp.path().join("analyzed");
+    assert!(study(&analyzed, &data, "analyze", &[]).status.success());
+    let by_base = tmp.path().join("by-base");
+    assert!(
+        study(&by_base, &data, "analyze", &["--answered-by", "base"])
+            .status
+            .success()
+    );
+    let arm = |name: &str| out.join("arms").join(name);
+    assert_eq!(answers(&arm("aligned")), answers(&analyzed));
+    assert_eq!(answers(&arm("base")), answers(&by_base));
+
+    // The curve: the aligned arm agrees with itself; first:3 takes 3 aligned
+    // tokens per answer and agrees with the aligned answer on them at least.
+    let file = aligntds_formats::handover::HandoverFile::read(&out).unwrap();
+    let names: Vec<&str> = file.arms.iter().map(|a| a.policy.as_str()).collect();
+    assert_eq!(names, ["aligned", "base", "first:3", "shifted"]);
+    let (aligned, base, first) = (&file.arms[0], &file.arms[1], &file.arms[2]);
+    assert_eq!(
+        (aligned.aligned_share.value, aligned.agreement.value),
+        (1.0, 1.0)
+    );
+    assert_eq!(base.aligned_share.value, 0.0);
+    for e in &first.per_example {
+        assert!(
+            (e.aligned_share - 3.0 / e.length as f64).abs() < 1e-12,
+            "{e:?}"
+        );
+        assert!(e.first_difference.is_none_or(|d| d >= 3), "{e:?}");
+        assert!(e.handovers <= 1);
+    }
+    // Its positions say who chose each token; analyze's have no such column.
+    let mut chosen = Vec::new();
+    aligntds_formats::positions::for_each_example(&arm("first-3"), |_, rows| {
+        chosen.extend(rows.into_iter().map(|p| p.chosen_by.unwrap()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(&chosen[..4], ["aligned", "aligned", "aligned", "base"]);
+    let mut none = true;
+    aligntds_formats::positions::for_each_example(&analyzed, |_, rows| {
+        none &= rows.iter().all(|p| p.chosen_by.is_none());
+        Ok(())
+    })
+    .unwrap();
+    assert!(none);
+    let m = crate::common::manifest(&arm("first-3"));
+    assert_eq!(m["settings"]["handover"], "first:3");
+
+    // Arms are runs: summarize and compare read them.
+    let o = aligntds(&["summarize", arm("shifted").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = aligntds(&[
+        "compare",
+        arm("aligned").to_str().unwrap(),
+        arm("shifted").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A rerun resumes every arm to the same curve.
+    let before = std::fs::read(out.join("handover.json")).unwrap();
+    assert!(study(&out, &data, "handover", &policies).status.success());
+    assert_eq!(std::fs::read(out.join("handover.json")).unwrap(), before);
+
+    // A policy that is not one is refused, naming the flag.
+    let o = study(
+        &tmp.path().join("bad"),
+        &data,
+        "handover",
+        &["--policy", "nudge:0.4"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--policy"), "{}", stderr(&o));
+}
