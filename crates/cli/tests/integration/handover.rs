@@ -108,6 +108,8 @@ fn handover_arms_are_runs_and_the_pure_ones_are_analyzes_answers() {
     assert!(none);
     let m = crate::common::manifest(&arm("first-3"));
     assert_eq!(m["settings"]["handover"], "first:3");
+    let toml = std::fs::read_to_string(arm("first-3").join("study.toml")).unwrap();
+    assert!(toml.contains("`first:3` arm of a handover study"), "{toml}");
 
     // Arms are runs: summarize and compare read them.
     let o = aligntds(&["summarize", arm("shifted").to_str().unwrap()]);

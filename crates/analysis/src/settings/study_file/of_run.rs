@@ -278,6 +278,14 @@ pub fn write_for_run(
         ),
         _ => String::new(),
     };
+    let shard = match &s.handover {
+        Some(policy) => format!(
+            "{shard}\n# This run is the `{policy}` arm of a handover study: \
+             `aligntds handover --study {RUN_STUDY_FILE} --policy {policy} --out DIR` reproduces it \
+             (in DIR/arms/); `analyze` would analyze the aligned answers instead."
+        ),
+        None => shard,
+    };
     let text = format!(
         "# The study of this run, written by {} from its manifest:\n\
          #   aligntds analyze --study {RUN_STUDY_FILE} --out DIR\n\
