@@ -9,34 +9,14 @@ use std::path::Path;
 use aligntds_formats::positions::{PositionRecord, SidePositions};
 use aligntds_formats::summary::{Category, Thresholds};
 
-use crate::common::{aligntds, fixture, manifest, stderr, stdout};
+use crate::common::{aligntds, fixture, manifest, one_model_run, stderr, stdout};
 
 /// The llama3 fixture on both sides: aligned in `aligned_ctx`, base in
 /// `base_ctx`.
 fn run(data: &Path, out: &Path, aligned_ctx: &str, base_ctx: &str, extra: &[&str]) -> String {
-    let model = fixture("llama3");
-    let mut args = vec![
-        "analyze",
-        "--aligned",
-        &model,
-        "--base",
-        &model,
-        "--aligned-context",
-        aligned_ctx,
-        "--base-context",
-        base_ctx,
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--max-new-tokens",
-        "12",
-        "--response",
-        "generate",
-    ];
-    args.extend_from_slice(extra);
-    let o = aligntds(&args);
+    let o = one_model_run("analyze", (aligned_ctx, base_ctx), data, out, 12, extra);
     assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+    // The summary, which --quiet leaves on stdout.
     stdout(&o)
 }
 

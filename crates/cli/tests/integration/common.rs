@@ -184,3 +184,40 @@ pub fn manifest(dir: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
     serde_json::from_str::<serde_json::Value>(&text).unwrap()["manifest"].clone()
 }
+
+/// `command` (analyze or handover) with the llama3 fixture on both sides,
+/// the aligned side in `contexts.0` and the base side in `contexts.1`,
+/// generating up to `new_tokens`; then `extra`.
+pub fn one_model_run(
+    command: &str,
+    contexts: (&str, &str),
+    data: &std::path::Path,
+    out: &std::path::Path,
+    new_tokens: usize,
+    extra: &[&str],
+) -> Output {
+    let model = fixture("llama3");
+    let new_tokens = new_tokens.to_string();
+    let mut args = vec![
+        command,
+        "--aligned",
+        &model,
+        "--base",
+        &model,
+        "--aligned-context",
+        contexts.0,
+        "--base-context",
+        contexts.1,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--max-new-tokens",
+        &new_tokens,
+        "--response",
+        "generate",
+    ];
+    args.extend_from_slice(extra);
+    aligntds(&args)
+}

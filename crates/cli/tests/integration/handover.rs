@@ -5,30 +5,10 @@
 
 use std::path::Path;
 
-use crate::common::{aligntds, fixture, stderr, stdout};
+use crate::common::{aligntds, one_model_run, stderr, stdout};
 
 fn study(out: &Path, data: &Path, command: &str, extra: &[&str]) -> std::process::Output {
-    let model = fixture("llama3");
-    let mut args = vec![
-        command,
-        "--aligned",
-        &model,
-        "--base",
-        &model,
-        "--aligned-context",
-        "plain",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--max-new-tokens",
-        "14",
-        "--response",
-        "generate",
-    ];
-    args.extend_from_slice(extra);
-    aligntds(&args)
+    one_model_run(command, ("plain", "template"), data, out, 14, extra)
 }
 
 fn answers(dir: &Path) -> Vec<Vec<u32>> {
