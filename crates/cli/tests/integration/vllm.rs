@@ -339,6 +339,30 @@ fn vllm_servers_compute_the_same_study_as_the_local_engine() {
         "{greedy_differ} of 6 sampled answers differ from the greedy ones"
     );
 
+    // Handover arms with the aligned side on a server (stepped one request
+    // per token through the seam's scoring session): the same greedy arms
+    // as the local engine's.
+    let handover = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let mut args = analyze(ck, &data, &out, &["--limit", "3"]);
+        args[0] = "handover".into();
+        args.extend(["--policy", "base", "--policy", "first:3"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    };
+    let local_arms = handover("local-arms", &["--dtype", "f32"]);
+    let remote_arms = handover("remote-arms", &["--aligned-server", u1]);
+    for arm in ["aligned", "base", "first-3"] {
+        let (l, r) = (
+            local_arms.join("arms").join(arm),
+            remote_arms.join("arms").join(arm),
+        );
+        assert_eq!(answers(&l), answers(&r), "handover arm {arm}");
+    }
+    assert_eq!(answers(&local_arms.join("arms/aligned")), la[..3]);
+
     // A data-set-answer analysis: the answers as text, scored on both sides remotely.
     let dataset = tmp.path().join("answers.jsonl");
     let lines: Vec<String> = aligntds_formats::examples::read(&local_gen)
