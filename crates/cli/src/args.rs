@@ -525,7 +525,8 @@ pub struct CompareArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Run directories written by `aligntds analyze` (several: compared side by side).
+    /// Run directories written by `aligntds analyze` (several: compared side
+    /// by side), or `aligntds handover` folders (their arms, and the curve).
     #[arg(required = true)]
     pub runs: Vec<std::path::PathBuf>,
     /// Where the report goes.

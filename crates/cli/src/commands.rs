@@ -315,13 +315,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn report(args: crate::args::ReportArgs) -> Result<()> {
-    let runs = args
-        .runs
-        .iter()
-        .map(|dir| aligntds_report::Run::load(dir))
-        .collect::<Result<Vec<_>, _>>()?;
     let started = std::time::Instant::now();
-    let stats = aligntds_report::build(&runs, &args.out)?;
+    let stats = aligntds_report::build_from(&args.runs, &args.out)?;
     println!(
         "report: {} ({} example pages, {:.1} MB, {:.1} s)",
         args.out.join("index.html").display(),

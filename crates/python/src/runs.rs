@@ -25,13 +25,7 @@ fn build_report(
         ));
     }
     let stats = py
-        .detach(|| {
-            let runs = runs
-                .iter()
-                .map(|dir| aligntds_report::Run::load(dir))
-                .collect::<Result<Vec<_>, _>>()?;
-            aligntds_report::build(&runs, &out)
-        })
+        .detach(|| aligntds_report::build_from(&runs, &out))
         .map_err(|e| crate::RunError::new_err(e.to_string()))?;
     Ok((
         out.join("index.html").display().to_string(),

@@ -152,7 +152,9 @@
         ['log-ratio log p_a − log p_b', num(p[8])],
         ['entropy aligned / base', num(p[9]) + ' / ' + num(p[10])],
         ['same top-1', p[11][0] === p[13][0] ? 'yes' : 'no']
-      ].forEach(function (m) {
+      ].concat(document.body.classList.contains('handover') ? [[
+        'chosen by', token.classList.contains('by-base') ? 'base (coloured by its aligned rank)' : 'aligned'
+      ]] : []).forEach(function (m) {
         metrics.appendChild(el('dt', null, m[0]));
         metrics.appendChild(el('dd', null, m[1]));
       });

@@ -7,6 +7,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use aligntds_formats::summary::{Category, Thresholds};
+
 use crate::run_data::{ExampleInfo, TokenRow};
 use crate::{templates, ReportError};
 
@@ -36,15 +38,32 @@ pub struct PageContext<'a> {
     pub base_context_kind: &'a str,
     /// The compared sides' context kinds, in order.
     pub side_context_kinds: &'a [String],
+    /// The run's category thresholds (a token the base chose in a handover
+    /// arm is coloured by its aligned rank under them).
+    pub thresholds: Thresholds,
+    /// The run's handover policy, if it is a handover arm.
+    pub handover: Option<&'a str>,
 }
 
 const CATEGORY: [&str; 3] = ["u", "m", "s"];
 
-/// A token's classes after `t`: its category, then its cues (top-1 differs, empty, newline).
-fn token_class(row: &TokenRow) -> String {
-    let mut class = CATEGORY[row.category.min(2) as usize].to_string();
+/// A token's classes after `t`: its category, then its cues (top-1
+/// differs, chosen by the base, empty, newline). A token the base chose in
+/// a handover arm has base rank 1 by construction (greedy), so it is
+/// coloured by how the aligned model ranks it, as the live page does.
+fn token_class(row: &TokenRow, thresholds: Thresholds) -> String {
+    let by_base = row.chosen_by.as_deref() == Some("base");
+    let category = if by_base {
+        Category::of(row.aligned_rank, thresholds) as usize
+    } else {
+        row.category.min(2) as usize
+    };
+    let mut class = CATEGORY[category].to_string();
     if !row.top1_agree {
         class.push_str(" d");
+    }
+    if by_base {
+        class.push_str(" by-base");
     }
     if row.token.is_empty() {
         class.push_str(" empty");
@@ -118,6 +137,8 @@ struct ExampleView<'a> {
     spans: Vec<Span<'a>>,
     /// The reference sides a token's colour may follow (base first); empty in a pair run.
     sides: Vec<&'a str>,
+    /// The handover policy of an arm's page (None: not a handover arm).
+    handover: Option<&'a str>,
 }
 
 pub fn render_page(
@@ -190,7 +211,7 @@ pub fn render_page(
             .iter()
             .enumerate()
             .map(|(t, row)| Span {
-                class: token_class(row),
+                class: token_class(row, ctx.thresholds),
                 text: &row.token,
                 cats: if compared.is_empty() {
                     String::new()
@@ -209,6 +230,7 @@ pub fn render_page(
                 .chain(compared.iter().map(|(n, _)| n.as_str()))
                 .collect()
         },
+        handover: ctx.handover,
     };
     templates::render("example.html", &view)
 }
@@ -327,6 +349,7 @@ mod tests {
             top1_agree,
             aligned_top: vec![(7, token.into(), -0.5), (9, "</script>".into(), -1.0)],
             base_top: vec![(9, "</script>".into(), -0.25), (7, token.into(), -1.25)],
+            chosen_by: None,
         }
     }
 
@@ -340,6 +363,8 @@ mod tests {
             aligned_context_kind: "chat",
             base_context_kind: "template",
             side_context_kinds: &[],
+            thresholds: Thresholds::default(),
+            handover: None,
         }
     }
 
@@ -384,6 +409,25 @@ mod tests {
         }
         assert!(answer_markup(&[row("\n\n", 0, true)]).contains("class=\"t u nl\""));
         assert!(answer_markup(&[row("", 1, true)]).contains("class=\"t m empty\""));
+    }
+
+    #[test]
+    fn tokens_the_base_chose_take_the_aligned_category_and_a_mark() {
+        let mut by_base = row("b", 0, true);
+        by_base.chosen_by = Some("base".into());
+        by_base.aligned_rank = 5;
+        let mut by_aligned = row("a", 2, true);
+        by_aligned.chosen_by = Some("aligned".into());
+        let t = Thresholds::default();
+        assert_eq!(token_class(&by_base, t), "s by-base");
+        by_base.aligned_rank = 2;
+        assert_eq!(token_class(&by_base, t), "m by-base");
+        assert_eq!(token_class(&by_aligned, t), "s");
+        let wide = Thresholds {
+            unshifted_max: 2,
+            marginal_max: 9,
+        };
+        assert_eq!(token_class(&by_base, wide), "u by-base");
     }
 
     #[test]

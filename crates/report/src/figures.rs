@@ -270,6 +270,8 @@ pub struct RunManifest<'a> {
     /// The side that answered, and how its answers were drawn (empty: greedy).
     answered_by: &'a str,
     sampling: String,
+    /// The handover policy of an arm of `aligntds handover`.
+    handover: Option<&'a str>,
     from_dataset: usize,
     generated: usize,
     data: &'a str,
@@ -303,6 +305,7 @@ impl<'a> RunManifest<'a> {
                 .as_ref()
                 .map(aligntds_stats::summary::sampling_words)
                 .unwrap_or_default(),
+            handover: s.handover.as_deref(),
             from_dataset: sources.dataset,
             generated: sources.generate,
             data: m.data.as_deref().unwrap_or("(single query)"),

@@ -6,6 +6,7 @@
 
 pub mod example_page;
 pub mod figures;
+pub mod handover;
 pub mod index;
 pub mod inline;
 pub mod run_data;
@@ -20,6 +21,7 @@ use aligntds_formats::summary::{Aggregates, Summary};
 
 use crate::example_page::{data_path, page_path, render_data, render_page, PageContext};
 pub use crate::figures::figures;
+pub use crate::handover::{open, Curve};
 use crate::index::ExampleStats;
 use crate::run_data::{for_each_example_sides, read_examples, ExampleInfo};
 
@@ -93,13 +95,26 @@ pub struct BuildStats {
 /// The file that marks a folder as an aligntds report (so it may be replaced).
 const MARKER: &str = ".aligntds-report";
 
-/// Builds the site for `runs` into `out`: index.html, report.md,
+/// Builds the site for the run and handover folders `dirs` (see [`open`])
+/// into `out`: what `aligntds report DIR... --out OUT` does.
+pub fn build_from(dirs: &[PathBuf], out: &Path) -> Result<BuildStats, ReportError> {
+    let (runs, curves) = open(dirs)?;
+    build_with(&runs, &curves, out)
+}
+
+/// Builds the site for `runs` into `out`; see [`build_with`].
+pub fn build(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
+    build_with(runs, &[], out)
+}
+
+/// Builds the site for `runs` and the handover `curves` (whose arms are
+/// among `runs`; [`open`] reads both from folders) into `out`: index.html, report.md,
 /// figures/*.svg, assets/, r{run}/e{n}.html and data/r{run}/e{n}.js. The site
 /// is built in a fresh folder beside `out` and replaces `out` only when
 /// complete, so an earlier report's pages never mix with the new ones and a
 /// failed build leaves `out` as it was. A non-empty `out` that is not an
 /// earlier aligntds report is refused.
-pub fn build(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
+pub fn build_with(runs: &[Run], curves: &[Curve], out: &Path) -> Result<BuildStats, ReportError> {
     if out.is_file() {
         return Err(file_err(out, "is a file; give a folder for the report"));
     }
@@ -134,7 +149,7 @@ pub fn build(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| file_err(&staging, e))?;
     }
-    let built = build_into(runs, &staging).and_then(|stats| {
+    let built = build_into(runs, curves, &staging).and_then(|stats| {
         write_file(&staging.join(MARKER), b"aligntds report\n")?;
         Ok(stats)
     });
@@ -156,7 +171,7 @@ pub fn build(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
     Ok(stats)
 }
 
-fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
+fn build_into(runs: &[Run], curves: &[Curve], out: &Path) -> Result<BuildStats, ReportError> {
     let mut stats = BuildStats::default();
     for dir in ["figures", "assets", "data"] {
         create_dir(&out.join(dir))?;
@@ -212,6 +227,8 @@ fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
                     aligned_context_kind: &aligned_kind,
                     base_context_kind: &base_kind,
                     side_context_kinds: &side_kinds,
+                    thresholds: settings.thresholds,
+                    handover: settings.handover.as_deref(),
                 };
                 let page = render_page(&ctx, info, rows, compared)?;
                 let data = render_data(rows, compared);
@@ -242,9 +259,11 @@ fn build_into(runs: &[Run], out: &Path) -> Result<BuildStats, ReportError> {
         }
         example_stats.push(seen);
     }
-    let mut figs = figures(runs)?;
+    let mut figs = handover::figures(curves)?;
+    figs.extend(figures(runs)?);
     figs.extend(tables::figures(runs)?);
-    let mut tables = tables::side_tables(runs);
+    let mut tables = handover::tables(curves);
+    tables.extend(tables::side_tables(runs));
     tables.extend(tables::position_table(runs));
     tables.extend(tables::comparison_table(runs)?);
     let mut fig_files = Vec::new();

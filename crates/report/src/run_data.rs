@@ -69,6 +69,8 @@ pub struct TokenRow {
     pub top1_agree: bool,
     pub aligned_top: Vec<(u32, String, f32)>,
     pub base_top: Vec<(u32, String, f32)>,
+    /// Who chose the token in a handover arm (`aligned` or `base`).
+    pub chosen_by: Option<String>,
 }
 
 impl From<PositionRecord> for TokenRow {
@@ -97,6 +99,7 @@ impl From<PositionRecord> for TokenRow {
             top1_agree: p.top1_agree,
             aligned_top: top(p.aligned_top),
             base_top: top(p.base_top),
+            chosen_by: p.chosen_by,
         }
     }
 }

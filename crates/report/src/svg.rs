@@ -2,6 +2,7 @@
 //! computed here as a list of marks; templates/chart.svg turns them into
 //! markup and escapes every text, so data never reaches the SVG unescaped.
 
+use aligntds_formats::sides::Estimate;
 use serde::Serialize;
 
 use crate::{templates, ReportError};
@@ -98,6 +99,13 @@ enum Mark {
     Polyline {
         points: String,
         stroke: &'static str,
+    },
+    Circle {
+        cx: String,
+        cy: String,
+        r: String,
+        fill: &'static str,
+        title: Option<String>,
     },
 }
 
@@ -405,6 +413,92 @@ pub fn grouped_bars(
         .map(|(i, r)| (r.0.clone(), PALETTE[i % PALETTE.len()]))
         .collect();
     chart.legend(&items, H - 4.0);
+    chart.render()
+}
+
+/// One labelled point of a scatter chart, with intervals on both axes.
+pub struct Point {
+    pub label: String,
+    pub x: Estimate,
+    pub y: Estimate,
+}
+
+/// Labelled points with 95 % interval whiskers on both axes; the x axis
+/// spans `x_range`, the y axis the points' intervals.
+pub fn scatter(
+    title: &str,
+    x_label: &str,
+    x_range: (f64, f64),
+    y_label: &str,
+    points: &[Point],
+) -> Result<String, ReportError> {
+    let plot_h = H - TOP - BOTTOM;
+    let mut chart = Chart::new(title, H);
+    let finite = |v: f64, or: f64| if v.is_finite() { v } else { or };
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for p in points.iter().filter(|p| p.y.value.is_finite()) {
+        lo = lo.min(finite(p.y.low, p.y.value));
+        hi = hi.max(finite(p.y.high, p.y.value));
+    }
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.08).max(1e-6);
+    let y = chart.y_axis(lo - pad, hi + pad, y_label, plot_h);
+    let (x0, x1) = x_range;
+    let x = |v: f64| LEFT + 8.0 + (v - x0) / (x1 - x0).max(1e-12) * (W - LEFT - RIGHT - 16.0);
+    for t in ticks(x0, x1, 8) {
+        chart.text(Text::at(x(t), TOP + plot_h + 14.0, fmt_tick(t)).middle());
+    }
+    chart.line((LEFT, TOP + plot_h), (W - RIGHT, TOP + plot_h), "#333");
+    // Points that fall on one spot share one label, so names never overprint.
+    let mut labels: Vec<((f64, f64), String)> = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        if !(p.x.value.is_finite() && p.y.value.is_finite()) {
+            continue;
+        }
+        let color = PALETTE[i % PALETTE.len()];
+        let (cx, cy) = (x(p.x.value), y(p.y.value));
+        let (xl, xh) = (
+            x(finite(p.x.low, p.x.value)),
+            x(finite(p.x.high, p.x.value)),
+        );
+        let (yl, yh) = (
+            y(finite(p.y.low, p.y.value)),
+            y(finite(p.y.high, p.y.value)),
+        );
+        chart.line((xl, cy), (xh, cy), color);
+        chart.line((cx, yl), (cx, yh), color);
+        chart.marks.push(Mark::Circle {
+            cx: px(cx),
+            cy: px(cy),
+            r: px(4.5),
+            fill: color,
+            title: Some(format!(
+                "{}: {x_label} {:.3} [{:.3}, {:.3}]; {y_label} {:.3} [{:.3}, {:.3}]",
+                p.label, p.x.value, p.x.low, p.x.high, p.y.value, p.y.low, p.y.high
+            )),
+        });
+        match labels
+            .iter_mut()
+            .find(|((lx, ly), _)| (lx - cx).abs() < 8.0 && (ly - cy).abs() < 8.0)
+        {
+            Some((_, text)) => {
+                text.push_str(", ");
+                text.push_str(&p.label);
+            }
+            None => labels.push(((cx, cy), p.label.clone())),
+        }
+    }
+    for ((cx, cy), text) in labels {
+        // Labels go left of points in the right half, so they stay inside.
+        chart.text(if cx > (LEFT + W) / 2.0 {
+            Text::at(cx - 7.0, cy - 7.0, text).end()
+        } else {
+            Text::at(cx + 7.0, cy - 7.0, text)
+        });
+    }
+    chart.text(Text::at((LEFT + W) / 2.0, TOP + plot_h + 32.0, x_label).middle());
     chart.render()
 }
 

@@ -18,13 +18,9 @@ impl Site {
         if runs.is_empty() {
             return Ok(Self { files });
         }
-        let loaded = runs
-            .iter()
-            .map(|dir| aligntds_report::Run::load(dir))
-            .collect::<Result<Vec<_>, _>>()?;
         let tmp = tempfile::tempdir().map_err(|e| ServeError::Io(e.to_string()))?;
         let out = tmp.path().join("site");
-        aligntds_report::build(&loaded, &out)?;
+        aligntds_report::build_from(runs, &out)?;
         collect(&out, &out, &mut files)?;
         Ok(Self { files })
     }

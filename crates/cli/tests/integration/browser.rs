@@ -478,3 +478,55 @@ async fn multi_side_report(client: &Client, tmp: &Path) {
     );
     screenshot(client, "multi-side-example.png").await;
 }
+
+/// A handover arm's page: the tokens the base chose carry the mark the live
+/// page uses, and the panel says who chose the clicked token.
+#[tokio::test(flavor = "current_thread")]
+async fn handover_pages_say_who_chose_each_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((_driver, client)) = start_browser(&tmp.path().join("profile")).await else {
+        return;
+    };
+    let data = tmp.path().join("q.txt");
+    std::fs::write(&data, "Why is the sky blue?\n").unwrap();
+    let out = tmp.path().join("h");
+    let o = crate::common::one_model_run(
+        "handover",
+        ("plain", "template"),
+        &data,
+        &out,
+        8,
+        &["--policy", "first:2"],
+    );
+    assert!(o.status.success(), "{}", crate::common::stderr(&o));
+    let site = tmp.path().join("site");
+    succeed(&[
+        "report",
+        out.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+    ]);
+    // Runs: the aligned arm, then first:2.
+    client
+        .goto(&url_of(&site.join("r1/e00001.html")))
+        .await
+        .unwrap();
+    let chosen = "return Array.from(document.querySelectorAll('#answer .t')).map(t => t.classList.contains('by-base'))";
+    let by_base = js(&client, chosen).await;
+    let expected: Vec<bool> = (0..8).map(|t| t >= 2).collect();
+    assert_eq!(by_base, json!(expected));
+    let border = "return getComputedStyle(document.querySelector('#answer .t[data-t=\"3\"]')).borderTopStyle";
+    assert_eq!(js(&client, border).await, "dotted");
+    let panel_says = "return Array.from(document.querySelectorAll('#panel dt')).filter(d => d.textContent === 'chosen by').map(d => d.nextElementSibling.textContent)";
+    for (t, who) in [(1, "aligned"), (3, "base (coloured by its aligned rank)")] {
+        click(&client, Locator::Css(&format!("#answer .t[data-t='{t}']"))).await;
+        client
+            .wait()
+            .for_element(Locator::Css("#panel .tops table"))
+            .await
+            .unwrap();
+        assert_eq!(js(&client, panel_says).await, json!([who]), "position {t}");
+    }
+    screenshot(&client, "handover-example.png").await;
+    assert_inert(&client).await;
+}

@@ -91,6 +91,8 @@ fn handover_arms_are_runs_and_the_pure_ones_are_analyzes_answers() {
     let toml = std::fs::read_to_string(arm("first-3").join("study.toml")).unwrap();
     assert!(toml.contains("`first:3` arm of a handover study"), "{toml}");
 
+    report_draws_the_curve_and_who_chose(&out, &file);
+
     // Arms are runs: summarize and compare read them.
     let o = aligntds(&["summarize", arm("shifted").to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -115,4 +117,113 @@ fn handover_arms_are_runs_and_the_pure_ones_are_analyzes_answers() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--policy"), "{}", stderr(&o));
+}
+
+/// The classes of an example page's answer tokens, in order.
+fn span_classes(page: &str) -> Vec<String> {
+    let (_, answer) = page.split_once("aria-label=\"answer tokens\">").unwrap();
+    let answer = answer.split_once("</div>").unwrap().0;
+    answer
+        .split("<span class=\"t ")
+        .skip(1)
+        .map(|s| s.split_once('"').unwrap().0.to_string())
+        .collect()
+}
+
+/// `aligntds report` of a handover folder: the curve as a table and two
+/// charts with one point per arm, every arm's pages, and on them the tokens
+/// the base chose marked and coloured by the aligned rank.
+fn report_draws_the_curve_and_who_chose(
+    out: &Path,
+    file: &aligntds_formats::handover::HandoverFile,
+) {
+    use aligntds_formats::summary::{Category, Thresholds};
+    let site = out.parent().unwrap().join("site");
+    let o = aligntds(&[
+        "report",
+        out.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    let name = out.file_name().unwrap().to_str().unwrap();
+    assert!(
+        index.contains(&format!("<h2>Handover {name}</h2>")),
+        "{index}"
+    );
+    for arm in &file.arms {
+        let row = format!(
+            "<tr><th>{}</th><td>{}</td><td>{:.1} [",
+            arm.policy,
+            arm.examples,
+            arm.aligned_share.value * 100.0
+        );
+        assert!(index.contains(&row), "{row} not in the index");
+        // Every arm is a run of the report, named after the folder and policy.
+        assert!(index.contains(&format!("<h2>{name} · {}</h2>", arm.policy)));
+        assert!(index.contains(&format!(
+            "decoded by handover between the aligned and base sides (policy <code>{}</code>)",
+            arm.policy
+        )));
+    }
+    for stem in ["handover-agreement", "handover-logprob"] {
+        let svg =
+            std::fs::read_to_string(site.join("figures").join(format!("{stem}.svg"))).unwrap();
+        assert_eq!(svg.matches("<circle ").count(), file.arms.len(), "{svg}");
+        for arm in &file.arms {
+            assert!(
+                svg.contains(&format!(
+                    "<title>{}: aligned tokens (%) {:.3}",
+                    arm.policy,
+                    arm.aligned_share.value * 100.0
+                )),
+                "{svg}"
+            );
+        }
+    }
+    let md = std::fs::read_to_string(site.join("report.md")).unwrap();
+    assert!(
+        md.contains("figures/handover-agreement.svg") && md.contains("| first:3 |"),
+        "{md}"
+    );
+
+    // The first:3 arm (the report's third run): the first three tokens the
+    // aligned side chose keep the base-rank colour; the rest, chosen by the
+    // base, are marked and coloured by the aligned rank.
+    let arm_dir = out.join("arms").join("first-3");
+    let mut examples = Vec::new();
+    aligntds_formats::positions::for_each_example(&arm_dir, |_, rows| {
+        examples.push(rows);
+        Ok(())
+    })
+    .unwrap();
+    let mut base_chosen = 0;
+    for (i, rows) in examples.iter().enumerate() {
+        let page = std::fs::read_to_string(site.join(format!("r2/e{:05}.html", i + 1))).unwrap();
+        assert!(page.contains("Handover answer <small>(policy <code>first:3</code>)"));
+        assert!(page.contains("dotted line above</span> the base model chose"));
+        let classes = span_classes(&page);
+        assert_eq!(classes.len(), rows.len());
+        for (class, p) in classes.iter().zip(rows) {
+            let by_base = p.chosen_by.as_deref() == Some("base");
+            let category = if by_base {
+                Category::of(p.aligned_rank, Thresholds::default())
+            } else {
+                p.category
+            };
+            let letter = &category.as_str()[..1];
+            assert!(
+                class.starts_with(letter),
+                "{class} at {} ({p:?})",
+                p.position
+            );
+            assert_eq!(class.contains("by-base"), by_base, "{class}");
+            base_chosen += usize::from(by_base);
+        }
+    }
+    assert!(base_chosen > 0);
+    // A page of an analyze run says nothing of handover.
+    let page = std::fs::read_to_string(site.join("r0/e00001.html")).unwrap();
+    assert!(page.contains("policy <code>aligned</code>") && !page.contains("by-base\" data-t"));
 }
