@@ -497,7 +497,7 @@ pub struct SummarizeArgs {
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// Run directories of the shards.
+    /// Run directories of the shards (of `analyze`, or of `handover`: each arm merges and the curve is drawn anew).
     #[arg(required = true)]
     pub dirs: Vec<std::path::PathBuf>,
     /// Output directory of the merged run (a new or empty folder).

@@ -28,6 +28,14 @@ pub fn run(command: Command) -> Result<()> {
         Command::Analyze(args) => crate::analyze::analyze(*args),
         Command::Handover(args) => crate::handover::handover(*args),
         Command::Summarize(args) => crate::analyze::summarize(args),
+        Command::Merge(args)
+            if args
+                .dirs
+                .first()
+                .is_some_and(|d| aligntds_analysis::handover::is_handover(d)) =>
+        {
+            crate::handover::merge(args)
+        }
         Command::Merge(args) => crate::analyze::merge(args),
         Command::Compare(args) => crate::analyze::compare(args),
         Command::Report(args) => report(args),

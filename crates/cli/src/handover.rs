@@ -2,8 +2,10 @@
 //! arm through the library, then the curve as a table.
 
 use std::io::Write;
+use std::path::Path;
 
 use aligntds_analysis::handover::policy::Policy;
+use aligntds_formats::handover::HandoverFile;
 use anyhow::Result;
 
 use crate::analyze::{analyze_error, settings, Bar};
@@ -37,6 +39,18 @@ pub fn handover(args: HandoverArgs) -> Result<()> {
     });
     bar.finish();
     let file = file.map_err(|e| analyze_error(study, e, Flags::Analyze(&[])))?;
+    print_curve(&file, &out)
+}
+
+/// `aligntds merge` of a handover study's shards: each arm, then the curve.
+pub fn merge(args: crate::args::MergeArgs) -> Result<()> {
+    let file = aligntds_analysis::handover::merge(&args.dirs, &args.out, args.curve_positions)
+        .map_err(|e| crate::errors::study_error(e, Flags::Merge))?;
+    print_curve(&file, &args.out)
+}
+
+/// The curve as a table on stdout, and where the arms and the file are.
+pub fn print_curve(file: &HandoverFile, out: &Path) -> Result<()> {
     let mut w = std::io::stdout().lock();
     writeln!(
         w,

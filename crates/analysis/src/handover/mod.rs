@@ -8,12 +8,15 @@
 //! [`decode`] decodes one record under one policy; a study with
 //! `handover` set scores that answer teacher-forced like any other (each
 //! position's `chosen_by` says who chose it); [`run`] runs one such study per
-//! arm and writes the curve (handover.json).
+//! arm and writes the curve (handover.json); [`merge`] joins the shards of
+//! a sharded one.
 
 pub mod arms;
 mod decode;
+pub mod merge;
 pub mod policy;
 
 pub use arms::run;
 pub use decode::{decode, Handover};
+pub use merge::{is_handover, merge};
 pub use policy::Policy;

@@ -227,3 +227,79 @@ fn report_draws_the_curve_and_who_chose(
     let page = std::fs::read_to_string(site.join("r0/e00001.html")).unwrap();
     assert!(page.contains("policy <code>aligned</code>") && !page.contains("by-base\" data-t"));
 }
+
+/// Shards of a handover study merge arm by arm, and the curve is drawn anew
+/// over all queries: the same handover.json as the unsharded study's.
+#[test]
+fn sharded_handover_merges_to_the_whole_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("q.txt");
+    std::fs::write(
+        &data,
+        "Why is the sky blue?\nName three rivers.\nHow do bees fly?\nWhat is rust?\nSay hi.\n",
+    )
+    .unwrap();
+    let policies = ["--policy", "base", "--policy", "first:2"];
+    let whole = tmp.path().join("whole");
+    let o = study(&whole, &data, "handover", &policies);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut shards = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let dir = tmp.path().join(format!("shard-{}", &shard[..1]));
+        let mut args = policies.to_vec();
+        args.extend(["--shard", shard]);
+        let o = study(&dir, &data, "handover", &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        shards.push(dir.to_str().unwrap().to_string());
+    }
+    let shard_file = aligntds_formats::handover::HandoverFile::read(Path::new(&shards[0])).unwrap();
+    assert_eq!(shard_file.arms[0].examples, 3);
+
+    // A handover shard does not merge with an analyze shard.
+    let analyzed = tmp.path().join("analyzed");
+    let o = study(&analyzed, &data, "analyze", &["--shard", "1/2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = aligntds(&[
+        "merge",
+        &shards[0],
+        analyzed.to_str().unwrap(),
+        "--out",
+        tmp.path().join("mixed").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("not a finished `aligntds handover` shard"),
+        "{}",
+        stderr(&o)
+    );
+
+    let merged = tmp.path().join("merged");
+    let o = aligntds(&[
+        "merge",
+        &shards[0],
+        &shards[1],
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("first:2"), "{}", stdout(&o));
+    assert_eq!(
+        std::fs::read_to_string(merged.join("handover.json")).unwrap(),
+        std::fs::read_to_string(whole.join("handover.json")).unwrap()
+    );
+    for arm in ["aligned", "base", "first-2"] {
+        let rows = |dir: &Path| {
+            let mut all = Vec::new();
+            aligntds_formats::positions::for_each_example(
+                &dir.join("arms").join(arm),
+                |id, rows| {
+                    all.push((id.to_string(), rows));
+                    Ok(())
+                },
+            )
+            .unwrap();
+            all
+        };
+        assert_eq!(rows(&merged), rows(&whole), "arm {arm}");
+    }
+}
