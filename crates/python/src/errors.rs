@@ -43,6 +43,8 @@ fn keyword(field: Field) -> String {
         Field::AnswerField => "answer_field".into(),
         Field::IdField => "id_field".into(),
         Field::MaxInFlight => "servers".into(),
+        Field::Handover => "policy".into(),
+        Field::MergeInputs => "shards".into(),
         other => other.name(),
     }
 }

@@ -20,6 +20,7 @@ use pyo3::types::PyCapsule;
 
 mod errors;
 mod example;
+mod handover;
 mod pair;
 mod runs;
 mod study;
@@ -140,6 +141,7 @@ fn _aligntds(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TableStream>()?;
     m.add_class::<example::NativeExample>()?;
     study::register(m)?;
+    handover::register(m)?;
     pair::register(m)?;
     runs::register(m)?;
     Ok(())

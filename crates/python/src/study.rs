@@ -22,7 +22,7 @@ use crate::errors::{setting_error, study_error, SettingError, StudyFailed};
 /// study's keyword arguments laid out as a study file, and the run options
 /// a study file does not hold.
 #[derive(Deserialize)]
-struct Spec {
+pub(crate) struct Spec {
     study: Option<PathBuf>,
     table: toml::Table,
     #[serde(default)]
@@ -39,7 +39,7 @@ fn file_error(py: Python<'_>, e: study_file::StudyFileError) -> PyErr {
 
 /// The study the spec describes: its study file's, with the keyword
 /// arguments over it (as flags over a study file's keys), or the arguments alone.
-fn settings(py: Python<'_>, spec: &Spec) -> PyResult<StudySettings> {
+pub(crate) fn settings(py: Python<'_>, spec: &Spec) -> PyResult<StudySettings> {
     let here = std::env::current_dir()
         .unwrap_or_default()
         .join("<aligntds.analyze>");
@@ -127,23 +127,42 @@ enum Event {
 #[pyfunction]
 #[pyo3(signature = (spec, progress=None))]
 pub fn analyze(py: Python<'_>, spec: &str, progress: Option<Py<PyAny>>) -> PyResult<String> {
-    let spec: Spec = serde_json::from_str(spec)
-        .map_err(|e| PyValueError::new_err(format!("the study's arguments: {e}")))?;
+    let spec = parse_spec(spec)?;
     let settings = settings(py, &spec)?;
     let out = settings.out.display().to_string();
     let study = py
         .detach(|| Study::prepare(settings).map_err(Box::new))
         .map_err(|e| study_error(py, *e))?;
     let cancel = study.canceller();
+    run_on_worker(py, &cancel, progress, |report| {
+        study.run(&mut |p| report(p)).map(|_| ()).map_err(Box::new)
+    })?;
+    Ok(out)
+}
+
+pub(crate) fn parse_spec(spec: &str) -> PyResult<Spec> {
+    serde_json::from_str(spec)
+        .map_err(|e| PyValueError::new_err(format!("the study's arguments: {e}")))
+}
+
+/// Runs `work` on a worker thread while the calling thread relays its
+/// progress to `progress(done, total)` and watches the interrupt key; the
+/// interrupt, or an error from the callback, sets `cancel` and is raised
+/// once `work` has stopped.
+pub(crate) fn run_on_worker(
+    py: Python<'_>,
+    cancel: &aligntds_engine::Cancel,
+    progress: Option<Py<PyAny>>,
+    work: impl FnOnce(&mut dyn FnMut(Progress<'_>)) -> Result<(), Box<StudyError>> + Send,
+) -> PyResult<()> {
     // A rendezvous: the run waits for each event to be taken, so a callback
     // (or the interrupt key) acts before the run is more than a record ahead.
     let (send, receive) = mpsc::sync_channel(0);
     // Shared with the GIL-free wait below, which must be Send.
     let receive = std::sync::Mutex::new(receive);
-    std::thread::scope(|scope| -> PyResult<String> {
-        let study = &study;
+    std::thread::scope(|scope| -> PyResult<()> {
         scope.spawn(move || {
-            let result = study.run(&mut |p| {
+            let result = work(&mut |p| {
                 let event = match p {
                     Progress::Started { total, resumed } => Event::Total { total, resumed },
                     Progress::Example { done, total, .. } => Event::Done { done, total },
@@ -151,12 +170,10 @@ pub fn analyze(py: Python<'_>, spec: &str, progress: Option<Py<PyAny>>) -> PyRes
                 };
                 let _ = send.send(event);
             });
-            let _ = send.send(Event::Finished(result.map(|_| ())));
+            let _ = send.send(Event::Finished(result.map_err(|e| *e)));
         });
         // The calling thread waits here, looking at the interrupt key
-        // between events (Python handles signals on this thread only). The
-        // interrupt, or an error from the progress callback, cancels the run
-        // and is raised once the worker has stopped.
+        // between events (Python handles signals on this thread only).
         let mut stopped: Option<PyErr> = None;
         loop {
             let event = py.detach(|| {
@@ -168,7 +185,7 @@ pub fn analyze(py: Python<'_>, spec: &str, progress: Option<Py<PyAny>>) -> PyRes
                     return match (stopped, result) {
                         (Some(e), Ok(()) | Err(StudyError::Cancelled { .. })) => Err(e),
                         (_, Err(e)) => Err(study_error(py, e)),
-                        (None, Ok(())) => Ok(out),
+                        (None, Ok(())) => Ok(()),
                     }
                 }
                 Ok(Event::Total { total, resumed }) => call(py, &progress, resumed, total),

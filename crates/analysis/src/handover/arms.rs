@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use aligntds_engine::Cancel;
 use aligntds_formats::handover::{Arm, ArmExample, HandoverFile};
 use aligntds_formats::positions::PositionRecord;
 use aligntds_formats::sides::Estimate;
@@ -34,6 +35,17 @@ pub fn run(
     policies: &[Policy],
     progress: &mut dyn FnMut(&Policy, Progress<'_>),
 ) -> Result<HandoverFile, StudyError> {
+    run_with(settings, policies, &Cancel::default(), progress)
+}
+
+/// [`run`], stopped by `cancel` from any thread: the arm in flight returns
+/// [`StudyError::Cancelled`] and every arm's folder resumes.
+pub fn run_with(
+    settings: &StudySettings,
+    policies: &[Policy],
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(&Policy, Progress<'_>),
+) -> Result<HandoverFile, StudyError> {
     if policies.is_empty() {
         return Err(SettingError::new(
             Field::Handover,
@@ -46,7 +58,8 @@ pub fn run(
         let mut s = settings.clone();
         s.handover = Some(*arm);
         s.out = settings.out.join("arms").join(arm.folder());
-        let study = Study::prepare(s)?;
+        let mut study = Study::prepare(s)?;
+        study.cancel_with(cancel.clone());
         study.run(&mut |p| progress(arm, p))?;
     }
     let file = curve(&settings.out, &arms)?;

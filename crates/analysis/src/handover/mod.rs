@@ -16,7 +16,7 @@ mod decode;
 pub mod merge;
 pub mod policy;
 
-pub use arms::run;
+pub use arms::{arms, run, run_with};
 pub use decode::{decode, Handover};
 pub use merge::{is_handover, merge};
 pub use policy::Policy;

@@ -288,6 +288,12 @@ impl Study {
         self.cancel.clone()
     }
 
+    /// The study stops when `cancel` is set (several studies can share one,
+    /// as a handover study's arms do).
+    pub fn cancel_with(&mut self, cancel: aligntds_engine::Cancel) {
+        self.cancel = cancel;
+    }
+
     pub fn sides(&self) -> (&Side, &Side) {
         (&self.aligned, &self.base)
     }

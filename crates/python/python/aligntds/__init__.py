@@ -9,6 +9,10 @@ and polars data.
     pl.DataFrame(run.positions())
     run.example(index=0)                    # tokens coloured inline in Jupyter
 
+    h = aligntds.handover(aligned="chat-model", base="base-model", data="queries.jsonl",
+                          out="runs/handover", policy=["base", "first:5", "uncertain:0.4"])
+    h.curve()                               # one row per arm: aligned share, agreement, ...
+
     pair = aligntds.Pair(aligned="chat-model", base="base-model")
     pair.analyze("Name three colours of the sea.")
 
@@ -19,6 +23,7 @@ as the `aligntds` command line. See docs/python.md.
 from aligntds._aligntds import RunError, SettingError, StudyFailed, __version__
 from aligntds._analyze import analyze
 from aligntds._compare import Comparison, ComparisonRow, compare, merge
+from aligntds._handover import Arm, ArmExample, Handover, handover
 from aligntds._pair import PAIR_SETTINGS, Example, Pair
 from aligntds._run import ArrowData, Run
 from aligntds._summary import (
@@ -38,6 +43,8 @@ from aligntds._summary import (
 )
 
 __all__ = [
+    "Arm",
+    "ArmExample",
     "ArrowData",
     "Bounds",
     "Comparison",
@@ -47,6 +54,7 @@ __all__ = [
     "Example",
     "Group",
     "Groups",
+    "Handover",
     "Intervals",
     "PAIR_SETTINGS",
     "Pair",
@@ -64,5 +72,6 @@ __all__ = [
     "__version__",
     "analyze",
     "compare",
+    "handover",
     "merge",
 ]

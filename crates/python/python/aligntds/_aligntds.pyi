@@ -16,7 +16,10 @@ __all__ = [
     "build_report",
     "cli_main",
     "compare_runs",
+    "handover",
+    "merge_handover",
     "merge_runs",
+    "read_handover",
     "read_summary",
     "set_threads",
 ]
@@ -38,6 +41,19 @@ class StudyFailed(RuntimeError):
 
 def analyze(spec: str, progress: Callable[[int, int], None] | None = None) -> str:
     """Runs the study a JSON spec describes (built by `aligntds.analyze`); returns its folder."""
+
+def handover(
+    spec: str, policies: list[str], progress: Callable[[int, int], None] | None = None
+) -> str:
+    """Runs every arm of `policies` over the study a JSON spec describes; returns its folder."""
+
+def read_handover(path: str | PathLike[str]) -> str:
+    """handover.json of the folder `path`, checked against this version's definition, as JSON text."""
+
+def merge_handover(
+    shards: Sequence[str | PathLike[str]], out: str | PathLike[str], curve_positions: int = 200
+) -> str:
+    """Merges a handover study's shards into `out`; returns `out`."""
 
 def read_summary(path: str | PathLike[str]) -> str:
     """summary.json of the run folder `path`, checked against this version's definition, as JSON text."""

@@ -96,6 +96,55 @@ def analyze(
     callable taking (done, total). `device`: `cpu`, `cuda` or `cuda:N`;
     `threads`: the engine's CPU threads (set once per process).
     """
+    spec = study_spec(
+        aligned=aligned,
+        base=base,
+        data=data,
+        query=query,
+        out=out,
+        compare=compare,
+        study=study,
+        aligned_context=aligned_context,
+        base_context=base_context,
+        group_by=group_by,
+        overwrite=overwrite,
+        strict=strict,
+        shard=shard,
+        device=device,
+        threads=threads,
+        settings=settings,
+    )
+    report, close = reporter(progress)
+    try:
+        folder = _aligntds.analyze(json.dumps(spec), report)
+    finally:
+        close()
+    # The folder as the caller named it (the native side resolves it absolute).
+    return Run.open(folder if out is None else out)
+
+
+def study_spec(
+    *,
+    aligned: Side | None,
+    base: Side | None,
+    data: Any,
+    query: str | None,
+    out: str | os.PathLike[str] | None,
+    compare: Mapping[str, Side] | None,
+    study: str | os.PathLike[str] | None,
+    aligned_context: str | None,
+    base_context: str | None,
+    group_by: str | None,
+    overwrite: bool,
+    strict: bool,
+    shard: str | None,
+    device: str | None,
+    threads: int | None,
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """`analyze`'s arguments as the native side takes them: a study file's
+    table of the arguments, the study file it names and the run options.
+    In-memory data are written into `out` here."""
     for name in settings:
         if name not in SETTINGS:
             raise error(name, f"not a setting of analyze; the settings are {', '.join(SETTINGS)}")
@@ -128,10 +177,4 @@ def analyze(
         "shard": shard,
         "device": device,
     }
-    report, close = reporter(progress)
-    try:
-        folder = _aligntds.analyze(json.dumps(spec), report)
-    finally:
-        close()
-    # The folder as the caller named it (the native side resolves it absolute).
-    return Run.open(folder if out is None else out)
+    return spec
