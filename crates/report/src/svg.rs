@@ -452,7 +452,7 @@ pub fn scatter(
     }
     chart.line((LEFT, TOP + plot_h), (W - RIGHT, TOP + plot_h), "#333");
     // Points that fall on one spot share one label, so names never overprint.
-    let mut labels: Vec<((f64, f64), String)> = Vec::new();
+    let mut labels: Vec<((f64, f64), String, &'static str)> = Vec::new();
     for (i, p) in points.iter().enumerate() {
         if !(p.x.value.is_finite() && p.y.value.is_finite()) {
             continue;
@@ -481,22 +481,50 @@ pub fn scatter(
         });
         match labels
             .iter_mut()
-            .find(|((lx, ly), _)| (lx - cx).abs() < 8.0 && (ly - cy).abs() < 8.0)
+            .find(|((lx, ly), _, _)| (lx - cx).abs() < 8.0 && (ly - cy).abs() < 8.0)
         {
-            Some((_, text)) => {
+            Some((_, text, _)) => {
                 text.push_str(", ");
                 text.push_str(&p.label);
             }
-            None => labels.push(((cx, cy), p.label.clone())),
+            None => labels.push(((cx, cy), p.label.clone(), color)),
         }
     }
-    for ((cx, cy), text) in labels {
-        // Labels go left of points in the right half, so they stay inside.
-        chart.text(if cx > (LEFT + W) / 2.0 {
-            Text::at(cx - 7.0, cy - 7.0, text).end()
+    // Each label takes the first corner around its point where it overlaps
+    // no label placed before it (boxes estimated at 7 px per character).
+    let mut placed: Vec<(f64, f64, f64, f64)> = Vec::new();
+    for ((cx, cy), text, color) in labels {
+        let width = 7.0 * text.chars().count() as f64;
+        let right_first = cx <= (LEFT + W) / 2.0;
+        let corners = [(true, -7.0), (true, 16.0), (false, -7.0), (false, 16.0)];
+        let boxed = |(right, dy): (bool, f64)| {
+            let right = right == right_first;
+            let x0 = if right { cx + 7.0 } else { cx - 7.0 - width };
+            (
+                right,
+                cy + dy,
+                (x0, cy + dy - 11.0, x0 + width, cy + dy + 2.0),
+            )
+        };
+        let free = |b: &(f64, f64, f64, f64)| {
+            placed
+                .iter()
+                .all(|p| b.2 < p.0 || b.0 > p.2 || b.3 < p.1 || b.1 > p.3)
+        };
+        let (right, y, b) = corners
+            .into_iter()
+            .map(boxed)
+            .find(|(_, _, b)| free(b))
+            .unwrap_or_else(|| boxed(corners[0]));
+        placed.push(b);
+        // In the point's colour, so a label beside another point still says whose it is.
+        let mut label = if right {
+            Text::at(cx + 7.0, y, text)
         } else {
-            Text::at(cx + 7.0, cy - 7.0, text)
-        });
+            Text::at(cx - 7.0, y, text).end()
+        };
+        label.fill = Some(color);
+        chart.text(label);
     }
     chart.text(Text::at((LEFT + W) / 2.0, TOP + plot_h + 32.0, x_label).middle());
     chart.render()

@@ -303,3 +303,59 @@ fn sharded_handover_merges_to_the_whole_curve() {
         assert_eq!(rows(&merged), rows(&whole), "arm {arm}");
     }
 }
+
+/// In the quantized precision (`--dtype q` on the 4-bit llama3 fixture) the
+/// pure arms are analyze's answers too: the aligned side's, and the base
+/// side's with `--answered-by base`.
+#[test]
+fn quantized_pure_arms_are_analyzes_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("q.txt");
+    std::fs::write(&data, "Why is the sky blue?\nName three rivers.\nSay hi.\n").unwrap();
+    let model = crate::common::fixture("llama3.q4_0.gguf");
+    let run = |command: &str, out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            command,
+            "--aligned",
+            &model,
+            "--base",
+            &model,
+            "--aligned-context",
+            "plain",
+            "--base-context",
+            "template",
+            "--dtype",
+            "q",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+            "--max-new-tokens",
+            "12",
+            "--response",
+            "generate",
+        ];
+        args.extend_from_slice(extra);
+        let o = aligntds(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let out = tmp.path().join("h");
+    run("handover", &out, &["--policy", "base"]);
+    let analyzed = tmp.path().join("analyzed");
+    run("analyze", &analyzed, &[]);
+    let by_base = tmp.path().join("by-base");
+    run("analyze", &by_base, &["--answered-by", "base"]);
+    assert_eq!(answers(&out.join("arms/aligned")), answers(&analyzed));
+    assert_eq!(answers(&out.join("arms/base")), answers(&by_base));
+    assert_ne!(
+        answers(&analyzed),
+        answers(&by_base),
+        "the contexts differ, so do the answers"
+    );
+    let m = crate::common::manifest(&out.join("arms/base"));
+    assert_eq!(
+        (&m["aligned_weights"], &m["base_weights"]),
+        (&"q".into(), &"q".into())
+    );
+}

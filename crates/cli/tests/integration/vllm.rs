@@ -360,6 +360,9 @@ fn vllm_servers_compute_the_same_study_as_the_local_engine() {
             remote_arms.join("arms").join(arm),
         );
         assert_eq!(answers(&l), answers(&r), "handover arm {arm}");
+        // Tokens, ranks and categories equal; log-probabilities within the
+        // remote tolerance.
+        assert_same_study(&l, &r);
     }
     assert_eq!(answers(&local_arms.join("arms/aligned")), la[..3]);
 
