@@ -43,11 +43,7 @@ pub fn decode(
         prompt(base, &recorded.base_context)?,
     );
     let sampling = recorded.sampling.as_ref().map(|s| {
-        let (id, k) = record
-            .sample
-            .as_ref()
-            .map_or((record.id.as_str(), 0), |(id, k)| (id.as_str(), *k));
-        crate::settings::sampling::for_record(s, id, k)
+        crate::settings::sampling::for_record(s, record.query_id(), record.sample_index())
     });
     let (top_k, max_new) = (recorded.top_k, recorded.max_new_tokens);
     let mut a = aligned
@@ -71,6 +67,10 @@ pub fn decode(
     let tok = &aligned.text.tokenizer;
     let mut answer = Vec::new();
     let mut chosen = Vec::new();
+    // A side's context stops apply once it has chosen a token; the list
+    // grows at most twice per answer.
+    let mut stops: Vec<String> = Vec::new();
+    let (mut a_chose, mut b_chose) = (false, false);
     let stop_reason = loop {
         if settings.cancel.is_cancelled() {
             return Err(RunError::Cancelled);
@@ -102,12 +102,16 @@ pub fn decode(
         if side.text.eos_token_ids.contains(&token) {
             break "eos".to_string();
         }
-        let mut stops: Vec<String> = Vec::new();
-        if chosen.contains(&Chooser::Aligned) {
-            stops.extend(a_stops.iter().cloned());
-        }
-        if chosen.contains(&Chooser::Base) {
-            stops.extend(b_stops.iter().cloned());
+        let first_choice = match by {
+            Chooser::Aligned => !std::mem::replace(&mut a_chose, true),
+            Chooser::Base => !std::mem::replace(&mut b_chose, true),
+        };
+        if first_choice {
+            stops = [(a_chose, &a_stops), (b_chose, &b_stops)]
+                .into_iter()
+                .filter(|(chose, _)| *chose)
+                .flat_map(|(_, own)| own.iter().cloned())
+                .collect();
         }
         if let Some((keep, stop)) = aligntds_engine::find_stop(tok, &answer, &stops)? {
             // As analyze does: the stop's token goes, then a closing fence.

@@ -92,11 +92,7 @@ pub(crate) fn generate_answer(
         cancel: settings.cancel.clone(),
         // The record's own stream: its answer is the same in any batch or order.
         sampling: settings.recorded.sampling.as_ref().map(|s| {
-            let (id, sample) = record
-                .sample
-                .as_ref()
-                .map_or((record.id.as_str(), 0), |(id, k)| (id.as_str(), *k));
-            crate::settings::sampling::for_record(s, id, sample)
+            crate::settings::sampling::for_record(s, record.query_id(), record.sample_index())
         }),
     };
     let out = side.backend.generate(prompt, &options)?;

@@ -149,35 +149,35 @@ pub fn analyze_example_sides(
         )?),
         None => None,
     };
-    let from_dataset = match (&handover, recorded.response) {
-        (Some((h, seconds)), _) => {
-            generation_seconds = *seconds;
-            Some((h.answer_ids.clone(), false))
-        }
-        (None, ResponseSource::Generate) => None,
-        (None, _) => dataset_answer(&aligned.text, record)?,
-    };
-    let (answer_ids, source, stop_reason, eos_replaced) = match (from_dataset, recorded.response) {
-        (Some((ids, _)), _) if handover.is_some() => {
-            let stop = handover.as_ref().map(|(h, _)| h.stop_reason.clone());
-            (ids, "handover".to_string(), stop.unwrap_or_default(), false)
-        }
-        (Some((ids, replaced)), _) => (ids, "dataset".to_string(), "dataset".to_string(), replaced),
-        (None, ResponseSource::Dataset) => {
-            return Err(RunError::NoAnswer {
-                id: record.id.clone(),
-            })
-        }
-        (None, _) if answer_prompt.is_empty() => {
-            (Vec::new(), "generate".into(), String::new(), false)
-        }
-        (None, _) => {
-            let clock = std::time::Instant::now();
-            let (ids, reason, out) =
-                generate_answer(answer_side, answer_context, answer_prompt, record, settings)?;
-            generation_seconds = clock.elapsed().as_secs_f64();
-            generation = Some(out);
-            (ids, "generate".to_string(), reason, false)
+    let (answer_ids, source, stop_reason, eos_replaced) = if let Some((h, seconds)) = &handover {
+        generation_seconds = *seconds;
+        let ids = h.answer_ids.clone();
+        (ids, "handover".to_string(), h.stop_reason.clone(), false)
+    } else {
+        let from_dataset = match recorded.response {
+            ResponseSource::Generate => None,
+            _ => dataset_answer(&aligned.text, record)?,
+        };
+        match (from_dataset, recorded.response) {
+            (Some((ids, replaced)), _) => {
+                (ids, "dataset".to_string(), "dataset".to_string(), replaced)
+            }
+            (None, ResponseSource::Dataset) => {
+                return Err(RunError::NoAnswer {
+                    id: record.id.clone(),
+                })
+            }
+            (None, _) if answer_prompt.is_empty() => {
+                (Vec::new(), "generate".into(), String::new(), false)
+            }
+            (None, _) => {
+                let clock = std::time::Instant::now();
+                let (ids, reason, out) =
+                    generate_answer(answer_side, answer_context, answer_prompt, record, settings)?;
+                generation_seconds = clock.elapsed().as_secs_f64();
+                generation = Some(out);
+                (ids, "generate".to_string(), reason, false)
+            }
         }
     };
     let tok = &aligned.text.tokenizer;

@@ -221,3 +221,12 @@ pub fn one_model_run(
     args.extend_from_slice(extra);
     aligntds(&args)
 }
+
+/// Each example's answer token ids, in the run's order.
+pub fn answers(dir: &std::path::Path) -> Vec<Vec<u32>> {
+    aligntds_formats::examples::read(dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.answer_ids)
+        .collect()
+}

@@ -5,18 +5,10 @@
 
 use std::path::Path;
 
-use crate::common::{aligntds, one_model_run, stderr, stdout};
+use crate::common::{aligntds, answers, one_model_run, stderr, stdout};
 
 fn study(out: &Path, data: &Path, command: &str, extra: &[&str]) -> std::process::Output {
     one_model_run(command, ("plain", "template"), data, out, 14, extra)
-}
-
-fn answers(dir: &Path) -> Vec<Vec<u32>> {
-    aligntds_formats::examples::read(dir)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.answer_ids)
-        .collect()
 }
 
 #[test]

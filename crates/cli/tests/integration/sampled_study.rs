@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::common::{aligntds, pair_args, stderr, strs};
+use crate::common::{aligntds, answers, pair_args, stderr, strs};
 
 const SAMPLED: &[&str] = &["--temperature", "1.0", "--top-p", "0.95", "--seed", "3"];
 
@@ -20,14 +20,6 @@ fn run(data: &str, out: &Path, extra: &[&str]) -> Vec<u8> {
     let o = analyze(data, out, extra);
     assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
     std::fs::read(out.join("positions.parquet")).unwrap()
-}
-
-fn answers(dir: &Path) -> Vec<Vec<u32>> {
-    aligntds_formats::examples::read(dir)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.answer_ids)
-        .collect()
 }
 
 #[test]

@@ -54,6 +54,11 @@ impl Record {
         self.sample.as_ref().map_or(&self.id, |(id, _)| id)
     }
 
+    /// Which sample of its query this record is (0 for a record of one sample).
+    pub fn sample_index(&self) -> usize {
+        self.sample.as_ref().map_or(0, |(_, k)| *k)
+    }
+
     /// Sample `index` of this record, as one record of its own (`ID#K`).
     pub fn sample(&self, index: usize) -> Self {
         Self {
