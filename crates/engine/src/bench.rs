@@ -219,23 +219,42 @@ pub fn quantized_projection(
 ) -> Result<QuantizedSpeed> {
     use crate::kernels::quantized_gemv::{gemv_many_with, Activations, GemvWeight};
     let (data, x) = random_projection(dtype, m, n, k)?;
-    let w = [GemvWeight {
-        dtype,
-        data: &data,
-        n,
-    }];
-    let time = |activations| {
+    // `q8` takes Q4_0 repacked, as a model loads it.
+    let tiles = repacked(dtype, &data, n, k);
+    let time = |activations, w: GemvWeight| {
+        let w = [w];
         best_of(repeats, || {
             std::hint::black_box(gemv_many_with(&w, k, &x, activations));
             Ok(())
         })
     };
-    let (exact, int8) = (time(Activations::F32)?, time(Activations::Int8)?);
+    let exact = time(Activations::F32, GemvWeight::rows(dtype, &data, n))?;
+    let int8 = time(
+        Activations::Int8,
+        GemvWeight {
+            dtype,
+            data: tiles.as_deref().unwrap_or(&data),
+            n,
+            tiled: tiles.is_some(),
+        },
+    )?;
     let gb = data.len() as f64 / 1e9;
     Ok(QuantizedSpeed {
         exact: gb / exact,
         int8: gb / int8,
     })
+}
+
+/// Q4_0 rows repacked as `--dtype q8` loads them (see q4_0x8), where they are.
+fn repacked(
+    dtype: candle_core::quantized::GgmlDType,
+    data: &[u8],
+    n: usize,
+    k: usize,
+) -> Option<Vec<u8>> {
+    use crate::kernels::quantized_int8::q4_0x8;
+    (dtype == candle_core::quantized::GgmlDType::Q4_0 && q4_0x8::repacks(n))
+        .then(|| q4_0x8::repack(data, n, k / 32))
 }
 
 /// The integer GEMM of `--dtype q8` (`m` rows, the tiles where the CPU has
@@ -251,10 +270,12 @@ pub fn quantized_gemm(
     use crate::kernels::quantized_int8::{gemm, RowsByScheme, Weight};
     let (data, x) = random_projection(dtype, m, n, k)?;
     let rows = RowsByScheme::new(&x, k, [dtype]);
+    let tiles = repacked(dtype, &data, n, k);
     let w = [Weight {
         dtype,
-        data: &data,
+        data: tiles.as_deref().unwrap_or(&data),
         n,
+        tiled: tiles.is_some(),
     }];
     let products = best_of(repeats, || {
         std::hint::black_box(gemm(&w, &rows));

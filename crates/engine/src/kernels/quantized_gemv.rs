@@ -435,11 +435,26 @@ fn rows(
     rows_kernel(dtype, rows, bytes_per_row, x, xsums, out, &half_bits)
 }
 
-/// One weight matrix `[n, k]` in GGUF blocks of `dtype` (see [`block_bytes`]).
+/// One weight matrix `[n, k]` in GGUF blocks of `dtype` (see [`block_bytes`]);
+/// `tiled`: Q4_0 rows repacked eight at a time for the integer kernels
+/// (quantized_int8::q4_0x8), which alone take them.
 pub struct GemvWeight<'a> {
     pub dtype: GgmlDType,
     pub data: &'a [u8],
     pub n: usize,
+    pub tiled: bool,
+}
+
+impl<'a> GemvWeight<'a> {
+    /// Row-major blocks.
+    pub fn rows(dtype: GgmlDType, data: &'a [u8], n: usize) -> Self {
+        Self {
+            dtype,
+            data,
+            n,
+            tiled: false,
+        }
+    }
 }
 
 /// `y[m, n] = x[m, k] · W^T` for each weight that shares the input `x` (the
@@ -483,6 +498,7 @@ pub fn gemv_many_with(
                 dtype: w.dtype,
                 data: w.data,
                 n: w.n,
+                tiled: w.tiled,
             })
             .collect();
         let rows = int8::RowsByScheme::new(x, k, weights.iter().map(|w| w.dtype));
@@ -517,21 +533,28 @@ pub fn gemv_many_with(
             // the next rows covers most of them (a multiple of its 4-row block).
             let dense = matches!(w.dtype, GgmlDType::F32 | GgmlDType::BF16 | GgmlDType::F16);
             let task_bytes = if dense { 65536 } else { 16384 };
-            let rows_per_task = (task_bytes / bytes_per_row.max(1)).clamp(8, w.n.max(8)) / 4 * 4;
+            // Repacked Q4_0 goes in whole tiles of eight rows.
+            let unit = if w.tiled { 8 } else { 4 };
+            let rows_per_task =
+                (task_bytes / bytes_per_row.max(1)).clamp(8, w.n.max(8)) / unit * unit;
             for (o, d) in out
                 .chunks_mut(rows_per_task * m)
                 .zip(w.data.chunks(rows_per_task * bytes_per_row))
             {
-                tasks.push((w.dtype, d, bytes_per_row, o));
+                tasks.push((w.dtype, w.tiled, d, bytes_per_row, o));
             }
         }
         tasks
             .into_par_iter()
-            .for_each(|(dtype, d, bytes_per_row, o)| match &int8_rows {
+            .for_each(|(dtype, tiled, d, bytes_per_row, o)| match &int8_rows {
+                Some(q) if tiled => int8::q4_0x8::tiles(d, q.get(dtype), o),
                 Some(q) if int8::supported(dtype) => {
                     int8::rows(dtype, d, bytes_per_row, q.get(dtype), o)
                 }
-                _ => rows(dtype, d, bytes_per_row, xs, &xsums, o),
+                _ => {
+                    assert!(!tiled, "repacked Q4_0 weights take 8-bit activations");
+                    rows(dtype, d, bytes_per_row, xs, &xsums, o)
+                }
             });
         for ((w, out), t) in weights.iter().zip(outs.iter_mut()).zip(&transposed) {
             for (j, column) in t.chunks_exact(m).enumerate() {
@@ -598,11 +621,7 @@ mod tests {
                 data.len(),
                 n * k / block_weights(dtype) * block_bytes(dtype).unwrap()
             );
-            let weight = GemvWeight {
-                dtype,
-                data: &data,
-                n,
-            };
+            let weight = GemvWeight::rows(dtype, &data, n);
             let got = gemv_many(&[weight], k, &x).pop().unwrap();
             for (a, b) in got.iter().zip(&want) {
                 assert!(
@@ -612,11 +631,7 @@ mod tests {
             }
             // A row's product does not depend on the rows batched with it.
             for (r, batched) in got.chunks_exact(n).enumerate() {
-                let weight = GemvWeight {
-                    dtype,
-                    data: &data,
-                    n,
-                };
+                let weight = GemvWeight::rows(dtype, &data, n);
                 let alone = gemv_many(&[weight], k, &x[r * k..(r + 1) * k])
                     .pop()
                     .unwrap();

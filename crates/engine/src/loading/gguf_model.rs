@@ -134,11 +134,15 @@ pub fn load_weights(path: &Path, options: &LoadOptions) -> Result<(Decoder, Stri
                 }
                 None => q,
             };
-            quantized.tensors.insert(mapping.hf_name, Arc::new(q));
+            quantized.insert(mapping.hf_name, q)?;
         } else {
             dense.insert(mapping.hf_name.clone(), (q, mapping));
         }
     }
+    tracing::debug!(
+        tensors = quantized.tiled.len(),
+        "Q4_0 projections repacked eight rows at a time for q8"
+    );
     let dense = Arc::new(Dequantizing(dense));
     let vb = VarBuilder::from_backend(Box::new(Shared(dense.clone())), dtype, device.clone());
     let rows = (dtype == DType::F32).then_some(&*dense as &dyn RowSource);

@@ -2,7 +2,7 @@
 //! layout and GEMM), packed f32 or bf16 panels (see packed_gemm), or kept
 //! quantized (see quantized_linear), each by Hugging Face name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
@@ -23,11 +23,41 @@ pub struct QuantizedWeights {
     /// What the products take: f32 activations (`q`) or 8-bit ones with
     /// integer dot products (`q8`).
     pub activations: Activations,
+    /// The Q4_0 tensors whose rows are repacked eight at a time for the
+    /// integer kernels (quantized_int8::q4_0x8), by Hugging Face name.
+    pub tiled: HashSet<String>,
 }
 
 impl QuantizedWeights {
     pub fn get(&self, name: &str) -> Option<&Arc<QTensor>> {
         self.tensors.get(name)
+    }
+
+    /// Adds a tensor, its rows repacked where `q8`'s Q4_0 kernels read them
+    /// so: every projection but the embedding (whose rows are looked up, and
+    /// which a tied output projection shares).
+    pub fn insert(&mut self, name: String, q: QTensor) -> candle_core::Result<()> {
+        use crate::kernels::quantized_int8::q4_0x8;
+        use candle_core::quantized::{GgmlDType, QStorage};
+        let dims = q.shape().dims().to_vec();
+        let q = match dims[..] {
+            [n, k]
+                if self.activations == Activations::Int8
+                    && q.dtype() == GgmlDType::Q4_0
+                    && name != "model.embed_tokens.weight"
+                    && q4_0x8::repacks(n) =>
+            {
+                let tiles = q4_0x8::repack(&q.data()?, n, k / 32);
+                let device = q.device();
+                self.tiled.insert(name.clone());
+                let storage =
+                    QStorage::from_data(std::borrow::Cow::Owned(tiles), &device, q.dtype())?;
+                QTensor::new(storage, (n, k))?
+            }
+            _ => q,
+        };
+        self.tensors.insert(name, Arc::new(q));
+        Ok(())
     }
 }
 
@@ -303,7 +333,7 @@ pub(super) fn linear_part(
             b.narrow(0, rows.start, out_dim)?
         }))
     };
-    if let Some(q) = w.quantized.and_then(|q| q.get(full)) {
+    if let Some((quantized, q)) = w.quantized.and_then(|qw| qw.get(full).map(|q| (qw, q))) {
         let dims = q.shape().dims();
         if dims != [total_out, in_dim] {
             return Err(candle_core::Error::Msg(format!(
@@ -311,22 +341,33 @@ pub(super) fn linear_part(
             ))
             .into());
         }
-        let q = if whole {
-            q.clone()
+        let tiled = quantized.tiled.contains(full);
+        let linear = if whole && tiled {
+            QuantizedLinear::repacked(q.clone(), bias()?, quantized.activations)?
+        } else if whole {
+            QuantizedLinear::new(q.clone(), bias()?, quantized.activations)?
         } else {
+            // Rows of a fused tensor (phi3's qkv) taken in row-major order,
+            // and left so.
+            let row_major;
+            let q = if tiled {
+                use candle_core::quantized::QStorage;
+                let blocks = in_dim / 32;
+                let data =
+                    crate::kernels::quantized_int8::q4_0x8::untile(&q.data()?, total_out, blocks);
+                let storage =
+                    QStorage::from_data(std::borrow::Cow::Owned(data), &q.device(), q.dtype())?;
+                row_major = QTensor::new(storage, (total_out, in_dim))?;
+                &row_major
+            } else {
+                &**q
+            };
             let order: Vec<usize> = rows.clone().collect();
-            Arc::new(crate::loading::gguf::reorder_qtensor_rows(
-                q,
-                &order,
-                &q.device(),
-            )?)
+            let q = crate::loading::gguf::reorder_qtensor_rows(q, &order, &q.device())?;
+            QuantizedLinear::new(Arc::new(q), bias()?, quantized.activations)?
         };
         return Ok(Linear::Quantized {
-            linear: QuantizedLinear::new(
-                q,
-                bias()?,
-                w.quantized.map_or(Activations::F32, |q| q.activations),
-            )?,
+            linear,
             counted: true,
         });
     }

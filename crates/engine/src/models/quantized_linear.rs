@@ -57,6 +57,9 @@ pub struct QuantizedLinear {
     bias: Option<Tensor>,
     /// What the products take (`q8`: 8-bit activations).
     activations: Activations,
+    /// Q4_0 rows repacked eight at a time (quantized_int8::q4_0x8): only
+    /// the integer kernels read them, so only `q8` loads them so.
+    tiled: bool,
 }
 
 impl QuantizedLinear {
@@ -70,7 +73,23 @@ impl QuantizedLinear {
             weight,
             bias,
             activations,
+            tiled: false,
         })
+    }
+
+    /// A Q4_0 weight whose rows the loader repacked (see q4_0x8); refused unless the integer kernels take it.
+    pub fn repacked(
+        weight: Arc<QTensor>,
+        bias: Option<Tensor>,
+        activations: Activations,
+    ) -> candle_core::Result<Self> {
+        let mut linear = Self::new(weight, bias, activations)?;
+        if !linear.takes_int8() || linear.weight.dtype() != candle_core::quantized::GgmlDType::Q4_0
+        {
+            candle_core::bail!("repacked Q4_0 rows are read only with 8-bit activations (q8)");
+        }
+        linear.tiled = true;
+        Ok(linear)
     }
 
     pub fn weight_elems(&self) -> usize {
@@ -89,6 +108,7 @@ impl QuantizedLinear {
                 .pop()
                 .ok_or_else(|| candle_core::Error::Msg("no projection output".into()));
         }
+        self.row_major()?;
         let (out_dim, in_dim) = self.weight.shape().dims2()?;
         let rows = x.elem_count() / in_dim.max(1);
         let xf = x.to_dtype(DType::F32)?;
@@ -133,6 +153,7 @@ impl QuantizedLinear {
                 dtype: self.weight.dtype(),
                 data: &data,
                 n,
+                tiled: self.tiled,
             };
             let rows = int8::QuantizedRows::for_weight(weight.dtype, &xs, in_dim);
             int8::gemm_into(weight, &rows, out);
@@ -142,6 +163,7 @@ impl QuantizedLinear {
             dtype: self.weight.dtype(),
             data: &data,
             n,
+            tiled: self.tiled,
         };
         *out = crate::kernels::quantized_gemv::gemv_many_with(
             &[weight],
@@ -159,6 +181,7 @@ impl QuantizedLinear {
     /// columns go straight into the output: no list of parts and no
     /// concatenation doubling a large vocabulary's logits.
     pub fn tiles_into(&self, x: &Tensor, out: &mut Vec<f32>) -> candle_core::Result<()> {
+        self.row_major()?;
         let (out_dim, in_dim) = self.weight.shape().dims2()?;
         let rows = x.dim(0)?;
         let tile_rows = (TILE_BYTES / (4 * in_dim)).clamp(1, out_dim);
@@ -209,6 +232,7 @@ impl QuantizedLinear {
                     dtype: l.weight.dtype(),
                     data: d,
                     n: l.weight.shape().dims()[0],
+                    tiled: l.tiled,
                 })
                 .collect();
             let outs = crate::kernels::quantized_gemv::gemv_many_with(
@@ -222,8 +246,19 @@ impl QuantizedLinear {
         })())
     }
 
+    /// An error where the weight's rows are repacked: candle's kernels and the
+    /// dequantizing paths read row-major blocks (under `q8` a repacked
+    /// weight always takes the integer kernels, so this is not reached).
+    fn row_major(&self) -> candle_core::Result<()> {
+        if self.tiled {
+            candle_core::bail!("a repacked Q4_0 weight reached a row-major kernel");
+        }
+        Ok(())
+    }
+
     /// Output rows `r0..r0 + n` as a dense f32 `[n, in]` tensor, dequantized in parallel.
     fn dequantize_rows(&self, r0: usize, n: usize) -> candle_core::Result<Tensor> {
+        self.row_major()?;
         let (out_dim, in_dim) = self.weight.shape().dims2()?;
         let data = self.weight.data()?;
         let row_bytes = data.len() / out_dim;
@@ -324,7 +359,9 @@ pub fn dense_forward_many(
                 }
                 _ => candle_core::bail!("a dense weight not in CPU f32 or f16 storage"),
             };
-            weights.push(crate::kernels::quantized_gemv::GemvWeight { dtype, data, n });
+            weights.push(crate::kernels::quantized_gemv::GemvWeight::rows(
+                dtype, data, n,
+            ));
         }
         let outs = crate::kernels::quantized_gemv::gemv_many(&weights, in_dim, &xs);
         gemv_outputs(x, rows, outs, linears.iter().map(|l| l.bias()))

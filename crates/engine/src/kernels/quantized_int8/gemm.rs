@@ -27,12 +27,14 @@ thread_local! {
     static TILE_SCRATCH: std::cell::RefCell<Vec<Tile>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// One weight matrix: `n` rows of `dtype` blocks in `data`.
+/// One weight matrix: `n` rows of `dtype` blocks in `data`, Q4_0 ones
+/// repacked eight rows at a time where `tiled` (see q4_0x8).
 #[derive(Debug, Clone, Copy)]
 pub struct Weight<'a> {
     pub dtype: GgmlDType,
     pub data: &'a [u8],
     pub n: usize,
+    pub tiled: bool,
 }
 
 /// Whether [`gemm`] has a faster path than the row kernels on this CPU.
@@ -81,15 +83,13 @@ fn products(path: Path, weights: &[Weight], xs: &[&QuantizedRows]) -> Vec<Vec<f3
         for r0 in (0..m).step_by(MAX_ROWS) {
             let rows = x.slice_rows(r0, MAX_ROWS.min(m - r0));
             let mm = rows.rows();
-            rows_with(
-                path,
-                w.dtype,
-                w.data,
-                bytes_per_row,
-                &rows,
-                &mut part[..w.n * mm],
-            );
-            for (j, column) in part[..w.n * mm].chunks_exact(mm).enumerate() {
+            let part = &mut part[..w.n * mm];
+            if w.tiled {
+                super::q4_0x8::tiles_with(path, w.data, &rows, part);
+            } else {
+                rows_with(path, w.dtype, w.data, bytes_per_row, &rows, part);
+            }
+            for (j, column) in part.chunks_exact(mm).enumerate() {
                 for (r, &v) in column.iter().enumerate() {
                     out[(r0 + r) * w.n + j] = v;
                 }
@@ -152,7 +152,7 @@ fn tiles_into(
                 // writes those columns, and `outs` outlives the parallel loop.
                 unsafe {
                     super::gemm_x86::gemm_vnni(
-                        w.dtype,
+                        (w.dtype, w.tiled),
                         rows,
                         bytes_per_row,
                         x,

@@ -12,7 +12,7 @@ const GEMM_ROWS: usize = 4;
 
 /// The GEMM's weight rows (`rows`: up to [`TILES_PER_TASK`] tiles, whole but
 /// maybe the last; `tiles` as many to unpack them into) against
-/// every activation row of `x`: columns `0..rows / bytes_per_row` of the
+/// every activation row of `x` (`tiled`: Q4_0 rows repacked, see q4_0x8): columns `0..rows / bytes_per_row` of the
 /// row-major output at `out` (`stride` values per row), tile by tile.
 ///
 /// # Safety
@@ -21,7 +21,7 @@ const GEMM_ROWS: usize = 4;
 /// writes of those columns of `x`'s rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub unsafe fn gemm_vnni(
-    dtype: GgmlDType,
+    (dtype, tiled): (GgmlDType, bool),
     rows: &[u8],
     bytes_per_row: usize,
     x: &QuantizedRows,
@@ -32,28 +32,28 @@ pub unsafe fn gemm_vnni(
     // One arm per type, so the per-type branches fold away.
     match dtype {
         GgmlDType::Q8_0 => gemm_tiles(
-            GgmlDType::Q8_0,
+            (GgmlDType::Q8_0, tiled),
             (rows, bytes_per_row),
             x,
             (out, stride),
             tiles,
         ),
         GgmlDType::Q4_0 => gemm_tiles(
-            GgmlDType::Q4_0,
+            (GgmlDType::Q4_0, tiled),
             (rows, bytes_per_row),
             x,
             (out, stride),
             tiles,
         ),
         GgmlDType::Q6K => gemm_tiles(
-            GgmlDType::Q6K,
+            (GgmlDType::Q6K, tiled),
             (rows, bytes_per_row),
             x,
             (out, stride),
             tiles,
         ),
         _ => gemm_tiles(
-            GgmlDType::Q4K,
+            (GgmlDType::Q4K, tiled),
             (rows, bytes_per_row),
             x,
             (out, stride),
@@ -65,7 +65,7 @@ pub unsafe fn gemm_vnni(
 // Inlined into gemm_vnni, which enables the features.
 #[inline(always)]
 unsafe fn gemm_tiles(
-    dtype: GgmlDType,
+    (dtype, tiled): (GgmlDType, bool),
     (rows, bytes_per_row): (&[u8], usize),
     x: &QuantizedRows,
     (out, stride): (*mut f32, usize),
@@ -76,7 +76,7 @@ unsafe fn gemm_tiles(
     let parts = rows.chunks(TILE * bytes_per_row);
     let used = parts.len();
     for ((tile, part), mask) in tiles.iter_mut().zip(parts).zip(&mut masks) {
-        tile.fill(dtype, part, bytes_per_row);
+        tile.fill(dtype, part, bytes_per_row, tiled);
         *mask = ((1u32 << (part.len() / bytes_per_row)) - 1) as __mmask16;
     }
     // Rows outer, tiles inner: a micro-tile's stores land side by side in

@@ -528,6 +528,7 @@ mod gemm;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod gemm_x86;
+pub mod q4_0x8;
 mod tile;
 pub use gemm::{gemm, gemm_into, gemm_is_fast, Weight, GEMM_MIN_ROWS};
 

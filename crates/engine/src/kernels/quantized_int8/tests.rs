@@ -7,6 +7,7 @@ use candle_core::quantized::{QStorage, QTensor};
 use candle_core::Device;
 
 use super::gemm::gemm_with;
+use super::q4_0x8;
 use super::*;
 
 /// `n` weight rows of `k` values in `dtype`: random bytes (every pattern a
@@ -258,12 +259,19 @@ fn the_gemm_gives_the_row_kernels_bits() {
             (24, 40, 5),
             (9 * 8, 9, 33),
             (8, 6, 83),
+            // Q4_0 repacked: a task of four tiles, then half a tile.
+            (16, 20, 72),
         ] {
             let k = blocks * QK;
             let w = weight_rows(dtype, n, k, (blocks + 7 * m + n) as u64);
             let both = RowsByScheme::new(&activations(m, k), k, [dtype]);
             let x = both.get(dtype);
-            let weight = Weight { dtype, data: &w, n };
+            let weight = Weight {
+                dtype,
+                data: &w,
+                n,
+                tiled: false,
+            };
             let plain = gemm_with(Path::Portable, &[weight], &both).pop().unwrap();
             // The portable fallback is the row kernel, transposed.
             let mut rows_out = vec![0f32; n * m.min(MAX_ROWS)];
@@ -285,8 +293,20 @@ fn the_gemm_gives_the_row_kernels_bits() {
                     );
                 }
             }
-            for p in [Path::Avx2, Path::Vnni] {
-                let got = gemm_with(p, &[weight, weight], &both);
+            // Repacked Q4_0 (the layout `q8` loads) through every path too.
+            let tiles = (dtype == GgmlDType::Q4_0 && q4_0x8::repacks(n))
+                .then(|| q4_0x8::repack(&w, n, blocks));
+            let tiled = tiles.as_ref().map(|t| Weight {
+                dtype,
+                data: t,
+                n,
+                tiled: true,
+            });
+            for p in [Path::Portable, Path::Avx2, Path::Vnni] {
+                let mut got = gemm_with(p, &[weight, weight], &both);
+                if let Some(t) = tiled {
+                    got.extend(gemm_with(p, &[t, weight], &both));
+                }
                 for out in got {
                     let same = out
                         .iter()
@@ -305,4 +325,70 @@ fn the_gemm_gives_the_row_kernels_bits() {
             "none (row kernels only)"
         }
     );
+}
+
+/// Q4_0 repacked eight rows at a time gives the row-major kernels' bits on
+/// every path, for any number of activation rows and chunk tails.
+#[test]
+fn repacked_q4_0_tiles_give_the_row_kernels_bits() {
+    for &(blocks, m, n) in &[(32, 1, 16), (13, 3, 8), (7, 2, 24), (96, 4, 8), (9, 1, 8)] {
+        let k = blocks * QK;
+        let w = weight_rows(GgmlDType::Q4_0, n, k, (blocks * 17 + m) as u64);
+        let x = QuantizedRows::for_weight(GgmlDType::Q4_0, &activations(m, k), k);
+        let bytes = row_bytes(GgmlDType::Q4_0, k);
+        let mut rows = vec![0f32; n * m];
+        rows_with(Path::Portable, GgmlDType::Q4_0, &w, bytes, &x, &mut rows);
+        let tiles = q4_0x8::repack(&w, n, blocks);
+        for (j, row) in w.chunks_exact(bytes).enumerate() {
+            let tile = &tiles[j / 8 * blocks * q4_0x8::CHUNK..];
+            for b in 0..blocks {
+                assert_eq!(q4_0x8::block(tile, b, j % 8), row[b * 18..][..18]);
+            }
+        }
+        for p in [Path::Portable, Path::Avx2, Path::Vnni] {
+            let mut out = vec![0f32; n * m];
+            q4_0x8::tiles_with(p, &tiles, &x, &mut out);
+            let same = out
+                .iter()
+                .zip(&rows)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{p:?} {blocks} blocks, {m} rows: {out:?} vs {rows:?}");
+        }
+    }
+}
+
+/// Not a test: one thread's products from cache-resident Q4_0 rows, row-major
+/// against repacked (`cargo test --release -p aligntds-engine repacked_speed
+/// -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn repacked_speed() {
+    for (n, k) in [(64usize, 2048usize), (64, 8192), (4096, 2048)] {
+        let blocks = k / QK;
+        let w = weight_rows(GgmlDType::Q4_0, n, k, 7);
+        let x = QuantizedRows::for_weight(GgmlDType::Q4_0, &activations(1, k), k);
+        let bytes = row_bytes(GgmlDType::Q4_0, k);
+        let tiles = q4_0x8::repack(&w, n, blocks);
+        let mut out = vec![0f32; n];
+        let reps = (200_000_000 / w.len()).max(3);
+        let time = |f: &mut dyn FnMut()| {
+            (0..5)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    for _ in 0..reps {
+                        f();
+                    }
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let a = time(&mut || rows(GgmlDType::Q4_0, &w, bytes, &x, &mut out));
+        let b = time(&mut || q4_0x8::tiles(&tiles, &x, &mut out));
+        let gb = (w.len() * reps) as f64 / 1e9;
+        eprintln!(
+            "{n}x{k}: row-major {:.1} GB/s, repacked {:.1} GB/s",
+            gb / a,
+            gb / b
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The GEMM's unpacked weight tiles (see gemm.rs), shared by the driver and
 //! the micro-kernel.
 
+use super::q4_0x8::{self, TILE_ROWS};
 use super::{chunk, GgmlDType};
 
 /// Weight rows per unpacked tile: one 16-lane vector of i32 sums.
@@ -38,9 +39,10 @@ impl Tile {
         }
     }
 
-    /// Unpacks up to [`TILE`] whole weight rows (`bytes_per_row` each).
+    /// Unpacks up to [`TILE`] whole weight rows (`bytes_per_row` each);
+    /// `tiled`: Q4_0 rows repacked eight at a time (see q4_0x8).
     #[inline(always)]
-    pub fn fill(&mut self, dtype: GgmlDType, rows: &[u8], bytes_per_row: usize) {
+    pub fn fill(&mut self, dtype: GgmlDType, rows: &[u8], bytes_per_row: usize, tiled: bool) {
         let n = rows.len() / bytes_per_row;
         if n < TILE {
             // Zero weights and scales: the missing rows' sums are zero and dropped.
@@ -50,9 +52,15 @@ impl Tile {
             self.a.fill([0; TILE]);
             self.b.fill([0; TILE]);
         }
-        for (r, row) in rows.chunks_exact(bytes_per_row).enumerate() {
+        for r in 0..n {
+            let row = &rows[r * bytes_per_row..][..bytes_per_row];
             for b in 0..self.dw.len() {
-                let c = chunk(dtype, row, b);
+                let c = if tiled {
+                    let tile = &rows[r / TILE_ROWS * TILE_ROWS * bytes_per_row..];
+                    chunk(dtype, &q4_0x8::block(tile, b, r % TILE_ROWS), 0)
+                } else {
+                    chunk(dtype, row, b)
+                };
                 for q in 0..8 {
                     self.w[8 * b + q].0[4 * r..4 * r + 4].copy_from_slice(&c.v[4 * q..4 * q + 4]);
                 }
