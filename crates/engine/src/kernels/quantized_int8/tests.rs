@@ -339,6 +339,8 @@ fn repacked_q4_0_tiles_give_the_row_kernels_bits() {
         let mut rows = vec![0f32; n * m];
         rows_with(Path::Portable, GgmlDType::Q4_0, &w, bytes, &x, &mut rows);
         let tiles = q4_0x8::repack(&w, n, blocks);
+        // A fused tensor split on load goes back to rows first.
+        assert_eq!(q4_0x8::untile(&tiles, n, blocks), w);
         for (j, row) in w.chunks_exact(bytes).enumerate() {
             let tile = &tiles[j / 8 * blocks * q4_0x8::CHUNK..];
             for b in 0..blocks {
